@@ -1,0 +1,125 @@
+//! Throughput and latency measurements of a network on the device it lives on.
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::Serialize;
+
+use crate::model::network::Network;
+use crate::rng::SplitMix64;
+use crate::train::{Sgd, TrainConfig, cross_entropy};
+
+/// How much to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Timed repetitions; the median is reported.
+    pub reps: usize,
+    /// SGD steps (batch 64) per training repetition.
+    pub train_steps: usize,
+    /// Forward passes (batch 256) per inference repetition.
+    pub infer_batches: usize,
+    /// Batch-1 forward passes per latency repetition.
+    pub latency_calls: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            reps: 5,
+            train_steps: 20,
+            infer_batches: 10,
+            latency_calls: 100,
+        }
+    }
+}
+
+/// Measured figures (medians over repetitions, after one warm-up repetition).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// Backend name.
+    pub backend: String,
+    /// Threads the backend computes with.
+    pub threads: usize,
+    /// Training images per second (batch 64, forward + backward + SGD step).
+    pub train_img_per_s: f64,
+    /// Inference images per second at batch 256.
+    pub infer_img_per_s: f64,
+    /// Milliseconds per batch-1 forward pass.
+    pub latency_ms_b1: f64,
+    /// Parameters of the network measured.
+    pub params: usize,
+    /// FLOPs per example of the network measured.
+    pub flops: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Times `f` once as warm-up, then `reps` times; returns the median seconds.
+fn time(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    median(
+        (0..reps.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn random_input(batch: usize, net: &Network, rng: &mut SplitMix64, device: &Device) -> Tensor<4> {
+    let i = net.spec().input;
+    let n = batch * i.channels * i.height * i.width;
+    let v: Vec<f32> = (0..n).map(|_| rng.next_f32()).collect();
+    Tensor::from_data(TensorData::new(v, [batch, i.channels, i.height, i.width]), device)
+}
+
+/// Measures training throughput, inference throughput and batch-1 latency of `net`.
+pub fn bench(net: &Network, config: &BenchConfig) -> BenchResult {
+    let device = net.device().clone().without_autodiff();
+    let classes = crate::model::spec::ArchSpec::classes(net.spec()).unwrap_or(1);
+    let mut rng = SplitMix64::new(7);
+    let train_cfg = TrainConfig::default();
+
+    let mut train_net = Some(net.clone().into_trainable());
+    let mut sgd = Sgd::default();
+    let x = random_input(64, net, &mut rng, &device);
+    let labels: Vec<i64> = (0..64).map(|i| (i % classes) as i64).collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [64]), &device);
+    let train_s = time(config.reps, || {
+        for _ in 0..config.train_steps {
+            let n = train_net.take().expect("network present between steps");
+            let loss = cross_entropy(n.forward_train(x.clone(), &mut rng), y.clone());
+            let _ = loss.clone().into_scalar::<f32>();
+            let grads = loss.backward();
+            train_net = Some(sgd.step(n, &grads, 1e-3, &train_cfg));
+        }
+    });
+
+    let eval_net = net.clone().to_device(&device);
+    let xb = random_input(256, net, &mut rng, &device);
+    let infer_s = time(config.reps, || {
+        for _ in 0..config.infer_batches {
+            let _ = eval_net.forward(xb.clone()).into_data();
+        }
+    });
+    let x1 = random_input(1, net, &mut rng, &device);
+    let lat_s = time(config.reps, || {
+        for _ in 0..config.latency_calls {
+            let _ = eval_net.forward(x1.clone()).into_data();
+        }
+    });
+    BenchResult {
+        backend: "flex".into(),
+        threads: crate::threads(),
+        train_img_per_s: (64 * config.train_steps) as f64 / train_s,
+        infer_img_per_s: (256 * config.infer_batches) as f64 / infer_s,
+        latency_ms_b1: 1e3 * lat_s / config.latency_calls as f64,
+        params: net.num_params(),
+        flops: net.spec().flops().unwrap_or(0),
+    }
+}

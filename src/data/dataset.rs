@@ -1,0 +1,366 @@
+//! Named datasets: where they are looked for, how they are loaded, and the validation split.
+
+use std::fmt;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::idx::{self, IdxImages};
+use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
+
+/// Number of classes of MNIST and Fashion-MNIST.
+pub const MNIST_CLASSES: usize = 10;
+
+/// The gzip-compressed IDX files of the Fashion-MNIST subset built into the library
+/// (2,000 training and 500 test images, the first of each split of Fashion-MNIST).
+mod embedded {
+    pub const TRAIN_IMAGES: &[u8] = include_bytes!("../../fixtures/fashion-mini/train-images-idx3-ubyte.gz");
+    pub const TRAIN_LABELS: &[u8] = include_bytes!("../../fixtures/fashion-mini/train-labels-idx1-ubyte.gz");
+    pub const TEST_IMAGES: &[u8] = include_bytes!("../../fixtures/fashion-mini/t10k-images-idx3-ubyte.gz");
+    pub const TEST_LABELS: &[u8] = include_bytes!("../../fixtures/fashion-mini/t10k-labels-idx1-ubyte.gz");
+}
+
+/// A dataset maxprune knows how to find.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum DatasetName {
+    /// LeCun's handwritten digits.
+    Mnist,
+    /// Zalando's Fashion-MNIST.
+    FashionMnist,
+    /// The Fashion-MNIST subset built into the binary (2,000 train / 500 test images).
+    Embedded,
+    /// Any directory holding `train-*` and `t10k-*` IDX files.
+    Idx(PathBuf),
+}
+
+impl DatasetName {
+    /// The directory name under which the dataset is looked for, for the named ones.
+    pub fn dir_name(&self) -> Option<&'static str> {
+        match self {
+            DatasetName::Mnist => Some("mnist"),
+            DatasetName::FashionMnist => Some("fashion-mnist"),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatasetName::Mnist => write!(f, "mnist"),
+            DatasetName::FashionMnist => write!(f, "fashion-mnist"),
+            DatasetName::Embedded => write!(f, "embedded"),
+            DatasetName::Idx(dir) => write!(f, "idx:{}", dir.display()),
+        }
+    }
+}
+
+impl FromStr for DatasetName {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mnist" => Ok(DatasetName::Mnist),
+            "fashion-mnist" => Ok(DatasetName::FashionMnist),
+            "embedded" => Ok(DatasetName::Embedded),
+            _ => match s.strip_prefix("idx:") {
+                Some(dir) if !dir.is_empty() => Ok(DatasetName::Idx(PathBuf::from(dir))),
+                _ => Err(Error::invalid(
+                    "dataset name",
+                    format!("'{s}': expected mnist, fashion-mnist, embedded or idx:<dir>"),
+                )),
+            },
+        }
+    }
+}
+
+impl From<DatasetName> for String {
+    fn from(d: DatasetName) -> String {
+        d.to_string()
+    }
+}
+
+impl TryFrom<String> for DatasetName {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+/// One split: grayscale images with their labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// Image rows.
+    pub rows: usize,
+    /// Image columns.
+    pub cols: usize,
+    /// `len * rows * cols` pixel bytes, row-major, one image after the other.
+    pub pixels: Vec<u8>,
+    /// One class per image.
+    pub labels: Vec<u8>,
+}
+
+impl Split {
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the split holds no example.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The pixels of example `i`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.rows * self.cols;
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// A new split holding the examples at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Split {
+        Split {
+            rows: self.rows,
+            cols: self.cols,
+            pixels: indices.iter().flat_map(|&i| self.image(i)).copied().collect(),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
+
+    fn from_idx(images: IdxImages, labels: Vec<u8>, name: &str) -> Result<Split> {
+        if images.count() != labels.len() {
+            return Err(Error::Format {
+                path: name.to_string(),
+                what: "example count".into(),
+                expected: format!("as many labels as images ({})", images.count()),
+                found: format!("{} labels", labels.len()),
+            });
+        }
+        Ok(Split {
+            rows: images.rows,
+            cols: images.cols,
+            pixels: images.pixels,
+            labels,
+        })
+    }
+}
+
+/// A dataset with its train and test splits.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Which dataset this is.
+    pub name: DatasetName,
+    /// Number of classes.
+    pub classes: usize,
+    /// The training split.
+    pub train: Split,
+    /// The test split: for final accuracy only, never for decisions.
+    pub test: Split,
+}
+
+/// Seed of the fixed permutation that carves the validation split out of train.
+const VAL_SEED: u64 = 0x005e_ed0f_7a11;
+
+impl Dataset {
+    /// Splits `n` examples off the training split as a validation split.
+    ///
+    /// The choice is deterministic (a fixed-seed permutation, independent of the training seed),
+    /// so every run and every pruning step with the same `n` sees the same validation examples.
+    /// Returns `(train, val)`.
+    pub fn carve_val(&self, n: usize) -> Result<(Split, Split)> {
+        let total = self.train.len();
+        if n >= total {
+            return Err(Error::invalid(
+                "validation size",
+                format!("--val {n}: expected fewer than the {total} training examples"),
+            ));
+        }
+        let mut order: Vec<usize> = (0..total).collect();
+        SplitMix64::new(VAL_SEED).shuffle(&mut order);
+        let (val, train) = order.split_at(n);
+        let mut train = train.to_vec();
+        train.sort_unstable();
+        let mut val = val.to_vec();
+        val.sort_unstable();
+        Ok((self.train.subset(&train), self.train.subset(&val)))
+    }
+
+    /// The Fashion-MNIST subset compiled into the library: needs no file and no network.
+    pub fn embedded() -> Result<Dataset> {
+        let split = |img: &[u8], lbl: &[u8], what: &str| -> Result<Split> {
+            let images = idx::read_images(img, &format!("embedded {what} images"))?;
+            let labels = idx::read_labels(lbl, &format!("embedded {what} labels"), MNIST_CLASSES)?;
+            Split::from_idx(images, labels, &format!("embedded {what}"))
+        };
+        Ok(Dataset {
+            name: DatasetName::Embedded,
+            classes: MNIST_CLASSES,
+            train: split(embedded::TRAIN_IMAGES, embedded::TRAIN_LABELS, "train")?,
+            test: split(embedded::TEST_IMAGES, embedded::TEST_LABELS, "test")?,
+        })
+    }
+
+    /// Loads a dataset by name.
+    ///
+    /// Named datasets are looked for, in order, in `data_dir`, `$MAXPRUNE_DATA/<name>`,
+    /// `./data/<name>` and `/usr/share/datasets/<name>`; the error lists every place searched.
+    pub fn load(name: &DatasetName, data_dir: Option<&Path>) -> Result<Dataset> {
+        let dir = match name {
+            DatasetName::Embedded => return Dataset::embedded(),
+            DatasetName::Idx(dir) => dir.clone(),
+            named => {
+                let candidates = search_dirs(named, data_dir);
+                match candidates.iter().find(|d| find_file(d, "train-images").is_some()) {
+                    Some(d) => d.clone(),
+                    None => {
+                        return Err(Error::DatasetNotFound {
+                            name: name.to_string(),
+                            searched: candidates,
+                        });
+                    }
+                }
+            }
+        };
+        Ok(Dataset {
+            name: name.clone(),
+            classes: MNIST_CLASSES,
+            train: load_split(&dir, "train")?,
+            test: load_split(&dir, "t10k")?,
+        })
+    }
+}
+
+/// The directories searched for a named dataset, in order.
+pub fn search_dirs(name: &DatasetName, data_dir: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = data_dir {
+        dirs.push(d.to_path_buf());
+    }
+    if let Some(sub) = name.dir_name() {
+        if let Some(root) = std::env::var_os("MAXPRUNE_DATA") {
+            dirs.push(PathBuf::from(root).join(sub));
+        }
+        dirs.push(PathBuf::from("data").join(sub));
+        dirs.push(PathBuf::from("/usr/share/datasets").join(sub));
+    }
+    dirs
+}
+
+/// The IDX file in `dir` whose name starts with `prefix` (`train-images`, `t10k-labels`, ...),
+/// preferring the gzip-compressed one.
+fn find_file(dir: &Path, prefix: &str) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && !n.ends_with(".part"))
+        })
+        .collect();
+    found.sort();
+    found
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "gz"))
+        .or(found.first())
+        .cloned()
+}
+
+fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
+    let locate = |kind: &str| -> Result<PathBuf> {
+        let stem = format!("{prefix}-{kind}");
+        find_file(dir, &stem).ok_or_else(|| Error::Format {
+            path: dir.display().to_string(),
+            what: "dataset directory".into(),
+            expected: format!("a file named {stem}*"),
+            found: "none".into(),
+        })
+    };
+    let open = |p: &Path| -> Result<BufReader<File>> {
+        Ok(BufReader::new(File::open(p).map_err(|e| Error::io("opening", p, e))?))
+    };
+    let img_path = locate("images")?;
+    let lbl_path = locate("labels")?;
+    let images = idx::read_images(open(&img_path)?, &img_path.display().to_string())?;
+    let labels = idx::read_labels(open(&lbl_path)?, &lbl_path.display().to_string(), MNIST_CLASSES)?;
+    Split::from_idx(images, labels, &lbl_path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for s in ["mnist", "fashion-mnist", "embedded", "idx:/tmp/x"] {
+            assert_eq!(s.parse::<DatasetName>().unwrap().to_string(), s);
+        }
+        let e = "cifar".parse::<DatasetName>().unwrap_err().to_string();
+        assert!(e.contains("cifar") && e.contains("idx:<dir>"), "{e}");
+    }
+
+    #[test]
+    fn embedded_subset_loads() {
+        let d = Dataset::embedded().unwrap();
+        assert_eq!((d.train.len(), d.test.len()), (2000, 500));
+        assert_eq!((d.train.rows, d.train.cols), (28, 28));
+        // every class is present in both splits
+        for split in [&d.train, &d.test] {
+            let mut seen = [false; 10];
+            split.labels.iter().for_each(|&l| seen[l as usize] = true);
+            assert!(seen.iter().all(|&s| s));
+        }
+    }
+
+    #[test]
+    fn val_split_is_deterministic_and_disjoint() {
+        let d = Dataset::embedded().unwrap();
+        let (t1, v1) = d.carve_val(300).unwrap();
+        let (t2, v2) = d.carve_val(300).unwrap();
+        assert_eq!((t1.len(), v1.len()), (1700, 300));
+        assert_eq!(v1, v2);
+        assert_eq!(t1, t2);
+        assert!(d.carve_val(2000).is_err());
+    }
+
+    #[test]
+    fn missing_dataset_lists_places_searched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = Dataset::load(&DatasetName::FashionMnist, Some(tmp.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&tmp.path().display().to_string()), "{e}");
+        assert!(e.contains("/usr/share/datasets/fashion-mnist"), "{e}");
+        assert!(
+            e.contains("maxprune fetch fashion-mnist") && e.contains("dataset-fashion-mnist"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn idx_dir_with_count_mismatch_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let imgs = IdxImages {
+            rows: 2,
+            cols: 2,
+            pixels: vec![0; 12],
+        };
+        for p in ["train", "t10k"] {
+            let f = File::create(tmp.path().join(format!("{p}-images-idx3-ubyte"))).unwrap();
+            idx::write_images(f, &imgs, false).unwrap();
+            let f = File::create(tmp.path().join(format!("{p}-labels-idx1-ubyte"))).unwrap();
+            idx::write_labels(f, &[1, 2], false).unwrap();
+        }
+        let e = Dataset::load(&DatasetName::Idx(tmp.path().into()), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("as many labels as images (3)") && e.contains("found 2 labels"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! # maxprune
+//!
+//! Neuron pruning for maxout networks (Moya Rueda, Grzeszick and Fink, *Neuron Pruning for
+//! Compressing Deep Networks Using Maxout Architectures*, GCPR 2017), built on burn.
+//!
+//! Data flows one way: [`data`] (IDX files, named datasets) -> [`model`] (spec -> network) ->
+//! [`train`] (recipe, SGD, checkpoints in a [`run::RunDir`]).
+//!
+//! ```
+//! use maxprune::model::{network::Network, presets::Preset};
+//! let spec = Preset::Lenet5Maxout.spec();
+//! assert_eq!(spec.num_params().unwrap(), 427_330);
+//! let net = Network::init(&spec, 1, &burn::tensor::Device::flex()).unwrap();
+//! assert_eq!(net.num_params(), 427_330);
+//! ```
+
+pub mod bench;
+pub mod data;
+pub mod error;
+pub mod fsio;
+pub mod model;
+pub mod rng;
+pub mod run;
+pub mod train;
+
+pub use error::{Error, Result};
+
+/// Threads the flex backend computes with: `RAYON_NUM_THREADS` if set, else the number of
+/// available cores.
+pub fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}

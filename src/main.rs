@@ -1,0 +1,493 @@
+//! The `maxprune` command line: parses arguments, renders progress, maps errors to exit codes.
+//! All work is done by the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use maxprune::bench::{BenchConfig, bench};
+use maxprune::data::dataset::{Dataset, DatasetName};
+use maxprune::data::fetch::{FetchEvent, fetch_files, sources};
+use maxprune::model::network::Network;
+use maxprune::model::presets::Preset;
+use maxprune::model::spec::ArchSpec;
+use maxprune::run::RunDir;
+use maxprune::train::{Event, Observer, Silent, Splits, TrainConfig, evaluate, train};
+
+#[derive(Parser)]
+#[command(
+    name = "maxprune",
+    version,
+    about = "Prune whole neurons out of maxout networks (Moya Rueda et al., GCPR 2017)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Threads for the CPU backend (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a network and write a run directory.
+    Train(TrainArgs),
+    /// Evaluate a run directory on a dataset's test split.
+    Eval(EvalArgs),
+    /// Per-layer shapes, units, pieces, parameters and FLOPs.
+    Inspect(InspectArgs),
+    /// Download a dataset (verified by SHA-256).
+    Fetch(FetchArgs),
+    /// Train on the built-in Fashion-MNIST subset: no data, no network needed.
+    Demo(DemoArgs),
+    /// Measure training and inference speed.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// mnist, fashion-mnist, embedded, or idx:<dir>.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Directory holding the dataset's IDX files (searched first).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Architecture preset.
+    #[arg(long, conflicts_with = "spec")]
+    preset: Option<Preset>,
+    /// Architecture from a spec.json file.
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Training config (TOML); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Epochs (with --resume: the new total).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Seed of initialisation, shuffling and dropout.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Examples per SGD step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Base learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Carve N training examples off as a validation split.
+    #[arg(long)]
+    val: Option<usize>,
+    /// Run directory to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the run in --out from its last finished epoch.
+    #[arg(long)]
+    resume: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Run directory.
+    run: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// Run directory.
+    #[arg(required_unless_present = "preset")]
+    run: Option<PathBuf>,
+    /// Inspect a preset instead.
+    #[arg(long, conflicts_with = "run")]
+    preset: Option<Preset>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FetchName {
+    Mnist,
+    FashionMnist,
+}
+
+#[derive(Args)]
+struct FetchArgs {
+    /// Dataset to download.
+    name: FetchName,
+    /// Destination directory (default: $MAXPRUNE_DATA/<name>, else ./data/<name>).
+    #[arg(long)]
+    dest: Option<PathBuf>,
+    /// Base address to download from instead of the official mirrors (repeatable).
+    #[arg(long)]
+    mirror: Vec<String>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Run directory to write (replaced if it holds an earlier demo).
+    #[arg(long, default_value = "runs/demo")]
+    out: PathBuf,
+    /// Epochs to train.
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Run directory to measure.
+    #[arg(required_unless_present = "preset")]
+    run: Option<PathBuf>,
+    /// Measure a freshly initialised preset instead.
+    #[arg(long, conflicts_with = "run")]
+    preset: Option<Preset>,
+    /// Timed repetitions (median reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Renders training progress as indicatif bars.
+struct Bars {
+    bar: Option<ProgressBar>,
+}
+
+impl Observer for Bars {
+    fn event(&mut self, event: &Event<'_>) {
+        match event {
+            Event::EpochStart { epoch, epochs, steps } => {
+                let bar = ProgressBar::new(*steps as u64).with_style(
+                    ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
+                bar.set_message(format!("{epoch}/{epochs}"));
+                self.bar = Some(bar);
+            }
+            Event::Step { step, loss } => {
+                if let Some(b) = &self.bar {
+                    b.set_position(*step as u64 + 1);
+                    if step % 20 == 0 {
+                        b.set_prefix(format!("{loss:.3}"));
+                    }
+                }
+            }
+            Event::EpochEnd(m) => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
+                let val = m
+                    .val
+                    .as_ref()
+                    .map_or(String::new(), |v| format!(", val acc {:.2}%", 100.0 * v.accuracy));
+                eprintln!(
+                    "epoch {}: train loss {:.4}{val}, test acc {:.2}% (loss {:.4}), {:.0} img/s",
+                    m.epoch,
+                    m.train_loss,
+                    100.0 * m.test.accuracy,
+                    m.test.loss,
+                    m.train_img_per_s
+                );
+            }
+        }
+    }
+}
+
+fn observer(quiet: bool) -> Box<dyn Observer> {
+    if quiet {
+        Box::new(Silent)
+    } else {
+        Box::new(Bars { bar: None })
+    }
+}
+
+fn device() -> Device {
+    Device::flex()
+}
+
+fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> {
+    let name: DatasetName = name.parse()?;
+    Ok(Dataset::load(&name, data_dir)?)
+}
+
+fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
+    let dir = if a.resume {
+        let dir = RunDir::open(&a.out)?;
+        if let Some(e) = a.epochs {
+            let mut c = dir.config()?;
+            c.epochs = e;
+            dir.set_config(&c)?;
+        }
+        dir
+    } else {
+        let mut config = match &a.config {
+            Some(p) => TrainConfig::from_toml(
+                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                &p.display().to_string(),
+            )?,
+            None => TrainConfig::default(),
+        };
+        if let Some(d) = &a.data.dataset {
+            config.dataset = d.clone();
+        }
+        config.epochs = a.epochs.unwrap_or(config.epochs);
+        config.seed = a.seed.unwrap_or(config.seed);
+        config.batch_size = a.batch_size.unwrap_or(config.batch_size);
+        config.base_lr = a.lr.unwrap_or(config.base_lr);
+        config.val = a.val.unwrap_or(config.val);
+        let spec = match (&a.preset, &a.spec) {
+            (Some(p), _) => p.spec(),
+            (None, Some(path)) => ArchSpec::from_json(
+                &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+                &path.display().to_string(),
+            )?,
+            (None, None) => bail!("give --preset or --spec"),
+        };
+        let net = Network::init(&spec, config.seed, &device())?;
+        RunDir::create(&a.out, &net, &config)?
+    };
+    let config = dir.config()?;
+    let data = load_dataset(&config.dataset, a.data.data_dir.as_deref())?;
+    let splits = Splits::new(&data, &config)?;
+    let ckpt = train(&dir, &splits, observer(quiet).as_mut())?;
+    if let Some(m) = ckpt.history.last() {
+        println!(
+            "{}: test accuracy {:.2}% after {} epochs ({})",
+            dir.path().display(),
+            100.0 * m.test.accuracy,
+            m.epoch,
+            config.dataset
+        );
+    }
+    Ok(())
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<()> {
+    let dir = RunDir::open(&a.run)?;
+    let config = dir.config()?;
+    let name = a.data.dataset.unwrap_or(config.dataset);
+    let data = load_dataset(&name, a.data.data_dir.as_deref())?;
+    let net = dir.network(&device())?;
+    let e = evaluate(&net, &data.test, data.classes, config.eval_batch_size);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+    } else {
+        println!(
+            "{name} test: accuracy {:.2}% ({} examples), loss {:.4}",
+            100.0 * e.accuracy,
+            e.examples,
+            e.loss
+        );
+        for (c, acc) in e.per_class.iter().enumerate() {
+            println!("  class {c}: {:.2}%", 100.0 * acc);
+        }
+    }
+    Ok(())
+}
+
+fn cmd_inspect(a: InspectArgs) -> Result<()> {
+    let spec = match (&a.preset, &a.run) {
+        (Some(p), _) => p.spec(),
+        (None, Some(r)) => RunDir::open(r)?.spec()?,
+        (None, None) => bail!("give a run directory or --preset"),
+    };
+    let infos = spec.validate()?;
+    let params: usize = infos.iter().map(|l| l.params).sum();
+    let flops: usize = infos.iter().map(|l| l.flops).sum();
+    if a.json {
+        let j = serde_json::json!({ "arch": spec.name, "params": params, "flops": flops, "layers": infos });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(());
+    }
+    println!(
+        "{} (input {}x{}x{})",
+        spec.name, spec.input.channels, spec.input.height, spec.input.width
+    );
+    println!(
+        "{:>3} {:<10} {:<8} {:>12} {:>6} {:>5} {:>12} {:>14}",
+        "#", "kind", "name", "output", "units", "k", "params", "FLOPs"
+    );
+    for l in &infos {
+        println!(
+            "{:>3} {:<10} {:<8} {:>12} {:>6} {:>5} {:>12} {:>14}",
+            l.index,
+            l.kind,
+            l.name.as_deref().unwrap_or(""),
+            l.output.to_string(),
+            l.units.map_or(String::new(), |u| u.to_string()),
+            l.k.as_deref().unwrap_or(""),
+            l.params,
+            l.flops
+        );
+    }
+    println!("total: {params} parameters, {flops} FLOPs per example");
+    Ok(())
+}
+
+fn cmd_fetch(a: FetchArgs, quiet: bool) -> Result<()> {
+    let name = match a.name {
+        FetchName::Mnist => DatasetName::Mnist,
+        FetchName::FashionMnist => DatasetName::FashionMnist,
+    };
+    let (mirrors, files) = sources(&name).expect("fetchable datasets have sources");
+    let sub = name.dir_name().expect("named dataset");
+    let dest = a.dest.unwrap_or_else(|| match std::env::var_os("MAXPRUNE_DATA") {
+        Some(root) => PathBuf::from(root).join(sub),
+        None => PathBuf::from("data").join(sub),
+    });
+    let mirrors: Vec<String> = if a.mirror.is_empty() {
+        mirrors.iter().map(|m| m.to_string()).collect()
+    } else {
+        a.mirror
+            .iter()
+            .map(|m| if m.ends_with('/') { m.clone() } else { format!("{m}/") })
+            .collect()
+    };
+    let mut bar: Option<ProgressBar> = None;
+    fetch_files(&files, &mirrors, &dest, &mut |e| match e {
+        FetchEvent::Start { name, total } if !quiet => {
+            let b = ProgressBar::new(total.unwrap_or(0)).with_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .expect("valid template"),
+            );
+            b.set_message(name.clone());
+            bar = Some(b);
+        }
+        FetchEvent::Progress(n) => {
+            if let Some(b) = &bar {
+                b.set_position(*n);
+            }
+        }
+        FetchEvent::Done { name, cached } => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            if !quiet {
+                eprintln!(
+                    "{name}: {}",
+                    if *cached {
+                        "already present, checksum ok"
+                    } else {
+                        "downloaded, checksum ok"
+                    }
+                );
+            }
+        }
+        _ => {}
+    })?;
+    println!("{name} is in {}", dest.display());
+    Ok(())
+}
+
+const DEMO_MARKER: &str = ".maxprune-demo";
+
+fn cmd_demo(a: DemoArgs, quiet: bool) -> Result<()> {
+    if a.out.exists() {
+        if !a.out.join(DEMO_MARKER).exists() {
+            bail!(
+                "{} exists and is not an earlier demo; choose another --out",
+                a.out.display()
+            );
+        }
+        std::fs::remove_dir_all(&a.out).with_context(|| format!("removing the earlier demo in {}", a.out.display()))?;
+    }
+    let config = TrainConfig {
+        dataset: "embedded".into(),
+        epochs: a.epochs,
+        val: 300,
+        ..TrainConfig::default()
+    };
+    let spec = Preset::Lenet5Maxout.spec();
+    let net = Network::init(&spec, config.seed, &device())?;
+    let dir = RunDir::create(&a.out, &net, &config)?;
+    std::fs::write(a.out.join(DEMO_MARKER), b"").with_context(|| format!("writing {}", a.out.display()))?;
+    let data = Dataset::embedded()?;
+    let splits = Splits::new(&data, &config)?;
+    eprintln!(
+        "demo: lenet5-maxout ({} parameters) on the built-in Fashion-MNIST subset ({} train, {} val, {} test)",
+        net.num_params(),
+        splits.train.len(),
+        config.val,
+        splits.test.len()
+    );
+    let ckpt = train(&dir, &splits, observer(quiet).as_mut())?;
+    let m = ckpt.history.last().context("no epoch trained")?;
+    println!(
+        "demo: test accuracy {:.2}% after {} epochs; run directory {}",
+        100.0 * m.test.accuracy,
+        m.epoch,
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<()> {
+    let net = match (&a.preset, &a.run) {
+        (Some(p), _) => Network::init(&p.spec(), 1, &device())?,
+        (None, Some(r)) => RunDir::open(r)?.network(&device())?,
+        (None, None) => bail!("give a run directory or --preset"),
+    };
+    let r = bench(
+        &net,
+        &BenchConfig {
+            reps: a.reps,
+            ..BenchConfig::default()
+        },
+    );
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "{} on {} with {} threads ({} parameters)",
+            net.spec().name,
+            r.backend,
+            r.threads,
+            r.params
+        );
+        println!("  train (batch 64):       {:>9.0} img/s", r.train_img_per_s);
+        println!("  inference (batch 256):  {:>9.0} img/s", r.infer_img_per_s);
+        println!("  latency (batch 1):      {:>9.3} ms", r.latency_ms_b1);
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        // SAFETY: no other thread exists yet; the backend reads this when it starts its pool.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    }
+    let quiet = cli.quiet;
+    let result = match cli.command {
+        Command::Train(a) => cmd_train(a, quiet),
+        Command::Eval(a) => cmd_eval(a),
+        Command::Inspect(a) => cmd_inspect(a),
+        Command::Fetch(a) => cmd_fetch(a, quiet),
+        Command::Demo(a) => cmd_demo(a, quiet),
+        Command::Bench(a) => cmd_bench(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

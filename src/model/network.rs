@@ -1,0 +1,706 @@
+//! A network built from an [`ArchSpec`]: parameters, forward passes (plain, training with
+//! dropout, and traced with every maxout layer's pieces), and safetensors I/O.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::tensor::module::{conv2d, max_pool2d};
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use safetensors::tensor::{Dtype, TensorView};
+
+use super::layout;
+use super::spec::{ArchSpec, LayerInfo, LayerSpec, Pieces};
+use crate::error::{Error, Result};
+use crate::fsio;
+use crate::rng::SplitMix64;
+
+/// The parameters of one layer. Weights use PyTorch's layouts.
+#[derive(Debug, Clone)]
+pub enum LayerParams {
+    /// `weight` `[filters, in_channels, kernel, kernel]`, `bias` `[filters]`.
+    Conv {
+        /// Filters.
+        weight: Tensor<4>,
+        /// One bias per filter.
+        bias: Tensor<1>,
+    },
+    /// `weight` `[outputs, inputs]`, `bias` `[outputs]`.
+    Dense {
+        /// Weight matrix, one row per output.
+        weight: Tensor<2>,
+        /// One bias per output.
+        bias: Tensor<1>,
+    },
+    /// A layer without parameters.
+    None,
+}
+
+/// Visits every parameter tensor, in spec order (`<layer>.weight` before `<layer>.bias`).
+pub trait ParamVisitor {
+    /// Called once per parameter.
+    fn visit<const D: usize>(&mut self, name: &str, tensor: &Tensor<D>);
+}
+
+/// Replaces every parameter tensor, in spec order.
+pub trait ParamMapper {
+    /// Returns the replacement for `tensor`, which must keep its shape.
+    fn map<const D: usize>(&mut self, name: &str, tensor: Tensor<D>) -> Tensor<D>;
+}
+
+/// What a maxout layer saw in a traced forward pass.
+#[derive(Debug, Clone)]
+pub struct MaxoutTrace {
+    /// Index of the maxout layer in the spec.
+    pub layer: usize,
+    /// The pieces' pre-activations, `[contests, units, k_max]`: one contest per example for a
+    /// dense producer, one per example and spatial position (row-major) for a conv producer.
+    /// Slots beyond a ragged unit's piece count hold `-inf`.
+    pub pieces: Tensor<3>,
+}
+
+impl MaxoutTrace {
+    /// The winning piece of every unit in every contest, `[contests, units]`; among equal
+    /// maxima the backend's arg-max picks one (relevance applies its own tie policy to
+    /// [`pieces`](Self::pieces)).
+    pub fn winners(&self) -> Tensor<2, Int> {
+        let [n, units, _] = self.pieces.dims();
+        self.pieces.clone().argmax(2).reshape([n, units])
+    }
+}
+
+/// An activation between layers.
+enum Act {
+    /// `[batch, channels, height, width]`
+    Map(Tensor<4>),
+    /// `[batch, features]`
+    Flat(Tensor<2>),
+}
+
+/// A maxout network built from its spec.
+#[derive(Debug, Clone)]
+pub struct Network {
+    spec: ArchSpec,
+    infos: Vec<LayerInfo>,
+    params: Vec<LayerParams>,
+    /// Per layer: for ragged maxout layers, the padded gather index (see
+    /// [`layout::padded_gather_index`]).
+    gathers: Vec<Option<Tensor<1, Int>>>,
+    device: Device,
+}
+
+impl Network {
+    /// A freshly initialised network: Caffe's "xavier" filler for weights
+    /// (uniform in `±sqrt(3 / fan_in)`), zero biases, drawn from `seed`.
+    pub fn init(spec: &ArchSpec, seed: u64, device: &Device) -> Result<Network> {
+        let infos = spec.validate()?;
+        let params = infos
+            .iter()
+            .zip(&spec.layers)
+            .map(|(info, layer)| {
+                let mut rng = SplitMix64::derive(seed, "init", info.index as u64);
+                match layer {
+                    LayerSpec::Conv2d { filters, kernel, .. } => {
+                        let shape = [*filters, info.input.channels(), *kernel, *kernel];
+                        LayerParams::Conv {
+                            weight: xavier(shape, &mut rng, device),
+                            bias: Tensor::zeros([*filters], device),
+                        }
+                    }
+                    LayerSpec::Dense { outputs, .. } => LayerParams::Dense {
+                        weight: xavier([*outputs, info.input.numel()], &mut rng, device),
+                        bias: Tensor::zeros([*outputs], device),
+                    },
+                    _ => LayerParams::None,
+                }
+            })
+            .collect();
+        Network::from_parts(spec.clone(), infos, params, device)
+    }
+
+    /// Assembles a network from parameters that match `spec` (checked).
+    pub fn from_params(spec: &ArchSpec, params: Vec<LayerParams>, device: &Device) -> Result<Network> {
+        let infos = spec.validate()?;
+        Network::from_parts(spec.clone(), infos, params, device)
+    }
+
+    fn from_parts(spec: ArchSpec, infos: Vec<LayerInfo>, params: Vec<LayerParams>, device: &Device) -> Result<Network> {
+        if params.len() != spec.layers.len() {
+            return Err(Error::invalid(
+                "network",
+                format!("{} parameter sets for {} layers", params.len(), spec.layers.len()),
+            ));
+        }
+        for ((layer, p), info) in spec.layers.iter().zip(&params).zip(&infos) {
+            let (want, got): (Vec<usize>, Vec<usize>) = match (layer, p) {
+                (LayerSpec::Conv2d { filters, kernel, .. }, LayerParams::Conv { weight, bias }) => (
+                    vec![*filters, info.input.channels(), *kernel, *kernel, *filters],
+                    [weight.dims().as_slice(), bias.dims().as_slice()].concat(),
+                ),
+                (LayerSpec::Dense { outputs, .. }, LayerParams::Dense { weight, bias }) => (
+                    vec![*outputs, info.input.numel(), *outputs],
+                    [weight.dims().as_slice(), bias.dims().as_slice()].concat(),
+                ),
+                (LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. }, _) => (vec![1], vec![0]),
+                (_, LayerParams::None) => (vec![], vec![]),
+                (_, _) => (vec![0], vec![1]),
+            };
+            if want != got {
+                return Err(Error::invalid(
+                    "network",
+                    format!(
+                        "layer {} ({}): parameter shapes {got:?}, expected {want:?}",
+                        info.index, info.kind
+                    ),
+                ));
+            }
+        }
+        let gathers = spec
+            .layers
+            .iter()
+            .map(|l| match l {
+                LayerSpec::Maxout { pieces } if !pieces.is_uniform() => {
+                    let idx: Vec<i64> = layout::padded_gather_index(pieces, pieces.total())
+                        .into_iter()
+                        .map(|i| i as i64)
+                        .collect();
+                    let n = idx.len();
+                    Some(Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), device))
+                }
+                _ => None,
+            })
+            .collect();
+        Ok(Network {
+            spec,
+            infos,
+            params,
+            gathers,
+            device: device.clone(),
+        })
+    }
+
+    /// The architecture.
+    pub fn spec(&self) -> &ArchSpec {
+        &self.spec
+    }
+
+    /// Per-layer shapes, parameters and FLOPs.
+    pub fn infos(&self) -> &[LayerInfo] {
+        &self.infos
+    }
+
+    /// The parameters of every layer (`LayerParams::None` for layers without).
+    pub fn params(&self) -> &[LayerParams] {
+        &self.params
+    }
+
+    /// Consumes the network, returning its spec and parameters.
+    pub fn into_parts(self) -> (ArchSpec, Vec<LayerParams>) {
+        (self.spec, self.params)
+    }
+
+    /// The device its tensors live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Number of parameters, counted on the tensors themselves.
+    pub fn num_params(&self) -> usize {
+        struct Count(usize);
+        impl ParamVisitor for Count {
+            fn visit<const D: usize>(&mut self, _: &str, t: &Tensor<D>) {
+                self.0 += t.dims().iter().product::<usize>();
+            }
+        }
+        let mut c = Count(0);
+        self.visit_params(&mut c);
+        c.0
+    }
+
+    /// Calls `visitor` on every parameter.
+    pub fn visit_params(&self, visitor: &mut impl ParamVisitor) {
+        for (layer, p) in self.spec.layers.iter().zip(&self.params) {
+            let name = layer.name().unwrap_or_default();
+            match p {
+                LayerParams::Conv { weight, bias } => {
+                    visitor.visit(&format!("{name}.weight"), weight);
+                    visitor.visit(&format!("{name}.bias"), bias);
+                }
+                LayerParams::Dense { weight, bias } => {
+                    visitor.visit(&format!("{name}.weight"), weight);
+                    visitor.visit(&format!("{name}.bias"), bias);
+                }
+                LayerParams::None => {}
+            }
+        }
+    }
+
+    /// Replaces every parameter with `mapper`'s result.
+    pub fn map_params(mut self, mapper: &mut impl ParamMapper) -> Network {
+        let params = std::mem::take(&mut self.params);
+        self.params = self
+            .spec
+            .layers
+            .iter()
+            .zip(params)
+            .map(|(layer, p)| {
+                let name = layer.name().unwrap_or_default();
+                match p {
+                    LayerParams::Conv { weight, bias } => LayerParams::Conv {
+                        weight: mapper.map(&format!("{name}.weight"), weight),
+                        bias: mapper.map(&format!("{name}.bias"), bias),
+                    },
+                    LayerParams::Dense { weight, bias } => LayerParams::Dense {
+                        weight: mapper.map(&format!("{name}.weight"), weight),
+                        bias: mapper.map(&format!("{name}.bias"), bias),
+                    },
+                    LayerParams::None => LayerParams::None,
+                }
+            })
+            .collect();
+        self
+    }
+
+    /// Moves every parameter to `device` (for example the autodiff view of the same device).
+    pub fn to_device(self, device: &Device) -> Network {
+        struct Move<'a>(&'a Device);
+        impl ParamMapper for Move<'_> {
+            fn map<const D: usize>(&mut self, _: &str, t: Tensor<D>) -> Tensor<D> {
+                t.to_device(self.0)
+            }
+        }
+        let mut n = self.map_params(&mut Move(device));
+        n.gathers = n.gathers.into_iter().map(|g| g.map(|g| g.to_device(device))).collect();
+        n.device = device.clone();
+        n
+    }
+
+    /// The network with autodiff enabled and every parameter requiring gradients, ready for
+    /// training steps.
+    pub fn into_trainable(self) -> Network {
+        struct RequireGrad;
+        impl ParamMapper for RequireGrad {
+            fn map<const D: usize>(&mut self, _: &str, t: Tensor<D>) -> Tensor<D> {
+                t.autodiff().require_grad()
+            }
+        }
+        let device = self.device.clone().autodiff();
+        let mut n = self.map_params(&mut RequireGrad);
+        n.device = device;
+        n
+    }
+
+    /// The network without autodiff (parameters detached from any graph).
+    pub fn into_inference(self) -> Network {
+        struct Inner;
+        impl ParamMapper for Inner {
+            fn map<const D: usize>(&mut self, _: &str, t: Tensor<D>) -> Tensor<D> {
+                t.inner()
+            }
+        }
+        let device = self.device.clone().without_autodiff();
+        let mut n = self.map_params(&mut Inner);
+        n.device = device;
+        n
+    }
+
+    /// Class scores in evaluation mode (no dropout).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, height, width]`
+    /// - returns `[batch, classes]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.run(x, None, false).0
+    }
+
+    /// Class scores in training mode: dropout masks are drawn from `rng`.
+    ///
+    /// # Shapes
+    /// As [`forward`](Self::forward).
+    pub fn forward_train(&self, x: Tensor<4>, rng: &mut SplitMix64) -> Tensor<2> {
+        self.run(x, Some(rng), false).0
+    }
+
+    /// Class scores in evaluation mode, with every maxout layer's pieces. Costs nothing extra
+    /// when not called: [`forward`](Self::forward) keeps no trace.
+    ///
+    /// # Shapes
+    /// As [`forward`](Self::forward); see [`MaxoutTrace`] for the traces.
+    pub fn forward_traced(&self, x: Tensor<4>) -> (Tensor<2>, Vec<MaxoutTrace>) {
+        self.run(x, None, true)
+    }
+
+    fn run(&self, x: Tensor<4>, mut rng: Option<&mut SplitMix64>, trace: bool) -> (Tensor<2>, Vec<MaxoutTrace>) {
+        let mut act = Act::Map(x);
+        let mut traces = Vec::new();
+        for (i, layer) in self.spec.layers.iter().enumerate() {
+            act = match (layer, &self.params[i], act) {
+                (LayerSpec::Conv2d { stride, padding, .. }, LayerParams::Conv { weight, bias }, Act::Map(x)) => {
+                    let options = ConvOptions::new([*stride; 2], [*padding; 2], [1, 1], 1);
+                    Act::Map(conv2d(x, weight.clone(), Some(bias.clone()), options))
+                }
+                (LayerSpec::MaxPool { kernel, stride }, _, Act::Map(x)) => Act::Map(max_pool2d(
+                    x,
+                    MaxPoolOptions::new([*kernel; 2]).with_stride([*stride; 2]),
+                )),
+                (LayerSpec::Flatten, _, Act::Map(x)) => Act::Flat(x.flatten(1, 3)),
+                (LayerSpec::Flatten, _, flat) => flat,
+                (LayerSpec::Dense { .. }, LayerParams::Dense { weight, bias }, Act::Flat(x)) => {
+                    // [batch, in] x [in, out] + [1, out]
+                    Act::Flat(x.matmul(weight.clone().transpose()) + bias.clone().unsqueeze_dim(0))
+                }
+                (LayerSpec::Relu, _, Act::Map(x)) => Act::Map(activation::relu(x)),
+                (LayerSpec::Relu, _, Act::Flat(x)) => Act::Flat(activation::relu(x)),
+                (LayerSpec::Dropout { p }, _, act) => match rng.as_deref_mut() {
+                    Some(rng) if *p > 0.0 => match act {
+                        Act::Map(x) => Act::Map(dropout(x, *p, rng)),
+                        Act::Flat(x) => Act::Flat(dropout(x, *p, rng)),
+                    },
+                    _ => act,
+                },
+                (LayerSpec::Maxout { pieces }, _, act) => {
+                    let (out, pieces_trace) = self.maxout(i, pieces, act, trace);
+                    if let Some(p) = pieces_trace {
+                        traces.push(MaxoutTrace { layer: i, pieces: p });
+                    }
+                    out
+                }
+                _ => unreachable!("layer {i}: the validated spec guarantees matching parameters and shapes"),
+            };
+        }
+        match act {
+            Act::Flat(x) => (x, traces),
+            Act::Map(_) => unreachable!("a validated spec ends in a vector"),
+        }
+    }
+
+    /// Maxout over contiguous groups of channels/features.
+    fn maxout(&self, i: usize, pieces: &Pieces, act: Act, trace: bool) -> (Act, Option<Tensor<3>>) {
+        let units = pieces.units();
+        let k = pieces.k_max();
+        match act {
+            Act::Flat(x) => {
+                let [b, _] = x.dims();
+                let x = match &self.gathers[i] {
+                    Some(idx) => pad_neg_inf(x, 1).select(1, idx.clone()),
+                    None => x,
+                };
+                let grouped = x.reshape([b, units, k]); // [batch, units, pieces]
+                let out = grouped.clone().max_dim(2).reshape([b, units]);
+                (Act::Flat(out), trace.then_some(grouped))
+            }
+            Act::Map(x) => {
+                let [b, _, h, w] = x.dims();
+                let x = match &self.gathers[i] {
+                    Some(idx) => pad_neg_inf(x, 1).select(1, idx.clone()),
+                    None => x,
+                };
+                let grouped = x.reshape([b, units, k, h * w]); // [batch, units, pieces, positions]
+                let out = grouped.clone().max_dim(2).reshape([b, units, h, w]);
+                // [batch, positions, units, pieces] -> [contests, units, pieces]
+                let t = trace.then(|| grouped.permute([0, 3, 1, 2]).reshape([b * h * w, units, k]));
+                (Act::Map(out), t)
+            }
+        }
+    }
+
+    /// Writes the parameters as a safetensors file (atomically), with the spec in its metadata.
+    ///
+    /// Tensor names are `<layer>.weight` and `<layer>.bias`, f32, PyTorch's layouts (dense
+    /// `[out, in]`, conv `[out, in, kh, kw]`), so `safetensors.torch.load_file` reads them.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        fsio::write_atomic(path, &self.to_safetensors())
+    }
+
+    /// The parameters as safetensors bytes (see [`save`](Self::save)).
+    pub fn to_safetensors(&self) -> Vec<u8> {
+        struct Collect(Vec<(String, Vec<usize>, Vec<u8>)>);
+        impl ParamVisitor for Collect {
+            fn visit<const D: usize>(&mut self, name: &str, t: &Tensor<D>) {
+                let data = t.to_data().convert::<f32>();
+                let bytes = data.as_bytes().to_vec();
+                self.0.push((name.to_string(), t.dims().to_vec(), bytes));
+            }
+        }
+        let mut c = Collect(Vec::new());
+        self.visit_params(&mut c);
+        let views: Vec<(String, TensorView<'_>)> =
+            c.0.iter()
+                .map(|(n, shape, bytes)| {
+                    let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+                        .expect("shape matches the bytes it came from");
+                    (n.clone(), view)
+                })
+                .collect();
+        let meta = HashMap::from([(
+            "maxprune_spec".to_string(),
+            serde_json::to_string(&self.spec).expect("spec serializes"),
+        )]);
+        safetensors::serialize(views, Some(meta)).expect("serializing in-memory f32 tensors cannot fail")
+    }
+
+    /// Loads parameters for `spec` from a safetensors file; every tensor must be present with
+    /// the shape the spec implies, and no other tensor may be present.
+    pub fn load(spec: &ArchSpec, path: &Path, device: &Device) -> Result<Network> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+        Network::from_safetensors(spec, &bytes, &path.display().to_string(), device)
+    }
+
+    /// Like [`load`](Self::load), from bytes; `source` names them in errors.
+    pub fn from_safetensors(spec: &ArchSpec, bytes: &[u8], source: &str, device: &Device) -> Result<Network> {
+        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::Format {
+            path: source.into(),
+            what: "safetensors file".into(),
+            expected: "a valid safetensors header and data".into(),
+            found: e.to_string(),
+        })?;
+        // Start from shapes alone (a zero-seed init gives the right shapes); replace every tensor.
+        let template = Network::init(spec, 0, device)?;
+        struct Load<'a> {
+            st: &'a safetensors::SafeTensors<'a>,
+            source: &'a str,
+            device: &'a Device,
+            error: Option<Error>,
+            used: usize,
+        }
+        impl ParamMapper for Load<'_> {
+            fn map<const D: usize>(&mut self, name: &str, t: Tensor<D>) -> Tensor<D> {
+                if self.error.is_some() {
+                    return t;
+                }
+                let fail = |what: &str, expected: String, found: String| Error::Format {
+                    path: self.source.to_string(),
+                    what: format!("tensor '{name}' {what}"),
+                    expected,
+                    found,
+                };
+                let view = match self.st.tensor(name) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        self.error = Some(fail(
+                            "",
+                            "present (the file was written for another spec?)".into(),
+                            "missing".into(),
+                        ));
+                        return t;
+                    }
+                };
+                self.used += 1;
+                if view.dtype() != Dtype::F32 {
+                    self.error = Some(fail("dtype", "F32".into(), format!("{:?}", view.dtype())));
+                    return t;
+                }
+                if view.shape() != t.dims() {
+                    self.error = Some(fail("shape", format!("{:?}", t.dims()), format!("{:?}", view.shape())));
+                    return t;
+                }
+                let values: Vec<f32> = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                Tensor::from_data(TensorData::new(values, t.dims()), self.device)
+            }
+        }
+        let mut loader = Load {
+            st: &st,
+            source,
+            device,
+            error: None,
+            used: 0,
+        };
+        let net = template.map_params(&mut loader);
+        if let Some(e) = loader.error {
+            return Err(e);
+        }
+        if loader.used != st.len() {
+            return Err(Error::Format {
+                path: source.into(),
+                what: "tensor count".into(),
+                expected: format!("{} tensors named by the spec", loader.used),
+                found: format!("{} tensors", st.len()),
+            });
+        }
+        Ok(net)
+    }
+}
+
+/// Appends one `-inf` channel/feature along `dim` 1, the padding target of ragged gathers.
+fn pad_neg_inf<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    let mut shape = x.dims();
+    shape[dim] = 1;
+    let pad = Tensor::full(shape, f32::NEG_INFINITY, &x.device());
+    Tensor::cat(vec![x, pad], dim)
+}
+
+/// Inverted dropout: keeps each value with probability `1 - p`, scaled by `1 / (1 - p)`.
+fn dropout<const D: usize>(x: Tensor<D>, p: f32, rng: &mut SplitMix64) -> Tensor<D> {
+    let dims = x.dims();
+    let n: usize = dims.iter().product();
+    let scale = 1.0 / (1.0 - p);
+    let mask: Vec<f32> = (0..n).map(|_| if rng.next_f32() < p { 0.0 } else { scale }).collect();
+    let device = x.device().without_autodiff();
+    x * Tensor::<D>::from_data(TensorData::new(mask, dims), &device)
+}
+
+fn xavier<const D: usize>(shape: [usize; D], rng: &mut SplitMix64, device: &Device) -> Tensor<D> {
+    let fan_in: usize = shape[1..].iter().product();
+    let a = (3.0 / fan_in as f32).sqrt();
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| (2.0 * rng.next_f32() - 1.0) * a).collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::presets::Preset;
+
+    fn input(batch: usize, seed: u64, device: &Device) -> Tensor<4> {
+        let mut rng = SplitMix64::new(seed);
+        let v: Vec<f32> = (0..batch * 784).map(|_| rng.next_f32()).collect();
+        Tensor::from_data(TensorData::new(v, [batch, 1, 28, 28]), device)
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().iter::<f32>().collect()
+    }
+
+    /// A LeNet with maxout on conv1 (20 channels in 5 units of k=4) and a ragged dense maxout.
+    pub(crate) fn conv_maxout_spec() -> ArchSpec {
+        let mut spec = Preset::Lenet5Maxout.spec();
+        spec.name = "conv-maxout".into();
+        spec.layers.insert(
+            1,
+            LayerSpec::Maxout {
+                pieces: Pieces::Uniform { units: 5, k: 4 },
+            },
+        );
+        spec.layers[6] = LayerSpec::Dense {
+            name: "fc1".into(),
+            outputs: 9,
+        };
+        spec.layers[8] = LayerSpec::Maxout {
+            pieces: Pieces::from_counts(vec![4, 1, 3, 1]),
+        };
+        spec
+    }
+
+    #[test]
+    fn spec_counts_equal_built_counts() {
+        let d = Device::flex();
+        for spec in [
+            Preset::Lenet5.spec(),
+            Preset::Lenet5Maxout.spec(),
+            Preset::SeedLenet.spec(),
+            conv_maxout_spec(),
+        ] {
+            let net = Network::init(&spec, 3, &d).unwrap();
+            assert_eq!(net.num_params(), spec.num_params().unwrap(), "{}", spec.name);
+        }
+    }
+
+    #[test]
+    fn traced_forward_equals_plain_forward() {
+        let d = Device::flex();
+        for spec in [Preset::Lenet5Maxout.spec(), conv_maxout_spec()] {
+            let net = Network::init(&spec, 5, &d).unwrap();
+            let x = input(3, 1, &d);
+            let (traced, traces) = net.forward_traced(x.clone());
+            assert_eq!(values(net.forward(x)), values(traced));
+            assert_eq!(traces.len(), spec.maxout_layers().len());
+            for t in &traces {
+                let LayerSpec::Maxout { pieces } = &spec.layers[t.layer] else {
+                    panic!("trace of a non-maxout layer")
+                };
+                let [contests, units, k] = t.pieces.dims();
+                assert_eq!((units, k), (pieces.units(), pieces.k_max()));
+                let winners = t.winners().into_data();
+                assert_eq!(winners.num_elements(), contests * units);
+            }
+        }
+    }
+
+    #[test]
+    fn maxout_takes_the_max_of_each_group_and_ragged_padding_never_wins() {
+        // Hand-set dense producer: identity on 9 inputs, pieces [4, 1, 3, 1].
+        let d = Device::flex();
+        let spec = ArchSpec {
+            format_version: crate::model::spec::SPEC_FORMAT_VERSION,
+            name: "tiny".into(),
+            input: crate::model::spec::InputShape {
+                channels: 1,
+                height: 3,
+                width: 3,
+            },
+            layers: vec![
+                LayerSpec::Flatten,
+                LayerSpec::Dense {
+                    name: "fc".into(),
+                    outputs: 9,
+                },
+                LayerSpec::Maxout {
+                    pieces: Pieces::from_counts(vec![4, 1, 3, 1]),
+                },
+            ],
+        };
+        let eye: Vec<f32> = (0..81).map(|i| if i % 10 == 0 { 1.0 } else { 0.0 }).collect();
+        let params = vec![
+            LayerParams::None,
+            LayerParams::Dense {
+                weight: Tensor::from_data(TensorData::new(eye, [9, 9]), &d),
+                bias: Tensor::zeros([9], &d),
+            },
+            LayerParams::None,
+        ];
+        let net = Network::from_params(&spec, params, &d).unwrap();
+        let x = Tensor::from_data(
+            TensorData::new(vec![-3.0f32, 7.0, 2.0, 1.0, -5.0, -1.0, -2.0, -4.0, -8.0], [1, 1, 3, 3]),
+            &d,
+        );
+        assert_eq!(values(net.forward(x.clone())), vec![7.0, -5.0, -1.0, -8.0]);
+        let (_, traces) = net.forward_traced(x);
+        let w: Vec<i64> = traces[0].winners().into_data().iter::<i64>().collect();
+        assert_eq!(w, vec![1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn safetensors_round_trip_gives_identical_outputs() {
+        let d = Device::flex();
+        let spec = conv_maxout_spec();
+        let net = Network::init(&spec, 9, &d).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        net.save(&path).unwrap();
+        let back = Network::load(&spec, &path, &d).unwrap();
+        let x = input(2, 4, &d);
+        assert_eq!(values(net.forward(x.clone())), values(back.forward(x)));
+    }
+
+    #[test]
+    fn loading_for_another_spec_is_a_clear_error() {
+        let d = Device::flex();
+        let net = Network::init(&Preset::Lenet5.spec(), 1, &d).unwrap();
+        let bytes = net.to_safetensors();
+        let e = Network::from_safetensors(&Preset::Lenet5Maxout.spec(), &bytes, "m.safetensors", &d)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m.safetensors") && e.contains("fc2.weight") && e.contains("shape"),
+            "{e}"
+        );
+        let e = Network::from_safetensors(&Preset::Lenet5.spec(), &bytes[..100], "cut.safetensors", &d)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cut.safetensors"), "{e}");
+    }
+
+    #[test]
+    fn init_is_deterministic_per_seed() {
+        let d = Device::flex();
+        let spec = Preset::Lenet5Maxout.spec();
+        let a = Network::init(&spec, 1, &d).unwrap().to_safetensors();
+        assert_eq!(a, Network::init(&spec, 1, &d).unwrap().to_safetensors());
+        assert_ne!(a, Network::init(&spec, 2, &d).unwrap().to_safetensors());
+    }
+}

@@ -1,0 +1,162 @@
+//! The paper's architectures as [`ArchSpec`] values.
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+use super::spec::{ArchSpec, InputShape, LayerSpec, Pieces, SPEC_FORMAT_VERSION};
+
+/// A named architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// Caffe's LeNet: conv 20@5x5, pool 2, conv 50@5x5, pool 2, dense 500, relu, dense 10
+    /// (431,080 parameters).
+    Lenet5,
+    /// LeNet with dense 500 grouped into 125 maxout units of k=4, dropout 0.5 on the pieces
+    /// during training (427,330 parameters).
+    Lenet5Maxout,
+    /// The seed code's net: conv 20, conv 52, dense 256 in 64 maxout units of k=4
+    /// (240,470 parameters).
+    SeedLenet,
+    /// VGG16 for 224x224x3 input and 1000 classes (138,357,544 parameters).
+    Vgg16,
+    /// VGG16 with fc6 and fc7 as maxout layers of k=4 (1024 units each).
+    Vgg16Maxout,
+}
+
+fn conv(name: &str, filters: usize, kernel: usize, padding: usize) -> LayerSpec {
+    LayerSpec::Conv2d {
+        name: name.into(),
+        filters,
+        kernel,
+        stride: 1,
+        padding,
+    }
+}
+
+fn dense(name: &str, outputs: usize) -> LayerSpec {
+    LayerSpec::Dense {
+        name: name.into(),
+        outputs,
+    }
+}
+
+fn maxout(units: usize, k: usize) -> LayerSpec {
+    LayerSpec::Maxout {
+        pieces: Pieces::Uniform { units, k },
+    }
+}
+
+const POOL2: LayerSpec = LayerSpec::MaxPool { kernel: 2, stride: 2 };
+
+fn lenet(name: &str, conv2: usize, hidden: Vec<LayerSpec>) -> ArchSpec {
+    let mut layers = vec![
+        conv("conv1", 20, 5, 0),
+        POOL2,
+        conv("conv2", conv2, 5, 0),
+        POOL2,
+        LayerSpec::Flatten,
+    ];
+    layers.extend(hidden);
+    ArchSpec {
+        format_version: SPEC_FORMAT_VERSION,
+        name: name.into(),
+        input: InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        },
+        layers,
+    }
+}
+
+fn vgg16(name: &str, head: Vec<LayerSpec>) -> ArchSpec {
+    let mut layers = Vec::new();
+    for (block, (filters, convs)) in [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        for c in 0..convs {
+            layers.push(conv(&format!("conv{}_{}", block + 1, c + 1), filters, 3, 1));
+            layers.push(LayerSpec::Relu);
+        }
+        layers.push(POOL2);
+    }
+    layers.push(LayerSpec::Flatten);
+    layers.extend(head);
+    ArchSpec {
+        format_version: SPEC_FORMAT_VERSION,
+        name: name.into(),
+        input: InputShape {
+            channels: 3,
+            height: 224,
+            width: 224,
+        },
+        layers,
+    }
+}
+
+impl Preset {
+    /// The preset's architecture.
+    pub fn spec(self) -> ArchSpec {
+        let dropout = LayerSpec::Dropout { p: 0.5 };
+        match self {
+            Preset::Lenet5 => lenet("lenet5", 50, vec![dense("fc1", 500), LayerSpec::Relu, dense("fc2", 10)]),
+            Preset::Lenet5Maxout => lenet(
+                "lenet5-maxout",
+                50,
+                vec![dense("fc1", 500), dropout, maxout(125, 4), dense("fc2", 10)],
+            ),
+            Preset::SeedLenet => lenet(
+                "seed-lenet",
+                52,
+                vec![dense("fc1", 256), dropout, maxout(64, 4), dense("fc2", 10)],
+            ),
+            Preset::Vgg16 => vgg16(
+                "vgg16",
+                vec![
+                    dense("fc6", 4096),
+                    LayerSpec::Relu,
+                    dropout.clone(),
+                    dense("fc7", 4096),
+                    LayerSpec::Relu,
+                    dropout,
+                    dense("fc8", 1000),
+                ],
+            ),
+            Preset::Vgg16Maxout => vgg16(
+                "vgg16-maxout",
+                vec![
+                    dense("fc6", 4096),
+                    dropout.clone(),
+                    maxout(1024, 4),
+                    dense("fc7", 4096),
+                    dropout,
+                    maxout(1024, 4),
+                    dense("fc8", 1000),
+                ],
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_counts_match_the_paper_architectures() {
+        assert_eq!(Preset::Lenet5.spec().num_params().unwrap(), 431_080);
+        assert_eq!(Preset::Lenet5Maxout.spec().num_params().unwrap(), 427_330);
+        assert_eq!(Preset::SeedLenet.spec().num_params().unwrap(), 240_470);
+        assert_eq!(Preset::Vgg16.spec().num_params().unwrap(), 138_357_544);
+        assert!(Preset::Vgg16Maxout.spec().validate().is_ok());
+    }
+
+    #[test]
+    fn lenet_flops() {
+        // conv1 20*25*24*24, conv2 50*20*25*8*8, fc1 800*500, fc2 500*10 multiply-accumulates.
+        let macs = 20 * 25 * 576 + 50 * 500 * 64 + 800 * 500 + 500 * 10;
+        assert_eq!(Preset::Lenet5.spec().flops().unwrap(), 2 * macs);
+    }
+}

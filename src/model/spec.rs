@@ -1,0 +1,593 @@
+//! `ArchSpec`: a network's architecture as serde data, with validation, shape inference and
+//! parameter/FLOP accounting. Knows nothing about tensors or devices.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Version of the `spec.json` format written by this build.
+pub const SPEC_FORMAT_VERSION: u32 = 1;
+
+/// Shape of the network's input: channels, height, width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputShape {
+    /// Number of channels (1 for grayscale).
+    pub channels: usize,
+    /// Image height in pixels.
+    pub height: usize,
+    /// Image width in pixels.
+    pub width: usize,
+}
+
+/// How many pieces each maxout unit owns.
+///
+/// Unit `u` owns the contiguous pieces `offset(u) .. offset(u) + count(u)` of the producing
+/// layer (rows of a dense layer, channels of a conv layer); see [`crate::model::layout`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Pieces {
+    /// Every unit owns `k` pieces.
+    Uniform {
+        /// Number of units.
+        units: usize,
+        /// Pieces per unit.
+        k: usize,
+    },
+    /// Unit `u` owns `per_unit[u]` pieces (units of different sizes, after pruning).
+    Ragged {
+        /// Pieces of each unit.
+        per_unit: Vec<usize>,
+    },
+}
+
+impl Pieces {
+    /// Builds the most compact form for the given per-unit counts.
+    pub fn from_counts(counts: Vec<usize>) -> Pieces {
+        match counts.first() {
+            Some(&k) if counts.iter().all(|&c| c == k) => Pieces::Uniform { units: counts.len(), k },
+            _ => Pieces::Ragged { per_unit: counts },
+        }
+    }
+
+    /// Number of units.
+    pub fn units(&self) -> usize {
+        match self {
+            Pieces::Uniform { units, .. } => *units,
+            Pieces::Ragged { per_unit } => per_unit.len(),
+        }
+    }
+
+    /// Pieces of unit `u`.
+    pub fn count(&self, u: usize) -> usize {
+        match self {
+            Pieces::Uniform { k, .. } => *k,
+            Pieces::Ragged { per_unit } => per_unit[u],
+        }
+    }
+
+    /// Pieces of every unit, in unit order.
+    pub fn counts(&self) -> Vec<usize> {
+        (0..self.units()).map(|u| self.count(u)).collect()
+    }
+
+    /// Total number of pieces (the producer's width).
+    pub fn total(&self) -> usize {
+        match self {
+            Pieces::Uniform { units, k } => units * k,
+            Pieces::Ragged { per_unit } => per_unit.iter().sum(),
+        }
+    }
+
+    /// The largest piece count of any unit.
+    pub fn k_max(&self) -> usize {
+        match self {
+            Pieces::Uniform { k, .. } => *k,
+            Pieces::Ragged { per_unit } => per_unit.iter().copied().max().unwrap_or(0),
+        }
+    }
+
+    /// Whether every unit has the same number of pieces.
+    pub fn is_uniform(&self) -> bool {
+        matches!(self, Pieces::Uniform { .. })
+    }
+}
+
+impl fmt::Display for Pieces {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pieces::Uniform { k, .. } => write!(f, "{k}"),
+            Pieces::Ragged { per_unit } => {
+                let lo = per_unit.iter().min().unwrap_or(&0);
+                write!(f, "{lo}..{}", self.k_max())
+            }
+        }
+    }
+}
+
+/// One layer of an [`ArchSpec`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LayerSpec {
+    /// 2-D convolution, square kernel.
+    Conv2d {
+        /// Unique name; its tensors are `<name>.weight` `[filters, in, kernel, kernel]` and
+        /// `<name>.bias` `[filters]`.
+        name: String,
+        /// Output channels.
+        filters: usize,
+        /// Kernel side.
+        kernel: usize,
+        /// Stride.
+        #[serde(default = "one")]
+        stride: usize,
+        /// Zero padding on every side.
+        #[serde(default)]
+        padding: usize,
+    },
+    /// 2-D max pooling, square window.
+    MaxPool {
+        /// Window side.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+    },
+    /// Flattens `[channels, height, width]` to a vector in that (row-major) order.
+    Flatten,
+    /// Fully connected layer.
+    Dense {
+        /// Unique name; its tensors are `<name>.weight` `[outputs, inputs]` and `<name>.bias`
+        /// `[outputs]` (PyTorch's layout).
+        name: String,
+        /// Output width.
+        outputs: usize,
+    },
+    /// Rectified linear unit.
+    Relu,
+    /// Inverted dropout with drop probability `p` during training; identity in evaluation.
+    Dropout {
+        /// Probability of dropping an element, in `[0, 1)`.
+        p: f32,
+    },
+    /// Maxout over groups of the preceding conv or dense layer's outputs (dropout may stand
+    /// between them): `h_u = max_j z_{u,j}`.
+    Maxout {
+        /// Pieces per unit.
+        pieces: Pieces,
+    },
+}
+
+fn one() -> usize {
+    1
+}
+
+impl LayerSpec {
+    /// Short kind name, as printed by `inspect`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LayerSpec::Conv2d { .. } => "conv2d",
+            LayerSpec::MaxPool { .. } => "max-pool",
+            LayerSpec::Flatten => "flatten",
+            LayerSpec::Dense { .. } => "dense",
+            LayerSpec::Relu => "relu",
+            LayerSpec::Dropout { .. } => "dropout",
+            LayerSpec::Maxout { .. } => "maxout",
+        }
+    }
+
+    /// The layer's name, for layers with parameters.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            LayerSpec::Conv2d { name, .. } | LayerSpec::Dense { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// An activation's shape (per example).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ActShape {
+    /// Feature maps `[channels, height, width]`.
+    Map([usize; 3]),
+    /// A vector of features.
+    Flat(usize),
+}
+
+impl ActShape {
+    /// Number of values per example.
+    pub fn numel(&self) -> usize {
+        match self {
+            ActShape::Map([c, h, w]) => c * h * w,
+            ActShape::Flat(n) => *n,
+        }
+    }
+
+    /// Channels of a map, or the width of a vector.
+    pub fn channels(&self) -> usize {
+        match self {
+            ActShape::Map([c, _, _]) => *c,
+            ActShape::Flat(n) => *n,
+        }
+    }
+}
+
+impl fmt::Display for ActShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActShape::Map([c, h, w]) => write!(f, "{c}x{h}x{w}"),
+            ActShape::Flat(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// What validation and shape inference learn about one layer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerInfo {
+    /// Index in [`ArchSpec::layers`].
+    pub index: usize,
+    /// Kind name.
+    pub kind: &'static str,
+    /// Name, for layers with parameters.
+    pub name: Option<String>,
+    /// Shape of the layer's input.
+    pub input: ActShape,
+    /// Shape of the layer's output.
+    pub output: ActShape,
+    /// Maxout units (maxout layers only).
+    pub units: Option<usize>,
+    /// Pieces per unit (maxout layers only; `lo..hi` when ragged).
+    pub k: Option<String>,
+    /// Number of parameters.
+    pub params: usize,
+    /// Floating-point operations for one example: 2 x multiply-accumulates of conv and dense
+    /// layers; pooling, activations and maxout comparisons are not counted.
+    pub flops: usize,
+}
+
+/// A network's architecture: the single source of truth for building, pruning and loading it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchSpec {
+    /// Format version of this document ([`SPEC_FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// A human-readable name (the preset's, for presets).
+    pub name: String,
+    /// The input shape.
+    pub input: InputShape,
+    /// The layers, input to output. The last layer's output is the class scores.
+    pub layers: Vec<LayerSpec>,
+}
+
+fn invalid(index: usize, layer: &LayerSpec, message: impl fmt::Display) -> Error {
+    let label = match layer.name() {
+        Some(n) => format!("layer {index} ({} '{n}')", layer.kind()),
+        None => format!("layer {index} ({})", layer.kind()),
+    };
+    Error::invalid("spec", format!("{label}: {message}"))
+}
+
+impl ArchSpec {
+    /// Checks the spec and infers every layer's shapes, parameters and FLOPs.
+    ///
+    /// Errors name the layer and say what was expected: k >= 1, the producer's width equal
+    /// to the maxout pieces, positive spatial sizes, dense layers after `flatten`, unique names.
+    pub fn validate(&self) -> Result<Vec<LayerInfo>> {
+        if self.format_version != SPEC_FORMAT_VERSION {
+            return Err(Error::invalid(
+                "spec",
+                format!(
+                    "format_version: expected {SPEC_FORMAT_VERSION}, found {}",
+                    self.format_version
+                ),
+            ));
+        }
+        let InputShape {
+            channels,
+            height,
+            width,
+        } = self.input;
+        if channels == 0 || height == 0 || width == 0 {
+            return Err(Error::invalid(
+                "spec",
+                format!("input: expected positive sizes, found {channels}x{height}x{width}"),
+            ));
+        }
+        if self.layers.is_empty() {
+            return Err(Error::invalid("spec", "layers: expected at least one layer"));
+        }
+        let mut shape = ActShape::Map([channels, height, width]);
+        let mut names = std::collections::HashSet::new();
+        let mut infos = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            if let Some(name) = layer.name()
+                && (name.is_empty() || !names.insert(name.to_string()))
+            {
+                return Err(invalid(i, layer, "expected a unique, non-empty name"));
+            }
+            let input = shape;
+            let (output, params, flops) = match layer {
+                LayerSpec::Conv2d {
+                    filters,
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                } => {
+                    let ActShape::Map([c, h, w]) = input else {
+                        return Err(invalid(
+                            i,
+                            layer,
+                            format!("expected feature maps as input, found a vector of {input}"),
+                        ));
+                    };
+                    if *filters == 0 || *kernel == 0 || *stride == 0 {
+                        return Err(invalid(i, layer, "expected positive filters, kernel and stride"));
+                    }
+                    let (ho, wo) = (
+                        out_size(h, *kernel, *stride, *padding),
+                        out_size(w, *kernel, *stride, *padding),
+                    );
+                    if ho == 0 || wo == 0 {
+                        return Err(invalid(
+                            i,
+                            layer,
+                            format!("output size {ho}x{wo} from input {input}: expected positive"),
+                        ));
+                    }
+                    let macs = filters * c * kernel * kernel;
+                    (ActShape::Map([*filters, ho, wo]), macs + filters, 2 * macs * ho * wo)
+                }
+                LayerSpec::MaxPool { kernel, stride } => {
+                    let ActShape::Map([c, h, w]) = input else {
+                        return Err(invalid(
+                            i,
+                            layer,
+                            format!("expected feature maps as input, found a vector of {input}"),
+                        ));
+                    };
+                    if *kernel == 0 || *stride == 0 {
+                        return Err(invalid(i, layer, "expected positive kernel and stride"));
+                    }
+                    let (ho, wo) = (out_size(h, *kernel, *stride, 0), out_size(w, *kernel, *stride, 0));
+                    if ho == 0 || wo == 0 {
+                        return Err(invalid(
+                            i,
+                            layer,
+                            format!("output size {ho}x{wo} from input {input}: expected positive"),
+                        ));
+                    }
+                    (ActShape::Map([c, ho, wo]), 0, 0)
+                }
+                LayerSpec::Flatten => (ActShape::Flat(input.numel()), 0, 0),
+                LayerSpec::Dense { outputs, .. } => {
+                    let ActShape::Flat(n) = input else {
+                        return Err(invalid(
+                            i,
+                            layer,
+                            format!("expected a vector as input (add a flatten layer), found maps {input}"),
+                        ));
+                    };
+                    if *outputs == 0 {
+                        return Err(invalid(i, layer, "expected at least one output"));
+                    }
+                    (ActShape::Flat(*outputs), n * outputs + outputs, 2 * n * outputs)
+                }
+                LayerSpec::Relu => (input, 0, 0),
+                LayerSpec::Dropout { p } => {
+                    if !(0.0..1.0).contains(p) {
+                        return Err(invalid(i, layer, format!("p: expected a value in [0, 1), found {p}")));
+                    }
+                    (input, 0, 0)
+                }
+                LayerSpec::Maxout { pieces } => {
+                    self.validate_maxout(i, pieces, input)?;
+                    let units = pieces.units();
+                    let out = match input {
+                        ActShape::Map([_, h, w]) => ActShape::Map([units, h, w]),
+                        ActShape::Flat(_) => ActShape::Flat(units),
+                    };
+                    (out, 0, 0)
+                }
+            };
+            let (units, k) = match layer {
+                LayerSpec::Maxout { pieces } => (Some(pieces.units()), Some(pieces.to_string())),
+                _ => (None, None),
+            };
+            infos.push(LayerInfo {
+                index: i,
+                kind: layer.kind(),
+                name: layer.name().map(str::to_string),
+                input,
+                output,
+                units,
+                k,
+                params,
+                flops,
+            });
+            shape = output;
+        }
+        if !matches!(shape, ActShape::Flat(_)) {
+            return Err(Error::invalid(
+                "spec",
+                format!("the last layer must output a vector of class scores, found maps {shape}"),
+            ));
+        }
+        Ok(infos)
+    }
+
+    fn validate_maxout(&self, i: usize, pieces: &Pieces, input: ActShape) -> Result<()> {
+        let layer = &self.layers[i];
+        if pieces.units() == 0 {
+            return Err(invalid(i, layer, "expected at least one unit"));
+        }
+        if let Some(u) = (0..pieces.units()).find(|&u| pieces.count(u) == 0) {
+            return Err(invalid(i, layer, format!("unit {u}: expected k >= 1 pieces, found 0")));
+        }
+        if self.producer_of(i).is_none() {
+            return Err(invalid(
+                i,
+                layer,
+                "expected a conv2d or dense layer before it (dropout may stand between)",
+            ));
+        }
+        let width = input.channels();
+        if pieces.total() != width {
+            let msg = match pieces {
+                Pieces::Uniform { units, k } => format!(
+                    "{units} units of k={k} need a producer width of {}, found {width} (width must be units x k)",
+                    units * k
+                ),
+                Pieces::Ragged { .. } => format!(
+                    "the per-unit pieces sum to {}, but the producer's width is {width}",
+                    pieces.total()
+                ),
+            };
+            return Err(invalid(i, layer, msg));
+        }
+        Ok(())
+    }
+
+    /// The index of the conv or dense layer whose outputs the maxout layer at `maxout` groups.
+    pub fn producer_of(&self, maxout: usize) -> Option<usize> {
+        self.layers[..maxout]
+            .iter()
+            .rposition(|l| !matches!(l, LayerSpec::Dropout { .. }))
+            .filter(|&p| matches!(self.layers[p], LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. }))
+    }
+
+    /// Indices of the maxout layers.
+    pub fn maxout_layers(&self) -> Vec<usize> {
+        (0..self.layers.len())
+            .filter(|&i| matches!(self.layers[i], LayerSpec::Maxout { .. }))
+            .collect()
+    }
+
+    /// Total parameters (validates first).
+    pub fn num_params(&self) -> Result<usize> {
+        Ok(self.validate()?.iter().map(|l| l.params).sum())
+    }
+
+    /// Total FLOPs for one example (validates first).
+    pub fn flops(&self) -> Result<usize> {
+        Ok(self.validate()?.iter().map(|l| l.flops).sum())
+    }
+
+    /// Number of classes: the last layer's output width (validates first).
+    pub fn classes(&self) -> Result<usize> {
+        Ok(self.validate()?.last().map_or(0, |l| l.output.numel()))
+    }
+
+    /// Parses a `spec.json` document; `source` names it in errors. Validates the result.
+    pub fn from_json(text: &str, source: &str) -> Result<ArchSpec> {
+        let spec: ArchSpec = serde_json::from_str(text).map_err(|e| Error::Parse {
+            path: source.to_string(),
+            message: e.to_string(),
+        })?;
+        spec.validate()
+            .map_err(|e| Error::invalid("spec", format!("{source}: {e}")))?;
+        Ok(spec)
+    }
+
+    /// The spec as pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("an ArchSpec always serializes")
+    }
+}
+
+fn out_size(size: usize, kernel: usize, stride: usize, padding: usize) -> usize {
+    (size + 2 * padding).checked_sub(kernel).map_or(0, |d| d / stride + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::presets::Preset;
+
+    fn err(spec: &ArchSpec) -> String {
+        spec.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn k_zero_is_rejected() {
+        let mut s = Preset::Lenet5Maxout.spec();
+        for l in &mut s.layers {
+            if let LayerSpec::Maxout { pieces } = l {
+                *pieces = Pieces::Uniform { units: 125, k: 0 };
+            }
+        }
+        let e = err(&s);
+        assert!(e.contains("maxout") && e.contains("k >= 1"), "{e}");
+    }
+
+    #[test]
+    fn width_not_divisible_by_k_is_rejected() {
+        let mut s = Preset::Lenet5Maxout.spec();
+        for l in &mut s.layers {
+            if let LayerSpec::Maxout { pieces } = l {
+                *pieces = Pieces::Uniform { units: 166, k: 3 };
+            }
+        }
+        let e = err(&s);
+        assert!(e.contains("498") && e.contains("found 500"), "{e}");
+    }
+
+    #[test]
+    fn spatial_size_must_stay_positive() {
+        let mut s = Preset::Lenet5.spec();
+        s.input.height = 8;
+        let e = err(&s);
+        assert!(
+            e.contains("layer 2 (conv2d 'conv2')") && e.contains("expected positive"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dense_needs_flat_input_and_maxout_needs_producer() {
+        let mut s = Preset::Lenet5.spec();
+        s.layers.retain(|l| !matches!(l, LayerSpec::Flatten));
+        assert!(err(&s).contains("add a flatten layer"));
+        let mut s = Preset::Lenet5.spec();
+        s.layers.insert(
+            2,
+            LayerSpec::Maxout {
+                pieces: Pieces::Uniform { units: 10, k: 2 },
+            },
+        );
+        assert!(err(&s).contains("expected a conv2d or dense layer before it"));
+    }
+
+    #[test]
+    fn duplicate_names_and_versions_are_rejected() {
+        let mut s = Preset::Lenet5.spec();
+        if let LayerSpec::Dense { name, .. } = &mut s.layers[5] {
+            *name = "conv1".into();
+        }
+        assert!(err(&s).contains("unique"));
+        let mut s = Preset::Lenet5.spec();
+        s.format_version = 99;
+        assert!(err(&s).contains("format_version"));
+    }
+
+    #[test]
+    fn json_round_trip_and_errors() {
+        let s = Preset::SeedLenet.spec();
+        assert_eq!(ArchSpec::from_json(&s.to_json(), "x").unwrap(), s);
+        let e = ArchSpec::from_json("{\"format_version\": 1}", "spec.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("spec.json") && e.contains("missing field"), "{e}");
+    }
+
+    #[test]
+    fn ragged_pieces_are_compacted_and_counted() {
+        assert!(Pieces::from_counts(vec![3, 3]).is_uniform());
+        let p = Pieces::from_counts(vec![3, 1, 2]);
+        assert_eq!(
+            (p.units(), p.total(), p.k_max(), p.to_string()),
+            (3, 6, 3, "1..3".to_string())
+        );
+    }
+}

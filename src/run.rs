@@ -1,0 +1,320 @@
+//! Run directories: everything needed to read, evaluate, resume or prune a trained network.
+//!
+//! | file | content |
+//! |---|---|
+//! | `spec.json` | the [`ArchSpec`] |
+//! | `train.toml` | the effective [`TrainConfig`] |
+//! | `model.safetensors` | the parameters (PyTorch names and layouts) |
+//! | `checkpoint.safetensors` | parameters, optimizer state and history: the resume point |
+//! | `metrics.csv` | one row per finished epoch |
+//! | `summary.json` | the last epoch's results |
+//!
+//! Every file is written atomically. `checkpoint.safetensors` is written first and is the
+//! commit point of an epoch; the other files are views of it and are rewritten on resume.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::tensor::{Dtype, TensorView};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::fsio;
+use crate::model::network::Network;
+use crate::model::spec::ArchSpec;
+use crate::train::{EpochMetrics, Sgd, TrainConfig};
+
+/// A network with its optimizer state and history after some epochs.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// The network (on the inner, non-autodiff device).
+    pub net: Network,
+    /// Optimizer state.
+    pub sgd: Sgd,
+    /// Epochs finished.
+    pub epoch: usize,
+    /// SGD iterations done.
+    pub iteration: usize,
+    /// One entry per finished epoch.
+    pub history: Vec<EpochMetrics>,
+}
+
+/// `summary.json`.
+#[derive(Debug, Serialize)]
+pub struct Summary<'a> {
+    /// Architecture name.
+    pub arch: &'a str,
+    /// Dataset trained on.
+    pub dataset: &'a str,
+    /// Parameters.
+    pub params: usize,
+    /// FLOPs per example.
+    pub flops: usize,
+    /// Epochs finished.
+    pub epochs: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Rayon threads (flex backend).
+    pub threads: usize,
+    /// The last epoch's metrics.
+    pub last: Option<&'a EpochMetrics>,
+}
+
+/// A run directory on disk.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+const SPEC: &str = "spec.json";
+const CONFIG: &str = "train.toml";
+const MODEL: &str = "model.safetensors";
+const CHECKPOINT: &str = "checkpoint.safetensors";
+const METRICS: &str = "metrics.csv";
+const SUMMARY: &str = "summary.json";
+const VELOCITY_PREFIX: &str = "sgd.velocity.";
+
+impl RunDir {
+    /// Creates a new run directory holding `net` (epoch 0) and `config`. Refuses a directory
+    /// that already holds a run, so nothing is overwritten by accident.
+    pub fn create(path: &Path, net: &Network, config: &TrainConfig) -> Result<RunDir> {
+        config.validate()?;
+        if path.join(SPEC).exists() {
+            return Err(Error::invalid(
+                "output directory",
+                format!(
+                    "{} already holds a run (spec.json); use --resume to continue it, or another --out",
+                    path.display()
+                ),
+            ));
+        }
+        fsio::create_dir(path)?;
+        let dir = RunDir {
+            path: path.to_path_buf(),
+        };
+        fsio::write_atomic(&dir.file(CONFIG), config.to_toml().as_bytes())?;
+        dir.save_checkpoint(&Checkpoint {
+            net: net.clone(),
+            sgd: Sgd::default(),
+            epoch: 0,
+            iteration: 0,
+            history: Vec::new(),
+        })?;
+        // spec.json last: its presence marks a complete run directory.
+        fsio::write_atomic(&dir.file(SPEC), net.spec().to_json().as_bytes())?;
+        Ok(dir)
+    }
+
+    /// Opens an existing run directory (it must hold `spec.json`).
+    pub fn open(path: &Path) -> Result<RunDir> {
+        if !path.is_dir() {
+            return Err(Error::invalid(
+                "run directory",
+                format!("{}: not a directory", path.display()),
+            ));
+        }
+        if !path.join(SPEC).is_file() {
+            return Err(Error::invalid(
+                "run directory",
+                format!(
+                    "{}: no spec.json (expected a directory written by `maxprune train` or `prune`)",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(RunDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// The architecture.
+    pub fn spec(&self) -> Result<ArchSpec> {
+        let p = self.file(SPEC);
+        ArchSpec::from_json(&fsio::read_text(&p)?, &p.display().to_string())
+    }
+
+    /// The training config.
+    pub fn config(&self) -> Result<TrainConfig> {
+        let p = self.file(CONFIG);
+        TrainConfig::from_toml(&fsio::read_text(&p)?, &p.display().to_string())
+    }
+
+    /// Replaces the training config (to extend a run with more epochs, say).
+    pub fn set_config(&self, config: &TrainConfig) -> Result<()> {
+        config.validate()?;
+        fsio::write_atomic(&self.file(CONFIG), config.to_toml().as_bytes())
+    }
+
+    /// The trained network (`model.safetensors`) on `device`.
+    pub fn network(&self, device: &Device) -> Result<Network> {
+        Network::load(&self.spec()?, &self.file(MODEL), device)
+    }
+
+    /// The last checkpoint, on the default flex device.
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        let path = self.file(CHECKPOINT);
+        let source = path.display().to_string();
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("reading", &path, e))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::Format {
+            path: source.clone(),
+            what: "safetensors header".into(),
+            expected: "a valid header".into(),
+            found: e.to_string(),
+        })?;
+        let meta = meta.metadata().clone().unwrap_or_default();
+        let field = |key: &str| {
+            meta.get(key).ok_or_else(|| Error::Format {
+                path: source.clone(),
+                what: format!("metadata '{key}'"),
+                expected: "present".into(),
+                found: "missing".into(),
+            })
+        };
+        let parse_err = |key: &str, e: &dyn std::fmt::Display| Error::Format {
+            path: source.clone(),
+            what: format!("metadata '{key}'"),
+            expected: "a valid value".into(),
+            found: e.to_string(),
+        };
+        let epoch: usize = field("epoch")?.parse().map_err(|e| parse_err("epoch", &e))?;
+        let iteration: usize = field("iteration")?.parse().map_err(|e| parse_err("iteration", &e))?;
+        let history: Vec<EpochMetrics> =
+            serde_json::from_str(field("history")?).map_err(|e| parse_err("history", &e))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| parse_err("tensors", &e))?;
+        let device = Device::flex();
+        let mut velocity = BTreeMap::new();
+        let mut model: Vec<(String, TensorView<'_>)> = Vec::new();
+        for (name, view) in st.tensors() {
+            match name.strip_prefix(VELOCITY_PREFIX) {
+                Some(param) => {
+                    let values: Vec<f32> = view
+                        .data()
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    let n = values.len();
+                    velocity.insert(
+                        param.to_string(),
+                        Tensor::<1>::from_data(TensorData::new(values, [n]), &device),
+                    );
+                }
+                None => model.push((name, view)),
+            }
+        }
+        let model_bytes = safetensors::serialize(model, None).map_err(|e| parse_err("tensors", &e))?;
+        let net = Network::from_safetensors(
+            &self.spec_for_checkpoint(&meta, &source)?,
+            &model_bytes,
+            &source,
+            &device,
+        )?;
+        Ok(Checkpoint {
+            net,
+            sgd: Sgd { velocity },
+            epoch,
+            iteration,
+            history,
+        })
+    }
+
+    fn spec_for_checkpoint(&self, meta: &HashMap<String, String>, source: &str) -> Result<ArchSpec> {
+        match meta.get("maxprune_spec") {
+            Some(s) => ArchSpec::from_json(s, source),
+            None => self.spec(),
+        }
+    }
+
+    /// Writes a checkpoint and its views (`model.safetensors`, `metrics.csv`, `summary.json`).
+    pub fn save_checkpoint(&self, ckpt: &Checkpoint) -> Result<()> {
+        let mut meta = HashMap::from([
+            ("epoch".to_string(), ckpt.epoch.to_string()),
+            ("iteration".to_string(), ckpt.iteration.to_string()),
+            (
+                "history".to_string(),
+                serde_json::to_string(&ckpt.history).expect("metrics serialize"),
+            ),
+            (
+                "maxprune_spec".to_string(),
+                serde_json::to_string(ckpt.net.spec()).expect("spec serializes"),
+            ),
+        ]);
+        let model = ckpt.net.to_safetensors();
+        let st = safetensors::SafeTensors::deserialize(&model).expect("bytes we just wrote parse");
+        let velocity: Vec<(String, Vec<usize>, Vec<u8>)> = ckpt
+            .sgd
+            .velocity
+            .iter()
+            .map(|(name, v)| {
+                (
+                    format!("{VELOCITY_PREFIX}{name}"),
+                    v.dims().to_vec(),
+                    v.to_data().convert::<f32>().as_bytes().to_vec(),
+                )
+            })
+            .collect();
+        let mut views: Vec<(String, TensorView<'_>)> = st.tensors();
+        for (name, shape, bytes) in &velocity {
+            views.push((
+                name.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), bytes).expect("consistent velocity bytes"),
+            ));
+        }
+        meta.retain(|_, v| !v.is_empty());
+        let bytes = safetensors::serialize(views, Some(meta)).expect("in-memory tensors serialize");
+        fsio::write_atomic(&self.file(CHECKPOINT), &bytes)?;
+        fsio::write_atomic(&self.file(MODEL), &model)?;
+        fsio::write_atomic(&self.file(METRICS), metrics_csv(&ckpt.history).as_bytes())?;
+        let config = self.config()?;
+        let spec = ckpt.net.spec();
+        let summary = Summary {
+            arch: &spec.name,
+            dataset: &config.dataset,
+            params: ckpt.net.num_params(),
+            flops: spec.flops()?,
+            epochs: ckpt.epoch,
+            seed: config.seed,
+            threads: crate::threads(),
+            last: ckpt.history.last(),
+        };
+        fsio::write_atomic(
+            &self.file(SUMMARY),
+            serde_json::to_string_pretty(&summary)
+                .expect("summary serializes")
+                .as_bytes(),
+        )
+    }
+}
+
+fn metrics_csv(history: &[EpochMetrics]) -> String {
+    let mut out = String::from(
+        "epoch,iteration,lr,train_loss,train_accuracy,val_accuracy,val_loss,test_accuracy,test_loss,train_seconds,train_img_per_s\n",
+    );
+    for m in history {
+        let (va, vl) = m.val.as_ref().map_or((String::new(), String::new()), |v| {
+            (format!("{:.6}", v.accuracy), format!("{:.6}", v.loss))
+        });
+        out.push_str(&format!(
+            "{},{},{:.8},{:.6},{:.6},{va},{vl},{:.6},{:.6},{:.3},{:.1}\n",
+            m.epoch,
+            m.iteration,
+            m.lr,
+            m.train_loss,
+            m.train_accuracy,
+            m.test.accuracy,
+            m.test.loss,
+            m.train_seconds,
+            m.train_img_per_s
+        ));
+    }
+    out
+}

@@ -1,0 +1,416 @@
+//! Training: the recipe as data ([`TrainConfig`]), Caffe/PyTorch-style SGD, the epoch loop with
+//! checkpoints in a [`RunDir`], and evaluation. Progress goes to an [`Observer`].
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Gradients, Int, Tensor, TensorData, activation};
+use serde::{Deserialize, Serialize};
+
+use crate::data::dataset::{Dataset, Split};
+use crate::error::{Error, Result};
+use crate::model::network::{Network, ParamMapper};
+use crate::rng::SplitMix64;
+use crate::run::{Checkpoint, RunDir};
+
+/// The training recipe. Defaults are the seed code's Caffe solver: SGD, momentum 0.9,
+/// weight decay 5e-4, base lr 0.01 with the "inv" policy (gamma 1e-4, power 0.75), batch 64.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Dataset name (`mnist`, `fashion-mnist`, `embedded`, `idx:<dir>`).
+    pub dataset: String,
+    /// Epochs to train.
+    pub epochs: usize,
+    /// Examples per SGD step.
+    pub batch_size: usize,
+    /// Base learning rate.
+    pub base_lr: f64,
+    /// "inv" policy: `lr = base_lr * (1 + gamma * iter)^(-power)`.
+    pub lr_gamma: f64,
+    /// "inv" policy exponent.
+    pub lr_power: f64,
+    /// Momentum (no dampening, as Caffe and PyTorch).
+    pub momentum: f64,
+    /// L2 weight decay, applied to every parameter.
+    pub weight_decay: f64,
+    /// Seed of initialisation, shuffling and dropout.
+    pub seed: u64,
+    /// Examples carved off train as a validation split (0: none).
+    pub val: usize,
+    /// Batch size of evaluation passes.
+    pub eval_batch_size: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            dataset: "fashion-mnist".into(),
+            epochs: 10,
+            batch_size: 64,
+            base_lr: 0.01,
+            lr_gamma: 1e-4,
+            lr_power: 0.75,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            seed: 1,
+            val: 0,
+            eval_batch_size: 500,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The learning rate at (0-based) SGD iteration `iter`.
+    pub fn lr_at(&self, iter: usize) -> f64 {
+        self.base_lr * (1.0 + self.lr_gamma * iter as f64).powf(-self.lr_power)
+    }
+
+    /// Checks the values; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, msg: &str| Err(Error::invalid("config", format!("{field}: {msg}")));
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return bad("batch_size", "expected at least 1");
+        }
+        if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
+            return bad("base_lr", "expected a positive number");
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad("momentum", "expected a value in [0, 1)");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad("weight_decay", "expected a value >= 0");
+        }
+        self.dataset.parse::<crate::data::dataset::DatasetName>()?;
+        Ok(())
+    }
+
+    /// Parses a TOML config; `source` names it in errors. Missing fields take the defaults.
+    pub fn from_toml(text: &str, source: &str) -> Result<TrainConfig> {
+        let c: TrainConfig = toml::from_str(text).map_err(|e| Error::Parse {
+            path: source.into(),
+            message: e.to_string(),
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The config as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a TrainConfig always serializes")
+    }
+}
+
+/// SGD with momentum and L2 weight decay, PyTorch's update: `v = m v + (g + wd w)`,
+/// `w = w - lr v`. State is one velocity per parameter, keyed by parameter name.
+#[derive(Debug, Clone, Default)]
+pub struct Sgd {
+    /// Velocities, flattened, on the inner (non-autodiff) device.
+    pub velocity: std::collections::BTreeMap<String, Tensor<1>>,
+}
+
+struct SgdStep<'a> {
+    sgd: &'a mut Sgd,
+    grads: &'a Gradients,
+    lr: f64,
+    momentum: f64,
+    weight_decay: f64,
+}
+
+impl ParamMapper for SgdStep<'_> {
+    fn map<const D: usize>(&mut self, name: &str, t: Tensor<D>) -> Tensor<D> {
+        let dims = t.dims();
+        let n: usize = dims.iter().product();
+        let Some(g) = t.grad(self.grads) else {
+            return t;
+        };
+        let w = t.inner().reshape([n]);
+        let g = g.reshape([n]) + w.clone().mul_scalar(self.weight_decay);
+        let v = match self.sgd.velocity.remove(name) {
+            Some(v) => v.mul_scalar(self.momentum) + g,
+            None => g,
+        };
+        let w = w - v.clone().mul_scalar(self.lr);
+        self.sgd.velocity.insert(name.to_string(), v);
+        w.reshape(dims).autodiff().require_grad()
+    }
+}
+
+impl Sgd {
+    /// One update of every parameter of `net` (on an autodiff device) from `grads`.
+    pub fn step(&mut self, net: Network, grads: &Gradients, lr: f64, config: &TrainConfig) -> Network {
+        let mut step = SgdStep {
+            sgd: self,
+            grads,
+            lr,
+            momentum: config.momentum,
+            weight_decay: config.weight_decay,
+        };
+        net.map_params(&mut step)
+    }
+}
+
+/// Accuracy and loss of a network on a split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Fraction of examples classified correctly, in `[0, 1]`.
+    pub accuracy: f64,
+    /// Mean cross-entropy loss.
+    pub loss: f64,
+    /// Accuracy of each class (NaN-free: a class without examples counts as 0).
+    pub per_class: Vec<f64>,
+    /// Number of examples.
+    pub examples: usize,
+}
+
+/// One batch as tensors: pixels scaled to `[0, 1]`, and labels.
+///
+/// # Shapes
+/// - returns `([batch, 1, rows, cols], [batch])`
+pub fn batch(split: &Split, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let b = indices.len();
+    let mut pixels = Vec::with_capacity(b * split.rows * split.cols);
+    for &i in indices {
+        pixels.extend(split.image(i).iter().map(|&p| f32::from(p) / 255.0));
+    }
+    let labels: Vec<i64> = indices.iter().map(|&i| i64::from(split.labels[i])).collect();
+    (
+        Tensor::from_data(TensorData::new(pixels, [b, 1, split.rows, split.cols]), device),
+        Tensor::from_data(TensorData::new(labels, [b]), device),
+    )
+}
+
+/// Mean cross-entropy of `logits` `[batch, classes]` against `labels` `[batch]`.
+pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let [b, _] = logits.dims();
+    activation::log_softmax(logits, 1)
+        .gather(1, labels.reshape([b, 1]))
+        .mean()
+        .neg()
+}
+
+/// Evaluates `net` on `split` in evaluation mode (no dropout).
+pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize) -> Evaluation {
+    let device = net.device().clone().without_autodiff();
+    let net = net.clone().to_device(&device);
+    let mut correct = vec![0usize; classes];
+    let mut total = vec![0usize; classes];
+    let mut loss_sum = 0.0f64;
+    let order: Vec<usize> = (0..split.len()).collect();
+    for chunk in order.chunks(batch_size) {
+        let (x, y) = batch(split, chunk, &device);
+        let logits = net.forward(x);
+        loss_sum += f64::from(cross_entropy(logits.clone(), y).into_scalar::<f32>()) * chunk.len() as f64;
+        let pred = logits.argmax(1).into_data();
+        for (p, &i) in pred.iter::<i64>().zip(chunk) {
+            let label = split.labels[i] as usize;
+            total[label] += 1;
+            correct[label] += usize::from(p == label as i64);
+        }
+    }
+    let n = split.len().max(1);
+    Evaluation {
+        accuracy: correct.iter().sum::<usize>() as f64 / n as f64,
+        loss: loss_sum / n as f64,
+        per_class: correct
+            .iter()
+            .zip(&total)
+            .map(|(&c, &t)| if t == 0 { 0.0 } else { c as f64 / t as f64 })
+            .collect(),
+        examples: split.len(),
+    }
+}
+
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// SGD iterations done after this epoch.
+    pub iteration: usize,
+    /// Learning rate of the epoch's last step.
+    pub lr: f64,
+    /// Mean training loss over the epoch (with dropout).
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (with dropout).
+    pub train_accuracy: f64,
+    /// Validation evaluation, when a validation split is carved.
+    pub val: Option<Evaluation>,
+    /// Test evaluation.
+    pub test: Evaluation,
+    /// Wall-clock seconds of the epoch's training steps.
+    pub train_seconds: f64,
+    /// Training throughput, images per second.
+    pub train_img_per_s: f64,
+}
+
+/// Progress events, for progress bars or logs. The library never prints.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// An epoch begins.
+    EpochStart {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Last epoch of the run.
+        epochs: usize,
+        /// SGD steps in the epoch.
+        steps: usize,
+    },
+    /// One SGD step is done.
+    Step {
+        /// 0-based step within the epoch.
+        step: usize,
+        /// The step's loss.
+        loss: f32,
+    },
+    /// An epoch ended and was checkpointed.
+    EpochEnd(&'a EpochMetrics),
+}
+
+/// Receives progress events.
+pub trait Observer {
+    /// Called for every event.
+    fn event(&mut self, event: &Event<'_>);
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn event(&mut self, _: &Event<'_>) {}
+}
+
+/// The splits a run trains and evaluates on.
+pub struct Splits {
+    /// Examples SGD sees.
+    pub train: Split,
+    /// Validation examples (carved from train), if any.
+    pub val: Option<Split>,
+    /// The test split.
+    pub test: Split,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl Splits {
+    /// Carves the validation split that `config.val` asks for.
+    pub fn new(data: &Dataset, config: &TrainConfig) -> Result<Splits> {
+        let (train, val) = if config.val > 0 {
+            let (t, v) = data.carve_val(config.val)?;
+            (t, Some(v))
+        } else {
+            (data.train.clone(), None)
+        };
+        Ok(Splits {
+            train,
+            val,
+            test: data.test.clone(),
+            classes: data.classes,
+        })
+    }
+}
+
+/// Trains the network checkpointed in `dir` until `config.epochs`, resuming after the last
+/// finished epoch. Each epoch ends with an atomic checkpoint, so an interrupted run loses at
+/// most the epoch in progress. A non-finite loss stops the run with [`Error::Diverged`] and
+/// leaves the last checkpoint in place.
+pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Result<Checkpoint> {
+    let config = dir.config()?;
+    let mut ckpt = dir.checkpoint()?;
+    let device = ckpt.net.device().clone().without_autodiff();
+    let n = splits.train.len();
+    let steps = n.div_ceil(config.batch_size);
+    for epoch in ckpt.epoch + 1..=config.epochs {
+        observer.event(&Event::EpochStart {
+            epoch,
+            epochs: config.epochs,
+            steps,
+        });
+        let mut net = ckpt.net.clone().into_trainable();
+        let mut order: Vec<usize> = (0..n).collect();
+        SplitMix64::derive(config.seed, "shuffle", epoch as u64).shuffle(&mut order);
+        let mut drop_rng = SplitMix64::derive(config.seed, "dropout", epoch as u64);
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let mut lr = config.lr_at(ckpt.iteration);
+        let start = Instant::now();
+        for (step, chunk) in order.chunks(config.batch_size).enumerate() {
+            let (x, y) = batch(&splits.train, chunk, &device);
+            let logits = net.forward_train(x, &mut drop_rng);
+            correct += logits
+                .clone()
+                .inner()
+                .argmax(1)
+                .reshape([chunk.len()])
+                .equal(y.clone())
+                .int()
+                .sum()
+                .into_scalar::<i64>() as usize;
+            let loss = cross_entropy(logits, y);
+            let loss_value = loss.clone().into_scalar::<f32>();
+            if !loss_value.is_finite() {
+                return Err(Error::Diverged {
+                    epoch,
+                    step,
+                    loss: loss_value,
+                });
+            }
+            let grads = loss.backward();
+            lr = config.lr_at(ckpt.iteration);
+            net = ckpt.sgd.step(net, &grads, lr, &config);
+            ckpt.iteration += 1;
+            loss_sum += f64::from(loss_value) * chunk.len() as f64;
+            observer.event(&Event::Step { step, loss: loss_value });
+        }
+        let train_seconds = start.elapsed().as_secs_f64();
+        ckpt.net = net.into_inference();
+        ckpt.epoch = epoch;
+        let metrics = EpochMetrics {
+            epoch,
+            iteration: ckpt.iteration,
+            lr,
+            train_loss: loss_sum / n as f64,
+            train_accuracy: correct as f64 / n as f64,
+            val: splits
+                .val
+                .as_ref()
+                .map(|v| evaluate(&ckpt.net, v, splits.classes, config.eval_batch_size)),
+            test: evaluate(&ckpt.net, &splits.test, splits.classes, config.eval_batch_size),
+            train_seconds,
+            train_img_per_s: n as f64 / train_seconds,
+        };
+        ckpt.history.push(metrics);
+        dir.save_checkpoint(&ckpt)?;
+        observer.event(&Event::EpochEnd(ckpt.history.last().expect("just pushed")));
+    }
+    Ok(ckpt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inv_policy_matches_caffe() {
+        let c = TrainConfig::default();
+        assert_eq!(c.lr_at(0), 0.01);
+        // Caffe: base_lr * (1 + gamma * iter) ^ (-power) at iter 10000: 0.01 * 2^-0.75
+        assert!((c.lr_at(10_000) - 0.01 * 2f64.powf(-0.75)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn config_toml_round_trip_and_errors() {
+        let c = TrainConfig {
+            epochs: 3,
+            ..TrainConfig::default()
+        };
+        assert_eq!(TrainConfig::from_toml(&c.to_toml(), "t").unwrap(), c);
+        assert_eq!(TrainConfig::from_toml("epochs = 2", "t").unwrap().batch_size, 64);
+        let e = TrainConfig::from_toml("momentum = 1.5", "train.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("momentum"), "{e}");
+        let e = TrainConfig::from_toml("epoch = 2", "train.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train.toml") && e.contains("epoch"), "{e}");
+    }
+}

@@ -1,0 +1,171 @@
+//! Drives the real `maxprune` binary on the built-in Fashion-MNIST subset.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn maxprune(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maxprune"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\nstderr: {stderr}", out.status.code());
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Exit code 1, a message containing `needle`, and no panic.
+fn fails_with(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains(needle), "expected '{needle}' in: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+#[test]
+fn inspect_presets_report_the_paper_parameter_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (preset, params) in [
+        ("lenet5", 431_080),
+        ("lenet5-maxout", 427_330),
+        ("seed-lenet", 240_470),
+        ("vgg16", 138_357_544),
+    ] {
+        let j = json(&maxprune(&["inspect", "--preset", preset, "--json"], tmp.path()));
+        assert_eq!(j["params"], params, "{preset}");
+    }
+}
+
+#[test]
+fn train_eval_and_resume_on_the_embedded_subset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = [
+        "train",
+        "--preset",
+        "lenet5-maxout",
+        "--dataset",
+        "embedded",
+        "--val",
+        "200",
+        "-q",
+    ];
+    // two epochs straight
+    ok(&maxprune(
+        &[&base[..], &["--epochs", "2", "--out", "straight"]].concat(),
+        tmp.path(),
+    ));
+    // one epoch, then resumed to two
+    ok(&maxprune(
+        &[&base[..], &["--epochs", "1", "--out", "resumed"]].concat(),
+        tmp.path(),
+    ));
+    ok(&maxprune(
+        &["train", "--resume", "--epochs", "2", "--out", "resumed", "-q"],
+        tmp.path(),
+    ));
+    let read = |d: &str, f: &str| std::fs::read(tmp.path().join(d).join(f)).unwrap();
+    assert_eq!(
+        read("straight", "model.safetensors"),
+        read("resumed", "model.safetensors"),
+        "resuming reproduces the uninterrupted run"
+    );
+    let csv = String::from_utf8(read("resumed", "metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+
+    let e = json(&maxprune(&["eval", "straight", "--json"], tmp.path()));
+    let acc = e["accuracy"].as_f64().unwrap();
+    assert!(
+        (0.5..=1.0).contains(&acc),
+        "two epochs on 1,800 images should beat chance by far: {acc}"
+    );
+    assert_eq!(e["per_class"].as_array().unwrap().len(), 10);
+    assert_eq!(e["examples"], 500);
+
+    // an existing run is never overwritten
+    fails_with(
+        &maxprune(
+            &[&base[..], &["--epochs", "1", "--out", "straight"]].concat(),
+            tmp.path(),
+        ),
+        "already holds a run",
+    );
+}
+
+#[test]
+fn demo_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ok(&maxprune(&["demo", "--epochs", "1", "--out", "d", "-q"], tmp.path()));
+    assert!(out.contains("test accuracy"), "{out}");
+    // a second demo replaces the first
+    ok(&maxprune(&["demo", "--epochs", "1", "--out", "d", "-q"], tmp.path()));
+    // but never a directory it did not write
+    std::fs::create_dir(tmp.path().join("mine")).unwrap();
+    fails_with(
+        &maxprune(&["demo", "--out", "mine", "-q"], tmp.path()),
+        "not an earlier demo",
+    );
+}
+
+#[test]
+fn bad_inputs_exit_1_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("empty")).unwrap();
+    fails_with(&maxprune(&["eval", "empty"], tmp.path()), "no spec.json");
+    fails_with(&maxprune(&["inspect", "nowhere"], tmp.path()), "not a directory");
+
+    // a dataset directory whose image file is truncated
+    let data = tmp.path().join("bad-data");
+    std::fs::create_dir(&data).unwrap();
+    for f in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        let mut bytes = if f.contains("images") {
+            vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28]
+        } else {
+            vec![0, 0, 8, 1, 0, 0, 0, 2]
+        };
+        bytes.extend(if f.contains("images") {
+            vec![0u8; 100]
+        } else {
+            vec![1, 2]
+        });
+        std::fs::write(data.join(f), bytes).unwrap();
+    }
+    let out = maxprune(
+        &[
+            "train",
+            "--preset",
+            "lenet5",
+            "--dataset",
+            "idx:bad-data",
+            "--epochs",
+            "1",
+            "--out",
+            "r",
+        ],
+        tmp.path(),
+    );
+    fails_with(&out, "train-images-idx3-ubyte");
+    fails_with(&out, "1568 bytes");
+
+    fails_with(
+        &maxprune(
+            &["train", "--preset", "lenet5", "--dataset", "cifar", "--out", "r2"],
+            tmp.path(),
+        ),
+        "cifar",
+    );
+    let usage = maxprune(&["train", "--preset", "nope", "--out", "x"], tmp.path());
+    assert_eq!(usage.status.code(), Some(2));
+}
