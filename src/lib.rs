@@ -4,7 +4,9 @@
 //! Compressing Deep Networks Using Maxout Architectures*, GCPR 2017), built on burn.
 //!
 //! Data flows one way: [`data`] (IDX files, named datasets) -> [`model`] (spec -> network) ->
-//! [`train`] (recipe, SGD, checkpoints in a [`run::RunDir`]).
+//! [`train`] (recipe, SGD, checkpoints in a [`run::RunDir`]) -> [`relevance`] (scores per piece)
+//! -> [`prune::select`] (scores -> plan) -> [`prune::neuron`] (plan -> smaller network) -> train
+//! -> [`report`].
 //!
 //! ```
 //! use maxprune::model::{network::Network, presets::Preset};
@@ -19,6 +21,9 @@ pub mod data;
 pub mod error;
 pub mod fsio;
 pub mod model;
+pub mod prune;
+pub mod relevance;
+pub mod report;
 pub mod rng;
 pub mod run;
 pub mod train;

@@ -14,6 +14,12 @@ use maxprune::data::fetch::{FetchEvent, fetch_files, sources};
 use maxprune::model::network::Network;
 use maxprune::model::presets::Preset;
 use maxprune::model::spec::ArchSpec;
+use maxprune::prune::neuron::apply;
+use maxprune::prune::plan::PrunePlan;
+use maxprune::prune::schedule::{ScheduleConfig, run_schedule};
+use maxprune::prune::select::{Policy, select};
+use maxprune::relevance::{CriterionKind, Relevance, TiePolicy, criterion};
+use maxprune::report::{StepRow, histogram, markdown_table};
 use maxprune::run::RunDir;
 use maxprune::train::{Event, Observer, Silent, Splits, TrainConfig, evaluate, train};
 
@@ -48,6 +54,156 @@ enum Command {
     Demo(DemoArgs),
     /// Measure training and inference speed.
     Bench(BenchArgs),
+    /// Score every maxout piece (how often it wins its unit, or another criterion).
+    Relevance(RelevanceArgs),
+    /// Prune maxout networks.
+    #[command(subcommand)]
+    Prune(PruneCommand),
+}
+
+#[derive(Subcommand)]
+enum PruneCommand {
+    /// Iterative neuron pruning with retraining (the paper's method).
+    Neurons(NeuronsArgs),
+    /// Turn a relevance file into a prune plan.
+    Plan(PlanArgs),
+    /// Apply a prune plan to a run directory (no retraining).
+    Apply(ApplyArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PolicyName {
+    /// Drop the --per-step least relevant pieces of every unit.
+    PerUnit,
+    /// Drop pieces scored below --tau.
+    Threshold,
+    /// Drop the lowest-scored --fraction of each layer's pieces.
+    Global,
+}
+
+#[derive(Args)]
+struct PolicyArgs {
+    /// Selection policy.
+    #[arg(long, value_enum, default_value = "per-unit")]
+    policy: PolicyName,
+    /// Pieces removed per unit and step (per-unit).
+    #[arg(long, default_value_t = 1)]
+    per_step: usize,
+    /// Score threshold (threshold).
+    #[arg(long, default_value_t = 0.05)]
+    tau: f64,
+    /// Fraction of each layer's pieces removed per step (global).
+    #[arg(long, default_value_t = 0.25)]
+    fraction: f64,
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> Policy {
+        match self.policy {
+            PolicyName::PerUnit => Policy::PerUnit { n: self.per_step },
+            PolicyName::Threshold => Policy::Threshold { tau: self.tau },
+            PolicyName::Global => Policy::Global {
+                fraction: self.fraction,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitName {
+    Train,
+    Test,
+}
+
+#[derive(Args)]
+struct CriterionArgs {
+    /// Relevance criterion.
+    #[arg(long, value_enum, default_value = "argmax")]
+    criterion: CriterionKind,
+    /// Who gets the credit when pieces tie for the maximum (argmax).
+    #[arg(long, value_enum, default_value = "split")]
+    ties: TiePolicy,
+}
+
+#[derive(Args)]
+struct RelevanceArgs {
+    /// Run directory.
+    run: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Split to count on.
+    #[arg(long, value_enum, default_value = "train")]
+    split: SplitName,
+    #[command(flatten)]
+    criterion: CriterionArgs,
+    /// Output JSON file (an SVG histogram per layer is written beside it).
+    #[arg(long, default_value = "relevance.json")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct NeuronsArgs {
+    /// Run directory to prune.
+    run: PathBuf,
+    /// Output directory (one run directory per step inside).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    criterion: CriterionArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Stop once every unit has at most this many pieces.
+    #[arg(long)]
+    until_k: Option<usize>,
+    /// Stop after this many steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Retraining epochs per step.
+    #[arg(long, default_value_t = 5)]
+    retrain_epochs: usize,
+    /// Stop when validation accuracy drops more than this many points below the start.
+    #[arg(long, default_value_t = 0.3)]
+    tolerance: f64,
+    /// Validation examples carved off train (0: no stopping rule).
+    #[arg(long, default_value_t = 5000)]
+    val: usize,
+    /// Seed of retraining and of the random criterion.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Control: retrain exactly as the schedule would, but prune nothing (needs --steps).
+    #[arg(long)]
+    control: bool,
+    /// Continue an interrupted schedule in --out.
+    #[arg(long)]
+    resume: bool,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// Run directory the relevance was computed on.
+    run: PathBuf,
+    /// Relevance file.
+    #[arg(long)]
+    relevance: PathBuf,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Output plan file.
+    #[arg(long, default_value = "plan.json")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct ApplyArgs {
+    /// Run directory to prune.
+    run: PathBuf,
+    /// Plan file.
+    #[arg(long)]
+    plan: PathBuf,
+    /// Output run directory (the pruned network, not retrained).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -146,6 +302,9 @@ struct DemoArgs {
     /// Epochs to train.
     #[arg(long, default_value_t = 5)]
     epochs: usize,
+    /// Retraining epochs after the prune step.
+    #[arg(long, default_value_t = 2)]
+    retrain_epochs: usize,
 }
 
 #[derive(Args)]
@@ -408,6 +567,8 @@ fn cmd_demo(a: DemoArgs, quiet: bool) -> Result<()> {
         }
         std::fs::remove_dir_all(&a.out).with_context(|| format!("removing the earlier demo in {}", a.out.display()))?;
     }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    std::fs::write(a.out.join(DEMO_MARKER), b"").with_context(|| format!("writing in {}", a.out.display()))?;
     let config = TrainConfig {
         dataset: "embedded".into(),
         epochs: a.epochs,
@@ -416,12 +577,12 @@ fn cmd_demo(a: DemoArgs, quiet: bool) -> Result<()> {
     };
     let spec = Preset::Lenet5Maxout.spec();
     let net = Network::init(&spec, config.seed, &device())?;
-    let dir = RunDir::create(&a.out, &net, &config)?;
-    std::fs::write(a.out.join(DEMO_MARKER), b"").with_context(|| format!("writing {}", a.out.display()))?;
+    let train_dir = a.out.join("train");
+    let dir = RunDir::create(&train_dir, &net, &config)?;
     let data = Dataset::embedded()?;
     let splits = Splits::new(&data, &config)?;
     eprintln!(
-        "demo: lenet5-maxout ({} parameters) on the built-in Fashion-MNIST subset ({} train, {} val, {} test)",
+        "demo 1/2: train lenet5-maxout ({} parameters) on the built-in Fashion-MNIST subset ({} train, {} val, {} test)",
         net.num_params(),
         splits.train.len(),
         config.val,
@@ -430,11 +591,40 @@ fn cmd_demo(a: DemoArgs, quiet: bool) -> Result<()> {
     let ckpt = train(&dir, &splits, observer(quiet).as_mut())?;
     let m = ckpt.history.last().context("no epoch trained")?;
     println!(
-        "demo: test accuracy {:.2}% after {} epochs; run directory {}",
+        "demo: trained, test accuracy {:.2}% after {} epochs ({})",
         100.0 * m.test.accuracy,
         m.epoch,
-        a.out.display()
+        train_dir.display()
     );
+    eprintln!(
+        "demo 2/2: arg-max relevance -> drop the least relevant piece of every unit -> retrain {} epochs",
+        a.retrain_epochs
+    );
+    let schedule = ScheduleConfig {
+        criterion: CriterionKind::Argmax,
+        ties: TiePolicy::Split,
+        policy: Policy::PerUnit { n: 1 },
+        until_k: None,
+        steps: Some(1),
+        retrain_epochs: a.retrain_epochs,
+        tolerance: 100.0,
+        val: config.val,
+        control: false,
+        dataset: config.dataset.clone(),
+        seed: config.seed,
+    };
+    let prune_dir = a.out.join("prune");
+    let report = run_schedule(
+        &dir,
+        &prune_dir,
+        &schedule,
+        &data,
+        false,
+        observer(quiet).as_mut(),
+        &mut |_| {},
+    )?;
+    print!("{}", markdown_table(&report.rows));
+    println!("demo: report in {}", prune_dir.join("report.md").display());
     Ok(())
 }
 
@@ -468,6 +658,139 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a valid file of this kind", path.display()))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    Ok(maxprune::fsio::write_atomic(path, bytes)?)
+}
+
+fn cmd_relevance(a: RelevanceArgs) -> Result<()> {
+    let dir = RunDir::open(&a.run)?;
+    let config = dir.config()?;
+    let data = load_dataset(
+        a.data.dataset.as_deref().unwrap_or(&config.dataset),
+        a.data.data_dir.as_deref(),
+    )?;
+    let split = match a.split {
+        SplitName::Train => &data.train,
+        SplitName::Test => &data.test,
+    };
+    let net = dir.network(&device())?;
+    let rel =
+        criterion(a.criterion.criterion, a.criterion.ties, config.seed).score(&net, split, config.eval_batch_size)?;
+    write_file(&a.out, serde_json::to_string_pretty(&rel)?.as_bytes())?;
+    for l in &rel.layers {
+        let values: Vec<f64> = l.scores.iter().flatten().copied().collect();
+        let svg = histogram(
+            &format!("{:?} scores of the pieces of '{}'", rel.criterion, l.producer),
+            "score",
+            &values,
+            20,
+        );
+        let path = a.out.with_file_name(format!(
+            "{}-{}.svg",
+            a.out.file_stem().and_then(|s| s.to_str()).unwrap_or("relevance"),
+            l.producer
+        ));
+        write_file(&path, svg.as_bytes())?;
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "layer {} ('{}'): {} pieces over {} contests; lowest score {:.4}; histogram {}",
+            l.layer,
+            l.producer,
+            values.len(),
+            l.contests,
+            min,
+            path.display()
+        );
+    }
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
+    let source = RunDir::open(&a.run)?;
+    let dataset = a.data.dataset.clone().unwrap_or(source.config()?.dataset);
+    let data = load_dataset(&dataset, a.data.data_dir.as_deref())?;
+    if a.control && a.steps.is_none() {
+        bail!("--control needs --steps (the number of retraining rounds to match)");
+    }
+    let config = ScheduleConfig {
+        criterion: a.criterion.criterion,
+        ties: a.criterion.ties,
+        policy: a.policy.policy(),
+        until_k: a.until_k.or(if a.steps.is_none() { Some(1) } else { None }),
+        steps: a.steps,
+        retrain_epochs: a.retrain_epochs,
+        tolerance: a.tolerance,
+        val: a.val,
+        control: a.control,
+        dataset,
+        seed: a.seed,
+    };
+    let mut print = |r: &StepRow| {
+        if !quiet {
+            eprint!(
+                "{}",
+                markdown_table(std::slice::from_ref(r))
+                    .lines()
+                    .nth(2)
+                    .map(|l| format!("{l}\n"))
+                    .unwrap_or_default()
+            );
+        }
+    };
+    let report = run_schedule(
+        &source,
+        &a.out,
+        &config,
+        &data,
+        a.resume,
+        observer(quiet).as_mut(),
+        &mut print,
+    )?;
+    print!("{}", markdown_table(&report.rows));
+    println!(
+        "result: step {} of {}; report in {}",
+        report.final_step,
+        a.out.display(),
+        a.out.join("report.md").display()
+    );
+    Ok(())
+}
+
+fn cmd_plan(a: PlanArgs) -> Result<()> {
+    let spec = RunDir::open(&a.run)?.spec()?;
+    let rel: Relevance = read_json(&a.relevance)?;
+    let plan = select(&rel, &spec, a.policy.policy()).with_context(|| format!("{}", a.relevance.display()))?;
+    write_file(&a.out, plan.to_json().as_bytes())?;
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn cmd_apply(a: ApplyArgs) -> Result<()> {
+    let dir = RunDir::open(&a.run)?;
+    let net = dir.network(&device())?;
+    let text = std::fs::read_to_string(&a.plan).with_context(|| format!("reading {}", a.plan.display()))?;
+    let plan = PrunePlan::from_json(&text, &a.plan.display().to_string())?;
+    let pruned = apply(&net, &plan).with_context(|| format!("{}", a.plan.display()))?;
+    let config = TrainConfig {
+        epochs: 0,
+        ..dir.config()?
+    };
+    RunDir::create(&a.out, &pruned, &config)?;
+    println!(
+        "{}: {} -> {} parameters",
+        a.out.display(),
+        net.num_params(),
+        pruned.num_params()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
@@ -482,6 +805,10 @@ fn main() -> ExitCode {
         Command::Fetch(a) => cmd_fetch(a, quiet),
         Command::Demo(a) => cmd_demo(a, quiet),
         Command::Bench(a) => cmd_bench(a),
+        Command::Relevance(a) => cmd_relevance(a),
+        Command::Prune(PruneCommand::Neurons(a)) => cmd_neurons(a, quiet),
+        Command::Prune(PruneCommand::Plan(a)) => cmd_plan(a),
+        Command::Prune(PruneCommand::Apply(a)) => cmd_apply(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

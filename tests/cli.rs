@@ -169,3 +169,93 @@ fn bad_inputs_exit_1_with_a_message() {
     let usage = maxprune(&["train", "--preset", "nope", "--out", "x"], tmp.path());
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[test]
+fn relevance_plan_apply_and_their_bad_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = |preset: &str, out: &str| {
+        ok(&maxprune(
+            &[
+                "train",
+                "--preset",
+                preset,
+                "--dataset",
+                "embedded",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "128",
+                "--out",
+                out,
+                "-q",
+            ],
+            tmp.path(),
+        ))
+    };
+    train("lenet5-maxout", "a");
+    train("seed-lenet", "other");
+    let out = ok(&maxprune(&["relevance", "a", "--out", "rel.json"], tmp.path()));
+    assert!(out.contains("500 pieces over 2000 contests"), "{out}");
+    assert!(tmp.path().join("rel-fc1.svg").exists());
+    let rel: serde_json::Value = serde_json::from_slice(&std::fs::read(tmp.path().join("rel.json")).unwrap()).unwrap();
+    let unit0: f64 = rel["layers"][0]["scores"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!((unit0 - 1.0).abs() < 1e-9, "frequencies of a unit sum to 1: {unit0}");
+
+    ok(&maxprune(
+        &["prune", "plan", "a", "--relevance", "rel.json", "--out", "plan.json"],
+        tmp.path(),
+    ));
+    let out = ok(&maxprune(
+        &["prune", "apply", "a", "--plan", "plan.json", "--out", "b"],
+        tmp.path(),
+    ));
+    assert!(out.contains("427330 -> 327205 parameters"), "{out}");
+    let j = json(&maxprune(&["inspect", "b", "--json"], tmp.path()));
+    assert_eq!(j["params"], 327_205);
+    ok(&maxprune(&["eval", "b", "--json"], tmp.path()));
+
+    // made for another spec
+    fails_with(
+        &maxprune(&["prune", "plan", "other", "--relevance", "rel.json"], tmp.path()),
+        "another spec",
+    );
+    fails_with(
+        &maxprune(
+            &["prune", "apply", "other", "--plan", "plan.json", "--out", "c"],
+            tmp.path(),
+        ),
+        "another spec",
+    );
+    // indices out of range
+    let plan = std::fs::read_to_string(tmp.path().join("plan.json")).unwrap();
+    let bad = plan.replacen(
+        "\"keep\": [\n        [\n          0,",
+        "\"keep\": [\n        [\n          9,",
+        1,
+    );
+    assert_ne!(bad, plan);
+    std::fs::write(tmp.path().join("bad-plan.json"), bad).unwrap();
+    fails_with(
+        &maxprune(
+            &["prune", "apply", "a", "--plan", "bad-plan.json", "--out", "c"],
+            tmp.path(),
+        ),
+        "out of range",
+    );
+    // not a relevance file, a directory without spec.json
+    fails_with(
+        &maxprune(&["prune", "plan", "a", "--relevance", "plan.json"], tmp.path()),
+        "plan.json",
+    );
+    std::fs::create_dir(tmp.path().join("empty")).unwrap();
+    fails_with(&maxprune(&["relevance", "empty"], tmp.path()), "no spec.json");
+    fails_with(
+        &maxprune(&["prune", "neurons", "empty", "--out", "x"], tmp.path()),
+        "no spec.json",
+    );
+}

@@ -552,7 +552,7 @@ fn xavier<const D: usize>(shape: [usize; D], rng: &mut SplitMix64, device: &Devi
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::presets::Preset;
 

@@ -1,0 +1,10 @@
+//! Pruning: plans (what survives), selection policies (scores -> plan) and applying a plan
+//! to a network (plan -> smaller network).
+
+pub mod neuron;
+pub mod plan;
+pub mod schedule;
+pub mod select;
+
+#[cfg(test)]
+mod tests;

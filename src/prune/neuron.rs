@@ -1,0 +1,110 @@
+//! Applying a [`PrunePlan`]: a new, physically smaller network and its spec.
+//!
+//! The producer of a maxout layer loses the rows (dense) or output channels (conv) of removed
+//! pieces. While every unit keeps a piece, the consumer is untouched; a removed unit also
+//! removes the consumer's inputs that read it (through a `flatten`, every spatial position of
+//! that channel).
+
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::plan::PrunePlan;
+use crate::error::{Error, Result};
+use crate::model::layout;
+use crate::model::network::{LayerParams, Network};
+use crate::model::spec::LayerSpec;
+
+fn index(indices: &[usize], device: &burn::tensor::Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(v, [indices.len()]), device)
+}
+
+/// Keeps the outputs `rows` of a conv or dense layer (dim 0 of weight and bias).
+fn keep_outputs(p: &LayerParams, rows: &[usize]) -> LayerParams {
+    match p {
+        LayerParams::Dense { weight, bias } => {
+            let i = index(rows, &weight.device());
+            LayerParams::Dense {
+                weight: weight.clone().select(0, i.clone()),
+                bias: bias.clone().select(0, i),
+            }
+        }
+        LayerParams::Conv { weight, bias } => {
+            let i = index(rows, &weight.device());
+            LayerParams::Conv {
+                weight: weight.clone().select(0, i.clone()),
+                bias: bias.clone().select(0, i),
+            }
+        }
+        LayerParams::None => LayerParams::None,
+    }
+}
+
+/// Keeps the inputs `cols` of a conv (input channels) or dense (input features) layer.
+fn keep_inputs(p: &LayerParams, cols: &[usize]) -> LayerParams {
+    match p {
+        LayerParams::Dense { weight, bias } => LayerParams::Dense {
+            weight: weight.clone().select(1, index(cols, &weight.device())),
+            bias: bias.clone(),
+        },
+        LayerParams::Conv { weight, bias } => LayerParams::Conv {
+            weight: weight.clone().select(1, index(cols, &weight.device())),
+            bias: bias.clone(),
+        },
+        LayerParams::None => LayerParams::None,
+    }
+}
+
+/// Applies `plan` to `net`, returning the smaller network (the input is not modified).
+pub fn apply(net: &Network, plan: &PrunePlan) -> Result<Network> {
+    let spec = net.spec();
+    plan.validate(spec)?;
+    let infos = net.infos();
+    let mut new_spec = spec.clone();
+    let mut params = net.params().to_vec();
+    for lp in &plan.layers {
+        let m = lp.layer;
+        let LayerSpec::Maxout { pieces } = &spec.layers[m] else {
+            unreachable!("validated plan names maxout layers")
+        };
+        let p = spec.producer_of(m).expect("a validated maxout layer has a producer");
+        let rows: Vec<usize> = lp
+            .keep
+            .iter()
+            .enumerate()
+            .flat_map(|(u, keep)| keep.iter().map(move |&j| layout::piece_index(pieces, u, j)))
+            .collect();
+        params[p] = keep_outputs(&params[p], &rows);
+        match &mut new_spec.layers[p] {
+            LayerSpec::Conv2d { filters, .. } => *filters = rows.len(),
+            LayerSpec::Dense { outputs, .. } => *outputs = rows.len(),
+            _ => unreachable!("producers are conv or dense"),
+        }
+        new_spec.layers[m] = LayerSpec::Maxout {
+            pieces: plan.new_pieces(m, pieces),
+        };
+        let units: Vec<usize> = (0..lp.keep.len()).filter(|&u| !lp.keep[u].is_empty()).collect();
+        if units.len() == pieces.units() {
+            continue;
+        }
+        let consumer = (m + 1..spec.layers.len())
+            .find(|&c| {
+                matches!(
+                    spec.layers[c],
+                    LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. } | LayerSpec::Maxout { .. }
+                )
+            })
+            .filter(|&c| !matches!(spec.layers[c], LayerSpec::Maxout { .. }))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "plan",
+                    format!("layer {m}: units can only be removed when a conv or dense layer reads them"),
+                )
+            })?;
+        let cols = match spec.layers[consumer] {
+            LayerSpec::Dense { .. } => layout::flat_features(&units, infos[consumer].input.numel() / pieces.units()),
+            _ => units,
+        };
+        params[consumer] = keep_inputs(&params[consumer], &cols);
+    }
+    Network::from_params(&new_spec, params, net.device())
+}

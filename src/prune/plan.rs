@@ -1,0 +1,103 @@
+//! `PrunePlan`: which pieces of which maxout units survive. Serde data, validated against a
+//! spec, replayable on the same checkpoint.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::spec::{ArchSpec, LayerSpec, Pieces};
+use crate::relevance::spec_fingerprint;
+
+/// Version of the plan format.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// The survivors of one maxout layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerPlan {
+    /// Index of the maxout layer in the spec.
+    pub layer: usize,
+    /// Per unit, the surviving pieces (indices into the unit's current pieces, increasing).
+    /// An empty list removes the whole unit.
+    pub keep: Vec<Vec<usize>>,
+}
+
+/// What survives a pruning step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunePlan {
+    /// [`PLAN_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Fingerprint of the spec the plan was made for.
+    pub spec_fingerprint: String,
+    /// Maxout layers that change; layers not listed keep every piece.
+    pub layers: Vec<LayerPlan>,
+}
+
+impl PrunePlan {
+    /// Checks the plan against `spec`: same fingerprint, maxout layers, one list per unit,
+    /// piece indices in range, increasing, without repeats, and at least one unit left.
+    pub fn validate(&self, spec: &ArchSpec) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid("plan", m));
+        if self.format_version != PLAN_FORMAT_VERSION {
+            return bad(format!(
+                "format_version: expected {PLAN_FORMAT_VERSION}, found {}",
+                self.format_version
+            ));
+        }
+        let fp = spec_fingerprint(spec);
+        if self.spec_fingerprint != fp {
+            return bad(format!(
+                "made for another spec (fingerprint {}, the network's is {fp})",
+                self.spec_fingerprint
+            ));
+        }
+        for lp in &self.layers {
+            let Some(LayerSpec::Maxout { pieces }) = spec.layers.get(lp.layer) else {
+                return bad(format!("layer {}: expected a maxout layer", lp.layer));
+            };
+            if lp.keep.len() != pieces.units() {
+                return bad(format!(
+                    "layer {}: {} unit lists, expected {}",
+                    lp.layer,
+                    lp.keep.len(),
+                    pieces.units()
+                ));
+            }
+            for (u, keep) in lp.keep.iter().enumerate() {
+                let k = pieces.count(u);
+                if let Some(&j) = keep.iter().find(|&&j| j >= k) {
+                    return bad(format!("layer {} unit {u}: piece {j} out of range 0..{k}", lp.layer));
+                }
+                if keep.windows(2).any(|w| w[0] >= w[1]) {
+                    return bad(format!(
+                        "layer {} unit {u}: pieces {keep:?} must increase without repeats",
+                        lp.layer
+                    ));
+                }
+            }
+            if lp.keep.iter().all(Vec::is_empty) {
+                return bad(format!("layer {}: removes every unit", lp.layer));
+            }
+        }
+        Ok(())
+    }
+
+    /// The pieces per surviving unit after applying the plan to the maxout layer `layer`.
+    pub fn new_pieces(&self, layer: usize, current: &Pieces) -> Pieces {
+        match self.layers.iter().find(|l| l.layer == layer) {
+            Some(lp) => Pieces::from_counts(lp.keep.iter().map(Vec::len).filter(|&c| c > 0).collect()),
+            None => current.clone(),
+        }
+    }
+
+    /// Parses a plan file; `source` names it in errors.
+    pub fn from_json(text: &str, source: &str) -> Result<PrunePlan> {
+        serde_json::from_str(text).map_err(|e| Error::Parse {
+            path: source.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("plans serialize")
+    }
+}

@@ -1,0 +1,453 @@
+//! The invariants of neuron pruning, and regression tests for the original code's defects.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::neuron::apply;
+use super::plan::{LayerPlan, PLAN_FORMAT_VERSION, PrunePlan};
+use super::select::{Policy, select};
+use crate::data::dataset::Split;
+use crate::model::layout;
+use crate::model::network::tests::conv_maxout_spec;
+use crate::model::network::{LayerParams, Network};
+use crate::model::presets::Preset;
+use crate::model::spec::{ArchSpec, InputShape, LayerSpec, Pieces, SPEC_FORMAT_VERSION};
+use crate::relevance::{ArgmaxFrequency, Criterion, RandomScores, TiePolicy, spec_fingerprint};
+use crate::rng::SplitMix64;
+use crate::train::batch;
+
+fn images(n: usize, seed: u64) -> Split {
+    let mut rng = SplitMix64::new(seed);
+    Split {
+        rows: 28,
+        cols: 28,
+        pixels: (0..n * 784).map(|_| (rng.next_u64() & 0xff) as u8).collect(),
+        labels: (0..n).map(|i| (i % 10) as u8).collect(),
+    }
+}
+
+fn outputs(net: &Network, data: &Split) -> Vec<f32> {
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let (x, _) = batch(data, &idx, net.device());
+    net.forward(x).into_data().iter::<f32>().collect()
+}
+
+fn assert_close(a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= tol, "output {i}: {x} vs {y} (tolerance {tol})");
+    }
+}
+
+fn maxout_pieces(spec: &ArchSpec, m: usize) -> Pieces {
+    match &spec.layers[m] {
+        LayerSpec::Maxout { pieces } => pieces.clone(),
+        _ => panic!("layer {m} is not maxout"),
+    }
+}
+
+/// Spec parameter count equals the built network's (invariant c), checked after every plan.
+fn apply_checked(net: &Network, plan: &PrunePlan) -> Network {
+    let pruned = apply(net, plan).unwrap();
+    assert_eq!(pruned.num_params(), pruned.spec().num_params().unwrap());
+    pruned
+}
+
+/// Edits one layer's parameters on the CPU.
+fn edit(net: &Network, layer: usize, f: impl FnOnce(&mut Vec<f32>, &[usize], &mut Vec<f32>)) -> Network {
+    let mut params = net.params().to_vec();
+    let (w, b): (TensorData, TensorData) = match &params[layer] {
+        LayerParams::Dense { weight, bias } => (weight.to_data(), bias.to_data()),
+        LayerParams::Conv { weight, bias } => (weight.to_data(), bias.to_data()),
+        LayerParams::None => panic!("no parameters"),
+    };
+    let dims = w.shape().to_vec();
+    let mut wv: Vec<f32> = w.iter::<f32>().collect();
+    let mut bv: Vec<f32> = b.iter::<f32>().collect();
+    f(&mut wv, &dims, &mut bv);
+    let d = net.device();
+    let nb = bv.len();
+    params[layer] = match &params[layer] {
+        LayerParams::Dense { .. } => LayerParams::Dense {
+            weight: Tensor::from_data(TensorData::new(wv, [dims[0], dims[1]]), d),
+            bias: Tensor::from_data(TensorData::new(bv, [nb]), d),
+        },
+        _ => LayerParams::Conv {
+            weight: Tensor::from_data(TensorData::new(wv, [dims[0], dims[1], dims[2], dims[3]]), d),
+            bias: Tensor::from_data(TensorData::new(bv, [nb]), d),
+        },
+    };
+    Network::from_params(net.spec(), params, d).unwrap()
+}
+
+fn plan_keeping(spec: &ArchSpec, keep: impl Fn(usize, usize, usize) -> bool) -> PrunePlan {
+    PrunePlan {
+        format_version: PLAN_FORMAT_VERSION,
+        spec_fingerprint: spec_fingerprint(spec),
+        layers: spec
+            .maxout_layers()
+            .into_iter()
+            .map(|m| {
+                let p = maxout_pieces(spec, m);
+                LayerPlan {
+                    layer: m,
+                    keep: (0..p.units())
+                        .map(|u| (0..p.count(u)).filter(|&j| keep(m, u, j)).collect())
+                        .collect(),
+                }
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_removing_pieces_that_never_win_leaves_outputs_unchanged() {
+    let d = Device::flex();
+    let data = images(6, 1);
+    for spec in [Preset::Lenet5Maxout.spec(), conv_maxout_spec()] {
+        let net = Network::init(&spec, 2, &d).unwrap();
+        let rel = ArgmaxFrequency { ties: TiePolicy::Split }
+            .score(&net, &data, 4)
+            .unwrap();
+        let plan = PrunePlan {
+            format_version: PLAN_FORMAT_VERSION,
+            spec_fingerprint: rel.spec_fingerprint.clone(),
+            layers: rel
+                .layers
+                .iter()
+                .map(|l| LayerPlan {
+                    layer: l.layer,
+                    keep: l
+                        .counts
+                        .iter()
+                        .map(|u| (0..u.len()).filter(|&j| u[j] > 0.0).collect())
+                        .collect(),
+                })
+                .collect(),
+        };
+        let removed: usize = rel
+            .layers
+            .iter()
+            .flat_map(|l| l.counts.iter().flatten())
+            .filter(|&&c| c == 0.0)
+            .count();
+        assert!(removed > 0, "{}: the test needs pieces that never win", spec.name);
+        let pruned = apply_checked(&net, &plan);
+        assert!(pruned.num_params() < net.num_params());
+        assert_close(&outputs(&net, &data), &outputs(&pruned, &data), 1e-6);
+    }
+}
+
+#[test]
+fn b_pruned_network_equals_full_network_with_pieces_masked_to_neg_inf() {
+    let d = Device::flex();
+    let data = images(5, 3);
+    for spec in [Preset::Lenet5Maxout.spec(), conv_maxout_spec()] {
+        let net = Network::init(&spec, 4, &d).unwrap();
+        let rel = RandomScores { seed: 9 }.score(&net, &data, 8).unwrap();
+        let plan = select(&rel, &spec, Policy::Global { fraction: 0.4 }).unwrap();
+        let pruned = apply_checked(&net, &plan);
+        // Mask: every removed piece's bias to -inf, so its pre-activation is -inf before the max.
+        let mut masked = net.clone();
+        for lp in &plan.layers {
+            let pieces = maxout_pieces(&spec, lp.layer);
+            let producer = spec.producer_of(lp.layer).unwrap();
+            masked = edit(&masked, producer, |_, _, b| {
+                for u in 0..pieces.units() {
+                    for j in (0..pieces.count(u)).filter(|j| !lp.keep[u].contains(j)) {
+                        b[layout::piece_index(&pieces, u, j)] = f32::NEG_INFINITY;
+                    }
+                }
+            });
+        }
+        assert_close(&outputs(&masked, &data), &outputs(&pruned, &data), 1e-5);
+    }
+}
+
+/// A conv maxout layer read through a flatten by a dense layer.
+fn conv_maxout_flatten_spec() -> ArchSpec {
+    ArchSpec {
+        format_version: SPEC_FORMAT_VERSION,
+        name: "conv-maxout-flatten".into(),
+        input: InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        },
+        layers: vec![
+            LayerSpec::Conv2d {
+                name: "conv1".into(),
+                filters: 12,
+                kernel: 5,
+                stride: 2,
+                padding: 0,
+            },
+            LayerSpec::Maxout {
+                pieces: Pieces::Uniform { units: 4, k: 3 },
+            },
+            LayerSpec::MaxPool { kernel: 2, stride: 2 },
+            LayerSpec::Flatten,
+            LayerSpec::Dense {
+                name: "fc".into(),
+                outputs: 10,
+            },
+        ],
+    }
+}
+
+#[test]
+fn removing_a_unit_equals_zeroing_what_the_consumer_reads_from_it() {
+    let d = Device::flex();
+    let data = images(4, 5);
+    for (spec, m, consumer) in [
+        (Preset::Lenet5Maxout.spec(), 7, 8),
+        (conv_maxout_spec(), 1, 3),
+        (conv_maxout_flatten_spec(), 1, 4),
+    ] {
+        let net = Network::init(&spec, 6, &d).unwrap();
+        let units = maxout_pieces(&spec, m).units();
+        let gone = [1, units - 1];
+        let plan = plan_keeping(&spec, |layer, u, _| layer != m || !gone.contains(&u));
+        let pruned = apply_checked(&net, &plan);
+        let spatial = net.infos()[consumer].input.numel() / units;
+        let zeroed = edit(&net, consumer, |w, dims, _| {
+            let (rows, cols) = (dims[0], w.len() / dims[0]);
+            for r in 0..rows {
+                for c in 0..cols {
+                    // conv: cols = in_channels * kh * kw; dense after flatten: in = units * spatial
+                    let unit = if dims.len() == 4 {
+                        c / (dims[2] * dims[3])
+                    } else {
+                        c / spatial
+                    };
+                    if gone.contains(&unit) {
+                        w[r * cols + c] = 0.0;
+                    }
+                }
+            }
+        });
+        assert_close(&outputs(&zeroed, &data), &outputs(&pruned, &data), 1e-5);
+        assert_eq!(maxout_pieces(pruned.spec(), m).units(), units - 2, "{}", spec.name);
+    }
+}
+
+#[test]
+fn regression_survivors_go_to_their_own_rows_not_v_plus_neuron() {
+    // The original code wrote survivor `neuron` of unit `v` to row `v + neuron` instead of
+    // `v * k_new + neuron`. Rows are tagged with their index, so misplacement shows.
+    let d = Device::flex();
+    let spec = Preset::Lenet5Maxout.spec();
+    let tagged = edit(&Network::init(&spec, 1, &d).unwrap(), 5, |w, dims, b| {
+        for (r, row) in w.chunks_mut(dims[1]).enumerate() {
+            row.fill(r as f32);
+            b[r] = r as f32;
+        }
+    });
+    let plan = plan_keeping(&spec, |_, _, j| j != 0);
+    let pruned = apply_checked(&tagged, &plan);
+    let LayerParams::Dense { bias, weight } = &pruned.params()[5] else {
+        panic!("fc1 is dense")
+    };
+    let b: Vec<f32> = bias.to_data().iter::<f32>().collect();
+    let expected: Vec<f32> = (0..125).flat_map(|u| (1..4).map(move |j| (u * 4 + j) as f32)).collect();
+    assert_eq!(b, expected);
+    let w: Vec<f32> = weight.to_data().iter::<f32>().step_by(800).collect();
+    assert_eq!(w, expected);
+}
+
+#[test]
+fn regression_relevance_after_a_prune_has_the_new_piece_counts() {
+    let d = Device::flex();
+    let data = images(3, 2);
+    let spec = conv_maxout_spec();
+    let net = Network::init(&spec, 3, &d).unwrap();
+    let plan = plan_keeping(&spec, |_, u, j| j + 1 < 4 || u % 2 == 0);
+    let pruned = apply_checked(&net, &plan);
+    let rel = ArgmaxFrequency { ties: TiePolicy::Split }
+        .score(&pruned, &data, 3)
+        .unwrap();
+    for l in &rel.layers {
+        assert_eq!(
+            l.counts.iter().map(Vec::len).collect::<Vec<_>>(),
+            maxout_pieces(pruned.spec(), l.layer).counts()
+        );
+        // every contest credits exactly one unit of win
+        for unit in &l.counts {
+            assert!((unit.iter().sum::<f64>() - l.contests as f64).abs() < 1e-6);
+        }
+    }
+}
+
+#[test]
+fn regression_relevance_is_counted_without_dropout() {
+    // With dropout 0.99 on the pieces switched on, most pieces would be 0 and tie; in
+    // evaluation mode the counts equal the traced forward's arg-max exactly, every time.
+    let d = Device::flex();
+    let mut spec = Preset::Lenet5Maxout.spec();
+    spec.layers[6] = LayerSpec::Dropout { p: 0.99 };
+    let net = Network::init(&spec, 8, &d).unwrap();
+    let data = images(4, 4);
+    let crit = ArgmaxFrequency { ties: TiePolicy::Split };
+    let rel = crit.score(&net, &data, 2).unwrap();
+    assert_eq!(rel, crit.score(&net, &data, 4).unwrap());
+    let (_, traces) = net.forward_traced(batch(&data, &[0, 1, 2, 3], &d).0);
+    let mut manual = vec![vec![0.0; 4]; 125];
+    for (i, w) in traces[0].winners().into_data().iter::<i64>().enumerate() {
+        manual[i % 125][w as usize] += 1.0;
+    }
+    assert_eq!(rel.layers[0].counts, manual);
+}
+
+#[test]
+fn regression_ties_are_not_credited_to_piece_zero() {
+    let d = Device::flex();
+    let spec = Preset::Lenet5Maxout.spec();
+    let flat = edit(&Network::init(&spec, 1, &d).unwrap(), 5, |w, _, b| {
+        w.fill(0.0);
+        b.fill(0.0);
+    });
+    let data = images(2, 1);
+    let split = ArgmaxFrequency { ties: TiePolicy::Split }
+        .score(&flat, &data, 2)
+        .unwrap();
+    assert!(
+        split.layers[0]
+            .scores
+            .iter()
+            .all(|u| u.iter().all(|&s| (s - 0.25).abs() < 1e-12))
+    );
+    let nobody = ArgmaxFrequency {
+        ties: TiePolicy::Nobody,
+    }
+    .score(&flat, &data, 2)
+    .unwrap();
+    assert!(nobody.layers[0].scores.iter().flatten().all(|&s| s == 0.0));
+}
+
+#[test]
+fn regression_any_k_prunes_down_to_one() {
+    let d = Device::flex();
+    let mut spec = Preset::Lenet5Maxout.spec();
+    spec.layers[5] = LayerSpec::Dense {
+        name: "fc1".into(),
+        outputs: 70,
+    };
+    spec.layers[7] = LayerSpec::Maxout {
+        pieces: Pieces::Uniform { units: 10, k: 7 },
+    };
+    let mut net = Network::init(&spec, 1, &d).unwrap();
+    let data = images(8, 6);
+    for k in (1..7).rev() {
+        let rel = ArgmaxFrequency { ties: TiePolicy::Split }
+            .score(&net, &data, 8)
+            .unwrap();
+        net = apply_checked(&net, &select(&rel, net.spec(), Policy::PerUnit { n: 1 }).unwrap());
+        assert_eq!(maxout_pieces(net.spec(), 7), Pieces::Uniform { units: 10, k });
+    }
+}
+
+#[test]
+fn plans_for_another_spec_or_out_of_range_are_rejected() {
+    let d = Device::flex();
+    let spec = Preset::Lenet5Maxout.spec();
+    let net = Network::init(&spec, 1, &d).unwrap();
+    let mut plan = plan_keeping(&spec, |_, _, j| j > 0);
+    plan.layers[0].keep[3] = vec![1, 4];
+    let e = apply(&net, &plan).unwrap_err().to_string();
+    assert!(e.contains("unit 3") && e.contains("piece 4 out of range 0..4"), "{e}");
+    let other = plan_keeping(&Preset::SeedLenet.spec(), |_, _, _| true);
+    assert!(apply(&net, &other).unwrap_err().to_string().contains("another spec"));
+    let rel = RandomScores { seed: 1 }.score(&net, &images(1, 1), 1).unwrap();
+    assert!(
+        select(&rel, &Preset::SeedLenet.spec(), Policy::PerUnit { n: 1 })
+            .unwrap_err()
+            .to_string()
+            .contains("another spec")
+    );
+}
+
+#[test]
+fn threshold_and_global_policies_make_ragged_units() {
+    let d = Device::flex();
+    let spec = Preset::Lenet5Maxout.spec();
+    let net = Network::init(&spec, 1, &d).unwrap();
+    let data = images(16, 2);
+    let rel = ArgmaxFrequency { ties: TiePolicy::Split }
+        .score(&net, &data, 16)
+        .unwrap();
+    for policy in [Policy::Threshold { tau: 0.2 }, Policy::Global { fraction: 0.5 }] {
+        let pruned = apply_checked(&net, &select(&rel, &spec, policy).unwrap());
+        let p = maxout_pieces(pruned.spec(), 7);
+        assert_eq!(p.units(), 125);
+        assert!(
+            !p.is_uniform() && p.counts().iter().all(|&c| c >= 1),
+            "{policy:?}: {p:?}"
+        );
+    }
+}
+
+#[test]
+fn conv_maxout_network_prunes_end_to_end_and_resumes() {
+    use crate::data::dataset::{Dataset, DatasetName};
+    use crate::prune::schedule::{ScheduleConfig, run_schedule};
+    use crate::relevance::CriterionKind;
+    use crate::run::RunDir;
+    use crate::train::{Silent, Splits, TrainConfig, train};
+
+    let full = Dataset::embedded().unwrap();
+    let first = |s: &Split, n: usize| s.subset(&(0..n).collect::<Vec<_>>());
+    let data = Dataset {
+        name: DatasetName::Embedded,
+        classes: 10,
+        train: first(&full.train, 600),
+        test: first(&full.test, 200),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        dataset: "embedded".into(),
+        epochs: 1,
+        val: 100,
+        ..TrainConfig::default()
+    };
+    let net = Network::init(&conv_maxout_spec(), 1, &Device::flex()).unwrap();
+    let run = RunDir::create(&tmp.path().join("base"), &net, &config).unwrap();
+    train(&run, &Splits::new(&data, &config).unwrap(), &mut Silent).unwrap();
+    let schedule = ScheduleConfig {
+        criterion: CriterionKind::Argmax,
+        ties: TiePolicy::Split,
+        policy: Policy::PerUnit { n: 1 },
+        until_k: None,
+        steps: Some(1),
+        retrain_epochs: 1,
+        tolerance: 100.0,
+        val: 100,
+        control: false,
+        dataset: "embedded".into(),
+        seed: 1,
+    };
+    let out = tmp.path().join("pruned");
+    let report = run_schedule(&run, &out, &schedule, &data, false, &mut Silent, &mut |_| {}).unwrap();
+    assert_eq!(report.rows.len(), 2);
+    assert_eq!(report.rows[1].pieces, vec!["3".to_string(), "1..3".to_string()]);
+    assert!(report.rows[1].params < report.rows[0].params);
+    let step = RunDir::open(&out.join("step-01")).unwrap();
+    assert_eq!(step.checkpoint().unwrap().epoch, 1);
+    for f in ["plan.json", "relevance.json", "step.json", "before.json"] {
+        assert!(out.join("step-01").join(f).exists(), "{f}");
+    }
+    for f in [
+        "report.md",
+        "report.json",
+        "accuracy-vs-params.svg",
+        "relevance-step-01-0.svg",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    // Without --resume an existing schedule is refused; with it, finished steps are reused.
+    assert!(run_schedule(&run, &out, &schedule, &data, false, &mut Silent, &mut |_| {}).is_err());
+    let again = run_schedule(&run, &out, &schedule, &data, true, &mut Silent, &mut |_| {}).unwrap();
+    assert_eq!(
+        again.rows[1..],
+        report.rows[1..],
+        "finished steps are read back, not recomputed"
+    );
+}

@@ -1,0 +1,357 @@
+//! Relevance of maxout pieces: criteria that score every piece of every maxout layer.
+//!
+//! The paper's criterion ([`ArgmaxFrequency`]) counts, over a data split and with the network
+//! in evaluation mode (no dropout), how often each piece is the maximum of its unit. For a conv
+//! maxout layer every spatial position of every example is one contest. Other criteria share
+//! the [`Criterion`] trait; none of them knows how tensors are cut.
+
+use burn::tensor::{Tensor, TensorData};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+use crate::data::dataset::Split;
+use crate::error::{Error, Result};
+use crate::model::layout;
+use crate::model::network::{LayerParams, Network};
+use crate::model::spec::{ArchSpec, LayerSpec};
+use crate::rng::SplitMix64;
+use crate::train::batch;
+
+/// Who is credited when several pieces of a unit share the maximum (for example all 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TiePolicy {
+    /// The contest's one unit of credit is split equally among the tied pieces.
+    #[default]
+    Split,
+    /// A tied contest credits no piece.
+    Nobody,
+}
+
+/// The available criteria (closed set, for the CLI and for reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CriterionKind {
+    /// How often the piece is its unit's arg-max (the paper's local relevance).
+    #[default]
+    Argmax,
+    /// Mean pre-activation of the piece over the data.
+    MeanActivation,
+    /// L2 norm of the piece's incoming weights (its row or filter, with its bias).
+    WeightNorm,
+    /// Seeded uniform random scores: the baseline any criterion must beat.
+    Random,
+}
+
+/// Scores of one maxout layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRelevance {
+    /// Index of the maxout layer in the spec.
+    pub layer: usize,
+    /// Name of the conv or dense layer that produces the pieces.
+    pub producer: String,
+    /// Contests seen (examples, times spatial positions for conv); 0 for data-free criteria.
+    pub contests: usize,
+    /// Raw values per unit and piece: win counts for `argmax`, the score otherwise.
+    pub counts: Vec<Vec<f64>>,
+    /// Scores per unit and piece, comparable within the layer: win frequencies in `[0, 1]`
+    /// for `argmax` (each unit's sum to 1, or less with ties credited to nobody).
+    pub scores: Vec<Vec<f64>>,
+}
+
+/// Scores of every maxout layer of one network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Relevance {
+    /// The criterion that produced them.
+    pub criterion: CriterionKind,
+    /// Tie policy (argmax only).
+    pub ties: TiePolicy,
+    /// Examples scored (0 for data-free criteria).
+    pub examples: usize,
+    /// Fingerprint of the spec scored; plans and relevance files are checked against it.
+    pub spec_fingerprint: String,
+    /// One entry per maxout layer, in spec order.
+    pub layers: Vec<LayerRelevance>,
+}
+
+impl Relevance {
+    /// Checks that these scores were made for `spec`: same fingerprint and piece counts.
+    pub fn check_spec(&self, spec: &ArchSpec, source: &str) -> Result<()> {
+        let fp = spec_fingerprint(spec);
+        if self.spec_fingerprint != fp {
+            return Err(Error::invalid(
+                "relevance",
+                format!(
+                    "{source}: made for another spec (fingerprint {}, the network's is {fp})",
+                    self.spec_fingerprint
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A stable fingerprint of a spec: SHA-256 of its JSON, first 16 hex digits.
+pub fn spec_fingerprint(spec: &ArchSpec) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(serde_json::to_vec(spec).expect("spec serializes"));
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Scores every piece of every maxout layer of a network.
+pub trait Criterion {
+    /// Which criterion this is.
+    fn kind(&self) -> CriterionKind;
+    /// Scores `net`'s pieces, using `data` if the criterion needs data.
+    fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance>;
+}
+
+/// Builds the criterion of the given kind.
+pub fn criterion(kind: CriterionKind, ties: TiePolicy, seed: u64) -> Box<dyn Criterion> {
+    match kind {
+        CriterionKind::Argmax => Box::new(ArgmaxFrequency { ties }),
+        CriterionKind::MeanActivation => Box::new(MeanActivation),
+        CriterionKind::WeightNorm => Box::new(WeightNorm),
+        CriterionKind::Random => Box::new(RandomScores { seed }),
+    }
+}
+
+/// The paper's local relevance: arg-max frequency, with an explicit tie policy.
+pub struct ArgmaxFrequency {
+    /// Tie policy.
+    pub ties: TiePolicy,
+}
+
+/// Mean pre-activation of each piece.
+pub struct MeanActivation;
+
+/// L2 norm of each piece's incoming weights and bias.
+pub struct WeightNorm;
+
+/// Seeded random scores.
+pub struct RandomScores {
+    /// Seed.
+    pub seed: u64,
+}
+
+fn maxout_pieces(spec: &ArchSpec) -> Vec<(usize, Vec<usize>, String)> {
+    spec.maxout_layers()
+        .into_iter()
+        .map(|m| {
+            let LayerSpec::Maxout { pieces } = &spec.layers[m] else {
+                unreachable!("maxout_layers yields maxout layers")
+            };
+            let producer = spec
+                .producer_of(m)
+                .and_then(|p| spec.layers[p].name())
+                .unwrap_or_default()
+                .to_string();
+            (m, pieces.counts(), producer)
+        })
+        .collect()
+}
+
+/// Runs the traced forward over `data` and hands each maxout layer's pieces, as
+/// `[contests, units, k_max]` values, to `visit(layer_slot, values, contests, units, k_max)`.
+fn for_each_trace(
+    net: &Network,
+    data: &Split,
+    batch_size: usize,
+    mut visit: impl FnMut(usize, &[f32], usize, usize, usize),
+) {
+    let net = net.clone().into_inference();
+    let order: Vec<usize> = (0..data.len()).collect();
+    for chunk in order.chunks(batch_size.max(1)) {
+        let (x, _) = batch(data, chunk, net.device());
+        let (_, traces) = net.forward_traced(x);
+        for (slot, t) in traces.into_iter().enumerate() {
+            let [n, units, k] = t.pieces.dims();
+            let values: Vec<f32> = t.pieces.into_data().iter::<f32>().collect();
+            visit(slot, &values, n, units, k);
+        }
+    }
+}
+
+fn relevance(
+    kind: CriterionKind,
+    ties: TiePolicy,
+    net: &Network,
+    examples: usize,
+    layers: Vec<LayerRelevance>,
+) -> Relevance {
+    Relevance {
+        criterion: kind,
+        ties,
+        examples,
+        spec_fingerprint: spec_fingerprint(net.spec()),
+        layers,
+    }
+}
+
+impl Criterion for ArgmaxFrequency {
+    fn kind(&self) -> CriterionKind {
+        CriterionKind::Argmax
+    }
+
+    fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance> {
+        let meta = maxout_pieces(net.spec());
+        let mut counts: Vec<Vec<Vec<f64>>> = meta
+            .iter()
+            .map(|(_, c, _)| c.iter().map(|&k| vec![0.0; k]).collect())
+            .collect();
+        let mut contests = vec![0usize; meta.len()];
+        let mut tied = Vec::new();
+        for_each_trace(net, data, batch_size, |slot, values, n, units, k_max| {
+            contests[slot] += n;
+            let layer_counts = &mut counts[slot];
+            for c in 0..n {
+                for (u, unit_counts) in layer_counts.iter_mut().enumerate().take(units) {
+                    let row = &values[(c * units + u) * k_max..][..unit_counts.len()];
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    tied.clear();
+                    tied.extend((0..row.len()).filter(|&j| row[j] == max));
+                    match (self.ties, tied.len()) {
+                        (_, 1) => unit_counts[tied[0]] += 1.0,
+                        (TiePolicy::Split, t) => tied.iter().for_each(|&j| unit_counts[j] += 1.0 / t as f64),
+                        (TiePolicy::Nobody, _) => {}
+                    }
+                }
+            }
+        });
+        let layers = meta
+            .into_iter()
+            .zip(counts)
+            .zip(contests)
+            .map(|(((layer, _, producer), counts), contests)| LayerRelevance {
+                layer,
+                producer,
+                contests,
+                scores: counts
+                    .iter()
+                    .map(|u| u.iter().map(|&c| c / contests.max(1) as f64).collect())
+                    .collect(),
+                counts,
+            })
+            .collect();
+        Ok(relevance(self.kind(), self.ties, net, data.len(), layers))
+    }
+}
+
+impl Criterion for MeanActivation {
+    fn kind(&self) -> CriterionKind {
+        CriterionKind::MeanActivation
+    }
+
+    fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance> {
+        let meta = maxout_pieces(net.spec());
+        let mut sums: Vec<Vec<Vec<f64>>> = meta
+            .iter()
+            .map(|(_, c, _)| c.iter().map(|&k| vec![0.0; k]).collect())
+            .collect();
+        let mut contests = vec![0usize; meta.len()];
+        for_each_trace(net, data, batch_size, |slot, values, n, units, k_max| {
+            contests[slot] += n;
+            for c in 0..n {
+                for (u, unit) in sums[slot].iter_mut().enumerate() {
+                    let row = &values[(c * units + u) * k_max..];
+                    unit.iter_mut().zip(row).for_each(|(s, &v)| *s += f64::from(v));
+                }
+            }
+        });
+        let layers = meta
+            .into_iter()
+            .zip(sums)
+            .zip(contests)
+            .map(|(((layer, _, producer), sums), contests)| {
+                let scores: Vec<Vec<f64>> = sums
+                    .iter()
+                    .map(|u| u.iter().map(|&s| s / contests.max(1) as f64).collect())
+                    .collect();
+                LayerRelevance {
+                    layer,
+                    producer,
+                    contests,
+                    counts: scores.clone(),
+                    scores,
+                }
+            })
+            .collect();
+        Ok(relevance(self.kind(), TiePolicy::default(), net, data.len(), layers))
+    }
+}
+
+/// Squared L2 norm of each output row (dense) or filter (conv), bias included, as `Vec<f64>`.
+fn row_norms(params: &LayerParams) -> Vec<f64> {
+    fn norms<const D: usize>(w: &Tensor<D>, b: &Tensor<1>) -> Vec<f64> {
+        let rows = w.dims()[0];
+        let w2: Tensor<2> = w.clone().reshape([rows as i64, -1]);
+        let sq = (w2.clone() * w2).sum_dim(1).reshape([rows]) + b.clone() * b.clone();
+        let data: TensorData = sq.sqrt().into_data();
+        data.iter::<f32>().map(f64::from).collect()
+    }
+    match params {
+        LayerParams::Dense { weight, bias } => norms(weight, bias),
+        LayerParams::Conv { weight, bias } => norms(weight, bias),
+        LayerParams::None => Vec::new(),
+    }
+}
+
+impl Criterion for WeightNorm {
+    fn kind(&self) -> CriterionKind {
+        CriterionKind::WeightNorm
+    }
+
+    fn score(&self, net: &Network, _: &Split, _: usize) -> Result<Relevance> {
+        let spec = net.spec();
+        let layers = maxout_pieces(spec)
+            .into_iter()
+            .map(|(layer, counts, producer)| {
+                let LayerSpec::Maxout { pieces } = &spec.layers[layer] else {
+                    unreachable!("maxout layer")
+                };
+                let p = spec.producer_of(layer).expect("validated maxout has a producer");
+                let norms = row_norms(&net.params()[p]);
+                let scores: Vec<Vec<f64>> = counts
+                    .iter()
+                    .enumerate()
+                    .map(|(u, &k)| (0..k).map(|j| norms[layout::piece_index(pieces, u, j)]).collect())
+                    .collect();
+                LayerRelevance {
+                    layer,
+                    producer,
+                    contests: 0,
+                    counts: scores.clone(),
+                    scores,
+                }
+            })
+            .collect();
+        Ok(relevance(self.kind(), TiePolicy::default(), net, 0, layers))
+    }
+}
+
+impl Criterion for RandomScores {
+    fn kind(&self) -> CriterionKind {
+        CriterionKind::Random
+    }
+
+    fn score(&self, net: &Network, _: &Split, _: usize) -> Result<Relevance> {
+        let layers = maxout_pieces(net.spec())
+            .into_iter()
+            .map(|(layer, counts, producer)| {
+                let mut rng = SplitMix64::derive(self.seed, "random-relevance", layer as u64);
+                let scores: Vec<Vec<f64>> = counts
+                    .iter()
+                    .map(|&k| (0..k).map(|_| f64::from(rng.next_f32())).collect())
+                    .collect();
+                LayerRelevance {
+                    layer,
+                    producer,
+                    contests: 0,
+                    counts: scores.clone(),
+                    scores,
+                }
+            })
+            .collect();
+        Ok(relevance(self.kind(), TiePolicy::default(), net, 0, layers))
+    }
+}

@@ -1,0 +1,208 @@
+//! Reports: per-step rows of a pruning schedule as JSON and Markdown, and SVG plots.
+//! The plots are plain SVG written here (no plotting dependency, byte-identical across runs).
+
+use serde::{Deserialize, Serialize};
+
+/// One row of a neuron-pruning schedule report. Step 0 is the starting network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRow {
+    /// 0 for the starting network, then 1, 2, ...
+    pub step: usize,
+    /// Pieces per unit of each maxout layer (`k`, or `lo..hi` when ragged).
+    pub pieces: Vec<String>,
+    /// Histogram of pieces per unit of each maxout layer: `hist[layer][k]` units have k pieces.
+    pub pieces_histogram: Vec<Vec<usize>>,
+    /// Parameters.
+    pub params: usize,
+    /// Percent of the starting network's parameters removed.
+    pub removed_vs_start: f64,
+    /// Percent of plain LeNet-5's 431,080 parameters removed.
+    pub removed_vs_lenet5: f64,
+    /// FLOPs per example.
+    pub flops: usize,
+    /// Validation accuracy right after pruning, before retraining.
+    pub val_before: Option<f64>,
+    /// Test accuracy right after pruning, before retraining.
+    pub test_before: f64,
+    /// Validation accuracy after retraining.
+    pub val_after: Option<f64>,
+    /// Test accuracy after retraining.
+    pub test_after: f64,
+    /// Wall-clock seconds of the step (relevance, pruning, retraining, evaluation).
+    pub seconds: f64,
+    /// Whether validation accuracy stayed within tolerance of the starting network's.
+    pub accepted: bool,
+}
+
+/// Parameters of plain LeNet-5, the paper's reference for "% removed".
+pub const LENET5_PARAMS: usize = 431_080;
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("–".into(), |v| format!("{:.2}", 100.0 * v))
+}
+
+/// The rows as a Markdown table.
+pub fn markdown_table(rows: &[StepRow]) -> String {
+    let mut s = String::from(
+        "| step | k per unit | params | removed vs start | removed vs LeNet-5 | FLOPs | val acc before → after | test acc before → after | time | within tolerance |\n\
+         |---:|---|---:|---:|---:|---:|---|---|---:|---|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.1}% | {:.1}% | {} | {} → {} | {} → {} | {:.0} s | {} |\n",
+            r.step,
+            r.pieces.join(", "),
+            r.params,
+            r.removed_vs_start,
+            r.removed_vs_lenet5,
+            r.flops,
+            pct(r.val_before),
+            pct(r.val_after),
+            pct(Some(r.test_before)),
+            pct(Some(r.test_after)),
+            r.seconds,
+            if r.accepted { "yes" } else { "**no**" }
+        ));
+    }
+    s
+}
+
+const W: f64 = 640.0;
+const H: f64 = 400.0;
+const M: f64 = 60.0;
+
+fn frame(title: &str, xlabel: &str, ylabel: &str, body: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{}</text>\n\
+         <line x1=\"{M}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{M}\" y1=\"{M}\" x2=\"{M}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n\
+         <text x=\"16\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">{}</text>\n{body}</svg>\n",
+        W / 2.0,
+        esc(title),
+        H - M,
+        W - M,
+        H - M,
+        H - M,
+        W / 2.0,
+        H - 16.0,
+        esc(xlabel),
+        H / 2.0,
+        H / 2.0,
+        esc(ylabel)
+    )
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn scale(v: f64, lo: f64, hi: f64, a: f64, b: f64) -> f64 {
+    if hi > lo {
+        a + (v - lo) / (hi - lo) * (b - a)
+    } else {
+        (a + b) / 2.0
+    }
+}
+
+fn ticks(lo: f64, hi: f64, horizontal: bool, fmt: &dyn Fn(f64) -> String) -> String {
+    (0..=4)
+        .map(|i| {
+            let v = lo + (hi - lo) * f64::from(i) / 4.0;
+            if horizontal {
+                let x = scale(v, lo, hi, M, W - M);
+                format!(
+                    "<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+                    H - M + 16.0,
+                    fmt(v)
+                )
+            } else {
+                let y = scale(v, lo, hi, H - M, M);
+                format!(
+                    "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
+                    M - 6.0,
+                    y + 4.0,
+                    fmt(v)
+                )
+            }
+        })
+        .collect()
+}
+
+/// A line chart of one or more named series of `(x, y)` points.
+pub fn line_chart(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+    let pts = series.iter().flat_map(|(_, p)| p.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        return frame(title, xlabel, ylabel, "");
+    }
+    let pad = ((y1 - y0) * 0.1).max(1e-3);
+    let (y0, y1) = (y0 - pad, y1 + pad);
+    let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
+    let mut body = ticks(x0, x1, true, &|v| format!("{:.0}k", v / 1e3));
+    body += &ticks(y0, y1, false, &|v| format!("{v:.2}"));
+    for (i, (name, p)) in series.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        let path: Vec<String> = p
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", scale(x, x0, x1, M, W - M), scale(y, y0, y1, H - M, M)))
+            .collect();
+        body += &format!(
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            path.join(" ")
+        );
+        for xy in &path {
+            let (x, y) = xy.split_once(',').expect("formatted as x,y");
+            body += &format!("<circle cx=\"{x}\" cy=\"{y}\" r=\"3\" fill=\"{c}\"/>\n");
+        }
+        body += &format!(
+            "<text x=\"{}\" y=\"{}\" fill=\"{c}\">{}</text>\n",
+            W - M - 150.0,
+            M + 16.0 * i as f64,
+            esc(name)
+        );
+    }
+    frame(title, xlabel, ylabel, &body)
+}
+
+/// A histogram of `values` in `[0, max]` with `bins` bins.
+pub fn histogram(title: &str, xlabel: &str, values: &[f64], bins: usize) -> String {
+    let hi = values.iter().copied().fold(0.0f64, f64::max).max(1e-12);
+    let mut counts = vec![0usize; bins];
+    for &v in values {
+        counts[((v / hi * bins as f64) as usize).min(bins - 1)] += 1;
+    }
+    let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let bw = (W - 2.0 * M) / bins as f64;
+    let mut body = ticks(0.0, hi, true, &|v| format!("{v:.3}"));
+    body += &ticks(0.0, top, false, &|v| format!("{v:.0}"));
+    for (i, &c) in counts.iter().enumerate() {
+        let h = scale(c as f64, 0.0, top, 0.0, H - 2.0 * M);
+        body += &format!(
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#1f77b4\"/>\n",
+            M + i as f64 * bw,
+            H - M - h,
+            bw - 1.0
+        );
+    }
+    frame(title, xlabel, "pieces", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn svg_is_well_formed_and_counts_every_value() {
+        let h = histogram("t", "x", &[0.0, 0.5, 1.0, 1.0], 2);
+        assert!(h.starts_with("<svg") && h.trim_end().ends_with("</svg>"));
+        assert_eq!(h.matches("<rect x=").count(), 2);
+        let l = line_chart("a<b", "x", "y", &[("s".into(), vec![(1000.0, 0.5), (2000.0, 0.7)])]);
+        assert!(l.contains("a&lt;b") && l.contains("<polyline"));
+    }
+}
