@@ -26,6 +26,7 @@ pub mod relevance;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod sparse;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -16,11 +16,13 @@ use maxprune::model::presets::Preset;
 use maxprune::model::spec::ArchSpec;
 use maxprune::prune::neuron::apply;
 use maxprune::prune::plan::PrunePlan;
-use maxprune::prune::schedule::{ScheduleConfig, run_schedule};
+use maxprune::prune::schedule::{Retrain, ScheduleConfig, run_schedule};
 use maxprune::prune::select::{Policy, select};
+use maxprune::prune::weight::{WeightRule, WeightSchedule, parse_sparsity, sparsity, sparsity_markdown};
 use maxprune::relevance::{CriterionKind, Relevance, TiePolicy, criterion};
 use maxprune::report::{StepRow, histogram, markdown_table};
 use maxprune::run::RunDir;
+use maxprune::sparse;
 use maxprune::train::{Event, Observer, Silent, Splits, TrainConfig, evaluate, train};
 
 #[derive(Parser)]
@@ -59,6 +61,8 @@ enum Command {
     /// Prune maxout networks.
     #[command(subcommand)]
     Prune(PruneCommand),
+    /// Write the model as a sparse or dense file.
+    Export(ExportArgs),
 }
 
 #[derive(Subcommand)]
@@ -69,6 +73,66 @@ enum PruneCommand {
     Plan(PlanArgs),
     /// Apply a prune plan to a run directory (no retraining).
     Apply(ApplyArgs),
+    /// Iterative magnitude weight pruning with masks held through retraining (Han et al.).
+    Weights(WeightsArgs),
+}
+
+#[derive(Args)]
+struct WeightsArgs {
+    /// Run directory to prune.
+    run: PathBuf,
+    /// Output directory (one run directory per step inside).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Han's rule: remove |w| < quality x std of the layer's surviving weights, every step.
+    #[arg(long, conflicts_with = "sparsity")]
+    quality: Option<f64>,
+    /// Quality factor for conv layers (default: --quality).
+    #[arg(long, requires = "quality")]
+    conv_quality: Option<f64>,
+    /// Target sparsity per layer, reached in equal increments: conv=0.5,dense=0.9 or by layer name.
+    #[arg(long)]
+    sparsity: Option<String>,
+    /// Pruning steps.
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Retraining epochs per step.
+    #[arg(long, default_value_t = 5)]
+    retrain_epochs: usize,
+    /// Stop when validation accuracy drops more than this many points below the start.
+    #[arg(long, default_value_t = 0.3)]
+    tolerance: f64,
+    /// Validation examples carved off train (must match the starting run's; 0: no stopping rule).
+    #[arg(long, default_value_t = 5000)]
+    val: usize,
+    /// Seed of retraining.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Continue an interrupted schedule in --out.
+    #[arg(long)]
+    resume: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// maxprune's sparse file (CSR for pruned weight matrices).
+    Sparse,
+    /// safetensors, dense f32.
+    Dense,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Run directory.
+    run: PathBuf,
+    /// Format.
+    #[arg(long, value_enum, default_value = "sparse")]
+    format: ExportFormat,
+    /// Output file.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -254,8 +318,11 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// Run directory.
+    /// Run directory, or a sparse model file written by `export`.
     run: PathBuf,
+    /// Evaluate this model file (sparse or safetensors) with the run directory's spec.
+    #[arg(long)]
+    model: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
     /// Print JSON.
@@ -439,12 +506,42 @@ fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {
-    let dir = RunDir::open(&a.run)?;
-    let config = dir.config()?;
-    let name = a.data.dataset.unwrap_or(config.dataset);
+    let (net, recorded, batch) = if a.run.is_file() {
+        let bytes = std::fs::read(&a.run).with_context(|| format!("reading {}", a.run.display()))?;
+        let (net, dataset) = sparse::decode(&bytes, &a.run.display().to_string(), &device())?;
+        (net, dataset, TrainConfig::default().eval_batch_size)
+    } else {
+        let dir = RunDir::open(&a.run)?;
+        let config = dir.config()?;
+        let net = match &a.model {
+            None => dir.network(&device())?,
+            Some(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let source = path.display().to_string();
+                let spec = dir.spec()?;
+                if sparse::is_sparse(&bytes) {
+                    let (net, _) = sparse::decode(&bytes, &source, &device())?;
+                    if net.spec() != &spec {
+                        bail!(
+                            "{source}: made for another spec than {} ({} vs {})",
+                            a.run.display(),
+                            net.spec().name,
+                            spec.name
+                        );
+                    }
+                    net
+                } else {
+                    Network::from_safetensors(&spec, &bytes, &source, &device())?
+                }
+            }
+        };
+        (net, Some(config.dataset), config.eval_batch_size)
+    };
+    let Some(name) = a.data.dataset.or(recorded) else {
+        bail!("{}: no dataset recorded; give --dataset", a.run.display());
+    };
     let data = load_dataset(&name, a.data.data_dir.as_deref())?;
-    let net = dir.network(&device())?;
-    let e = evaluate(&net, &data.test, data.classes, config.eval_batch_size);
+    let e = evaluate(&net, &data.test, data.classes, batch);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&e)?);
     } else {
@@ -459,6 +556,84 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn cmd_weights(a: WeightsArgs, quiet: bool) -> Result<()> {
+    let source = RunDir::open(&a.run)?;
+    let spec = source.spec()?;
+    let rule = match (a.quality, &a.sparsity) {
+        (Some(q), _) => WeightRule::Quality {
+            conv: a.conv_quality.unwrap_or(q),
+            dense: q,
+        },
+        (None, Some(text)) => WeightRule::Sparsity {
+            targets: parse_sparsity(text, &spec)?,
+        },
+        (None, None) => WeightRule::Quality { conv: 1.0, dense: 1.0 },
+    };
+    let dataset = a.data.dataset.clone().unwrap_or(source.config()?.dataset);
+    let data = load_dataset(&dataset, a.data.data_dir.as_deref())?;
+    let schedule = WeightSchedule {
+        rule,
+        steps: a.steps,
+        retrain: Retrain {
+            retrain_epochs: a.retrain_epochs,
+            tolerance: a.tolerance,
+            val: a.val,
+            dataset,
+            seed: a.seed,
+        },
+    };
+    let report = run_schedule(
+        &source,
+        &a.out,
+        &schedule,
+        &data,
+        a.resume,
+        observer(quiet).as_mut(),
+        &mut print_row(quiet),
+    )?;
+    print!("{}", markdown_table(&report.rows));
+    if report.final_step > 0 {
+        let final_dir = a.out.join(format!("step-{:02}", report.final_step));
+        let net = RunDir::open(&final_dir)?.network(&device())?;
+        print!("{}", sparsity_markdown(&sparsity(&net)));
+    }
+    println!(
+        "result: step {} of {}; report in {}",
+        report.final_step,
+        a.out.display(),
+        a.out.join("report.md").display()
+    );
+    Ok(())
+}
+
+fn cmd_export(a: ExportArgs) -> Result<()> {
+    let dir = RunDir::open(&a.run)?;
+    let net = dir.network(&device())?;
+    let dense = net.to_safetensors();
+    let bytes = match a.format {
+        ExportFormat::Sparse => sparse::encode(&net, Some(&dir.config()?.dataset)),
+        ExportFormat::Dense => dense.clone(),
+    };
+    write_file(&a.out, &bytes)?;
+    println!(
+        "{}: {} bytes ({} bytes as dense safetensors)",
+        a.out.display(),
+        bytes.len(),
+        dense.len()
+    );
+    Ok(())
+}
+
+/// Prints each finished schedule row as a Markdown table row (unless quiet).
+fn print_row(quiet: bool) -> impl FnMut(&StepRow) {
+    move |r| {
+        if !quiet {
+            let table = markdown_table(std::slice::from_ref(r));
+            eprintln!("{}", table.lines().nth(2).unwrap_or_default());
+        }
+    }
 }
 
 fn cmd_inspect(a: InspectArgs) -> Result<()> {
@@ -606,12 +781,14 @@ fn cmd_demo(a: DemoArgs, quiet: bool) -> Result<()> {
         policy: Policy::PerUnit { n: 1 },
         until_k: None,
         steps: Some(1),
-        retrain_epochs: a.retrain_epochs,
-        tolerance: 100.0,
-        val: config.val,
         control: false,
-        dataset: config.dataset.clone(),
-        seed: config.seed,
+        retrain: Retrain {
+            retrain_epochs: a.retrain_epochs,
+            tolerance: 100.0,
+            val: config.val,
+            dataset: config.dataset.clone(),
+            seed: config.seed,
+        },
     };
     let prune_dir = a.out.join("prune");
     let report = run_schedule(
@@ -724,24 +901,14 @@ fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
         policy: a.policy.policy(),
         until_k: a.until_k.or(if a.steps.is_none() { Some(1) } else { None }),
         steps: a.steps,
-        retrain_epochs: a.retrain_epochs,
-        tolerance: a.tolerance,
-        val: a.val,
         control: a.control,
-        dataset,
-        seed: a.seed,
-    };
-    let mut print = |r: &StepRow| {
-        if !quiet {
-            eprint!(
-                "{}",
-                markdown_table(std::slice::from_ref(r))
-                    .lines()
-                    .nth(2)
-                    .map(|l| format!("{l}\n"))
-                    .unwrap_or_default()
-            );
-        }
+        retrain: Retrain {
+            retrain_epochs: a.retrain_epochs,
+            tolerance: a.tolerance,
+            val: a.val,
+            dataset,
+            seed: a.seed,
+        },
     };
     let report = run_schedule(
         &source,
@@ -750,7 +917,7 @@ fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
         &data,
         a.resume,
         observer(quiet).as_mut(),
-        &mut print,
+        &mut print_row(quiet),
     )?;
     print!("{}", markdown_table(&report.rows));
     println!(
@@ -809,6 +976,8 @@ fn main() -> ExitCode {
         Command::Prune(PruneCommand::Neurons(a)) => cmd_neurons(a, quiet),
         Command::Prune(PruneCommand::Plan(a)) => cmd_plan(a),
         Command::Prune(PruneCommand::Apply(a)) => cmd_apply(a),
+        Command::Prune(PruneCommand::Weights(a)) => cmd_weights(a, quiet),
+        Command::Export(a) => cmd_export(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

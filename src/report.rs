@@ -12,11 +12,13 @@ pub struct StepRow {
     pub pieces: Vec<String>,
     /// Histogram of pieces per unit of each maxout layer: `hist[layer][k]` units have k pieces.
     pub pieces_histogram: Vec<Vec<usize>>,
-    /// Parameters.
+    /// Parameters (dense count).
     pub params: usize,
-    /// Percent of the starting network's parameters removed.
+    /// Parameters that are not exactly zero (fewer than `params` after weight pruning).
+    pub nonzeros: usize,
+    /// Percent of the starting network's nonzero parameters removed.
     pub removed_vs_start: f64,
-    /// Percent of plain LeNet-5's 431,080 parameters removed.
+    /// Percent removed against plain LeNet-5's 431,080 parameters (nonzeros counted).
     pub removed_vs_lenet5: f64,
     /// FLOPs per example.
     pub flops: usize,
@@ -44,15 +46,16 @@ fn pct(x: Option<f64>) -> String {
 /// The rows as a Markdown table.
 pub fn markdown_table(rows: &[StepRow]) -> String {
     let mut s = String::from(
-        "| step | k per unit | params | removed vs start | removed vs LeNet-5 | FLOPs | val acc before → after | test acc before → after | time | within tolerance |\n\
-         |---:|---|---:|---:|---:|---:|---|---|---:|---|\n",
+        "| step | k per unit | params | nonzeros | removed vs start | removed vs LeNet-5 | FLOPs | val acc before → after | test acc before → after | time | within tolerance |\n\
+         |---:|---|---:|---:|---:|---:|---:|---|---|---:|---|\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {:.1}% | {:.1}% | {} | {} → {} | {} → {} | {:.0} s | {} |\n",
+            "| {} | {} | {} | {} | {:.1}% | {:.1}% | {} | {} → {} | {} → {} | {:.0} s | {} |\n",
             r.step,
             r.pieces.join(", "),
             r.params,
+            r.nonzeros,
             r.removed_vs_start,
             r.removed_vs_lenet5,
             r.flops,

@@ -12,7 +12,7 @@
 //! Every file is written atomically. `checkpoint.safetensors` is written first and is the
 //! commit point of an epoch; the other files are views of it and are rewritten on resume.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::fsio;
 use crate::model::network::Network;
 use crate::model::spec::ArchSpec;
-use crate::train::{EpochMetrics, Sgd, TrainConfig};
+use crate::train::{EpochMetrics, Masks, Sgd, TrainConfig};
 
 /// A network with its optimizer state and history after some epochs.
 #[derive(Debug, Clone)]
@@ -74,11 +74,18 @@ const CHECKPOINT: &str = "checkpoint.safetensors";
 const METRICS: &str = "metrics.csv";
 const SUMMARY: &str = "summary.json";
 const VELOCITY_PREFIX: &str = "sgd.velocity.";
+const MASK_PREFIX: &str = "sgd.mask.";
 
 impl RunDir {
     /// Creates a new run directory holding `net` (epoch 0) and `config`. Refuses a directory
     /// that already holds a run, so nothing is overwritten by accident.
     pub fn create(path: &Path, net: &Network, config: &TrainConfig) -> Result<RunDir> {
+        RunDir::create_with_masks(path, net, Default::default(), config)
+    }
+
+    /// Like [`create`](Self::create), for a weight-pruned network whose `masks` must stay
+    /// applied through training.
+    pub fn create_with_masks(path: &Path, net: &Network, masks: Masks, config: &TrainConfig) -> Result<RunDir> {
         config.validate()?;
         if path.join(SPEC).exists() {
             return Err(Error::invalid(
@@ -96,7 +103,10 @@ impl RunDir {
         fsio::write_atomic(&dir.file(CONFIG), config.to_toml().as_bytes())?;
         dir.save_checkpoint(&Checkpoint {
             net: net.clone(),
-            sgd: Sgd::default(),
+            sgd: Sgd {
+                velocity: Default::default(),
+                masks,
+            },
             epoch: 0,
             iteration: 0,
             history: Vec::new(),
@@ -192,21 +202,23 @@ impl RunDir {
             serde_json::from_str(field("history")?).map_err(|e| parse_err("history", &e))?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| parse_err("tensors", &e))?;
         let device = Device::flex();
-        let mut velocity = BTreeMap::new();
+        let mut sgd = Sgd::default();
         let mut model: Vec<(String, TensorView<'_>)> = Vec::new();
         for (name, view) in st.tensors() {
-            match name.strip_prefix(VELOCITY_PREFIX) {
-                Some(param) => {
+            let slot = match (name.strip_prefix(VELOCITY_PREFIX), name.strip_prefix(MASK_PREFIX)) {
+                (Some(p), _) => Some((&mut sgd.velocity, p.to_string())),
+                (_, Some(p)) => Some((&mut sgd.masks, p.to_string())),
+                _ => None,
+            };
+            match slot {
+                Some((map, param)) => {
                     let values: Vec<f32> = view
                         .data()
                         .chunks_exact(4)
                         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                         .collect();
                     let n = values.len();
-                    velocity.insert(
-                        param.to_string(),
-                        Tensor::<1>::from_data(TensorData::new(values, [n]), &device),
-                    );
+                    map.insert(param, Tensor::<1>::from_data(TensorData::new(values, [n]), &device));
                 }
                 None => model.push((name, view)),
             }
@@ -220,7 +232,7 @@ impl RunDir {
         )?;
         Ok(Checkpoint {
             net,
-            sgd: Sgd { velocity },
+            sgd,
             epoch,
             iteration,
             history,
@@ -250,23 +262,24 @@ impl RunDir {
         ]);
         let model = ckpt.net.to_safetensors();
         let st = safetensors::SafeTensors::deserialize(&model).expect("bytes we just wrote parse");
-        let velocity: Vec<(String, Vec<usize>, Vec<u8>)> = ckpt
-            .sgd
-            .velocity
-            .iter()
-            .map(|(name, v)| {
-                (
-                    format!("{VELOCITY_PREFIX}{name}"),
-                    v.dims().to_vec(),
-                    v.to_data().convert::<f32>().as_bytes().to_vec(),
-                )
-            })
-            .collect();
+        let state: Vec<(String, Vec<usize>, Vec<u8>)> =
+            [(VELOCITY_PREFIX, &ckpt.sgd.velocity), (MASK_PREFIX, &ckpt.sgd.masks)]
+                .into_iter()
+                .flat_map(|(prefix, map)| {
+                    map.iter().map(move |(name, v)| {
+                        (
+                            format!("{prefix}{name}"),
+                            v.dims().to_vec(),
+                            v.to_data().convert::<f32>().as_bytes().to_vec(),
+                        )
+                    })
+                })
+                .collect();
         let mut views: Vec<(String, TensorView<'_>)> = st.tensors();
-        for (name, shape, bytes) in &velocity {
+        for (name, shape, bytes) in &state {
             views.push((
                 name.clone(),
-                TensorView::new(Dtype::F32, shape.clone(), bytes).expect("consistent velocity bytes"),
+                TensorView::new(Dtype::F32, shape.clone(), bytes).expect("consistent optimizer-state bytes"),
             ));
         }
         meta.retain(|_, v| !v.is_empty());

@@ -102,11 +102,19 @@ impl TrainConfig {
 
 /// SGD with momentum and L2 weight decay, PyTorch's update: `v = m v + (g + wd w)`,
 /// `w = w - lr v`. State is one velocity per parameter, keyed by parameter name.
+///
+/// Parameters with a mask (weight pruning) are multiplied by it after every update, and so is
+/// their velocity: pruned weights stay exactly zero through momentum and weight decay.
 #[derive(Debug, Clone, Default)]
 pub struct Sgd {
     /// Velocities, flattened, on the inner (non-autodiff) device.
     pub velocity: std::collections::BTreeMap<String, Tensor<1>>,
+    /// 0/1 masks, flattened, keyed by parameter name.
+    pub masks: Masks,
 }
+
+/// 0/1 masks of pruned weights, flattened, keyed by parameter name (`fc1.weight`).
+pub type Masks = std::collections::BTreeMap<String, Tensor<1>>;
 
 struct SgdStep<'a> {
     sgd: &'a mut Sgd,
@@ -129,7 +137,10 @@ impl ParamMapper for SgdStep<'_> {
             Some(v) => v.mul_scalar(self.momentum) + g,
             None => g,
         };
-        let w = w - v.clone().mul_scalar(self.lr);
+        let (w, v) = match self.sgd.masks.get(name) {
+            Some(mask) => ((w - v.clone().mul_scalar(self.lr)) * mask.clone(), v * mask.clone()),
+            None => (w - v.clone().mul_scalar(self.lr), v),
+        };
         self.sgd.velocity.insert(name.to_string(), v);
         w.reshape(dims).autodiff().require_grad()
     }

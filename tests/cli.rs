@@ -259,3 +259,83 @@ fn relevance_plan_apply_and_their_bad_inputs() {
         "no spec.json",
     );
 }
+
+#[test]
+fn weight_pruning_export_and_sparse_eval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = |preset: &str, out: &str| {
+        ok(&maxprune(
+            &[
+                "train",
+                "--preset",
+                preset,
+                "--dataset",
+                "embedded",
+                "--epochs",
+                "1",
+                "--val",
+                "200",
+                "--out",
+                out,
+                "-q",
+            ],
+            tmp.path(),
+        ))
+    };
+    train("lenet5", "a");
+    let args = [
+        "prune",
+        "weights",
+        "a",
+        "--out",
+        "w",
+        "--steps",
+        "1",
+        "--retrain-epochs",
+        "1",
+        "--val",
+        "200",
+        "--tolerance",
+        "100",
+    ];
+    let out = ok(&maxprune(
+        &[&args[..], &["--sparsity", "conv=0.5,dense=0.9", "-q"]].concat(),
+        tmp.path(),
+    ));
+    assert!(out.contains("| `fc1.weight` | 400000 | 40000 | 90.0% |"), "{out}");
+    let out = ok(&maxprune(&["export", "w/step-01", "--out", "m.mxs"], tmp.path()));
+    let sparse_len = std::fs::metadata(tmp.path().join("m.mxs")).unwrap().len();
+    let dense_len = std::fs::metadata(tmp.path().join("w/step-01/model.safetensors"))
+        .unwrap()
+        .len();
+    assert!(sparse_len * 3 < dense_len, "{out}");
+    let from_dir = json(&maxprune(&["eval", "w/step-01", "--json"], tmp.path()));
+    let from_file = json(&maxprune(&["eval", "m.mxs", "--json"], tmp.path()));
+    assert_eq!(
+        from_dir, from_file,
+        "the sparse file predicts exactly as the masked dense model"
+    );
+    let with_model = json(&maxprune(
+        &["eval", "w/step-01", "--model", "m.mxs", "--json"],
+        tmp.path(),
+    ));
+    assert_eq!(from_dir, with_model);
+
+    // bad inputs
+    train("lenet5-maxout", "other");
+    fails_with(
+        &maxprune(&["eval", "other", "--model", "m.mxs"], tmp.path()),
+        "another spec",
+    );
+    let bytes = std::fs::read(tmp.path().join("m.mxs")).unwrap();
+    std::fs::write(tmp.path().join("cut.mxs"), &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(&maxprune(&["eval", "cut.mxs"], tmp.path()), "truncated");
+    fails_with(
+        &maxprune(&[&args[..], &["--sparsity", "fc7=0.5"]].concat(), tmp.path()),
+        "fc7",
+    );
+    fails_with(
+        &maxprune(&[&args[..], &["--sparsity", "dense=1.5"]].concat(), tmp.path()),
+        "[0, 1)",
+    );
+}

@@ -20,16 +20,34 @@ use serde::{Deserialize, Serialize};
 use super::neuron::apply;
 use super::plan::{PLAN_FORMAT_VERSION, PrunePlan};
 use super::select::{Policy, select};
+use crate::data::dataset::Split;
 use crate::error::{Error, Result};
 use crate::fsio;
-use crate::model::network::Network;
+use crate::model::network::{Network, ParamVisitor};
 use crate::model::spec::{ArchSpec, LayerSpec};
 use crate::relevance::{CriterionKind, Relevance, TiePolicy, criterion, spec_fingerprint};
 use crate::report::{self, LENET5_PARAMS, StepRow};
 use crate::run::RunDir;
-use crate::train::{Observer, Splits, TrainConfig, evaluate, train};
+use crate::train::{Masks, Observer, Splits, TrainConfig, evaluate, train};
+use burn::tensor::Tensor;
 
-/// What a schedule does.
+/// Retraining and stopping settings shared by every pruning schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retrain {
+    /// Retraining epochs per step (the recipe restarts each step, as in the original code).
+    pub retrain_epochs: usize,
+    /// Stop when validation accuracy falls more than this many percentage points below the
+    /// starting network's; the last step within tolerance is the result.
+    pub tolerance: f64,
+    /// Validation examples carved off train (0 disables the stopping rule).
+    pub val: usize,
+    /// Dataset.
+    pub dataset: String,
+    /// Seed of retraining (and of the random criterion).
+    pub seed: u64,
+}
+
+/// A neuron-pruning schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleConfig {
     /// Relevance criterion.
@@ -42,19 +60,99 @@ pub struct ScheduleConfig {
     pub until_k: Option<usize>,
     /// Stop after this many steps.
     pub steps: Option<usize>,
-    /// Retraining epochs per step (the recipe restarts each step, as in the original code).
-    pub retrain_epochs: usize,
-    /// Stop when validation accuracy falls more than this many percentage points below the
-    /// starting network's; the last step within tolerance is the result.
-    pub tolerance: f64,
-    /// Validation examples carved off train (0 disables the stopping rule).
-    pub val: usize,
     /// Control run: identical retraining, but nothing is pruned.
     pub control: bool,
-    /// Dataset.
-    pub dataset: String,
-    /// Seed of retraining and of the random criterion.
-    pub seed: u64,
+    /// Retraining and stopping.
+    #[serde(flatten)]
+    pub retrain: Retrain,
+}
+
+/// What one pruning step produced.
+pub struct Pruned {
+    /// The pruned network.
+    pub net: Network,
+    /// Weight masks to hold through retraining.
+    pub masks: Masks,
+    /// Files for the step directory: `(name, content)`.
+    pub files: Vec<(String, String)>,
+    /// Plots for the schedule directory: `(name suffix, SVG)`.
+    pub plots: Vec<(String, String)>,
+}
+
+/// One kind of pruning step, run by [`run_schedule`].
+pub trait Pruner {
+    /// Retraining and stopping settings.
+    fn retrain(&self) -> &Retrain;
+    /// A sentence describing the schedule, for reports.
+    fn describe(&self) -> String;
+    /// The configuration as JSON (saved as `schedule.json`, compared on resume).
+    fn config_json(&self) -> serde_json::Value;
+    /// Whether the schedule is complete, before step `steps_done + 1`.
+    fn finished(&self, net: &Network, steps_done: usize) -> bool;
+    /// Step `step` (1-based): prunes `net` (whose weights are held by `masks`), scoring on
+    /// `train` if needed; `None` when nothing more can be removed (the schedule then ends).
+    fn prune(&self, step: usize, net: &Network, masks: &Masks, train: &Split, batch: usize) -> Result<Option<Pruned>>;
+}
+
+impl Pruner for ScheduleConfig {
+    fn retrain(&self) -> &Retrain {
+        &self.retrain
+    }
+
+    fn describe(&self) -> String {
+        if self.control {
+            "Control run: identical retraining, nothing pruned".into()
+        } else {
+            format!(
+                "Neuron pruning, criterion `{:?}`, policy `{:?}`",
+                self.criterion, self.policy
+            )
+        }
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("config serializes")
+    }
+
+    fn finished(&self, net: &Network, steps_done: usize) -> bool {
+        // Without either limit, prune down to one piece per unit.
+        let until_k = self.until_k.or(if self.steps.is_none() { Some(1) } else { None });
+        self.steps.is_some_and(|n| steps_done >= n) || until_k.is_some_and(|k| !self.control && k_max(net.spec()) <= k)
+    }
+
+    fn prune(&self, _: usize, net: &Network, masks: &Masks, train: &Split, batch: usize) -> Result<Option<Pruned>> {
+        let rel = criterion(self.criterion, self.ties, self.retrain.seed).score(net, train, batch)?;
+        let plan = if self.control {
+            PrunePlan {
+                format_version: PLAN_FORMAT_VERSION,
+                spec_fingerprint: spec_fingerprint(net.spec()),
+                layers: Vec::new(),
+            }
+        } else {
+            select(&rel, net.spec(), self.policy)?
+        };
+        let removes = plan.layers.iter().any(|l| {
+            let LayerSpec::Maxout { pieces } = &net.spec().layers[l.layer] else {
+                unreachable!("validated plan")
+            };
+            l.keep.iter().map(Vec::len).sum::<usize>() < pieces.total()
+        });
+        if !self.control && !removes {
+            return Ok(None);
+        }
+        Ok(Some(Pruned {
+            net: apply(net, &plan)?,
+            masks: masks.clone(),
+            files: vec![
+                (
+                    "relevance.json".into(),
+                    serde_json::to_string_pretty(&rel).expect("serializes"),
+                ),
+                ("plan.json".into(), plan.to_json()),
+            ],
+            plots: relevance_plots(&rel),
+        }))
+    }
 }
 
 /// The result of a schedule.
@@ -62,8 +160,10 @@ pub struct ScheduleConfig {
 pub struct ScheduleReport {
     /// The run directory pruned.
     pub source: PathBuf,
+    /// What the schedule does.
+    pub description: String,
     /// The configuration.
-    pub config: ScheduleConfig,
+    pub config: serde_json::Value,
     /// Step 0 (the starting network) and every step run.
     pub rows: Vec<StepRow>,
     /// The last step within tolerance (0: none was).
@@ -130,16 +230,15 @@ fn accuracies(net: &Network, splits: &Splits, batch: usize) -> (Option<f64>, f64
 pub fn run_schedule(
     source: &RunDir,
     out: &Path,
-    config: &ScheduleConfig,
+    pruner: &dyn Pruner,
     data: &crate::data::dataset::Dataset,
     resume: bool,
     observer: &mut dyn Observer,
     on_step: &mut dyn FnMut(&StepRow),
 ) -> Result<ScheduleReport> {
-    if config.until_k.is_none() && config.steps.is_none() {
-        return Err(Error::invalid("schedule", "give --until-k or --steps"));
-    }
+    let config = pruner.retrain();
     let cfg_path = out.join("schedule.json");
+    let config_json = pruner.config_json();
     if cfg_path.exists() {
         if !resume {
             return Err(Error::invalid(
@@ -150,8 +249,8 @@ pub fn run_schedule(
                 ),
             ));
         }
-        let saved: ScheduleConfig = read_json(&cfg_path)?;
-        if &saved != config {
+        let saved: serde_json::Value = read_json(&cfg_path)?;
+        if saved != config_json {
             return Err(Error::invalid(
                 "schedule",
                 format!("--resume with options that differ from {}", cfg_path.display()),
@@ -159,7 +258,7 @@ pub fn run_schedule(
         }
     } else {
         fsio::create_dir(out)?;
-        write_json(&cfg_path, config)?;
+        write_json(&cfg_path, &config_json)?;
     }
     let base_train = source.config()?;
     if config.val > 0 && base_train.val != config.val {
@@ -187,13 +286,14 @@ pub fn run_schedule(
     let batch = retrain.eval_batch_size;
 
     let start = Instant::now();
-    let mut net = source.network(&burn::tensor::Device::flex())?;
-    let base_params = net.num_params();
+    let base = source.checkpoint()?;
+    let (mut net, mut masks) = (base.net, base.sgd.masks);
+    let base_nonzeros = nonzeros(&net);
     let (val0, test0) = accuracies(&net, &splits, batch);
     let row =
         |step: usize, net: &Network, before: (Option<f64>, f64), after: (Option<f64>, f64), secs: f64| -> StepRow {
             let (pieces, pieces_histogram) = pieces_of(net.spec());
-            let params = net.num_params();
+            let nz = nonzeros(net);
             let accepted = match (val0, after.0) {
                 (Some(v0), Some(v)) => 100.0 * (v0 - v) <= config.tolerance,
                 _ => true,
@@ -202,9 +302,10 @@ pub fn run_schedule(
                 step,
                 pieces,
                 pieces_histogram,
-                params,
-                removed_vs_start: 100.0 * (1.0 - params as f64 / base_params as f64),
-                removed_vs_lenet5: 100.0 * (1.0 - params as f64 / LENET5_PARAMS as f64),
+                params: net.num_params(),
+                nonzeros: nz,
+                removed_vs_start: 100.0 * (1.0 - nz as f64 / base_nonzeros as f64),
+                removed_vs_lenet5: 100.0 * (1.0 - nz as f64 / LENET5_PARAMS as f64),
                 flops: net.spec().flops().unwrap_or(0),
                 val_before: before.0,
                 test_before: before.1,
@@ -224,64 +325,50 @@ pub fn run_schedule(
     on_step(&rows[0]);
     let mut final_step = 0;
     let mut step = 0;
-    loop {
-        if config.steps.is_some_and(|n| step >= n)
-            || config
-                .until_k
-                .is_some_and(|k| !config.control && k_max(net.spec()) <= k)
-        {
-            break;
-        }
+    while !pruner.finished(&net, step) {
         step += 1;
         let dir = step_dir(out, step);
         let done = dir.join("step.json");
-        if done.exists() {
-            let r: StepRow = read_json(&done)?;
-            net = RunDir::open(&dir)?.network(&burn::tensor::Device::flex())?;
-            on_step(&r);
-            let accepted = r.accepted;
-            rows.push(r);
-            if !accepted {
-                break;
-            }
-            final_step = step;
-            continue;
-        }
         let t = Instant::now();
-        let run = if dir.join("spec.json").exists() {
-            RunDir::open(&dir)?
+        let r = if done.exists() {
+            let ckpt = RunDir::open(&dir)?.checkpoint()?;
+            (net, masks) = (ckpt.net, ckpt.sgd.masks);
+            read_json(&done)?
         } else {
-            let rel = criterion(config.criterion, config.ties, config.seed).score(&net, &splits.train, batch)?;
-            let plan = if config.control {
-                PrunePlan {
-                    format_version: PLAN_FORMAT_VERSION,
-                    spec_fingerprint: spec_fingerprint(net.spec()),
-                    layers: Vec::new(),
-                }
+            let run = if dir.join("spec.json").exists() {
+                RunDir::open(&dir)?
             } else {
-                select(&rel, net.spec(), config.policy)?
+                let Some(pruned) = pruner.prune(step, &net, &masks, &splits.train, batch)? else {
+                    break;
+                };
+                let run = RunDir::create_with_masks(&dir, &pruned.net, pruned.masks, &retrain)?;
+                for (name, content) in &pruned.files {
+                    fsio::write_atomic(&dir.join(name), content.as_bytes())?;
+                }
+                for (suffix, svg) in &pruned.plots {
+                    fsio::write_atomic(
+                        &out.join(format!("relevance-step-{step:02}{suffix}.svg")),
+                        svg.as_bytes(),
+                    )?;
+                }
+                run
             };
-            let pruned = apply(&net, &plan)?;
-            let run = RunDir::create(&dir, &pruned, &retrain)?;
-            write_json(&dir.join("relevance.json"), &rel)?;
-            fsio::write_atomic(&dir.join("plan.json"), plan.to_json().as_bytes())?;
-            write_relevance_plot(out, step, &rel)?;
-            run
+            let before_path = dir.join("before.json");
+            let before = if before_path.exists() {
+                read_json::<(Option<f64>, f64)>(&before_path)?
+            } else {
+                // Measured on the freshly pruned network, before any retraining epoch.
+                let b = accuracies(&run.checkpoint()?.net, &splits, batch);
+                write_json(&before_path, &b)?;
+                b
+            };
+            let ckpt = train(&run, &splits, observer)?;
+            (net, masks) = (ckpt.net, ckpt.sgd.masks);
+            let after = accuracies(&net, &splits, batch);
+            let r = row(step, &net, before, after, t.elapsed().as_secs_f64());
+            write_json(&done, &r)?;
+            r
         };
-        let before_path = dir.join("before.json");
-        let before = if before_path.exists() {
-            read_json::<(Option<f64>, f64)>(&before_path)?
-        } else {
-            // Measured on the freshly pruned network, before any retraining epoch.
-            let b = accuracies(&run.checkpoint()?.net, &splits, batch);
-            write_json(&before_path, &b)?;
-            b
-        };
-        let ckpt = train(&run, &splits, observer)?;
-        net = ckpt.net;
-        let after = accuracies(&net, &splits, batch);
-        let r = row(step, &net, before, after, t.elapsed().as_secs_f64());
-        write_json(&done, &r)?;
         on_step(&r);
         let accepted = r.accepted;
         rows.push(r);
@@ -292,55 +379,59 @@ pub fn run_schedule(
     }
     let report = ScheduleReport {
         source: source.path().to_path_buf(),
-        config: config.clone(),
+        description: pruner.describe(),
+        config: config_json,
         rows,
         final_step,
     };
-    write_report(out, &report)?;
+    write_report(out, &report, config)?;
     Ok(report)
 }
 
-fn write_relevance_plot(out: &Path, step: usize, rel: &Relevance) -> Result<()> {
-    let svgs: Vec<String> = rel
-        .layers
+/// Parameters that are not exactly zero.
+pub fn nonzeros(net: &Network) -> usize {
+    struct Count(usize);
+    impl ParamVisitor for Count {
+        fn visit<const D: usize>(&mut self, _: &str, t: &Tensor<D>) {
+            self.0 += t.clone().not_equal_elem(0.0).int().sum().into_scalar::<i64>() as usize;
+        }
+    }
+    let mut c = Count(0);
+    net.visit_params(&mut c);
+    c.0
+}
+
+/// One SVG histogram of scores per maxout layer: `(file-name suffix, SVG)`.
+fn relevance_plots(rel: &Relevance) -> Vec<(String, String)> {
+    rel.layers
         .iter()
-        .map(|l| {
+        .enumerate()
+        .map(|(i, l)| {
             let values: Vec<f64> = l.scores.iter().flatten().copied().collect();
-            report::histogram(
-                &format!(
-                    "step {step}: {:?} scores of the pieces of '{}'",
-                    rel.criterion, l.producer
-                ),
+            let svg = report::histogram(
+                &format!("{:?} scores of the pieces of '{}'", rel.criterion, l.producer),
                 "score",
                 &values,
                 20,
+            );
+            (
+                if rel.layers.len() == 1 {
+                    String::new()
+                } else {
+                    format!("-{i}")
+                },
+                svg,
             )
         })
-        .collect();
-    for (i, svg) in svgs.iter().enumerate() {
-        let name = if svgs.len() == 1 {
-            format!("relevance-step-{step:02}.svg")
-        } else {
-            format!("relevance-step-{step:02}-{i}.svg")
-        };
-        fsio::write_atomic(&out.join(name), svg.as_bytes())?;
-    }
-    Ok(())
+        .collect()
 }
 
-fn write_report(out: &Path, report: &ScheduleReport) -> Result<()> {
+fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain) -> Result<()> {
     write_json(&out.join("report.json"), report)?;
-    let c = &report.config;
     let mut md = format!(
-        "# Neuron pruning of `{}`\n\n{} criterion `{:?}`, policy `{:?}`, {} retraining epochs per step, tolerance {} points on {} validation examples, dataset `{}`, seed {}.\n\n",
+        "# Pruning `{}`\n\n{}; {} retraining epochs per step, tolerance {} points on {} validation examples, dataset `{}`, seed {}.\n\n",
         report.source.display(),
-        if c.control {
-            "Control run (nothing pruned),"
-        } else {
-            "Relevance"
-        },
-        c.criterion,
-        c.policy,
+        report.description,
         c.retrain_epochs,
         c.tolerance,
         c.val,

@@ -388,7 +388,7 @@ fn threshold_and_global_policies_make_ragged_units() {
 #[test]
 fn conv_maxout_network_prunes_end_to_end_and_resumes() {
     use crate::data::dataset::{Dataset, DatasetName};
-    use crate::prune::schedule::{ScheduleConfig, run_schedule};
+    use crate::prune::schedule::{Retrain, ScheduleConfig, run_schedule};
     use crate::relevance::CriterionKind;
     use crate::run::RunDir;
     use crate::train::{Silent, Splits, TrainConfig, train};
@@ -417,12 +417,14 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
         policy: Policy::PerUnit { n: 1 },
         until_k: None,
         steps: Some(1),
-        retrain_epochs: 1,
-        tolerance: 100.0,
-        val: 100,
         control: false,
-        dataset: "embedded".into(),
-        seed: 1,
+        retrain: Retrain {
+            retrain_epochs: 1,
+            tolerance: 100.0,
+            val: 100,
+            dataset: "embedded".into(),
+            seed: 1,
+        },
     };
     let out = tmp.path().join("pruned");
     let report = run_schedule(&run, &out, &schedule, &data, false, &mut Silent, &mut |_| {}).unwrap();

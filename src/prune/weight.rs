@@ -1,0 +1,455 @@
+//! Weight pruning (Han et al. 2015): magnitude masks per layer, held through retraining.
+//!
+//! A rule decides, per conv/dense weight tensor (biases are never pruned), which weights are
+//! removed; the masks are kept in the optimizer state so masked weights stay exactly zero.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::schedule::{Pruned, Pruner, Retrain};
+use crate::data::dataset::Split;
+use crate::error::{Error, Result};
+use crate::model::network::{Network, ParamMapper, ParamVisitor};
+use crate::model::spec::{ArchSpec, LayerSpec};
+use crate::train::Masks;
+
+/// How much of each layer to remove.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "kebab-case")]
+pub enum WeightRule {
+    /// Han et al.: remove weights with `|w| < quality x std` of the layer's surviving weights,
+    /// again at every step.
+    Quality {
+        /// Quality factor for conv layers.
+        conv: f64,
+        /// Quality factor for dense layers.
+        dense: f64,
+    },
+    /// Reach a target sparsity per layer in equal increments over the schedule's steps.
+    /// Keys are layer names, or `conv` / `dense` for every layer of that kind.
+    Sparsity {
+        /// Target fraction of zero weights, in `[0, 1)`.
+        targets: BTreeMap<String, f64>,
+    },
+}
+
+/// Parses `conv=0.5,dense=0.9,fc1=0.95` against `spec`: every key must be `conv`, `dense` or
+/// a conv/dense layer's name, and every value in `[0, 1)`.
+pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<String, f64>> {
+    let names: Vec<&str> = spec.layers.iter().filter_map(LayerSpec::name).collect();
+    let mut targets = BTreeMap::new();
+    for item in text.split(',').filter(|s| !s.trim().is_empty()) {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| Error::invalid("--sparsity", format!("'{item}': expected NAME=FRACTION")))?;
+        let key = key.trim();
+        if key != "conv" && key != "dense" && !names.contains(&key) {
+            return Err(Error::invalid(
+                "--sparsity",
+                format!(
+                    "'{key}': no such layer; expected conv, dense or one of {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+        let v: f64 = value
+            .trim()
+            .parse()
+            .map_err(|_| Error::invalid("--sparsity", format!("{key}: '{value}' is not a number")))?;
+        if !(0.0..1.0).contains(&v) {
+            return Err(Error::invalid(
+                "--sparsity",
+                format!("{key}={v}: expected a value in [0, 1)"),
+            ));
+        }
+        targets.insert(key.to_string(), v);
+    }
+    if targets.is_empty() {
+        return Err(Error::invalid("--sparsity", "expected at least one NAME=FRACTION"));
+    }
+    Ok(targets)
+}
+
+/// A weight tensor that rules apply to: `(parameter name, layer name, is conv)`.
+fn prunable(spec: &ArchSpec) -> Vec<(String, String, bool)> {
+    spec.layers
+        .iter()
+        .filter_map(|l| match l {
+            LayerSpec::Conv2d { name, .. } => Some((format!("{name}.weight"), name.clone(), true)),
+            LayerSpec::Dense { name, .. } => Some((format!("{name}.weight"), name.clone(), false)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Flattened values of every parameter, by name.
+fn values(net: &Network) -> BTreeMap<String, Vec<f32>> {
+    struct Collect(BTreeMap<String, Vec<f32>>);
+    impl ParamVisitor for Collect {
+        fn visit<const D: usize>(&mut self, name: &str, t: &Tensor<D>) {
+            self.0.insert(name.to_string(), t.to_data().iter::<f32>().collect());
+        }
+    }
+    let mut c = Collect(BTreeMap::new());
+    net.visit_params(&mut c);
+    c.0
+}
+
+/// Shape of every parameter, by name.
+fn shapes(net: &Network) -> BTreeMap<String, Vec<usize>> {
+    struct Collect(BTreeMap<String, Vec<usize>>);
+    impl ParamVisitor for Collect {
+        fn visit<const D: usize>(&mut self, name: &str, t: &Tensor<D>) {
+            self.0.insert(name.to_string(), t.dims().to_vec());
+        }
+    }
+    let mut c = Collect(BTreeMap::new());
+    net.visit_params(&mut c);
+    c.0
+}
+
+/// New masks after step `step` of `steps` under `rule`; never revives a masked weight.
+pub fn magnitude_masks(net: &Network, masks: &Masks, rule: &WeightRule, step: usize, steps: usize) -> Masks {
+    let vals = values(net);
+    let device = net.device().clone().without_autodiff();
+    let mut out = masks.clone();
+    for (param, layer, conv) in prunable(net.spec()) {
+        let w = &vals[&param];
+        let old: Vec<f32> = match masks.get(&param) {
+            Some(m) => m.to_data().iter::<f32>().collect(),
+            None => vec![1.0; w.len()],
+        };
+        let keep: Vec<bool> = match rule {
+            WeightRule::Quality { conv: qc, dense: qd } => {
+                let q = if conv { *qc } else { *qd };
+                let alive: Vec<f64> = w
+                    .iter()
+                    .zip(&old)
+                    .filter(|(_, m)| **m > 0.0)
+                    .map(|(x, _)| f64::from(*x))
+                    .collect();
+                let n = alive.len().max(1) as f64;
+                let mean = alive.iter().sum::<f64>() / n;
+                let std = (alive.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+                let threshold = q * std;
+                w.iter()
+                    .zip(&old)
+                    .map(|(x, m)| *m > 0.0 && f64::from(x.abs()) >= threshold)
+                    .collect()
+            }
+            WeightRule::Sparsity { targets } => {
+                let Some(target) = targets.get(&layer).or(targets.get(if conv { "conv" } else { "dense" })) else {
+                    continue;
+                };
+                let goal = (target * step as f64 / steps.max(1) as f64 * w.len() as f64).round() as usize;
+                // Masked weights first (they are zero), then by magnitude; ties by index.
+                let mut order: Vec<usize> = (0..w.len()).collect();
+                order.sort_by(|&a, &b| {
+                    (old[a] > 0.0)
+                        .cmp(&(old[b] > 0.0))
+                        .then(w[a].abs().total_cmp(&w[b].abs()))
+                        .then(a.cmp(&b))
+                });
+                let mut keep: Vec<bool> = old.iter().map(|m| *m > 0.0).collect();
+                order.into_iter().take(goal).for_each(|i| keep[i] = false);
+                keep
+            }
+        };
+        let m: Vec<f32> = keep.into_iter().map(|k| if k { 1.0 } else { 0.0 }).collect();
+        let n = m.len();
+        out.insert(param, Tensor::from_data(TensorData::new(m, [n]), &device));
+    }
+    out
+}
+
+/// `net` with every masked weight set to exactly zero.
+pub fn apply_masks(net: Network, masks: &Masks) -> Network {
+    struct Apply<'a>(&'a Masks);
+    impl ParamMapper for Apply<'_> {
+        fn map<const D: usize>(&mut self, name: &str, t: Tensor<D>) -> Tensor<D> {
+            match self.0.get(name) {
+                Some(m) => {
+                    let dims = t.dims();
+                    t * m.clone().reshape(dims)
+                }
+                None => t,
+            }
+        }
+    }
+    net.map_params(&mut Apply(masks))
+}
+
+/// A weight-pruning schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightSchedule {
+    /// The rule.
+    pub rule: WeightRule,
+    /// Pruning steps (each followed by retraining).
+    pub steps: usize,
+    /// Retraining and stopping.
+    #[serde(flatten)]
+    pub retrain: Retrain,
+}
+
+impl Pruner for WeightSchedule {
+    fn retrain(&self) -> &Retrain {
+        &self.retrain
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Weight pruning (Han et al. 2015), rule `{:?}`, {} steps",
+            self.rule, self.steps
+        )
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("config serializes")
+    }
+
+    fn finished(&self, _: &Network, steps_done: usize) -> bool {
+        steps_done >= self.steps
+    }
+
+    fn prune(&self, step: usize, net: &Network, masks: &Masks, _: &Split, _: usize) -> Result<Option<Pruned>> {
+        let new = magnitude_masks(net, masks, &self.rule, step, self.steps);
+        let pruned = apply_masks(net.clone(), &new);
+        let table = sparsity_markdown(&sparsity(&pruned));
+        Ok(Some(Pruned {
+            net: pruned,
+            masks: new,
+            files: vec![("sparsity.md".into(), table)],
+            plots: Vec::new(),
+        }))
+    }
+}
+
+/// Sparsity of one layer's weights.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerSparsity {
+    /// Parameter name.
+    pub name: String,
+    /// Weights.
+    pub params: usize,
+    /// Nonzero weights.
+    pub nonzeros: usize,
+    /// Fraction of zero weights.
+    pub sparsity: f64,
+    /// Bytes as dense f32.
+    pub dense_bytes: usize,
+    /// Bytes in maxprune's sparse (CSR) encoding.
+    pub sparse_bytes: usize,
+}
+
+/// Per weight tensor: nonzeros, sparsity, dense and sparse bytes.
+pub fn sparsity(net: &Network) -> Vec<LayerSparsity> {
+    let vals = values(net);
+    let shapes = shapes(net);
+    prunable(net.spec())
+        .into_iter()
+        .map(|(param, _, _)| {
+            let w = &vals[&param];
+            let nonzeros = w.iter().filter(|x| **x != 0.0).count();
+            let rows = shapes[&param][0];
+            LayerSparsity {
+                sparsity: 1.0 - nonzeros as f64 / w.len().max(1) as f64,
+                dense_bytes: 4 * w.len(),
+                sparse_bytes: crate::sparse::csr_bytes(rows, w.len() / rows.max(1), nonzeros),
+                params: w.len(),
+                nonzeros,
+                name: param,
+            }
+        })
+        .collect()
+}
+
+/// The per-layer sparsity as a Markdown table.
+pub fn sparsity_markdown(layers: &[LayerSparsity]) -> String {
+    let mut s = String::from(
+        "| weights | params | nonzeros | sparsity | dense bytes | sparse bytes |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    for l in layers {
+        s += &format!(
+            "| `{}` | {} | {} | {:.1}% | {} | {} |\n",
+            l.name,
+            l.params,
+            l.nonzeros,
+            100.0 * l.sparsity,
+            l.dense_bytes,
+            l.sparse_bytes
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::presets::Preset;
+    use crate::rng::SplitMix64;
+    use crate::train::{Sgd, TrainConfig, cross_entropy};
+    use burn::tensor::{Device, Int};
+
+    fn targets(conv: f64, dense: f64) -> WeightRule {
+        WeightRule::Sparsity {
+            targets: BTreeMap::from([("conv".to_string(), conv), ("dense".to_string(), dense)]),
+        }
+    }
+
+    #[test]
+    fn masked_weights_stay_exactly_zero_through_momentum_and_weight_decay() {
+        let d = Device::flex();
+        let net = Network::init(&Preset::Lenet5Maxout.spec(), 1, &d).unwrap();
+        let masks = magnitude_masks(&net, &Masks::new(), &targets(0.5, 0.9), 1, 1);
+        let before = values(&net);
+        let mut sgd = Sgd {
+            velocity: Default::default(),
+            masks: masks.clone(),
+        };
+        let mut train = apply_masks(net, &masks).into_trainable();
+        let config = TrainConfig::default();
+        let mut rng = SplitMix64::new(4);
+        for _ in 0..40 {
+            let x: Vec<f32> = (0..16 * 784).map(|_| rng.next_f32()).collect();
+            let y: Vec<i64> = (0..16).map(|_| rng.below(10) as i64).collect();
+            let x = Tensor::<4>::from_data(TensorData::new(x, [16, 1, 28, 28]), &d);
+            let y = Tensor::<1, Int>::from_data(TensorData::new(y, [16]), &d);
+            let loss = cross_entropy(train.forward_train(x, &mut rng), y);
+            let grads = loss.backward();
+            train = sgd.step(train, &grads, 0.05, &config);
+        }
+        let after = values(&train.into_inference());
+        for (name, mask) in &masks {
+            let m: Vec<f32> = mask.to_data().iter::<f32>().collect();
+            let (w0, w1) = (&before[name], &after[name]);
+            let zeros = m.iter().filter(|x| **x == 0.0).count();
+            assert!(zeros > 0, "{name}");
+            for i in 0..m.len() {
+                if m[i] == 0.0 {
+                    assert_eq!(w1[i], 0.0, "{name}[{i}] was pruned but is {}", w1[i]);
+                }
+            }
+            assert!(
+                w0.iter().zip(w1).zip(&m).any(|((a, b), k)| *k > 0.0 && a != b),
+                "{name}: surviving weights train"
+            );
+        }
+    }
+
+    #[test]
+    fn sparsity_targets_are_met_and_quality_rule_removes_small_weights() {
+        let d = Device::flex();
+        let net = Network::init(&Preset::Lenet5.spec(), 2, &d).unwrap();
+        let masks = magnitude_masks(&net, &Masks::new(), &targets(0.5, 0.9), 1, 2);
+        let pruned = apply_masks(net.clone(), &masks);
+        for l in sparsity(&pruned) {
+            let goal = if l.name.starts_with("conv") { 0.25 } else { 0.45 };
+            assert!((l.sparsity - goal).abs() < 0.01, "{}: {} vs {goal}", l.name, l.sparsity);
+        }
+        // the second step only adds to the first
+        let masks2 = magnitude_masks(&pruned, &masks, &targets(0.5, 0.9), 2, 2);
+        for (name, m1) in &masks {
+            let (a, b): (Vec<f32>, Vec<f32>) = (m1.to_data().iter().collect(), masks2[name].to_data().iter().collect());
+            assert!(a.iter().zip(&b).all(|(x, y)| y <= x), "{name}: no weight is revived");
+        }
+        let q = magnitude_masks(
+            &net,
+            &Masks::new(),
+            &WeightRule::Quality { conv: 1.0, dense: 1.0 },
+            1,
+            1,
+        );
+        let vals = values(&net);
+        for (name, m) in &q {
+            let w = &vals[name];
+            let m: Vec<f32> = m.to_data().iter().collect();
+            let max_removed = w
+                .iter()
+                .zip(&m)
+                .filter(|(_, k)| **k == 0.0)
+                .map(|(x, _)| x.abs())
+                .fold(0.0, f32::max);
+            let min_kept = w
+                .iter()
+                .zip(&m)
+                .filter(|(_, k)| **k > 0.0)
+                .map(|(x, _)| x.abs())
+                .fold(f32::MAX, f32::min);
+            assert!(max_removed < min_kept, "{name}");
+        }
+    }
+
+    #[test]
+    fn sparsity_flag_errors_name_the_problem() {
+        let spec = Preset::Lenet5.spec();
+        assert_eq!(parse_sparsity("conv=0.5,fc1=0.9", &spec).unwrap().len(), 2);
+        let e = parse_sparsity("fc9=0.5", &spec).unwrap_err().to_string();
+        assert!(
+            e.contains("fc9") && e.contains("no such layer") && e.contains("conv1"),
+            "{e}"
+        );
+        assert!(
+            parse_sparsity("dense=1.0", &spec)
+                .unwrap_err()
+                .to_string()
+                .contains("[0, 1)")
+        );
+        assert!(parse_sparsity("dense=-0.1", &spec).is_err());
+        assert!(
+            parse_sparsity("dense", &spec)
+                .unwrap_err()
+                .to_string()
+                .contains("NAME=FRACTION")
+        );
+    }
+
+    #[test]
+    fn sparse_export_round_trips_and_is_smaller_from_half_sparsity() {
+        let d = Device::flex();
+        let net = Network::init(&Preset::Lenet5Maxout.spec(), 3, &d).unwrap();
+        let mut rng = SplitMix64::new(1);
+        let x: Vec<f32> = (0..4 * 784).map(|_| rng.next_f32()).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(x, [4, 1, 28, 28]), &d);
+        for s in [0.5, 0.7, 0.9] {
+            let masks = magnitude_masks(&net, &Masks::new(), &targets(s, s), 1, 1);
+            let pruned = apply_masks(net.clone(), &masks);
+            let bytes = crate::sparse::encode(&pruned, Some("embedded"));
+            assert!(
+                bytes.len() < pruned.to_safetensors().len(),
+                "sparsity {s}: {} bytes",
+                bytes.len()
+            );
+            let (back, dataset) = crate::sparse::decode(&bytes, "m.mxs", &d).unwrap();
+            assert_eq!(dataset.as_deref(), Some("embedded"));
+            let a: Vec<f32> = pruned.forward(x.clone()).into_data().iter().collect();
+            let b: Vec<f32> = back.forward(x.clone()).into_data().iter().collect();
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn truncated_or_corrupted_sparse_files_are_clear_errors() {
+        let d = Device::flex();
+        let net = Network::init(&Preset::Lenet5.spec(), 3, &d).unwrap();
+        let masks = magnitude_masks(&net, &Masks::new(), &targets(0.5, 0.9), 1, 1);
+        let bytes = crate::sparse::encode(&apply_masks(net, &masks), None);
+        let err = |b: &[u8]| {
+            crate::sparse::decode(b, "m.mxs", &d)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&bytes[..bytes.len() - 10]);
+        assert!(e.contains("m.mxs") && e.contains("truncated"), "{e}");
+        let e = err(&bytes[..30]);
+        assert!(e.contains("header") && e.contains("truncated"), "{e}");
+        let mut bad = bytes.clone();
+        let last = bad.len() - 3;
+        bad[last] ^= 0x55;
+        let e = err(&bad);
+        assert!(e.contains("checksum") && e.contains("corrupted"), "{e}");
+        assert!(err(b"safetensors?").contains("magic"));
+    }
+}
