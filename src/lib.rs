@@ -24,6 +24,7 @@ pub mod model;
 pub mod prune;
 pub mod relevance;
 pub mod report;
+pub mod reproduce;
 pub mod rng;
 pub mod run;
 pub mod sparse;

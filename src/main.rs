@@ -21,6 +21,7 @@ use maxprune::prune::select::{Policy, select};
 use maxprune::prune::weight::{WeightRule, WeightSchedule, parse_sparsity, sparsity, sparsity_markdown};
 use maxprune::relevance::{CriterionKind, Relevance, TiePolicy, criterion};
 use maxprune::report::{StepRow, histogram, markdown_table};
+use maxprune::reproduce::{ReproduceConfig, reproduce};
 use maxprune::run::RunDir;
 use maxprune::sparse;
 use maxprune::train::{Event, Observer, Silent, Splits, TrainConfig, evaluate, train};
@@ -63,6 +64,31 @@ enum Command {
     Prune(PruneCommand),
     /// Write the model as a sparse or dense file.
     Export(ExportArgs),
+    /// Reproduce the paper's LeNet-5 table (train, neuron pruning, weight pruning, over seeds).
+    Reproduce(ReproduceArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Experiment {
+    /// LeNet-5 and lenet5-maxout: neuron pruning, weight pruning, and both.
+    Lenet5,
+}
+
+#[derive(Args)]
+struct ReproduceArgs {
+    /// Which table.
+    experiment: Experiment,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Seeds (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    seeds: Vec<u64>,
+    /// Output directory (default: results/lenet5-<dataset>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A quick check on the built-in subset (1 epoch everywhere).
+    #[arg(long)]
+    quick: bool,
 }
 
 #[derive(Subcommand)]
@@ -626,6 +652,37 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_reproduce(a: ReproduceArgs, quiet: bool) -> Result<()> {
+    let Experiment::Lenet5 = a.experiment;
+    let config = if a.quick {
+        ReproduceConfig::quick(a.seeds.clone())
+    } else {
+        ReproduceConfig::full(a.data.dataset.as_deref().unwrap_or("fashion-mnist"), a.seeds.clone())
+    };
+    let data = load_dataset(&config.dataset, a.data.data_dir.as_deref())?;
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("results/lenet5-{}", config.dataset)));
+    let total = 5 * config.seeds.len();
+    let mut done = 0;
+    let report = reproduce(&config, &data, &out, observer(quiet).as_mut(), &mut |stage| {
+        done += 1;
+        if !quiet {
+            eprintln!("[{done}/{total}] {stage}");
+        }
+    })?;
+    print!(
+        "{}",
+        std::fs::read_to_string(out.join("REPORT.md")).with_context(|| format!("reading {}", out.display()))?
+    );
+    println!(
+        "wrote {} ({:.0} s)",
+        out.join("REPORT.md").display(),
+        report.wall_seconds
+    );
+    Ok(())
+}
+
 /// Prints each finished schedule row as a Markdown table row (unless quiet).
 fn print_row(quiet: bool) -> impl FnMut(&StepRow) {
     move |r| {
@@ -978,6 +1035,7 @@ fn main() -> ExitCode {
         Command::Prune(PruneCommand::Apply(a)) => cmd_apply(a),
         Command::Prune(PruneCommand::Weights(a)) => cmd_weights(a, quiet),
         Command::Export(a) => cmd_export(a),
+        Command::Reproduce(a) => cmd_reproduce(a, quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -136,6 +136,15 @@ fn ticks(lo: f64, hi: f64, horizontal: bool, fmt: &dyn Fn(f64) -> String) -> Str
 
 /// A line chart of one or more named series of `(x, y)` points.
 pub fn line_chart(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+    chart(title, xlabel, ylabel, series, true)
+}
+
+/// A scatter plot of one or more named series of `(x, y)` points.
+pub fn scatter(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+    chart(title, xlabel, ylabel, series, false)
+}
+
+fn chart(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<(f64, f64)>)], lines: bool) -> String {
     let pts = series.iter().flat_map(|(_, p)| p.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in pts {
@@ -155,10 +164,12 @@ pub fn line_chart(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Ve
             .iter()
             .map(|&(x, y)| format!("{:.1},{:.1}", scale(x, x0, x1, M, W - M), scale(y, y0, y1, H - M, M)))
             .collect();
-        body += &format!(
-            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n",
-            path.join(" ")
-        );
+        if lines {
+            body += &format!(
+                "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n",
+                path.join(" ")
+            );
+        }
         for xy in &path {
             let (x, y) = xy.split_once(',').expect("formatted as x,y");
             body += &format!("<circle cx=\"{x}\" cy=\"{y}\" r=\"3\" fill=\"{c}\"/>\n");

@@ -339,3 +339,35 @@ fn weight_pruning_export_and_sparse_eval() {
         "[0, 1)",
     );
 }
+
+#[test]
+fn reproduce_quick_writes_the_table_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["reproduce", "lenet5", "--quick", "--seeds", "1", "--out", "r", "-q"];
+    let out = ok(&maxprune(&args, tmp.path()));
+    for row in [
+        "| LeNet-5 |",
+        "| LeNet-5 + weight pruning |",
+        "| + neuron pruning | 126955 |",
+        "| + neuron + weight pruning |",
+    ] {
+        assert!(out.contains(row), "{row} missing in:\n{out}");
+    }
+    for f in [
+        "REPORT.md",
+        "report.json",
+        "accuracy-vs-nonzeros.svg",
+        "seed-1/lenet5-maxout-neurons/report.md",
+    ] {
+        assert!(tmp.path().join("r").join(f).exists(), "{f}");
+    }
+    // every stage is finished: a second invocation trains nothing and reports the same rows
+    let again = ok(&maxprune(&args, tmp.path()));
+    let rows = |s: &str| {
+        s.lines()
+            .filter(|l| l.starts_with("| "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows(&out), rows(&again));
+}

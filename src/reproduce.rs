@@ -1,0 +1,300 @@
+//! The paper's LeNet-5 table in one call: plain LeNet-5 and `lenet5-maxout` trained, neuron
+//! pruning k=4 -> 1, weight pruning after it, and weight pruning alone on plain LeNet-5, over
+//! several seeds. Every stage is a run or schedule directory, so an interrupted reproduction
+//! resumes where it stopped.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::data::dataset::Dataset;
+use crate::error::Result;
+use crate::fsio;
+use crate::model::network::Network;
+use crate::model::presets::Preset;
+use crate::prune::schedule::{Retrain, ScheduleConfig, ScheduleReport, nonzeros, run_schedule};
+use crate::prune::select::Policy;
+use crate::prune::weight::{WeightRule, WeightSchedule};
+use crate::relevance::{CriterionKind, TiePolicy};
+use crate::report::{self, LENET5_PARAMS};
+use crate::run::RunDir;
+use crate::train::{Observer, Splits, TrainConfig, evaluate, train};
+
+/// What to reproduce.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReproduceConfig {
+    /// Dataset name.
+    pub dataset: String,
+    /// Seeds; every number is reported as mean ± std over them.
+    pub seeds: Vec<u64>,
+    /// Training epochs of the starting networks.
+    pub epochs: usize,
+    /// Retraining epochs per pruning step.
+    pub retrain_epochs: usize,
+    /// Validation examples carved off train for the stopping rules.
+    pub val: usize,
+    /// Tolerance of the stopping rules, in accuracy points.
+    pub tolerance: f64,
+    /// Weight-pruning steps.
+    pub weight_steps: usize,
+    /// Weight-pruning targets after neuron pruning (`conv`, `dense`).
+    pub after_neurons: (f64, f64),
+    /// Weight-pruning targets on plain LeNet-5 (`conv`, `dense`).
+    pub lenet5_alone: (f64, f64),
+}
+
+impl ReproduceConfig {
+    /// The full experiment on `dataset`: 10 epochs, 5 retraining epochs per step, 5,000
+    /// validation examples, 0.3 points tolerance, 3 weight-pruning steps.
+    pub fn full(dataset: &str, seeds: Vec<u64>) -> Self {
+        ReproduceConfig {
+            dataset: dataset.into(),
+            seeds,
+            epochs: 10,
+            retrain_epochs: 5,
+            val: 5000,
+            tolerance: 0.3,
+            weight_steps: 3,
+            after_neurons: (0.6, 0.8),
+            lenet5_alone: (0.6, 0.92),
+        }
+    }
+
+    /// A quick check on the embedded subset: 1 epoch everywhere, one weight step.
+    pub fn quick(seeds: Vec<u64>) -> Self {
+        ReproduceConfig {
+            dataset: "embedded".into(),
+            epochs: 1,
+            retrain_epochs: 1,
+            val: 200,
+            tolerance: 100.0,
+            weight_steps: 1,
+            ..ReproduceConfig::full("embedded", seeds)
+        }
+    }
+}
+
+/// One network of the table, for one seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measured {
+    /// Parameters (dense count).
+    pub params: usize,
+    /// Nonzero parameters.
+    pub nonzeros: usize,
+    /// Bytes of the sparse model file.
+    pub sparse_bytes: usize,
+    /// Bytes of the dense safetensors file.
+    pub dense_bytes: usize,
+    /// FLOPs per example (dense).
+    pub flops: usize,
+    /// Test accuracy.
+    pub accuracy: f64,
+    /// Seconds its stage took (training epochs, or the pruning steps), as recorded.
+    pub seconds: f64,
+}
+
+/// The reproduction's result: per row name, one measurement per seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReproduceReport {
+    /// The configuration.
+    pub config: ReproduceConfig,
+    /// Rows in table order, each with one entry per seed.
+    pub rows: Vec<(String, Vec<Measured>)>,
+    /// Wall-clock seconds of this invocation.
+    pub wall_seconds: f64,
+}
+
+fn measure(dir: &RunDir, data: &Dataset, seconds: f64) -> Result<Measured> {
+    let net: Network = dir.network(&Device::flex())?;
+    let config = dir.config()?;
+    Ok(Measured {
+        params: net.num_params(),
+        nonzeros: nonzeros(&net),
+        sparse_bytes: crate::sparse::encode(&net, Some(&config.dataset)).len(),
+        dense_bytes: net.to_safetensors().len(),
+        flops: net.spec().flops()?,
+        accuracy: evaluate(&net, &data.test, data.classes, config.eval_batch_size).accuracy,
+        seconds,
+    })
+}
+
+fn final_dir(out: &Path, report: &ScheduleReport, source: &RunDir) -> RunDir {
+    if report.final_step == 0 {
+        source.clone()
+    } else {
+        RunDir::open(&out.join(format!("step-{:02}", report.final_step))).expect("finished steps are run directories")
+    }
+}
+
+/// Runs (or resumes) every stage into `out`; `stage` is told what starts.
+pub fn reproduce(
+    config: &ReproduceConfig,
+    data: &Dataset,
+    out: &Path,
+    observer: &mut dyn Observer,
+    stage: &mut dyn FnMut(&str),
+) -> Result<ReproduceReport> {
+    let start = Instant::now();
+    fsio::create_dir(out)?;
+    fsio::write_atomic(
+        &out.join("reproduce.json"),
+        serde_json::to_string_pretty(config).expect("serializes").as_bytes(),
+    )?;
+    let retrain = |seed| Retrain {
+        retrain_epochs: config.retrain_epochs,
+        tolerance: config.tolerance,
+        val: config.val,
+        dataset: config.dataset.clone(),
+        seed,
+    };
+    let weights = |(conv, dense): (f64, f64), seed| WeightSchedule {
+        rule: WeightRule::Sparsity {
+            targets: BTreeMap::from([("conv".into(), conv), ("dense".into(), dense)]),
+        },
+        steps: config.weight_steps,
+        retrain: retrain(seed),
+    };
+    let mut rows: Vec<(String, Vec<Measured>)> = [
+        "LeNet-5",
+        "LeNet-5 + weight pruning",
+        "LeNet-5 maxout",
+        "+ neuron pruning",
+        "+ neuron + weight pruning",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), Vec::new()))
+    .collect();
+    for &seed in &config.seeds {
+        let seed_dir = out.join(format!("seed-{seed}"));
+        let mut base = Vec::new();
+        for preset in [Preset::Lenet5, Preset::Lenet5Maxout] {
+            let name = serde_json::to_value(preset).expect("serializes");
+            let dir_path = seed_dir.join(name.as_str().expect("preset names are strings"));
+            stage(&format!("seed {seed}: train {}", dir_path.display()));
+            let tc = TrainConfig {
+                dataset: config.dataset.clone(),
+                epochs: config.epochs,
+                seed,
+                val: config.val,
+                ..TrainConfig::default()
+            };
+            let dir = if dir_path.join("spec.json").exists() {
+                RunDir::open(&dir_path)?
+            } else {
+                RunDir::create(&dir_path, &Network::init(&preset.spec(), seed, &Device::flex())?, &tc)?
+            };
+            let ckpt = train(&dir, &Splits::new(data, &tc)?, observer)?;
+            // Recorded per epoch, so a resumed stage reports the time it really took.
+            base.push((dir, ckpt.history.iter().map(|m| m.train_seconds).sum::<f64>()));
+        }
+        let (lenet, maxout) = (&base[0], &base[1]);
+        let mut run =
+            |source: &RunDir, name: &str, pruner: &dyn crate::prune::schedule::Pruner| -> Result<(RunDir, f64)> {
+                let dir = seed_dir.join(name);
+                stage(&format!("seed {seed}: {}", dir.display()));
+                let resume = dir.join("schedule.json").exists();
+                let report = run_schedule(source, &dir, pruner, data, resume, observer, &mut |_| {})?;
+                let seconds = report.rows.iter().skip(1).map(|r| r.seconds).sum();
+                Ok((final_dir(&dir, &report, source), seconds))
+            };
+        let neurons = ScheduleConfig {
+            criterion: CriterionKind::Argmax,
+            ties: TiePolicy::Split,
+            policy: Policy::PerUnit { n: 1 },
+            until_k: Some(1),
+            steps: None,
+            control: false,
+            retrain: retrain(seed),
+        };
+        let lenet_w = run(&lenet.0, "lenet5-weights", &weights(config.lenet5_alone, seed))?;
+        let maxout_n = run(&maxout.0, "lenet5-maxout-neurons", &neurons)?;
+        let maxout_nw = run(
+            &maxout_n.0,
+            "lenet5-maxout-neurons-weights",
+            &weights(config.after_neurons, seed),
+        )?;
+        for (row, (dir, secs)) in rows.iter_mut().zip([lenet, &lenet_w, maxout, &maxout_n, &maxout_nw]) {
+            row.1.push(measure(dir, data, *secs)?);
+        }
+    }
+    let report = ReproduceReport {
+        config: config.clone(),
+        rows,
+        wall_seconds: start.elapsed().as_secs_f64(),
+    };
+    write(out, &report)?;
+    Ok(report)
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+fn write(out: &Path, r: &ReproduceReport) -> Result<()> {
+    fsio::write_atomic(
+        &out.join("report.json"),
+        serde_json::to_string_pretty(r).expect("serializes").as_bytes(),
+    )?;
+    let c = &r.config;
+    let mut md = format!(
+        "# LeNet-5 on `{}`: neuron and weight pruning\n\n{} seed(s) ({}); {} training epochs, {} retraining epochs per pruning step, \
+         {} validation examples, tolerance {} points; weight pruning in {} steps to conv/dense sparsity {:?} after neuron pruning \
+         and {:?} on plain LeNet-5. Accuracy on the test split, mean ± sample std over seeds. Wall time of this run: {:.0} s.\n\n",
+        c.dataset,
+        c.seeds.len(),
+        c.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+        c.epochs,
+        c.retrain_epochs,
+        c.val,
+        c.tolerance,
+        c.weight_steps,
+        c.after_neurons,
+        c.lenet5_alone,
+        r.wall_seconds
+    );
+    md += "| network | params | nonzeros | removed vs 431,080 | paper (MNIST) | sparse file | dense file | FLOPs | test accuracy | time |\n\
+           |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    let paper = ["–", "92% (Han et al.)", "–", "74%", "92%"];
+    for ((name, ms), paper) in r.rows.iter().zip(paper) {
+        let avg = |f: &dyn Fn(&Measured) -> f64| mean_std(&ms.iter().map(f).collect::<Vec<_>>()).0;
+        let (acc, sd) = mean_std(&ms.iter().map(|m| 100.0 * m.accuracy).collect::<Vec<_>>());
+        let nz = avg(&|m| m.nonzeros as f64);
+        md += &format!(
+            "| {name} | {:.0} | {nz:.0} | {:.1}% | {paper} | {:.0} B | {:.0} B | {:.0} | {acc:.2} ± {sd:.2}% | {:.0} s |\n",
+            avg(&|m| m.params as f64),
+            100.0 * (1.0 - nz / LENET5_PARAMS as f64),
+            avg(&|m| m.sparse_bytes as f64),
+            avg(&|m| m.dense_bytes as f64),
+            avg(&|m| m.flops as f64),
+            avg(&|m| m.seconds)
+        );
+    }
+    fsio::write_atomic(&out.join("REPORT.md"), md.as_bytes())?;
+    let series: Vec<(String, Vec<(f64, f64)>)> = r
+        .rows
+        .iter()
+        .map(|(name, ms)| {
+            (
+                name.clone(),
+                ms.iter().map(|m| (m.nonzeros as f64, m.accuracy)).collect(),
+            )
+        })
+        .collect();
+    let svg = report::scatter(
+        "Test accuracy vs nonzero parameters",
+        "nonzero parameters",
+        "test accuracy",
+        &series,
+    );
+    fsio::write_atomic(&out.join("accuracy-vs-nonzeros.svg"), svg.as_bytes())
+}
