@@ -209,21 +209,23 @@ impl Dataset {
     /// Named datasets are looked for, in order, in `data_dir`, `$MAXPRUNE_DATA/<name>`,
     /// `./data/<name>` and `/usr/share/datasets/<name>`; the error lists every place searched.
     pub fn load(name: &DatasetName, data_dir: Option<&Path>) -> Result<Dataset> {
+        Dataset::load_from(name, search_dirs(name, data_dir))
+    }
+
+    /// Like [`load`](Self::load), looking for a named dataset in `candidates` only.
+    pub fn load_from(name: &DatasetName, candidates: Vec<PathBuf>) -> Result<Dataset> {
         let dir = match name {
             DatasetName::Embedded => return Dataset::embedded(),
             DatasetName::Idx(dir) => dir.clone(),
-            named => {
-                let candidates = search_dirs(named, data_dir);
-                match candidates.iter().find(|d| find_file(d, "train-images").is_some()) {
-                    Some(d) => d.clone(),
-                    None => {
-                        return Err(Error::DatasetNotFound {
-                            name: name.to_string(),
-                            searched: candidates,
-                        });
-                    }
+            _ => match candidates.iter().find(|d| find_file(d, "train-images").is_some()) {
+                Some(d) => d.clone(),
+                None => {
+                    return Err(Error::DatasetNotFound {
+                        name: name.to_string(),
+                        searched: candidates,
+                    });
                 }
-            }
+            },
         };
         Ok(Dataset {
             name: name.clone(),
@@ -328,13 +330,29 @@ mod tests {
     }
 
     #[test]
+    fn search_order_is_flag_env_local_system() {
+        let dirs = search_dirs(&DatasetName::Mnist, Some(Path::new("/x")));
+        assert_eq!(dirs.first(), Some(&PathBuf::from("/x")));
+        let n = dirs.len();
+        assert_eq!(
+            dirs[n - 2..],
+            [PathBuf::from("data/mnist"), PathBuf::from("/usr/share/datasets/mnist")]
+        );
+    }
+
+    #[test]
     fn missing_dataset_lists_places_searched() {
         let tmp = tempfile::tempdir().unwrap();
-        let e = Dataset::load(&DatasetName::FashionMnist, Some(tmp.path()))
-            .unwrap_err()
-            .to_string();
+        let dirs = vec![
+            tmp.path().to_path_buf(),
+            PathBuf::from("/usr/share/datasets/fashion-mnist-absent"),
+        ];
+        let Err(e) = Dataset::load_from(&DatasetName::FashionMnist, dirs) else {
+            panic!("no dataset is in an empty directory")
+        };
+        let e = e.to_string();
         assert!(e.contains(&tmp.path().display().to_string()), "{e}");
-        assert!(e.contains("/usr/share/datasets/fashion-mnist"), "{e}");
+        assert!(e.contains("/usr/share/datasets/fashion-mnist-absent"), "{e}");
         assert!(
             e.contains("maxprune fetch fashion-mnist") && e.contains("dataset-fashion-mnist"),
             "{e}"
