@@ -16,7 +16,7 @@ use maxprune::model::presets::Preset;
 use maxprune::model::spec::ArchSpec;
 use maxprune::prune::neuron::apply;
 use maxprune::prune::plan::PrunePlan;
-use maxprune::prune::schedule::{Retrain, ScheduleConfig, run_schedule};
+use maxprune::prune::schedule::{Pruner, Retrain, ScheduleConfig, ScheduleReport, run_schedule};
 use maxprune::prune::select::{Policy, select};
 use maxprune::prune::weight::{WeightRule, WeightSchedule, parse_sparsity, sparsity, sparsity_markdown};
 use maxprune::relevance::{CriterionKind, Relevance, TiePolicy, criterion};
@@ -124,6 +124,12 @@ struct WeightsArgs {
     /// Pruning steps.
     #[arg(long, default_value_t = 3)]
     steps: usize,
+    #[command(flatten)]
+    retrain: RetrainArgs,
+}
+
+#[derive(Args)]
+struct RetrainArgs {
     /// Retraining epochs per step.
     #[arg(long, default_value_t = 5)]
     retrain_epochs: usize,
@@ -133,12 +139,24 @@ struct WeightsArgs {
     /// Validation examples carved off train (must match the starting run's; 0: no stopping rule).
     #[arg(long, default_value_t = 5000)]
     val: usize,
-    /// Seed of retraining.
+    /// Seed of retraining (and of the random criterion).
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Continue an interrupted schedule in --out.
     #[arg(long)]
     resume: bool,
+}
+
+impl RetrainArgs {
+    fn retrain(&self, dataset: String) -> Retrain {
+        Retrain {
+            retrain_epochs: self.retrain_epochs,
+            tolerance: self.tolerance,
+            val: self.val,
+            dataset,
+            seed: self.seed,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -250,24 +268,11 @@ struct NeuronsArgs {
     /// Stop after this many steps.
     #[arg(long)]
     steps: Option<usize>,
-    /// Retraining epochs per step.
-    #[arg(long, default_value_t = 5)]
-    retrain_epochs: usize,
-    /// Stop when validation accuracy drops more than this many points below the start.
-    #[arg(long, default_value_t = 0.3)]
-    tolerance: f64,
-    /// Validation examples carved off train (0: no stopping rule).
-    #[arg(long, default_value_t = 5000)]
-    val: usize,
-    /// Seed of retraining and of the random criterion.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
     /// Control: retrain exactly as the schedule would, but prune nothing (needs --steps).
     #[arg(long)]
     control: bool,
-    /// Continue an interrupted schedule in --out.
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    retrain: RetrainArgs,
 }
 
 #[derive(Args)]
@@ -602,35 +607,14 @@ fn cmd_weights(a: WeightsArgs, quiet: bool) -> Result<()> {
     let schedule = WeightSchedule {
         rule,
         steps: a.steps,
-        retrain: Retrain {
-            retrain_epochs: a.retrain_epochs,
-            tolerance: a.tolerance,
-            val: a.val,
-            dataset,
-            seed: a.seed,
-        },
+        retrain: a.retrain.retrain(dataset),
     };
-    let report = run_schedule(
-        &source,
-        &a.out,
-        &schedule,
-        &data,
-        a.resume,
-        observer(quiet).as_mut(),
-        &mut print_row(quiet),
-    )?;
-    print!("{}", markdown_table(&report.rows));
+    let report = run_and_print(&source, &a.out, &schedule, &data, a.retrain.resume, quiet)?;
     if report.final_step > 0 {
         let final_dir = a.out.join(format!("step-{:02}", report.final_step));
         let net = RunDir::open(&final_dir)?.network(&device())?;
         print!("{}", sparsity_markdown(&sparsity(&net)));
     }
-    println!(
-        "result: step {} of {}; report in {}",
-        report.final_step,
-        a.out.display(),
-        a.out.join("report.md").display()
-    );
     Ok(())
 }
 
@@ -681,6 +665,34 @@ fn cmd_reproduce(a: ReproduceArgs, quiet: bool) -> Result<()> {
         report.wall_seconds
     );
     Ok(())
+}
+
+/// Runs a schedule, printing its rows as they finish and its table at the end.
+fn run_and_print(
+    source: &RunDir,
+    out: &Path,
+    pruner: &dyn Pruner,
+    data: &Dataset,
+    resume: bool,
+    quiet: bool,
+) -> Result<ScheduleReport> {
+    let report = run_schedule(
+        source,
+        out,
+        pruner,
+        data,
+        resume,
+        observer(quiet).as_mut(),
+        &mut print_row(quiet),
+    )?;
+    print!("{}", markdown_table(&report.rows));
+    println!(
+        "result: step {} of {}; report in {}",
+        report.final_step,
+        out.display(),
+        out.join("report.md").display()
+    );
+    Ok(report)
 }
 
 /// Prints each finished schedule row as a Markdown table row (unless quiet).
@@ -959,30 +971,9 @@ fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
         until_k: a.until_k.or(if a.steps.is_none() { Some(1) } else { None }),
         steps: a.steps,
         control: a.control,
-        retrain: Retrain {
-            retrain_epochs: a.retrain_epochs,
-            tolerance: a.tolerance,
-            val: a.val,
-            dataset,
-            seed: a.seed,
-        },
+        retrain: a.retrain.retrain(dataset),
     };
-    let report = run_schedule(
-        &source,
-        &a.out,
-        &config,
-        &data,
-        a.resume,
-        observer(quiet).as_mut(),
-        &mut print_row(quiet),
-    )?;
-    print!("{}", markdown_table(&report.rows));
-    println!(
-        "result: step {} of {}; report in {}",
-        report.final_step,
-        a.out.display(),
-        a.out.join("report.md").display()
-    );
+    run_and_print(&source, &a.out, &config, &data, a.retrain.resume, quiet)?;
     Ok(())
 }
 

@@ -52,7 +52,8 @@ pub struct LayerRelevance {
     pub producer: String,
     /// Contests seen (examples, times spatial positions for conv); 0 for data-free criteria.
     pub contests: usize,
-    /// Raw values per unit and piece: win counts for `argmax`, the score otherwise.
+    /// Raw values per unit and piece: win counts for `argmax`, sums of pre-activations for
+    /// `mean-activation`, the score for data-free criteria.
     pub counts: Vec<Vec<f64>>,
     /// Scores per unit and piece, comparable within the layer: win frequencies in `[0, 1]`
     /// for `argmax` (each unit's sum to 1, or less with ties credited to nobody).
@@ -188,51 +189,63 @@ fn relevance(
     }
 }
 
+/// Runs the traced forward over `data` and folds every contest into per-piece accumulators:
+/// `add(row, acc)` sees one unit's real pieces and its accumulators. Returns one
+/// [`LayerRelevance`] per maxout layer with `counts` = the accumulators and `scores` = the
+/// accumulators divided by the number of contests.
+fn accumulate(
+    net: &Network,
+    data: &Split,
+    batch_size: usize,
+    mut add: impl FnMut(&[f32], &mut [f64]),
+) -> Vec<LayerRelevance> {
+    let meta = maxout_pieces(net.spec());
+    let mut acc: Vec<Vec<Vec<f64>>> = meta
+        .iter()
+        .map(|(_, c, _)| c.iter().map(|&k| vec![0.0; k]).collect())
+        .collect();
+    let mut contests = vec![0usize; meta.len()];
+    for_each_trace(net, data, batch_size, |slot, values, n, units, k_max| {
+        contests[slot] += n;
+        for c in 0..n {
+            for (u, unit) in acc[slot].iter_mut().enumerate().take(units) {
+                add(&values[(c * units + u) * k_max..][..unit.len()], unit);
+            }
+        }
+    });
+    meta.into_iter()
+        .zip(acc)
+        .zip(contests)
+        .map(|(((layer, _, producer), counts), contests)| LayerRelevance {
+            layer,
+            producer,
+            contests,
+            scores: counts
+                .iter()
+                .map(|u| u.iter().map(|&c| c / contests.max(1) as f64).collect())
+                .collect(),
+            counts,
+        })
+        .collect()
+}
+
 impl Criterion for ArgmaxFrequency {
     fn kind(&self) -> CriterionKind {
         CriterionKind::Argmax
     }
 
     fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance> {
-        let meta = maxout_pieces(net.spec());
-        let mut counts: Vec<Vec<Vec<f64>>> = meta
-            .iter()
-            .map(|(_, c, _)| c.iter().map(|&k| vec![0.0; k]).collect())
-            .collect();
-        let mut contests = vec![0usize; meta.len()];
         let mut tied = Vec::new();
-        for_each_trace(net, data, batch_size, |slot, values, n, units, k_max| {
-            contests[slot] += n;
-            let layer_counts = &mut counts[slot];
-            for c in 0..n {
-                for (u, unit_counts) in layer_counts.iter_mut().enumerate().take(units) {
-                    let row = &values[(c * units + u) * k_max..][..unit_counts.len()];
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    tied.clear();
-                    tied.extend((0..row.len()).filter(|&j| row[j] == max));
-                    match (self.ties, tied.len()) {
-                        (_, 1) => unit_counts[tied[0]] += 1.0,
-                        (TiePolicy::Split, t) => tied.iter().for_each(|&j| unit_counts[j] += 1.0 / t as f64),
-                        (TiePolicy::Nobody, _) => {}
-                    }
-                }
+        let layers = accumulate(net, data, batch_size, |row, wins| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            tied.clear();
+            tied.extend((0..row.len()).filter(|&j| row[j] == max));
+            match (self.ties, tied.len()) {
+                (_, 1) => wins[tied[0]] += 1.0,
+                (TiePolicy::Split, t) => tied.iter().for_each(|&j| wins[j] += 1.0 / t as f64),
+                (TiePolicy::Nobody, _) => {}
             }
         });
-        let layers = meta
-            .into_iter()
-            .zip(counts)
-            .zip(contests)
-            .map(|(((layer, _, producer), counts), contests)| LayerRelevance {
-                layer,
-                producer,
-                contests,
-                scores: counts
-                    .iter()
-                    .map(|u| u.iter().map(|&c| c / contests.max(1) as f64).collect())
-                    .collect(),
-                counts,
-            })
-            .collect();
         Ok(relevance(self.kind(), self.ties, net, data.len(), layers))
     }
 }
@@ -243,39 +256,9 @@ impl Criterion for MeanActivation {
     }
 
     fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance> {
-        let meta = maxout_pieces(net.spec());
-        let mut sums: Vec<Vec<Vec<f64>>> = meta
-            .iter()
-            .map(|(_, c, _)| c.iter().map(|&k| vec![0.0; k]).collect())
-            .collect();
-        let mut contests = vec![0usize; meta.len()];
-        for_each_trace(net, data, batch_size, |slot, values, n, units, k_max| {
-            contests[slot] += n;
-            for c in 0..n {
-                for (u, unit) in sums[slot].iter_mut().enumerate() {
-                    let row = &values[(c * units + u) * k_max..];
-                    unit.iter_mut().zip(row).for_each(|(s, &v)| *s += f64::from(v));
-                }
-            }
+        let layers = accumulate(net, data, batch_size, |row, sums| {
+            sums.iter_mut().zip(row).for_each(|(s, &v)| *s += f64::from(v));
         });
-        let layers = meta
-            .into_iter()
-            .zip(sums)
-            .zip(contests)
-            .map(|(((layer, _, producer), sums), contests)| {
-                let scores: Vec<Vec<f64>> = sums
-                    .iter()
-                    .map(|u| u.iter().map(|&s| s / contests.max(1) as f64).collect())
-                    .collect();
-                LayerRelevance {
-                    layer,
-                    producer,
-                    contests,
-                    counts: scores.clone(),
-                    scores,
-                }
-            })
-            .collect();
         Ok(relevance(self.kind(), TiePolicy::default(), net, data.len(), layers))
     }
 }
@@ -296,6 +279,24 @@ fn row_norms(params: &LayerParams) -> Vec<f64> {
     }
 }
 
+/// Scores that need no data: `score(layer, pieces per unit)` gives one score per piece.
+fn data_free(net: &Network, kind: CriterionKind, mut score: impl FnMut(usize, &[usize]) -> Vec<Vec<f64>>) -> Relevance {
+    let layers = maxout_pieces(net.spec())
+        .into_iter()
+        .map(|(layer, counts, producer)| {
+            let scores = score(layer, &counts);
+            LayerRelevance {
+                layer,
+                producer,
+                contests: 0,
+                counts: scores.clone(),
+                scores,
+            }
+        })
+        .collect();
+    relevance(kind, TiePolicy::default(), net, 0, layers)
+}
+
 impl Criterion for WeightNorm {
     fn kind(&self) -> CriterionKind {
         CriterionKind::WeightNorm
@@ -303,29 +304,18 @@ impl Criterion for WeightNorm {
 
     fn score(&self, net: &Network, _: &Split, _: usize) -> Result<Relevance> {
         let spec = net.spec();
-        let layers = maxout_pieces(spec)
-            .into_iter()
-            .map(|(layer, counts, producer)| {
-                let LayerSpec::Maxout { pieces } = &spec.layers[layer] else {
-                    unreachable!("maxout layer")
-                };
-                let p = spec.producer_of(layer).expect("validated maxout has a producer");
-                let norms = row_norms(&net.params()[p]);
-                let scores: Vec<Vec<f64>> = counts
-                    .iter()
-                    .enumerate()
-                    .map(|(u, &k)| (0..k).map(|j| norms[layout::piece_index(pieces, u, j)]).collect())
-                    .collect();
-                LayerRelevance {
-                    layer,
-                    producer,
-                    contests: 0,
-                    counts: scores.clone(),
-                    scores,
-                }
-            })
-            .collect();
-        Ok(relevance(self.kind(), TiePolicy::default(), net, 0, layers))
+        Ok(data_free(net, self.kind(), |layer, counts| {
+            let LayerSpec::Maxout { pieces } = &spec.layers[layer] else {
+                unreachable!("maxout layer")
+            };
+            let p = spec.producer_of(layer).expect("validated maxout has a producer");
+            let norms = row_norms(&net.params()[p]);
+            counts
+                .iter()
+                .enumerate()
+                .map(|(u, &k)| (0..k).map(|j| norms[layout::piece_index(pieces, u, j)]).collect())
+                .collect()
+        }))
     }
 }
 
@@ -335,23 +325,12 @@ impl Criterion for RandomScores {
     }
 
     fn score(&self, net: &Network, _: &Split, _: usize) -> Result<Relevance> {
-        let layers = maxout_pieces(net.spec())
-            .into_iter()
-            .map(|(layer, counts, producer)| {
-                let mut rng = SplitMix64::derive(self.seed, "random-relevance", layer as u64);
-                let scores: Vec<Vec<f64>> = counts
-                    .iter()
-                    .map(|&k| (0..k).map(|_| f64::from(rng.next_f32())).collect())
-                    .collect();
-                LayerRelevance {
-                    layer,
-                    producer,
-                    contests: 0,
-                    counts: scores.clone(),
-                    scores,
-                }
-            })
-            .collect();
-        Ok(relevance(self.kind(), TiePolicy::default(), net, 0, layers))
+        Ok(data_free(net, self.kind(), |layer, counts| {
+            let mut rng = SplitMix64::derive(self.seed, "random-relevance", layer as u64);
+            counts
+                .iter()
+                .map(|&k| (0..k).map(|_| f64::from(rng.next_f32())).collect())
+                .collect()
+        }))
     }
 }

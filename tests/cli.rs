@@ -26,6 +26,27 @@ fn fails_with(out: &Output, needle: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// Trains `preset` for one epoch on the embedded subset into `out`, with `extra` flags.
+fn train_embedded(cwd: &Path, preset: &str, out: &str, extra: &[&str]) -> String {
+    let args = [
+        &[
+            "train",
+            "--preset",
+            preset,
+            "--dataset",
+            "embedded",
+            "--epochs",
+            "1",
+            "--out",
+            out,
+            "-q",
+        ][..],
+        extra,
+    ]
+    .concat();
+    ok(&maxprune(&args, cwd))
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).unwrap()
 }
@@ -173,25 +194,7 @@ fn bad_inputs_exit_1_with_a_message() {
 #[test]
 fn relevance_plan_apply_and_their_bad_inputs() {
     let tmp = tempfile::tempdir().unwrap();
-    let train = |preset: &str, out: &str| {
-        ok(&maxprune(
-            &[
-                "train",
-                "--preset",
-                preset,
-                "--dataset",
-                "embedded",
-                "--epochs",
-                "1",
-                "--batch-size",
-                "128",
-                "--out",
-                out,
-                "-q",
-            ],
-            tmp.path(),
-        ))
-    };
+    let train = |preset: &str, out: &str| train_embedded(tmp.path(), preset, out, &["--batch-size", "128"]);
     train("lenet5-maxout", "a");
     train("seed-lenet", "other");
     let out = ok(&maxprune(&["relevance", "a", "--out", "rel.json"], tmp.path()));
@@ -263,25 +266,7 @@ fn relevance_plan_apply_and_their_bad_inputs() {
 #[test]
 fn weight_pruning_export_and_sparse_eval() {
     let tmp = tempfile::tempdir().unwrap();
-    let train = |preset: &str, out: &str| {
-        ok(&maxprune(
-            &[
-                "train",
-                "--preset",
-                preset,
-                "--dataset",
-                "embedded",
-                "--epochs",
-                "1",
-                "--val",
-                "200",
-                "--out",
-                out,
-                "-q",
-            ],
-            tmp.path(),
-        ))
-    };
+    let train = |preset: &str, out: &str| train_embedded(tmp.path(), preset, out, &["--val", "200"]);
     train("lenet5", "a");
     let args = [
         "prune",
