@@ -6,6 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::model::network::Network;
+use crate::relevance::{ArgmaxFrequency, Criterion, TiePolicy};
 use crate::rng::SplitMix64;
 use crate::train::{Sgd, TrainConfig, cross_entropy};
 
@@ -46,6 +47,8 @@ pub struct BenchResult {
     pub infer_img_per_s: f64,
     /// Milliseconds per batch-1 forward pass.
     pub latency_ms_b1: f64,
+    /// Relevance-pass images per second (traced forward + arg-max counting, batch 500).
+    pub relevance_img_per_s: f64,
     /// Parameters of the network measured.
     pub params: usize,
     /// FLOPs per example of the network measured.
@@ -78,7 +81,23 @@ fn random_input(batch: usize, net: &Network, rng: &mut SplitMix64, device: &Devi
     Tensor::from_data(TensorData::new(v, [batch, i.channels, i.height, i.width]), device)
 }
 
-/// Measures training throughput, inference throughput and batch-1 latency of `net`.
+/// Inference images per second of `net` at `batch`, over `batches` forward passes: the
+/// median of `reps` repetitions after one warm-up. Inputs are random (speed does not depend on
+/// them).
+pub fn inference_img_per_s(net: &Network, batch: usize, batches: usize, reps: usize) -> f64 {
+    let net = net.clone().into_inference();
+    let device = net.device().clone();
+    let x = random_input(batch, &net, &mut SplitMix64::new(11), &device);
+    let seconds = time(reps, || {
+        for _ in 0..batches {
+            let _ = net.forward(x.clone()).into_data();
+        }
+    });
+    (batch * batches) as f64 / seconds
+}
+
+/// Measures training throughput, inference throughput, batch-1 latency and relevance-pass
+/// throughput of `net`. Inputs are random; the images of the relevance pass too.
 pub fn bench(net: &Network, config: &BenchConfig) -> BenchResult {
     let device = net.device().clone().without_autodiff();
     let classes = crate::model::spec::ArchSpec::classes(net.spec()).unwrap_or(1);
@@ -100,24 +119,34 @@ pub fn bench(net: &Network, config: &BenchConfig) -> BenchResult {
         }
     });
 
-    let eval_net = net.clone().to_device(&device);
-    let xb = random_input(256, net, &mut rng, &device);
-    let infer_s = time(config.reps, || {
-        for _ in 0..config.infer_batches {
-            let _ = eval_net.forward(xb.clone()).into_data();
-        }
-    });
+    let eval_net = net.clone().into_inference();
+    let infer_img_per_s = inference_img_per_s(&eval_net, 256, config.infer_batches, config.reps);
     let x1 = random_input(1, net, &mut rng, &device);
     let lat_s = time(config.reps, || {
         for _ in 0..config.latency_calls {
             let _ = eval_net.forward(x1.clone()).into_data();
         }
     });
+    let images = crate::data::dataset::Split {
+        rows: net.spec().input.height,
+        cols: net.spec().input.width,
+        pixels: (0..1000 * net.spec().input.height * net.spec().input.width)
+            .map(|_| (rng.next_u64() & 0xff) as u8)
+            .collect(),
+        labels: vec![0; 1000],
+    };
+    let criterion = ArgmaxFrequency { ties: TiePolicy::Split };
+    let rel_s = time(config.reps, || {
+        criterion
+            .score(&eval_net, &images, 500)
+            .expect("scoring a valid network cannot fail");
+    });
     BenchResult {
+        relevance_img_per_s: images.len() as f64 / rel_s,
         backend: "flex".into(),
         threads: crate::threads(),
         train_img_per_s: (64 * config.train_steps) as f64 / train_s,
-        infer_img_per_s: (256 * config.infer_batches) as f64 / infer_s,
+        infer_img_per_s,
         latency_ms_b1: 1e3 * lat_s / config.latency_calls as f64,
         params: net.num_params(),
         flops: net.spec().flops().unwrap_or(0),

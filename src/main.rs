@@ -900,6 +900,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         println!("  train (batch 64):       {:>9.0} img/s", r.train_img_per_s);
         println!("  inference (batch 256):  {:>9.0} img/s", r.infer_img_per_s);
         println!("  latency (batch 1):      {:>9.3} ms", r.latency_ms_b1);
+        println!("  relevance pass:         {:>9.0} img/s", r.relevance_img_per_s);
     }
     Ok(())
 }

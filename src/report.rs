@@ -22,6 +22,11 @@ pub struct StepRow {
     pub removed_vs_lenet5: f64,
     /// FLOPs per example.
     pub flops: usize,
+    /// Starting network's FLOPs / this network's FLOPs.
+    pub flop_ratio: f64,
+    /// Measured inference speedup at batch 256: this network's images per second / the
+    /// starting network's, on this machine.
+    pub speedup: f64,
     /// Validation accuracy right after pruning, before retraining.
     pub val_before: Option<f64>,
     /// Test accuracy right after pruning, before retraining.
@@ -46,12 +51,12 @@ fn pct(x: Option<f64>) -> String {
 /// The rows as a Markdown table.
 pub fn markdown_table(rows: &[StepRow]) -> String {
     let mut s = String::from(
-        "| step | k per unit | params | nonzeros | removed vs start | removed vs LeNet-5 | FLOPs | val acc before → after | test acc before → after | time | within tolerance |\n\
-         |---:|---|---:|---:|---:|---:|---:|---|---|---:|---|\n",
+        "| step | k per unit | params | nonzeros | removed vs start | removed vs LeNet-5 | FLOPs | FLOP ratio | measured speedup | val acc before → after | test acc before → after | time | within tolerance |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1}% | {:.1}% | {} | {} → {} | {} → {} | {:.0} s | {} |\n",
+            "| {} | {} | {} | {} | {:.1}% | {:.1}% | {} | {:.2}x | {:.2}x | {} → {} | {} → {} | {:.0} s | {} |\n",
             r.step,
             r.pieces.join(", "),
             r.params,
@@ -59,6 +64,8 @@ pub fn markdown_table(rows: &[StepRow]) -> String {
             r.removed_vs_start,
             r.removed_vs_lenet5,
             r.flops,
+            r.flop_ratio,
+            r.speedup,
             pct(r.val_before),
             pct(r.val_after),
             pct(Some(r.test_before)),

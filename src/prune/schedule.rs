@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::neuron::apply;
 use super::plan::{PLAN_FORMAT_VERSION, PrunePlan};
 use super::select::{Policy, select};
+use crate::bench::inference_img_per_s;
 use crate::data::dataset::Split;
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -289,6 +290,9 @@ pub fn run_schedule(
     let base = source.checkpoint()?;
     let (mut net, mut masks) = (base.net, base.sgd.masks);
     let base_nonzeros = nonzeros(&net);
+    let base_flops = net.spec().flops()?;
+    let speed = |net: &Network| inference_img_per_s(net, 256, 4, 3);
+    let base_speed = speed(&net);
     let (val0, test0) = accuracies(&net, &splits, batch);
     let row =
         |step: usize, net: &Network, before: (Option<f64>, f64), after: (Option<f64>, f64), secs: f64| -> StepRow {
@@ -307,6 +311,8 @@ pub fn run_schedule(
                 removed_vs_start: 100.0 * (1.0 - nz as f64 / base_nonzeros as f64),
                 removed_vs_lenet5: 100.0 * (1.0 - nz as f64 / LENET5_PARAMS as f64),
                 flops: net.spec().flops().unwrap_or(0),
+                flop_ratio: base_flops as f64 / net.spec().flops().unwrap_or(1).max(1) as f64,
+                speedup: if step == 0 { 1.0 } else { speed(net) / base_speed },
                 val_before: before.0,
                 test_before: before.1,
                 val_after: after.0,
