@@ -194,11 +194,6 @@ impl Network {
         &self.params
     }
 
-    /// Consumes the network, returning its spec and parameters.
-    pub fn into_parts(self) -> (ArchSpec, Vec<LayerParams>) {
-        (self.spec, self.params)
-    }
-
     /// The device its tensors live on.
     pub fn device(&self) -> &Device {
         &self.device
