@@ -844,21 +844,17 @@ fn cmd_demo(a: DemoArgs, quiet: bool) -> Result<()> {
         "demo 2/2: arg-max relevance -> drop the least relevant piece of every unit -> retrain {} epochs",
         a.retrain_epochs
     );
-    let schedule = ScheduleConfig {
-        criterion: CriterionKind::Argmax,
-        ties: TiePolicy::Split,
-        policy: Policy::PerUnit { n: 1 },
-        until_k: None,
-        steps: Some(1),
-        control: false,
-        retrain: Retrain {
+    let schedule = ScheduleConfig::paper(
+        None,
+        Some(1),
+        Retrain {
             retrain_epochs: a.retrain_epochs,
             tolerance: 100.0,
             val: config.val,
             dataset: config.dataset.clone(),
             seed: config.seed,
         },
-    };
+    );
     let prune_dir = a.out.join("prune");
     let report = run_schedule(
         &dir,

@@ -16,9 +16,7 @@ use crate::fsio;
 use crate::model::network::Network;
 use crate::model::presets::Preset;
 use crate::prune::schedule::{Retrain, ScheduleConfig, ScheduleReport, nonzeros, run_schedule};
-use crate::prune::select::Policy;
 use crate::prune::weight::{WeightRule, WeightSchedule};
-use crate::relevance::{CriterionKind, TiePolicy};
 use crate::report::{self, LENET5_PARAMS};
 use crate::run::RunDir;
 use crate::train::{Observer, Splits, TrainConfig, evaluate, train};
@@ -200,15 +198,7 @@ pub fn reproduce(
                 let seconds = report.rows.iter().skip(1).map(|r| r.seconds).sum();
                 Ok((final_dir(&dir, &report, source), seconds))
             };
-        let neurons = ScheduleConfig {
-            criterion: CriterionKind::Argmax,
-            ties: TiePolicy::Split,
-            policy: Policy::PerUnit { n: 1 },
-            until_k: Some(1),
-            steps: None,
-            control: false,
-            retrain: retrain(seed),
-        };
+        let neurons = ScheduleConfig::paper(Some(1), None, retrain(seed));
         let lenet_w = run(&lenet.0, "lenet5-weights", &weights(config.lenet5_alone, seed))?;
         let maxout_n = run(&maxout.0, "lenet5-maxout-neurons", &neurons)?;
         let maxout_nw = run(

@@ -95,6 +95,22 @@ pub trait Pruner {
     fn prune(&self, step: usize, net: &Network, masks: &Masks, train: &Split, batch: usize) -> Result<Option<Pruned>>;
 }
 
+impl ScheduleConfig {
+    /// The paper's schedule: arg-max relevance (ties split), one piece removed per unit and
+    /// step, until every unit has `until_k` pieces or after `steps` steps.
+    pub fn paper(until_k: Option<usize>, steps: Option<usize>, retrain: Retrain) -> Self {
+        ScheduleConfig {
+            criterion: CriterionKind::Argmax,
+            ties: TiePolicy::Split,
+            policy: Policy::PerUnit { n: 1 },
+            until_k,
+            steps,
+            control: false,
+            retrain,
+        }
+    }
+}
+
 impl Pruner for ScheduleConfig {
     fn retrain(&self) -> &Retrain {
         &self.retrain

@@ -389,7 +389,6 @@ fn threshold_and_global_policies_make_ragged_units() {
 fn conv_maxout_network_prunes_end_to_end_and_resumes() {
     use crate::data::dataset::{Dataset, DatasetName};
     use crate::prune::schedule::{Retrain, ScheduleConfig, run_schedule};
-    use crate::relevance::CriterionKind;
     use crate::run::RunDir;
     use crate::train::{Silent, Splits, TrainConfig, train};
 
@@ -411,21 +410,17 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
     let net = Network::init(&conv_maxout_spec(), 1, &Device::flex()).unwrap();
     let run = RunDir::create(&tmp.path().join("base"), &net, &config).unwrap();
     train(&run, &Splits::new(&data, &config).unwrap(), &mut Silent).unwrap();
-    let schedule = ScheduleConfig {
-        criterion: CriterionKind::Argmax,
-        ties: TiePolicy::Split,
-        policy: Policy::PerUnit { n: 1 },
-        until_k: None,
-        steps: Some(1),
-        control: false,
-        retrain: Retrain {
+    let schedule = ScheduleConfig::paper(
+        None,
+        Some(1),
+        Retrain {
             retrain_epochs: 1,
             tolerance: 100.0,
             val: 100,
             dataset: "embedded".into(),
             seed: 1,
         },
-    };
+    );
     let out = tmp.path().join("pruned");
     let report = run_schedule(&run, &out, &schedule, &data, false, &mut Silent, &mut |_| {}).unwrap();
     assert_eq!(report.rows.len(), 2);
