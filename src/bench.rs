@@ -143,7 +143,10 @@ pub fn bench(net: &Network, config: &BenchConfig) -> BenchResult {
     });
     BenchResult {
         relevance_img_per_s: images.len() as f64 / rel_s,
-        backend: "flex".into(),
+        backend: match format!("{:?}", net.device()) {
+            d if d.contains("Flex") => "flex".into(),
+            d => d,
+        },
         threads: crate::threads(),
         train_img_per_s: (64 * config.train_steps) as f64 / train_s,
         infer_img_per_s,

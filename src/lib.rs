@@ -29,8 +29,25 @@ pub mod rng;
 pub mod run;
 pub mod sparse;
 pub mod train;
+pub mod verify;
 
 pub use error::{Error, Result};
+
+use std::sync::OnceLock;
+
+static DEVICE: OnceLock<burn::tensor::Device> = OnceLock::new();
+
+/// The device networks are built, loaded and trained on: the flex CPU backend unless
+/// [`set_device`] chose another.
+pub fn device() -> burn::tensor::Device {
+    DEVICE.get().cloned().unwrap_or_else(burn::tensor::Device::flex)
+}
+
+/// Chooses this process's device, once, before any network is built; false if one was already
+/// chosen.
+pub fn set_device(device: burn::tensor::Device) -> bool {
+    DEVICE.set(device).is_ok()
+}
 
 /// Threads the flex backend computes with: `RAYON_NUM_THREADS` if set, else the number of
 /// available cores.

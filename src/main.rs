@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use maxprune::bench::{BenchConfig, bench};
 use maxprune::data::dataset::{Dataset, DatasetName};
 use maxprune::data::fetch::{FetchEvent, fetch_files, sources};
+use maxprune::model::import::torchvision;
 use maxprune::model::network::Network;
 use maxprune::model::presets::Preset;
 use maxprune::model::spec::ArchSpec;
@@ -20,11 +21,12 @@ use maxprune::prune::schedule::{Pruner, Retrain, ScheduleConfig, ScheduleReport,
 use maxprune::prune::select::{Policy, select};
 use maxprune::prune::weight::{WeightRule, WeightSchedule, parse_sparsity, sparsity, sparsity_markdown};
 use maxprune::relevance::{CriterionKind, Relevance, TiePolicy, criterion};
-use maxprune::report::{StepRow, histogram, markdown_table};
+use maxprune::report::{StepRow, histogram, line_chart, markdown_table};
 use maxprune::reproduce::{ReproduceConfig, reproduce};
 use maxprune::run::RunDir;
 use maxprune::sparse;
 use maxprune::train::{Event, Observer, Silent, Splits, TrainConfig, evaluate, train};
+use maxprune::verify::{Distance, parse_pairs, verify};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +43,9 @@ struct Cli {
     /// Threads for the CPU backend (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Compute backend.
+    #[arg(long, global = true, value_enum, default_value = "flex")]
+    device: Backend,
 }
 
 #[derive(Subcommand)]
@@ -66,6 +71,53 @@ enum Command {
     Export(ExportArgs),
     /// Reproduce the paper's LeNet-5 table (train, neuron pruning, weight pruning, over seeds).
     Reproduce(ReproduceArgs),
+    /// Start a run directory from pretrained torchvision-named weights (safetensors).
+    Import(ImportArgs),
+    /// Face verification on LFW's protocol (10 folds, threshold chosen on 9, tested on 1).
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Safetensors file with torchvision's VGG names (features.<i>.*, classifier.<i>.*).
+    file: PathBuf,
+    /// Architecture to fill.
+    #[arg(long)]
+    preset: Preset,
+    #[command(flatten)]
+    scale: ScaleArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Seed of the layers that are not imported, and of the training config.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run directory to create (continue with `train --resume --out DIR --epochs N`).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Run directory of the network that embeds the faces.
+    run: PathBuf,
+    /// LFW's pairs file (header `folds n`, then per fold n matched and n mismatched pairs).
+    #[arg(long)]
+    pairs: PathBuf,
+    /// Image root in LFW's layout: <images>/<name>/<name>_<nnnn>.jpg.
+    #[arg(long)]
+    images: PathBuf,
+    /// Distance between embeddings.
+    #[arg(long, value_enum, default_value = "cosine")]
+    distance: Distance,
+    /// Embed with this layer's output (after its activation) instead of the penultimate one.
+    #[arg(long)]
+    layer: Option<String>,
+    /// Write the result as JSON and the ROC curve as SVG into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -311,6 +363,39 @@ struct DataArgs {
     data_dir: Option<PathBuf>,
 }
 
+/// Resizing an architecture (see `ArchSpec::scaled`).
+#[derive(Args)]
+struct ScaleArgs {
+    /// Multiply conv filters, hidden dense widths and maxout units by this.
+    #[arg(long)]
+    width: Option<f64>,
+    /// Square input size in pixels (channels are kept).
+    #[arg(long)]
+    input_size: Option<usize>,
+    /// Outputs of the last layer.
+    #[arg(long)]
+    classes: Option<usize>,
+}
+
+impl ScaleArgs {
+    fn apply(&self, spec: ArchSpec) -> Result<ArchSpec> {
+        if self.width.is_none() && self.input_size.is_none() && self.classes.is_none() {
+            return Ok(spec);
+        }
+        let mut input = spec.input;
+        if let Some(n) = self.input_size {
+            (input.height, input.width) = (n, n);
+        }
+        let classes = match self.classes {
+            Some(c) => c,
+            None => spec.classes()?,
+        };
+        let mut scaled = spec.scaled(self.width.unwrap_or(1.0), input, classes)?;
+        scaled.name = format!("{}-w{}-{}px", spec.name, self.width.unwrap_or(1.0), input.height);
+        Ok(scaled)
+    }
+}
+
 #[derive(Args)]
 struct TrainArgs {
     /// Architecture preset.
@@ -319,6 +404,8 @@ struct TrainArgs {
     /// Architecture from a spec.json file.
     #[arg(long)]
     spec: Option<PathBuf>,
+    #[command(flatten)]
+    scale: ScaleArgs,
     #[command(flatten)]
     data: DataArgs,
     /// Training config (TOML); flags override it.
@@ -369,6 +456,8 @@ struct InspectArgs {
     /// Inspect a preset instead.
     #[arg(long, conflicts_with = "run")]
     preset: Option<Preset>,
+    #[command(flatten)]
+    scale: ScaleArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -476,7 +565,40 @@ fn observer(quiet: bool) -> Box<dyn Observer> {
 }
 
 fn device() -> Device {
-    Device::flex()
+    maxprune::device()
+}
+
+/// Compute backends this build can use.
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// Pure-Rust CPU backend (always built).
+    Flex,
+    /// GPU through wgpu (Vulkan on Linux); needs `--features wgpu`.
+    Wgpu,
+    /// NVIDIA GPU through CUDA; needs `--features cuda` (its build downloads LLVM).
+    Cuda,
+}
+
+impl Backend {
+    fn device(self) -> Result<Device> {
+        match self {
+            Backend::Flex => Ok(Device::flex()),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => Ok(Device::cuda(0)),
+            #[allow(unreachable_patterns)]
+            other => {
+                let name = other
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default();
+                bail!(
+                    "this maxprune was built without the {name} backend; rebuild with `cargo build --release --features {name}`"
+                )
+            }
+        }
+    }
 }
 
 fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> {
@@ -517,7 +639,7 @@ fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
             )?,
             (None, None) => bail!("give --preset or --spec"),
         };
-        let net = Network::init(&spec, config.seed, &device())?;
+        let net = Network::init(&a.scale.apply(spec)?, config.seed, &device())?;
         RunDir::create(&a.out, &net, &config)?
     };
     let config = dir.config()?;
@@ -636,6 +758,65 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_import(a: ImportArgs) -> Result<()> {
+    let spec = a.scale.apply(a.preset.spec())?;
+    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let (net, report) = torchvision(&spec, &bytes, &a.file.display().to_string(), a.seed, &device())?;
+    let config = TrainConfig {
+        dataset: a.data.dataset.clone().unwrap_or(TrainConfig::default().dataset),
+        seed: a.seed,
+        epochs: 0,
+        ..TrainConfig::default()
+    };
+    RunDir::create(&a.out, &net, &config)?;
+    for (ours, theirs) in &report.copied {
+        println!("copied  {ours} <- {theirs}");
+    }
+    for (ours, theirs, k) in &report.summed {
+        println!("summed  {ours} <- {theirs} (columns summed in groups of {k})");
+    }
+    for (ours, why) in &report.fresh {
+        println!("fresh   {ours}: {why}");
+    }
+    println!("wrote {} ({} parameters)", a.out.display(), net.num_params());
+    Ok(())
+}
+
+fn cmd_verify(a: VerifyArgs) -> Result<()> {
+    let dir = RunDir::open(&a.run)?;
+    let net = dir.network(&device())?;
+    let text = std::fs::read_to_string(&a.pairs).with_context(|| format!("reading {}", a.pairs.display()))?;
+    let folds = parse_pairs(&text, &a.pairs.display().to_string())?;
+    let layers = net.spec().embedding_depth(a.layer.as_deref())?;
+    let v = verify(&net, &folds, &a.images, a.distance, layers)?;
+    if let Some(out) = &a.out {
+        maxprune::fsio::create_dir(out)?;
+        maxprune::fsio::write_atomic(&out.join("verify.json"), serde_json::to_string_pretty(&v)?.as_bytes())?;
+        let label = format!("AUC {:.4}", v.auc);
+        let svg = line_chart(
+            "ROC",
+            "false positive rate",
+            "true positive rate",
+            &[(label, v.roc.clone())],
+        );
+        maxprune::fsio::write_atomic(&out.join("roc.svg"), svg.as_bytes())?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{} folds of {} pairs, {:?} distance: accuracy {:.2}% ± {:.2}% (standard error), AUC {:.4}",
+            folds.len(),
+            folds.first().map_or(0, Vec::len),
+            a.distance,
+            100.0 * v.mean,
+            100.0 * v.std_error,
+            v.auc
+        );
+    }
+    Ok(())
+}
+
 fn cmd_reproduce(a: ReproduceArgs, quiet: bool) -> Result<()> {
     let Experiment::Lenet5 = a.experiment;
     let config = if a.quick {
@@ -711,6 +892,7 @@ fn cmd_inspect(a: InspectArgs) -> Result<()> {
         (None, Some(r)) => RunDir::open(r)?.spec()?,
         (None, None) => bail!("give a run directory or --preset"),
     };
+    let spec = a.scale.apply(spec)?;
     let infos = spec.validate()?;
     let params: usize = infos.iter().map(|l| l.params).sum();
     let flops: usize = infos.iter().map(|l| l.flops).sum();
@@ -1010,7 +1192,8 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
     }
     let quiet = cli.quiet;
-    let result = match cli.command {
+    let chosen = cli.device.device().map(maxprune::set_device);
+    let result = chosen.and_then(|_| match cli.command {
         Command::Train(a) => cmd_train(a, quiet),
         Command::Eval(a) => cmd_eval(a),
         Command::Inspect(a) => cmd_inspect(a),
@@ -1024,7 +1207,9 @@ fn main() -> ExitCode {
         Command::Prune(PruneCommand::Weights(a)) => cmd_weights(a, quiet),
         Command::Export(a) => cmd_export(a),
         Command::Reproduce(a) => cmd_reproduce(a, quiet),
-    };
+        Command::Import(a) => cmd_import(a),
+        Command::Verify(a) => cmd_verify(a),
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

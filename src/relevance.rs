@@ -163,7 +163,7 @@ fn for_each_trace(
     let net = net.clone().into_inference();
     let order: Vec<usize> = (0..data.len()).collect();
     for chunk in order.chunks(batch_size.max(1)) {
-        let (x, _) = batch(data, chunk, net.device());
+        let (x, _) = batch(data, chunk, &net.spec().input, net.device());
         let (_, traces) = net.forward_traced(x);
         for (slot, t) in traces.into_iter().enumerate() {
             let [n, units, k] = t.pieces.dims();

@@ -170,7 +170,7 @@ impl RunDir {
         Network::load(&self.spec()?, &self.file(MODEL), device)
     }
 
-    /// The last checkpoint, on the default flex device.
+    /// The last checkpoint, on the process's device ([`crate::device`]).
     pub fn checkpoint(&self) -> Result<Checkpoint> {
         let path = self.file(CHECKPOINT);
         let source = path.display().to_string();
@@ -201,7 +201,7 @@ impl RunDir {
         let history: Vec<EpochMetrics> =
             serde_json::from_str(field("history")?).map_err(|e| parse_err("history", &e))?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| parse_err("tensors", &e))?;
-        let device = Device::flex();
+        let device = crate::device();
         let mut sgd = Sgd::default();
         let mut model: Vec<(String, TensorView<'_>)> = Vec::new();
         for (name, view) in st.tensors() {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::dataset::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::model::network::{Network, ParamMapper};
+use crate::model::spec::InputShape;
 use crate::rng::SplitMix64;
 use crate::run::{Checkpoint, RunDir};
 
@@ -173,19 +174,40 @@ pub struct Evaluation {
     pub examples: usize,
 }
 
-/// One batch as tensors: pixels scaled to `[0, 1]`, and labels.
+/// One batch as tensors: pixels scaled to `[0, 1]`, and labels. The grayscale images are
+/// centred in the network's `input` (zero padding where it is larger, a centre crop where it is
+/// smaller) and repeated over its channels, so a 28x28 dataset feeds a 3x32x32 network.
 ///
 /// # Shapes
-/// - returns `([batch, 1, rows, cols], [batch])`
-pub fn batch(split: &Split, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+/// - returns `([batch, input.channels, input.height, input.width], [batch])`
+pub fn batch(split: &Split, indices: &[usize], input: &InputShape, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let b = indices.len();
-    let mut pixels = Vec::with_capacity(b * split.rows * split.cols);
-    for &i in indices {
-        pixels.extend(split.image(i).iter().map(|&p| f32::from(p) / 255.0));
-    }
+    let (c, h, w) = (input.channels, input.height, input.width);
+    let scale = |p: &u8| f32::from(*p) / 255.0;
+    let pixels = if (c, h, w) == (1, split.rows, split.cols) {
+        indices.iter().flat_map(|&i| split.image(i).iter().map(scale)).collect()
+    } else {
+        // Where input row/column y lands in the image (None: padding).
+        let source = |y: usize, size: usize, image: usize| (y + image / 2).checked_sub(size / 2).filter(|&s| s < image);
+        let mut pixels = vec![0.0f32; b * c * h * w];
+        for (n, &i) in indices.iter().enumerate() {
+            let image = split.image(i);
+            for y in 0..h {
+                let Some(sy) = source(y, h, split.rows) else { continue };
+                for x in 0..w {
+                    let Some(sx) = source(x, w, split.cols) else { continue };
+                    let v = scale(&image[sy * split.cols + sx]);
+                    for ch in 0..c {
+                        pixels[((n * c + ch) * h + y) * w + x] = v;
+                    }
+                }
+            }
+        }
+        pixels
+    };
     let labels: Vec<i64> = indices.iter().map(|&i| i64::from(split.labels[i])).collect();
     (
-        Tensor::from_data(TensorData::new(pixels, [b, 1, split.rows, split.cols]), device),
+        Tensor::from_data(TensorData::new(pixels, [b, c, h, w]), device),
         Tensor::from_data(TensorData::new(labels, [b]), device),
     )
 }
@@ -208,7 +230,7 @@ pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize)
     let mut loss_sum = 0.0f64;
     let order: Vec<usize> = (0..split.len()).collect();
     for chunk in order.chunks(batch_size) {
-        let (x, y) = batch(split, chunk, &device);
+        let (x, y) = batch(split, chunk, &net.spec().input, &device);
         let logits = net.forward(x);
         loss_sum += f64::from(cross_entropy(logits.clone(), y).into_scalar::<f32>()) * chunk.len() as f64;
         let pred = logits.argmax(1).into_data();
@@ -328,6 +350,7 @@ pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Resu
     let config = dir.config()?;
     let mut ckpt = dir.checkpoint()?;
     let device = ckpt.net.device().clone().without_autodiff();
+    let input = ckpt.net.spec().input;
     let n = splits.train.len();
     let steps = n.div_ceil(config.batch_size);
     for epoch in ckpt.epoch + 1..=config.epochs {
@@ -344,7 +367,7 @@ pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Resu
         let mut lr = config.lr_at(ckpt.iteration);
         let start = Instant::now();
         for (step, chunk) in order.chunks(config.batch_size).enumerate() {
-            let (x, y) = batch(&splits.train, chunk, &device);
+            let (x, y) = batch(&splits.train, chunk, &input, &device);
             let logits = net.forward_train(x, &mut drop_rng);
             correct += logits
                 .clone()
@@ -398,6 +421,33 @@ pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_centre_images_in_larger_or_smaller_inputs() {
+        let split = Split {
+            rows: 2,
+            cols: 2,
+            pixels: vec![51, 102, 153, 204],
+            labels: vec![3],
+        };
+        let d = Device::flex();
+        let shape = |channels, size| InputShape {
+            channels,
+            height: size,
+            width: size,
+        };
+        let values = |x: Tensor<4>| {
+            x.into_data()
+                .iter::<f32>()
+                .map(|v| (v * 255.0).round() as u8)
+                .collect::<Vec<_>>()
+        };
+        let (x, y) = batch(&split, &[0], &shape(1, 4), &d);
+        assert_eq!(values(x), [0, 0, 0, 0, 0, 51, 102, 0, 0, 153, 204, 0, 0, 0, 0, 0]);
+        assert_eq!(y.into_data().iter::<i64>().collect::<Vec<_>>(), [3]);
+        assert_eq!(values(batch(&split, &[0], &shape(3, 1), &d).0), [204, 204, 204]);
+        assert_eq!(values(batch(&split, &[0], &shape(1, 2), &d).0), [51, 102, 153, 204]);
+    }
 
     #[test]
     fn inv_policy_matches_caffe() {

@@ -356,3 +356,156 @@ fn reproduce_quick_writes_the_table_and_resumes() {
     };
     assert_eq!(rows(&out), rows(&again));
 }
+
+/// Writes `name/name_000n.jpg` for every (name, n, pattern) into `root`.
+fn lfw_images(root: &Path, images: &[(&str, u32, u8)]) {
+    for &(name, n, pattern) in images {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pixels: Vec<u8> = (0..40u32 * 40 * 3)
+            .map(|i| ((i / 3 % 40) as u8).wrapping_mul(pattern) ^ ((i / 120) as u8).wrapping_mul(pattern / 4))
+            .collect();
+        image::save_buffer_with_format(
+            dir.join(format!("{name}_{n:04}.jpg")),
+            &pixels,
+            40,
+            40,
+            image::ColorType::Rgb8,
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn verify_follows_the_lfw_protocol_on_a_generated_fixture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    train_embedded(cwd, "lenet5-maxout", "a", &[]);
+    // Every person's images are the same picture, so matched pairs are at distance 0, and both
+    // folds hold the same mismatched pairs: any threshold learnt on one fold separates the
+    // other perfectly. Accuracy is exactly 100% in both folds, standard error 0.
+    lfw_images(
+        &cwd.join("lfw"),
+        &[
+            ("Ann", 1, 3),
+            ("Ann", 2, 3),
+            ("Bob", 1, 7),
+            ("Bob", 3, 7),
+            ("Cid", 1, 11),
+            ("Cid", 2, 11),
+            ("Dee", 2, 17),
+        ],
+    );
+    let pairs = "2 2\nAnn 1 2\nBob 1 3\nAnn 1 Bob 1\nCid 1 Dee 2\nCid 1 2\nBob 1 3\nAnn 2 Bob 3\nCid 2 Dee 2\n";
+    std::fs::write(cwd.join("pairs.txt"), pairs).unwrap();
+    let args = [
+        "verify",
+        "a",
+        "--pairs",
+        "pairs.txt",
+        "--images",
+        "lfw",
+        "--out",
+        "v",
+        "--json",
+    ];
+    let v = json(&maxprune(&args, cwd));
+    let accuracies: Vec<f64> = v["folds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["accuracy"].as_f64().unwrap())
+        .collect();
+    assert_eq!(accuracies, [1.0, 1.0]);
+    assert_eq!(v["std_error"].as_f64(), Some(0.0));
+    assert!(cwd.join("v/roc.svg").exists() && cwd.join("v/verify.json").exists());
+    for distance in ["l2", "bray-curtis"] {
+        let out = ok(&maxprune(
+            &[
+                "verify",
+                "a",
+                "--pairs",
+                "pairs.txt",
+                "--images",
+                "lfw",
+                "--distance",
+                distance,
+            ],
+            cwd,
+        ));
+        assert!(out.contains("accuracy 100.00%"), "{out}");
+    }
+    let out = ok(&maxprune(
+        &[
+            "verify",
+            "a",
+            "--pairs",
+            "pairs.txt",
+            "--images",
+            "lfw",
+            "--layer",
+            "fc1",
+        ],
+        cwd,
+    ));
+    assert!(out.contains("accuracy 100.00%"), "{out}");
+
+    // Bad inputs: a missing image, a malformed line, an unknown layer.
+    std::fs::write(cwd.join("missing.txt"), "1 1\nAnn 1 5\nAnn 1 Bob 1\n").unwrap();
+    let out = maxprune(&["verify", "a", "--pairs", "missing.txt", "--images", "lfw"], cwd);
+    fails_with(&out, "Ann_0005.jpg");
+    std::fs::write(cwd.join("bad.txt"), "1 1\nAnn 1 2\nAnn 1 Bob\n").unwrap();
+    fails_with(
+        &maxprune(&["verify", "a", "--pairs", "bad.txt", "--images", "lfw"], cwd),
+        "line 3",
+    );
+    let out = maxprune(
+        &[
+            "verify",
+            "a",
+            "--pairs",
+            "pairs.txt",
+            "--images",
+            "lfw",
+            "--layer",
+            "fc9",
+        ],
+        cwd,
+    );
+    fails_with(&out, "no layer named 'fc9'");
+}
+
+#[test]
+fn scaled_vgg16_maxout_trains_and_prunes_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let scale = ["--width", "0.0625", "--input-size", "32", "--classes", "10"];
+    let info = json(&maxprune(
+        &[&["inspect", "--preset", "vgg16-maxout", "--json"][..], &scale].concat(),
+        cwd,
+    ));
+    assert_eq!(info["arch"], "vgg16-maxout-w0.0625-32px");
+    train_embedded(cwd, "vgg16-maxout", "v", &[&scale[..], &["--val", "200"]].concat());
+    let retrain = ["--retrain-epochs", "1", "--val", "200", "--tolerance", "100", "-q"];
+    let neurons = ["prune", "neurons", "v", "--out", "n", "--steps", "1"];
+    ok(&maxprune(&[&neurons[..], &retrain].concat(), cwd));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("n/report.json")).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert!(rows[1]["params"].as_u64() < rows[0]["params"].as_u64(), "{report}");
+    let weights = [
+        "prune",
+        "weights",
+        "n/step-01",
+        "--out",
+        "w",
+        "--steps",
+        "1",
+        "--sparsity",
+        "conv=0.5,dense=0.8",
+    ];
+    let out = ok(&maxprune(&[&weights[..], &retrain].concat(), cwd));
+    assert!(out.contains("| `fc6.weight` |"), "{out}");
+    assert!(cwd.join("w/report.md").exists() && cwd.join("w/step-01/sparsity.md").exists());
+}

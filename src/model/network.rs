@@ -305,7 +305,17 @@ impl Network {
     /// - `x`: `[batch, channels, height, width]`
     /// - returns `[batch, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.run(x, None, false).0
+        self.run(x, None, false, self.spec.layers.len()).0
+    }
+
+    /// The activations after the first `layers` layers in evaluation mode, flattened per
+    /// example: embeddings for verification ([`ArchSpec::embedding_depth`] says how many layers).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, height, width]`
+    /// - returns `[batch, features]`
+    pub fn features(&self, x: Tensor<4>, layers: usize) -> Tensor<2> {
+        self.run(x, None, false, layers).0
     }
 
     /// Class scores in training mode: dropout masks are drawn from `rng`.
@@ -313,7 +323,7 @@ impl Network {
     /// # Shapes
     /// As [`forward`](Self::forward).
     pub fn forward_train(&self, x: Tensor<4>, rng: &mut SplitMix64) -> Tensor<2> {
-        self.run(x, Some(rng), false).0
+        self.run(x, Some(rng), false, self.spec.layers.len()).0
     }
 
     /// Class scores in evaluation mode, with every maxout layer's pieces. Costs nothing extra
@@ -322,22 +332,27 @@ impl Network {
     /// # Shapes
     /// As [`forward`](Self::forward); see [`MaxoutTrace`] for the traces.
     pub fn forward_traced(&self, x: Tensor<4>) -> (Tensor<2>, Vec<MaxoutTrace>) {
-        self.run(x, None, true)
+        self.run(x, None, true, self.spec.layers.len())
     }
 
-    fn run(&self, x: Tensor<4>, mut rng: Option<&mut SplitMix64>, trace: bool) -> (Tensor<2>, Vec<MaxoutTrace>) {
+    fn run(
+        &self,
+        x: Tensor<4>,
+        mut rng: Option<&mut SplitMix64>,
+        trace: bool,
+        layers: usize,
+    ) -> (Tensor<2>, Vec<MaxoutTrace>) {
         let mut act = Act::Map(x);
         let mut traces = Vec::new();
-        for (i, layer) in self.spec.layers.iter().enumerate() {
+        for (i, layer) in self.spec.layers.iter().enumerate().take(layers) {
             act = match (layer, &self.params[i], act) {
                 (LayerSpec::Conv2d { stride, padding, .. }, LayerParams::Conv { weight, bias }, Act::Map(x)) => {
                     let options = ConvOptions::new([*stride; 2], [*padding; 2], [1, 1], 1);
                     Act::Map(conv2d(x, weight.clone(), Some(bias.clone()), options))
                 }
-                (LayerSpec::MaxPool { kernel, stride }, _, Act::Map(x)) => Act::Map(max_pool2d(
-                    x,
-                    MaxPoolOptions::new([*kernel; 2]).with_stride([*stride; 2]),
-                )),
+                (LayerSpec::MaxPool { kernel, stride }, _, Act::Map(x)) => {
+                    Act::Map(pool(x, *kernel, *stride, rng.is_some()))
+                }
                 (LayerSpec::Flatten, _, Act::Map(x)) => Act::Flat(x.flatten(1, 3)),
                 (LayerSpec::Flatten, _, flat) => flat,
                 (LayerSpec::Dense { .. }, LayerParams::Dense { weight, bias }, Act::Flat(x)) => {
@@ -365,7 +380,7 @@ impl Network {
         }
         match act {
             Act::Flat(x) => (x, traces),
-            Act::Map(_) => unreachable!("a validated spec ends in a vector"),
+            Act::Map(x) => (x.flatten(1, 3), traces),
         }
     }
 
@@ -520,6 +535,22 @@ impl Network {
     }
 }
 
+/// Max pooling. Outside training, non-overlapping windows that tile the map (LeNet's and VGG's
+/// 2x2, stride 2) are a reshape and two max reductions, which flex runs about 1.5x faster than
+/// its general pooling kernel (measured: CPU time of `eval` on Fashion-MNIST's test split). In
+/// training the kernel stays: the reductions' backward pass (a scatter) costs more than it saves.
+fn pool(x: Tensor<4>, kernel: usize, stride: usize, training: bool) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    if training || kernel != stride || h % kernel != 0 || w % kernel != 0 {
+        return max_pool2d(x, MaxPoolOptions::new([kernel; 2]).with_stride([stride; 2]));
+    }
+    let (oh, ow) = (h / kernel, w / kernel);
+    x.reshape([b * c * oh, kernel, ow, kernel])
+        .max_dim(3)
+        .max_dim(1)
+        .reshape([b, c, oh, ow])
+}
+
 /// Appends one `-inf` channel/feature along `dim` 1, the padding target of ragged gathers.
 fn pad_neg_inf<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
     let mut shape = x.dims();
@@ -579,6 +610,16 @@ pub(crate) mod tests {
             pieces: Pieces::from_counts(vec![4, 1, 3, 1]),
         };
         spec
+    }
+
+    #[test]
+    fn reshaped_pooling_equals_the_pooling_kernel() {
+        let d = Device::flex();
+        for (h, k) in [(24, 2), (8, 2), (9, 3)] {
+            let x = xavier([3, 4, h, h], &mut SplitMix64::new(h as u64), &d);
+            let values = |t: Tensor<4>| t.into_data().iter::<f32>().collect::<Vec<_>>();
+            assert_eq!(values(pool(x.clone(), k, k, false)), values(pool(x, k, k, true)));
+        }
     }
 
     #[test]

@@ -154,6 +154,61 @@ mod tests {
     }
 
     #[test]
+    fn scaled_vgg16_maxout() {
+        let input = InputShape {
+            channels: 3,
+            height: 32,
+            width: 32,
+        };
+        let s = Preset::Vgg16Maxout.spec().scaled(0.125, input, 10).unwrap();
+        // Convs 8, 8 | 16, 16 | 32 x3 | 64 x3 | 64 x3 (3x3, padded), a 64-feature flatten after
+        // five pools, fc6 64 -> 512 pieces = 128 units x 4, fc7 128 -> 512, fc8 128 -> 10.
+        let convs = [
+            (3, 8),
+            (8, 8),
+            (8, 16),
+            (16, 16),
+            (16, 32),
+            (32, 32),
+            (32, 32),
+            (32, 64),
+        ]
+        .into_iter()
+        .chain([(64, 64); 5])
+        .map(|(i, o)| i * o * 9 + o)
+        .sum::<usize>();
+        let dense = (64 * 512 + 512) + (128 * 512 + 512) + (128 * 10 + 10);
+        assert_eq!(s.num_params().unwrap(), convs + dense);
+        assert_eq!(s.maxout_layers().len(), 2);
+        for m in s.maxout_layers() {
+            assert!(matches!(
+                s.layers[m],
+                LayerSpec::Maxout {
+                    pieces: Pieces::Uniform { units: 128, k: 4 }
+                }
+            ));
+        }
+        let lenet = Preset::Lenet5Maxout.spec();
+        assert_eq!(lenet.scaled(1.0, lenet.input, 10).unwrap(), lenet);
+        assert!(lenet.scaled(0.0, lenet.input, 10).is_err());
+    }
+
+    #[test]
+    fn embedding_depths() {
+        let s = Preset::Lenet5Maxout.spec();
+        let fc2 = s.layers.iter().position(|l| l.name() == Some("fc2")).unwrap();
+        assert_eq!(s.embedding_depth(None).unwrap(), fc2);
+        assert_eq!(s.embedding_depth(Some("fc1")).unwrap(), fc2);
+        assert_eq!(s.embedding_depth(Some("conv2")).unwrap(), 3);
+        assert!(
+            s.embedding_depth(Some("nope"))
+                .unwrap_err()
+                .to_string()
+                .contains("conv1, conv2, fc1, fc2")
+        );
+    }
+
+    #[test]
     fn lenet_flops() {
         // conv1 20*25*24*24, conv2 50*20*25*8*8, fc1 800*500, fc2 500*10 multiply-accumulates.
         let macs = 20 * 25 * 576 + 50 * 500 * 64 + 800 * 500 + 500 * 10;

@@ -457,6 +457,93 @@ impl ArchSpec {
             .filter(|&p| matches!(self.layers[p], LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. }))
     }
 
+    /// This architecture at another size: conv filters and hidden dense widths multiplied by
+    /// `width` (rounded, at least 1; a maxout layer keeps its k and scales its units, its
+    /// producer following), the input resized to `input`, and the last layer's outputs set to
+    /// `classes`. Ragged maxout layers cannot be scaled.
+    pub fn scaled(&self, width: f64, input: InputShape, classes: usize) -> Result<ArchSpec> {
+        let invalid = |message: String| Error::Invalid {
+            what: "scaling",
+            message,
+        };
+        if !(width > 0.0 && width.is_finite()) {
+            return Err(invalid(format!("width multiplier must be positive, got {width}")));
+        }
+        let mut spec = self.clone();
+        spec.input = input;
+        let scale = |n: usize| ((n as f64 * width).round() as usize).max(1);
+        let last = spec.layers.iter().rposition(|l| l.name().is_some());
+        for (i, layer) in spec.layers.iter_mut().enumerate() {
+            match layer {
+                LayerSpec::Conv2d { filters, .. } if Some(i) != last => *filters = scale(*filters),
+                LayerSpec::Dense { outputs, .. } if Some(i) != last => *outputs = scale(*outputs),
+                LayerSpec::Dense { outputs, .. } => *outputs = classes,
+                LayerSpec::Conv2d { name, .. } => {
+                    return Err(invalid(format!(
+                        "the last layer {name} is a conv layer, not a classifier"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        for m in spec.maxout_layers() {
+            let LayerSpec::Maxout { pieces } = &mut spec.layers[m] else {
+                unreachable!("a maxout layer")
+            };
+            let Pieces::Uniform { units, k } = *pieces else {
+                return Err(invalid(format!("layer {m}: ragged maxout layers cannot be scaled")));
+            };
+            let units = scale(units);
+            *pieces = Pieces::Uniform { units, k };
+            if let Some(p) = spec.producer_of(m) {
+                match &mut spec.layers[p] {
+                    LayerSpec::Conv2d { filters: n, .. } | LayerSpec::Dense { outputs: n, .. } => *n = units * k,
+                    _ => unreachable!("producers are conv or dense layers"),
+                }
+            }
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// How many leading layers produce the embedding used for verification: with no `layer`,
+    /// everything before the last conv/dense layer (the classifier), i.e. the penultimate
+    /// representation; with a layer name, that layer and the activations (relu, maxout,
+    /// dropout) directly after it.
+    pub fn embedding_depth(&self, layer: Option<&str>) -> Result<usize> {
+        let has_params = |l: &LayerSpec| l.name().is_some();
+        match layer {
+            None => self
+                .layers
+                .iter()
+                .rposition(has_params)
+                .filter(|&i| i > 0)
+                .ok_or_else(|| Error::Invalid {
+                    what: "spec",
+                    message: format!("{}: no layer before the classifier to take embeddings from", self.name),
+                }),
+            Some(name) => {
+                let i = self.layers.iter().position(|l| l.name() == Some(name)).ok_or_else(|| {
+                    let names: Vec<&str> = self.layers.iter().filter_map(LayerSpec::name).collect();
+                    Error::Invalid {
+                        what: "layer",
+                        message: format!("{}: no layer named '{name}' (layers: {})", self.name, names.join(", ")),
+                    }
+                })?;
+                let activations = self.layers[i + 1..]
+                    .iter()
+                    .take_while(|l| {
+                        matches!(
+                            l,
+                            LayerSpec::Relu | LayerSpec::Maxout { .. } | LayerSpec::Dropout { .. }
+                        )
+                    })
+                    .count();
+                Ok(i + 1 + activations)
+            }
+        }
+    }
+
     /// Indices of the maxout layers.
     pub fn maxout_layers(&self) -> Vec<usize> {
         (0..self.layers.len())

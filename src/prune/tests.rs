@@ -27,7 +27,7 @@ fn images(n: usize, seed: u64) -> Split {
 
 fn outputs(net: &Network, data: &Split) -> Vec<f32> {
     let idx: Vec<usize> = (0..data.len()).collect();
-    let (x, _) = batch(data, &idx, net.device());
+    let (x, _) = batch(data, &idx, &net.spec().input, net.device());
     net.forward(x).into_data().iter::<f32>().collect()
 }
 
@@ -289,7 +289,7 @@ fn regression_relevance_is_counted_without_dropout() {
     let crit = ArgmaxFrequency { ties: TiePolicy::Split };
     let rel = crit.score(&net, &data, 2).unwrap();
     assert_eq!(rel, crit.score(&net, &data, 4).unwrap());
-    let (_, traces) = net.forward_traced(batch(&data, &[0, 1, 2, 3], &d).0);
+    let (_, traces) = net.forward_traced(batch(&data, &[0, 1, 2, 3], &net.spec().input, &d).0);
     let mut manual = vec![vec![0.0; 4]; 125];
     for (i, w) in traces[0].winners().into_data().iter::<i64>().enumerate() {
         manual[i % 125][w as usize] += 1.0;
