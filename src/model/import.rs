@@ -150,7 +150,7 @@ pub fn torchvision(
 mod tests {
     use super::*;
     use crate::model::network::LayerParams;
-    use crate::model::spec::{InputShape, Pieces, SPEC_FORMAT_VERSION};
+    use crate::model::spec::{Init, InputShape, Pieces, SPEC_FORMAT_VERSION};
 
     fn spec(maxout: bool, classes: usize) -> ArchSpec {
         let dense = |name: &str, outputs| LayerSpec::Dense {
@@ -186,6 +186,7 @@ mod tests {
                 width: 2,
             },
             layers,
+            init: Init::Xavier,
         }
     }
 

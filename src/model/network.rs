@@ -10,7 +10,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use safetensors::tensor::{Dtype, TensorView};
 
 use super::layout;
-use super::spec::{ArchSpec, LayerInfo, LayerSpec, Pieces};
+use super::spec::{ArchSpec, Init, LayerInfo, LayerSpec, Pieces};
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::rng::SplitMix64;
@@ -103,12 +103,12 @@ impl Network {
                     LayerSpec::Conv2d { filters, kernel, .. } => {
                         let shape = [*filters, info.input.channels(), *kernel, *kernel];
                         LayerParams::Conv {
-                            weight: xavier(shape, &mut rng, device),
+                            weight: uniform(shape, spec.init, &mut rng, device),
                             bias: Tensor::zeros([*filters], device),
                         }
                     }
                     LayerSpec::Dense { outputs, .. } => LayerParams::Dense {
-                        weight: xavier([*outputs, info.input.numel()], &mut rng, device),
+                        weight: uniform([*outputs, info.input.numel()], spec.init, &mut rng, device),
                         bias: Tensor::zeros([*outputs], device),
                     },
                     _ => LayerParams::None,
@@ -597,9 +597,9 @@ fn dropout<const D: usize>(x: Tensor<D>, p: f32, rng: &mut SplitMix64) -> Tensor
     x * Tensor::<D>::from_data(TensorData::new(mask, dims), &device)
 }
 
-fn xavier<const D: usize>(shape: [usize; D], rng: &mut SplitMix64, device: &Device) -> Tensor<D> {
+fn uniform<const D: usize>(shape: [usize; D], init: Init, rng: &mut SplitMix64, device: &Device) -> Tensor<D> {
     let fan_in: usize = shape[1..].iter().product();
-    let a = (3.0 / fan_in as f32).sqrt();
+    let a = init.bound(fan_in);
     let n: usize = shape.iter().product();
     let values: Vec<f32> = (0..n).map(|_| (2.0 * rng.next_f32() - 1.0) * a).collect();
     Tensor::from_data(TensorData::new(values, shape), device)
@@ -644,9 +644,9 @@ pub(crate) mod tests {
     fn im2col_equals_the_convolution_kernel() {
         let d = Device::flex();
         let mut rng = SplitMix64::new(4);
-        let x = xavier([2, 3, 9, 9], &mut rng, &d);
-        let w = xavier([5, 3, 4, 4], &mut rng, &d);
-        let b = xavier([1, 5], &mut rng, &d).reshape([5]);
+        let x = uniform([2, 3, 9, 9], Init::Xavier, &mut rng, &d);
+        let w = uniform([5, 3, 4, 4], Init::Xavier, &mut rng, &d);
+        let b = uniform([1, 5], Init::Xavier, &mut rng, &d).reshape([5]);
         let values = |t: Tensor<4>| t.into_data().iter::<f32>().collect::<Vec<_>>();
         let reference = conv2d(
             x.clone(),
@@ -663,7 +663,7 @@ pub(crate) mod tests {
     fn reshaped_pooling_equals_the_pooling_kernel() {
         let d = Device::flex();
         for (h, k) in [(24, 2), (8, 2), (9, 3)] {
-            let x = xavier([3, 4, h, h], &mut SplitMix64::new(h as u64), &d);
+            let x = uniform([3, 4, h, h], Init::Xavier, &mut SplitMix64::new(h as u64), &d);
             let values = |t: Tensor<4>| t.into_data().iter::<f32>().collect::<Vec<_>>();
             assert_eq!(values(pool(x.clone(), k, k, false)), values(pool(x, k, k, true)));
         }
@@ -726,6 +726,7 @@ pub(crate) mod tests {
                     pieces: Pieces::from_counts(vec![4, 1, 3, 1]),
                 },
             ],
+            init: Init::Xavier,
         };
         let eye: Vec<f32> = (0..81).map(|i| if i % 10 == 0 { 1.0 } else { 0.0 }).collect();
         let params = vec![

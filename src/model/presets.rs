@@ -3,7 +3,7 @@
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
-use super::spec::{ArchSpec, InputShape, LayerSpec, Pieces, SPEC_FORMAT_VERSION};
+use super::spec::{ArchSpec, Init, InputShape, LayerSpec, Pieces, SPEC_FORMAT_VERSION};
 
 /// A named architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -67,6 +67,7 @@ fn lenet(name: &str, conv2: usize, hidden: Vec<LayerSpec>) -> ArchSpec {
             width: 28,
         },
         layers,
+        init: Init::Xavier,
     }
 }
 
@@ -93,6 +94,7 @@ fn vgg16(name: &str, head: Vec<LayerSpec>) -> ArchSpec {
             width: 224,
         },
         layers,
+        init: Init::He,
     }
 }
 

@@ -258,6 +258,36 @@ pub struct ArchSpec {
     pub input: InputShape,
     /// The layers, input to output. The last layer's output is the class scores.
     pub layers: Vec<LayerSpec>,
+    /// How fresh weights are drawn (absent in a file: `xavier`).
+    #[serde(default, skip_serializing_if = "Init::is_xavier")]
+    pub init: Init,
+}
+
+/// Weight initialisation of conv and dense layers (biases start at 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// Caffe's `xavier` filler: uniform in ±sqrt(3 / fan_in) (the paper's LeNet-5).
+    #[default]
+    Xavier,
+    /// He et al. (2015): uniform in ±sqrt(6 / fan_in), which keeps the signal's scale through
+    /// deep ReLU stacks such as VGG16 (with `xavier` it fades and training stalls).
+    He,
+}
+
+impl Init {
+    fn is_xavier(&self) -> bool {
+        *self == Init::Xavier
+    }
+
+    /// The bound `a` of the uniform distribution [-a, a] for `fan_in` inputs.
+    pub fn bound(self, fan_in: usize) -> f32 {
+        let gain = match self {
+            Init::Xavier => 3.0,
+            Init::He => 6.0,
+        };
+        (gain / fan_in as f32).sqrt()
+    }
 }
 
 fn invalid(index: usize, layer: &LayerSpec, message: impl fmt::Display) -> Error {

@@ -10,7 +10,7 @@ use crate::model::layout;
 use crate::model::network::tests::conv_maxout_spec;
 use crate::model::network::{LayerParams, Network};
 use crate::model::presets::Preset;
-use crate::model::spec::{ArchSpec, InputShape, LayerSpec, Pieces, SPEC_FORMAT_VERSION};
+use crate::model::spec::{ArchSpec, Init, InputShape, LayerSpec, Pieces, SPEC_FORMAT_VERSION};
 use crate::relevance::{ArgmaxFrequency, Criterion, RandomScores, TiePolicy, spec_fingerprint};
 use crate::rng::SplitMix64;
 use crate::train::batch;
@@ -191,6 +191,7 @@ fn conv_maxout_flatten_spec() -> ArchSpec {
                 outputs: 10,
             },
         ],
+        init: Init::Xavier,
     }
 }
 
