@@ -509,3 +509,12 @@ fn scaled_vgg16_maxout_trains_and_prunes_end_to_end() {
     assert!(out.contains("| `fc6.weight` |"), "{out}");
     assert!(cwd.join("w/report.md").exists() && cwd.join("w/step-01/sparsity.md").exists());
 }
+
+#[test]
+fn a_backend_left_out_of_the_build_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    if cfg!(not(feature = "wgpu")) {
+        let out = maxprune(&["--device", "wgpu", "inspect", "--preset", "lenet5"], tmp.path());
+        fails_with(&out, "--features wgpu");
+    }
+}
