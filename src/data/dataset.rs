@@ -36,7 +36,17 @@ pub enum DatasetName {
     Embedded,
     /// Any directory holding `train-*` and `t10k-*` IDX files.
     Idx(PathBuf),
+    /// An image folder (see [`crate::data::folder`]), images resized to `size` x `size`.
+    Folder {
+        /// The folder.
+        dir: PathBuf,
+        /// Side of the square grayscale images.
+        size: usize,
+    },
 }
+
+/// Image side of `folder:<dir>` without an `@<size>`.
+const FOLDER_SIZE: usize = 32;
 
 impl DatasetName {
     /// The directory name under which the dataset is looked for, for the named ones.
@@ -56,6 +66,7 @@ impl fmt::Display for DatasetName {
             DatasetName::FashionMnist => write!(f, "fashion-mnist"),
             DatasetName::Embedded => write!(f, "embedded"),
             DatasetName::Idx(dir) => write!(f, "idx:{}", dir.display()),
+            DatasetName::Folder { dir, size } => write!(f, "folder:{}@{size}", dir.display()),
         }
     }
 }
@@ -67,13 +78,25 @@ impl FromStr for DatasetName {
             "mnist" => Ok(DatasetName::Mnist),
             "fashion-mnist" => Ok(DatasetName::FashionMnist),
             "embedded" => Ok(DatasetName::Embedded),
-            _ => match s.strip_prefix("idx:") {
-                Some(dir) if !dir.is_empty() => Ok(DatasetName::Idx(PathBuf::from(dir))),
-                _ => Err(Error::invalid(
+            _ => {
+                if let Some(dir) = s.strip_prefix("idx:").filter(|d| !d.is_empty()) {
+                    return Ok(DatasetName::Idx(PathBuf::from(dir)));
+                }
+                if let Some(rest) = s.strip_prefix("folder:").filter(|d| !d.is_empty()) {
+                    let (dir, size) = match rest.rsplit_once('@').map(|(d, n)| (d, n.parse::<usize>())) {
+                        Some((dir, Ok(size))) if size > 0 => (dir, size),
+                        _ => (rest, FOLDER_SIZE),
+                    };
+                    return Ok(DatasetName::Folder {
+                        dir: PathBuf::from(dir),
+                        size,
+                    });
+                }
+                Err(Error::invalid(
                     "dataset name",
-                    format!("'{s}': expected mnist, fashion-mnist, embedded or idx:<dir>"),
-                )),
-            },
+                    format!("'{s}': expected mnist, fashion-mnist, embedded, idx:<dir> or folder:<dir>[@size]"),
+                ))
+            }
         }
     }
 }
@@ -216,6 +239,15 @@ impl Dataset {
     pub fn load_from(name: &DatasetName, candidates: Vec<PathBuf>) -> Result<Dataset> {
         let dir = match name {
             DatasetName::Embedded => return Dataset::embedded(),
+            DatasetName::Folder { dir, size } => {
+                let (classes, train, test) = super::folder::load(dir, *size)?;
+                return Ok(Dataset {
+                    name: name.clone(),
+                    classes,
+                    train,
+                    test,
+                });
+            }
             DatasetName::Idx(dir) => dir.clone(),
             _ => match candidates.iter().find(|d| find_file(d, "train-images").is_some()) {
                 Some(d) => d.clone(),
@@ -298,9 +330,19 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in ["mnist", "fashion-mnist", "embedded", "idx:/tmp/x"] {
+        for s in [
+            "mnist",
+            "fashion-mnist",
+            "embedded",
+            "idx:/tmp/x",
+            "folder:/data/faces@64",
+        ] {
             assert_eq!(s.parse::<DatasetName>().unwrap().to_string(), s);
         }
+        assert_eq!(
+            "folder:faces".parse::<DatasetName>().unwrap().to_string(),
+            "folder:faces@32"
+        );
         let e = "cifar".parse::<DatasetName>().unwrap_err().to_string();
         assert!(e.contains("cifar") && e.contains("idx:<dir>"), "{e}");
     }

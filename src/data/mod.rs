@@ -1,5 +1,6 @@
-//! Data: IDX files, named datasets and their download.
+//! Data: IDX files, image folders, named datasets and their download.
 
 pub mod dataset;
 pub mod fetch;
+pub mod folder;
 pub mod idx;

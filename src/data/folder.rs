@@ -1,0 +1,159 @@
+//! Image-folder datasets: one sub-folder per class, images decoded by the `image` crate.
+//!
+//! `<dir>/train/<class>/*` and `<dir>/test/<class>/*` when both exist; otherwise
+//! `<dir>/<class>/*`, with every 10th image of each class (in file-name order) held out as the
+//! test split. Classes are the sub-folder names in sorted order. Images become grayscale and are
+//! resized to `size` x `size` (bilinear); files that are not JPEG or PNG are skipped by
+//! extension, and one that fails to decode is an error naming it.
+
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+
+use super::dataset::Split;
+use crate::error::{Error, Result};
+
+/// The class folders of `dir`, sorted by name.
+fn class_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let read = std::fs::read_dir(dir).map_err(|e| Error::io("reading directory", dir, e))?;
+    let mut dirs: Vec<PathBuf> = read
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The image files of one class folder, sorted by name.
+fn images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let read = std::fs::read_dir(dir).map_err(|e| Error::io("reading directory", dir, e))?;
+    let mut files: Vec<PathBuf> = read
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let ext = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            matches!(ext.as_str(), "jpg" | "jpeg" | "png")
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn decode(path: &Path, size: usize) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+    let img = image::load_from_memory(&bytes).map_err(|e| Error::Format {
+        path: path.display().to_string(),
+        what: "image".into(),
+        expected: "a JPEG or PNG image".into(),
+        found: e.to_string(),
+    })?;
+    Ok(img
+        .resize_exact(size as u32, size as u32, FilterType::Triangle)
+        .to_luma8()
+        .into_raw())
+}
+
+fn push(split: &mut Split, path: &Path, label: usize, size: usize) -> Result<()> {
+    split.pixels.extend(decode(path, size)?);
+    split.labels.push(label as u8);
+    Ok(())
+}
+
+/// Loads `dir` as `(classes, train, test)` with images of `size` x `size` pixels.
+pub fn load(dir: &Path, size: usize) -> Result<(usize, Split, Split)> {
+    let empty = || Split {
+        rows: size,
+        cols: size,
+        pixels: Vec::new(),
+        labels: Vec::new(),
+    };
+    let (mut train, mut test) = (empty(), empty());
+    let (train_dir, test_dir) = (dir.join("train"), dir.join("test"));
+    let separate = train_dir.is_dir() && test_dir.is_dir();
+    let classes = class_dirs(if separate { &train_dir } else { dir })?;
+    let names: Vec<_> = classes
+        .iter()
+        .map(|c| c.file_name().unwrap_or_default().to_os_string())
+        .collect();
+    if names.is_empty() || names.len() > 256 {
+        return Err(Error::Format {
+            path: dir.display().to_string(),
+            what: "class folders".into(),
+            expected: "1 to 256 sub-folders, one per class (or train/ and test/ holding them)".into(),
+            found: format!("{} sub-folders", names.len()),
+        });
+    }
+    for (label, name) in names.iter().enumerate() {
+        if separate {
+            for f in images(&train_dir.join(name))? {
+                push(&mut train, &f, label, size)?;
+            }
+            let test_class = test_dir.join(name);
+            if test_class.is_dir() {
+                for f in images(&test_class)? {
+                    push(&mut test, &f, label, size)?;
+                }
+            }
+        } else {
+            for (i, f) in images(&dir.join(name))?.iter().enumerate() {
+                push(if i % 10 == 9 { &mut test } else { &mut train }, f, label, size)?;
+            }
+        }
+    }
+    if train.labels.is_empty() || test.labels.is_empty() {
+        return Err(Error::Format {
+            path: dir.display().to_string(),
+            what: "images".into(),
+            expected: "JPEG or PNG files in the class folders, for both splits".into(),
+            found: format!("{} training and {} test images", train.labels.len(), test.labels.len()),
+        });
+    }
+    Ok((names.len(), train, test))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, shade: u8) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        image::save_buffer(path, &[shade; 12 * 8], 12, 8, image::ColorType::L8).unwrap();
+    }
+
+    #[test]
+    fn one_folder_per_class_with_every_tenth_image_held_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        for i in 0..10 {
+            write(&tmp.path().join(format!("cat/{i:02}.png")), 10);
+            write(&tmp.path().join(format!("dog/{i:02}.png")), 200);
+        }
+        std::fs::write(tmp.path().join("dog/notes.txt"), "not an image").unwrap();
+        let (classes, train, test) = load(tmp.path(), 4).unwrap();
+        assert_eq!(classes, 2);
+        assert_eq!((train.len(), test.len()), (18, 2));
+        assert_eq!(test.labels, [0, 1]);
+        assert_eq!((train.rows, train.cols, train.pixels.len()), (4, 4, 18 * 16));
+        assert!(test.image(1).iter().all(|&p| p == 200));
+    }
+
+    #[test]
+    fn train_and_test_folders_and_bad_inputs() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(&tmp.path().join("train/a/1.png"), 1);
+        write(&tmp.path().join("train/b/1.png"), 2);
+        write(&tmp.path().join("test/b/1.png"), 2);
+        let (classes, train, test) = load(tmp.path(), 3).unwrap();
+        assert_eq!(
+            (classes, train.labels.clone(), test.labels.clone()),
+            (2, vec![0, 1], vec![1])
+        );
+        std::fs::write(tmp.path().join("train/a/2.jpg"), b"broken").unwrap();
+        let e = load(tmp.path(), 3).unwrap_err().to_string();
+        assert!(e.contains("2.jpg") && e.contains("JPEG or PNG"), "{e}");
+        let e = load(&tmp.path().join("missing"), 3).unwrap_err().to_string();
+        assert!(e.contains("missing"), "{e}");
+    }
+}
