@@ -14,6 +14,7 @@ use burn::tensor::{Tensor, TensorData};
 use image::imageops::FilterType;
 use serde::Serialize;
 
+use crate::data::folder::open_image;
 use crate::error::{Error, Result};
 use crate::model::network::Network;
 use crate::model::spec::InputShape;
@@ -300,17 +301,7 @@ pub fn images(folds: &[Vec<Pair>]) -> Vec<ImageRef> {
 /// crate (JPEG or PNG), converted to grayscale or RGB as `input.channels` asks, and resized to
 /// the input (bilinear, aspect ratio not kept).
 pub fn load_image(path: &Path, input: &InputShape) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        action: "reading image",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let img = image::load_from_memory(&bytes).map_err(|e| Error::Format {
-        path: path.display().to_string(),
-        what: "image".into(),
-        expected: "a JPEG or PNG image".into(),
-        found: e.to_string(),
-    })?;
+    let img = open_image(path)?;
     let (h, w) = (input.height, input.width);
     let img = img.resize_exact(w as u32, h as u32, FilterType::Triangle);
     let planes: Vec<Vec<u8>> = match input.channels {

@@ -399,18 +399,11 @@ fn verify_follows_the_lfw_protocol_on_a_generated_fixture() {
     );
     let pairs = "2 2\nAnn 1 2\nBob 1 3\nAnn 1 Bob 1\nCid 1 Dee 2\nCid 1 2\nBob 1 3\nAnn 2 Bob 3\nCid 2 Dee 2\n";
     std::fs::write(cwd.join("pairs.txt"), pairs).unwrap();
-    let args = [
-        "verify",
-        "a",
-        "--pairs",
-        "pairs.txt",
-        "--images",
-        "lfw",
-        "--out",
-        "v",
-        "--json",
-    ];
-    let v = json(&maxprune(&args, cwd));
+    let run = |pairs: &str, extra: &[&str]| {
+        let base = ["verify", "a", "--pairs", pairs, "--images", "lfw"];
+        maxprune(&[&base[..], extra].concat(), cwd)
+    };
+    let v = json(&run("pairs.txt", &["--out", "v", "--json"]));
     let accuracies: Vec<f64> = v["folds"]
         .as_array()
         .unwrap()
@@ -420,60 +413,17 @@ fn verify_follows_the_lfw_protocol_on_a_generated_fixture() {
     assert_eq!(accuracies, [1.0, 1.0]);
     assert_eq!(v["std_error"].as_f64(), Some(0.0));
     assert!(cwd.join("v/roc.svg").exists() && cwd.join("v/verify.json").exists());
-    for distance in ["l2", "bray-curtis"] {
-        let out = ok(&maxprune(
-            &[
-                "verify",
-                "a",
-                "--pairs",
-                "pairs.txt",
-                "--images",
-                "lfw",
-                "--distance",
-                distance,
-            ],
-            cwd,
-        ));
-        assert!(out.contains("accuracy 100.00%"), "{out}");
+    for extra in [["--distance", "l2"], ["--distance", "bray-curtis"], ["--layer", "fc1"]] {
+        let out = ok(&run("pairs.txt", &extra));
+        assert!(out.contains("accuracy 100.00%"), "{extra:?}: {out}");
     }
-    let out = ok(&maxprune(
-        &[
-            "verify",
-            "a",
-            "--pairs",
-            "pairs.txt",
-            "--images",
-            "lfw",
-            "--layer",
-            "fc1",
-        ],
-        cwd,
-    ));
-    assert!(out.contains("accuracy 100.00%"), "{out}");
 
     // Bad inputs: a missing image, a malformed line, an unknown layer.
     std::fs::write(cwd.join("missing.txt"), "1 1\nAnn 1 5\nAnn 1 Bob 1\n").unwrap();
-    let out = maxprune(&["verify", "a", "--pairs", "missing.txt", "--images", "lfw"], cwd);
-    fails_with(&out, "Ann_0005.jpg");
+    fails_with(&run("missing.txt", &[]), "Ann_0005.jpg");
     std::fs::write(cwd.join("bad.txt"), "1 1\nAnn 1 2\nAnn 1 Bob\n").unwrap();
-    fails_with(
-        &maxprune(&["verify", "a", "--pairs", "bad.txt", "--images", "lfw"], cwd),
-        "line 3",
-    );
-    let out = maxprune(
-        &[
-            "verify",
-            "a",
-            "--pairs",
-            "pairs.txt",
-            "--images",
-            "lfw",
-            "--layer",
-            "fc9",
-        ],
-        cwd,
-    );
-    fails_with(&out, "no layer named 'fc9'");
+    fails_with(&run("bad.txt", &[]), "line 3");
+    fails_with(&run("pairs.txt", &["--layer", "fc9"]), "no layer named 'fc9'");
 }
 
 #[test]

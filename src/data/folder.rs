@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use image::DynamicImage;
 use image::imageops::FilterType;
 
 use super::dataset::Split;
@@ -42,14 +43,19 @@ fn images(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn decode(path: &Path, size: usize) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| Error::Format {
+/// Reads and decodes one image file (JPEG or PNG); errors name the file.
+pub fn open_image(path: &Path) -> Result<DynamicImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("reading image", path, e))?;
+    image::load_from_memory(&bytes).map_err(|e| Error::Format {
         path: path.display().to_string(),
         what: "image".into(),
         expected: "a JPEG or PNG image".into(),
         found: e.to_string(),
-    })?;
+    })
+}
+
+fn decode(path: &Path, size: usize) -> Result<Vec<u8>> {
+    let img = open_image(path)?;
     Ok(img
         .resize_exact(size as u32, size as u32, FilterType::Triangle)
         .to_luma8()

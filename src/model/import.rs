@@ -16,7 +16,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::model::network::{Network, ParamMapper};
+use crate::model::network::{Network, ParamMapper, f32_values};
 use crate::model::spec::{ArchSpec, LayerSpec};
 
 /// What happened to each parameter tensor.
@@ -113,11 +113,7 @@ pub fn torchvision(
                 keep(format!("{theirs} is {:?}, not F32", view.dtype()));
                 return t;
             }
-            let values: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+            let values = f32_values(&view);
             let (want, have) = (t.dims(), view.shape().to_vec());
             if have == want {
                 self.report.copied.push((name.to_string(), theirs));

@@ -511,12 +511,7 @@ impl Network {
                     self.error = Some(fail("shape", format!("{:?}", t.dims()), format!("{:?}", view.shape())));
                     return t;
                 }
-                let values: Vec<f32> = view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                Tensor::from_data(TensorData::new(values, t.dims()), self.device)
+                Tensor::from_data(TensorData::new(f32_values(&view), t.dims()), self.device)
             }
         }
         let mut loader = Load {
@@ -577,6 +572,14 @@ fn conv_im2col(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
     let cols = Tensor::cat(cols, 1).reshape([b, c * k * k, oh * ow]);
     let out = weight.reshape([1, f, c * k * k]).matmul(cols) + bias.reshape([1, f, 1]);
     out.reshape([b, f, oh, ow])
+}
+
+/// The values of an F32 safetensors view.
+pub(crate) fn f32_values(view: &TensorView) -> Vec<f32> {
+    view.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// Appends one `-inf` channel/feature along `dim` 1, the padding target of ragged gathers.
