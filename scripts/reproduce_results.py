@@ -8,7 +8,7 @@ process), then once more for all seeds together, which finds every stage finishe
 the combined `REPORT.md`. Every stage resumes, so an interrupted call picks up where it stopped.
 Writes the table between the README's `results:reproduce` markers.
 
-    cargo build --release && python3 scripts/reproduce_results.py [--jobs 2]
+    cargo build --release && python3 scripts/reproduce_results.py [--jobs 2] [--seeds 1,2,3]
 """
 import argparse
 import os
@@ -21,7 +21,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(os.environ.get("MAXPRUNE_BIN", ROOT / "target" / "release" / "maxprune"))
 OUT = ROOT / "results" / "lenet5-fashion-mnist"
-SEEDS = [1, 2, 3]
 
 
 def reproduce(threads, seeds):
@@ -33,13 +32,15 @@ def reproduce(threads, seeds):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=2)
-    jobs = ap.parse_args().jobs
+    ap.add_argument("--seeds", default="1,2,3", help="comma-separated (the README's table uses 1,2,3)")
+    a = ap.parse_args()
+    jobs, seeds = a.jobs, [int(s) for s in a.seeds.split(",")]
     threads = 1 if jobs > 1 else 2
     start = time.time()
     with ThreadPoolExecutor(jobs) as pool:
-        for f in [pool.submit(reproduce, threads, [s]) for s in SEEDS]:
+        for f in [pool.submit(reproduce, threads, [s]) for s in seeds]:
             f.result()
-    reproduce(2, SEEDS)
+    reproduce(2, seeds)
     report = (OUT / "REPORT.md").read_text().split("\n", 2)[2].strip()
     timing = (f"This call of the script took {(time.time() - start) / 60:.0f} min ({jobs} processes at a time, "
               f"{threads} thread(s) each; less when an earlier call had finished stages).")
