@@ -338,6 +338,20 @@ fn reproduce_quick_writes_the_table_and_resumes() {
     ] {
         assert!(out.contains(row), "{row} missing in:\n{out}");
     }
+    let pushed = out
+        .lines()
+        .find(|l| l.starts_with("| + neuron + weight pruning, pushed to the paper's figure |"))
+        .expect("the row at the paper's reduction");
+    let nonzeros: usize = pushed.split('|').nth(3).unwrap().trim().parse().unwrap();
+    assert!(
+        nonzeros <= 21_554,
+        "--quick pushes to 95%: at most 5% of 431,080 left: {pushed}"
+    );
+    assert!(
+        tmp.path()
+            .join("r/seed-1/lenet5-maxout-paper-reduction/step-01")
+            .exists()
+    );
     for f in [
         "REPORT.md",
         "report.json",

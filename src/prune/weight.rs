@@ -164,6 +164,40 @@ pub fn magnitude_masks(net: &Network, masks: &Masks, rule: &WeightRule, step: us
     out
 }
 
+/// The fraction of every dense layer's weights to zero (the `dense` target of
+/// [`WeightRule::Sparsity`], applied in one step) so that `net` keeps at most `max_nonzeros`
+/// nonzero parameters, conv weights and biases untouched. `None` when `net` is already there,
+/// or when zeroing every dense weight would not get there.
+pub fn dense_sparsity_for(net: &Network, max_nonzeros: usize) -> Option<f64> {
+    let total = crate::prune::schedule::nonzeros(net);
+    if total <= max_nonzeros {
+        return None;
+    }
+    let vals = values(net);
+    let dense: Vec<&Vec<f32>> = prunable(net.spec())
+        .iter()
+        .filter(|(_, _, conv)| !conv)
+        .map(|(param, _, _)| &vals[param])
+        .collect();
+    let dense_nonzeros: usize = dense.iter().map(|w| w.iter().filter(|x| **x != 0.0).count()).sum();
+    let allowed = max_nonzeros.checked_sub(total - dense_nonzeros)?;
+    let len: usize = dense.iter().map(|w| w.len()).sum();
+    // The rule rounds per layer, so step up from the exact fraction until the rounded
+    // per-layer counts fit.
+    let mut s = 1.0 - allowed as f64 / len.max(1) as f64;
+    while s <= 1.0 {
+        let kept: usize = dense
+            .iter()
+            .map(|w| w.len() - (s * w.len() as f64).round() as usize)
+            .sum();
+        if kept <= allowed {
+            return Some(s);
+        }
+        s += 1.0 / len as f64;
+    }
+    None
+}
+
 /// `net` with every masked weight set to exactly zero.
 pub fn apply_masks(net: Network, masks: &Masks) -> Network {
     struct Apply<'a>(&'a Masks);
@@ -379,6 +413,36 @@ mod tests {
                 .fold(f32::MAX, f32::min);
             assert!(max_removed < min_kept, "{name}");
         }
+    }
+
+    #[test]
+    fn dense_sparsity_for_reaches_a_nonzero_budget_and_no_further() {
+        let d = Device::flex();
+        let net = Network::init(&Preset::Lenet5Maxout.spec(), 3, &d).unwrap();
+        let masks = magnitude_masks(&net, &Masks::new(), &targets(0.6, 0.5), 1, 1);
+        let start = apply_masks(net, &masks);
+        let budget = (0.08 * crate::report::LENET5_PARAMS as f64) as usize;
+        let s = dense_sparsity_for(&start, budget).expect("half the dense weights are too many");
+        let (conv, dense) = (0.6, s);
+        let pruned = apply_masks(
+            start.clone(),
+            &magnitude_masks(&start, &masks, &targets(conv, dense), 1, 1),
+        );
+        let count = crate::prune::schedule::nonzeros(&pruned);
+        assert!(count <= budget, "{count} > {budget}");
+        let dense_len: usize = sparsity(&start)
+            .iter()
+            .filter(|l| l.name.starts_with("fc"))
+            .map(|l| l.params)
+            .sum();
+        let looser = targets(conv, dense - 5.0 / dense_len as f64);
+        let more = apply_masks(start.clone(), &magnitude_masks(&start, &masks, &looser, 1, 1));
+        assert!(
+            crate::prune::schedule::nonzeros(&more) > budget,
+            "the fraction is the smallest that fits"
+        );
+        assert_eq!(dense_sparsity_for(&pruned, budget), None, "already within the budget");
+        assert_eq!(dense_sparsity_for(&start, 100), None, "conv weights alone exceed 100");
     }
 
     #[test]
