@@ -43,7 +43,7 @@ pub struct ReproduceConfig {
     pub lenet5_alone: (f64, f64),
     /// The paper's reduction (against LeNet-5's 431,080): the last row prunes the neuron- and
     /// weight-pruned network's dense weights further, in one step with the tolerance off,
-    /// until at most this fraction is removed, so its accuracy there is on record.
+    /// until at least this fraction is removed, so its accuracy there is on record.
     pub paper_removed: f64,
 }
 
