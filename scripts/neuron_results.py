@@ -27,20 +27,37 @@ def run(*args):
     subprocess.run([str(BIN), "-q", *args], check=True, stdout=subprocess.DEVNULL)
 
 
-def schedule(name, *extra):
+def schedule(name, *extra, source=BASE):
+    """Runs (or resumes) `prune neurons` from `source` into runs/prune-NAME; returns its report."""
     out = RUNS / f"prune-{name}"
-    args = ["prune", "neurons", str(BASE), "--out", str(out), "--retrain-epochs", "5", "--tolerance", "0.3", "--val", "5000", *extra]
+    args = ["prune", "neurons", str(source), "--out", str(out), "--retrain-epochs", "5", "--tolerance", "0.3", "--val", "5000", *extra]
     if (out / "schedule.json").exists():
         args.append("--resume")
     run(*args)
     return json.loads((out / "report.json").read_text())
 
 
-def main():
-    if (BASE / "spec.json").exists():
-        run("train", "--resume", "--out", str(BASE))
+def train_base(seed=1):
+    """Trains (or finishes) the starting network of `seed`; returns its run directory."""
+    base = RUNS / f"fashion-mnist-lenet5-maxout-seed{seed}-val5000"
+    if (base / "spec.json").exists():
+        run("train", "--resume", "--out", str(base))
     else:
-        run("train", "--preset", "lenet5-maxout", "--dataset", "fashion-mnist", "--epochs", "10", "--seed", "1", "--val", "5000", "--out", str(BASE))
+        run("train", "--preset", "lenet5-maxout", "--dataset", "fashion-mnist", "--epochs", "10", "--seed", str(seed), "--val", "5000", "--out", str(base))
+    return base
+
+
+def write_block(marker, block):
+    """Replaces the README's text between the `results:MARKER` comments with `block`."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    pattern = rf"(<!-- results:{marker} -->\n).*?(<!-- /results:{marker} -->)"
+    readme.write_text(re.sub(pattern, lambda m: m.group(1) + block + "\n" + m.group(2), text, flags=re.S))
+    print(block)
+
+
+def main():
+    train_base()
     reports = {
         "argmax": schedule("argmax", "--until-k", "1"),
         "random": schedule("random", "--until-k", "1", "--criterion", "random"),
@@ -69,12 +86,7 @@ def main():
     wall = sum(r["seconds"] for rep in reports.values() for r in rep["rows"])
     md.append("")
     md.append(f"Wall time of the four schedules: {wall / 60:.0f} min on this machine (2 threads).")
-    block = "\n".join(md)
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    new = re.sub(r"(<!-- results:neurons -->\n).*?(<!-- /results:neurons -->)", lambda m: m.group(1) + block + "\n" + m.group(2), text, flags=re.S)
-    readme.write_text(new)
-    print(block)
+    write_block("neurons", "\n".join(md))
 
 
 if __name__ == "__main__":

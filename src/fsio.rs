@@ -44,6 +44,12 @@ pub fn create_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| Error::io("creating directory", path, e))
 }
 
+/// The absolute form of `path` (relative paths are taken from the current directory), for
+/// references stored in files that may be read from another directory.
+pub fn absolute(path: &Path) -> Result<std::path::PathBuf> {
+    std::path::absolute(path).map_err(|e| Error::io("resolving", path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

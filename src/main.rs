@@ -25,7 +25,7 @@ use maxprune::report::{StepRow, histogram, line_chart, markdown_table};
 use maxprune::reproduce::{ReproduceConfig, reproduce};
 use maxprune::run::RunDir;
 use maxprune::sparse;
-use maxprune::train::{Event, Observer, Silent, Splits, TrainConfig, evaluate, train};
+use maxprune::train::{Distillation, Event, Observer, Silent, Splits, TrainConfig, evaluate, train};
 use maxprune::verify::{Distance, parse_pairs, verify};
 
 #[derive(Parser)]
@@ -197,6 +197,13 @@ struct RetrainArgs {
     /// Continue an interrupted schedule in --out.
     #[arg(long)]
     resume: bool,
+    /// Retrain with knowledge distillation from the starting network: the weight in [0, 1] of
+    /// its softened predictions in the loss (the labels get the rest).
+    #[arg(long, value_name = "ALPHA")]
+    distill: Option<f64>,
+    /// Softmax temperature of the distillation term.
+    #[arg(long, default_value_t = 4.0, requires = "distill")]
+    temperature: f64,
 }
 
 impl RetrainArgs {
@@ -207,6 +214,10 @@ impl RetrainArgs {
             val: self.val,
             dataset,
             seed: self.seed,
+            distill: self.distill.map(|alpha| Distillation {
+                alpha,
+                temperature: self.temperature,
+            }),
         }
     }
 }
@@ -239,6 +250,8 @@ enum PolicyName {
     Threshold,
     /// Drop the lowest-scored --fraction of each layer's pieces.
     Global,
+    /// Drop whole units: the --fraction of each layer's units whose scores sum lowest.
+    Units,
 }
 
 #[derive(Args)]
@@ -252,7 +265,7 @@ struct PolicyArgs {
     /// Score threshold (threshold).
     #[arg(long, default_value_t = 0.05)]
     tau: f64,
-    /// Fraction of each layer's pieces removed per step (global).
+    /// Fraction of each layer's pieces (global) or units (units) removed per step.
     #[arg(long, default_value_t = 0.25)]
     fraction: f64,
 }
@@ -263,6 +276,9 @@ impl PolicyArgs {
             PolicyName::PerUnit => Policy::PerUnit { n: self.per_step },
             PolicyName::Threshold => Policy::Threshold { tau: self.tau },
             PolicyName::Global => Policy::Global {
+                fraction: self.fraction,
+            },
+            PolicyName::Units => Policy::Units {
                 fraction: self.fraction,
             },
         }
@@ -1035,6 +1051,7 @@ fn cmd_demo(a: DemoArgs, quiet: bool) -> Result<()> {
             val: config.val,
             dataset: config.dataset.clone(),
             seed: config.seed,
+            distill: None,
         },
     );
     let prune_dir = a.out.join("prune");

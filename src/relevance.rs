@@ -41,6 +41,10 @@ pub enum CriterionKind {
     WeightNorm,
     /// Seeded uniform random scores: the baseline any criterion must beat.
     Random,
+    /// The unit's output magnitude while the piece wins, times the norm of the weights that
+    /// read the unit: a unit's pieces sum to its contribution to the next layer (for
+    /// `--policy units`).
+    Contribution,
 }
 
 /// Scores of one maxout layer.
@@ -53,7 +57,8 @@ pub struct LayerRelevance {
     /// Contests seen (examples, times spatial positions for conv); 0 for data-free criteria.
     pub contests: usize,
     /// Raw values per unit and piece: win counts for `argmax`, sums of pre-activations for
-    /// `mean-activation`, the score for data-free criteria.
+    /// `mean-activation`, sums of the winning magnitudes for `contribution`, the score for
+    /// data-free criteria.
     pub counts: Vec<Vec<f64>>,
     /// Scores per unit and piece, comparable within the layer: win frequencies in `[0, 1]`
     /// for `argmax` (each unit's sum to 1, or less with ties credited to nobody).
@@ -114,6 +119,7 @@ pub fn criterion(kind: CriterionKind, ties: TiePolicy, seed: u64) -> Box<dyn Cri
         CriterionKind::MeanActivation => Box::new(MeanActivation),
         CriterionKind::WeightNorm => Box::new(WeightNorm),
         CriterionKind::Random => Box::new(RandomScores { seed }),
+        CriterionKind::Contribution => Box::new(Contribution { ties }),
     }
 }
 
@@ -125,6 +131,16 @@ pub struct ArgmaxFrequency {
 
 /// Mean pre-activation of each piece.
 pub struct MeanActivation;
+
+/// How much each piece feeds the next layer: over the contests, the unit's output magnitude
+/// `|h_u|` credited to the winning piece (ties follow the tie policy), averaged, times the L2
+/// norm of the consumer weights that read unit `u` (1 when no conv or dense layer reads it). A
+/// unit's pieces sum to `E|h_u| * ||w_out,u||`, the usual magnitude estimate of what removing
+/// the whole unit changes, so units can be ranked by it.
+pub struct Contribution {
+    /// Tie policy.
+    pub ties: TiePolicy,
+}
 
 /// L2 norm of each piece's incoming weights and bias.
 pub struct WeightNorm;
@@ -237,15 +253,74 @@ impl Criterion for ArgmaxFrequency {
     fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance> {
         let mut tied = Vec::new();
         let layers = accumulate(net, data, batch_size, |row, wins| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            tied.clear();
-            tied.extend((0..row.len()).filter(|&j| row[j] == max));
-            match (self.ties, tied.len()) {
-                (_, 1) => wins[tied[0]] += 1.0,
-                (TiePolicy::Split, t) => tied.iter().for_each(|&j| wins[j] += 1.0 / t as f64),
-                (TiePolicy::Nobody, _) => {}
-            }
+            credit_winners(row, self.ties, &mut tied, wins, |_| 1.0);
         });
+        Ok(relevance(self.kind(), self.ties, net, data.len(), layers))
+    }
+}
+
+/// Credits `value(max)` to the piece of `row` that is the maximum; tied maxima follow `ties`
+/// (`tied` is scratch space).
+fn credit_winners(row: &[f32], ties: TiePolicy, tied: &mut Vec<usize>, acc: &mut [f64], value: impl Fn(f32) -> f64) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    tied.clear();
+    tied.extend((0..row.len()).filter(|&j| row[j] == max));
+    match (ties, tied.len()) {
+        (_, 1) => acc[tied[0]] += value(max),
+        (TiePolicy::Split, t) => tied.iter().for_each(|&j| acc[j] += value(max) / t as f64),
+        (TiePolicy::Nobody, _) => {}
+    }
+}
+
+/// The L2 norm of the consumer weights that read each of the `units` units of the maxout layer
+/// `layer` (all 1 when no conv or dense layer reads them).
+fn consumer_norms(net: &Network, layer: usize, units: usize) -> Vec<f64> {
+    let squares = |w: Tensor<2>| -> Vec<f64> {
+        (w.clone() * w)
+            .sum_dim(1)
+            .into_data()
+            .iter::<f32>()
+            .map(f64::from)
+            .collect()
+    };
+    let per_input = match net.spec().consumer_of(layer).map(|c| &net.params()[c]) {
+        // [outputs, inputs] -> one sum per input feature
+        Some(LayerParams::Dense { weight, .. }) => squares(weight.clone().transpose()),
+        // [outputs, inputs, kh, kw] -> one sum per input channel
+        Some(LayerParams::Conv { weight, .. }) => {
+            let inputs = weight.dims()[1];
+            squares(weight.clone().swap_dims(0, 1).reshape([inputs as i64, -1]))
+        }
+        _ => return vec![1.0; units],
+    };
+    let spatial = per_input.len() / units.max(1);
+    (0..units)
+        .map(|u| {
+            layout::flat_features(&[u], spatial)
+                .iter()
+                .map(|&f| per_input[f])
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect()
+}
+
+impl Criterion for Contribution {
+    fn kind(&self) -> CriterionKind {
+        CriterionKind::Contribution
+    }
+
+    fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance> {
+        let mut tied = Vec::new();
+        let mut layers = accumulate(net, data, batch_size, |row, acc| {
+            credit_winners(row, self.ties, &mut tied, acc, |max| f64::from(max.abs()));
+        });
+        for l in &mut layers {
+            let norms = consumer_norms(net, l.layer, l.scores.len());
+            for (unit, norm) in l.scores.iter_mut().zip(norms) {
+                unit.iter_mut().for_each(|s| *s *= norm);
+            }
+        }
         Ok(relevance(self.kind(), self.ties, net, data.len(), layers))
     }
 }

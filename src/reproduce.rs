@@ -153,6 +153,7 @@ pub fn reproduce(
         val: config.val,
         dataset: config.dataset.clone(),
         seed,
+        distill: None,
     };
     let weights = |(conv, dense): (f64, f64), seed| WeightSchedule {
         rule: WeightRule::Sparsity {

@@ -40,6 +40,33 @@ pub struct TrainConfig {
     pub val: usize,
     /// Batch size of evaluation passes.
     pub eval_batch_size: usize,
+    /// Knowledge distillation from a teacher network (none by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<Teacher>,
+}
+
+/// How much a student learns from a teacher's predictions (Hinton et al. 2015, "Distilling the
+/// Knowledge in a Neural Network").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distillation {
+    /// Weight of the teacher term in `[0, 1]`; the labels' cross-entropy gets `1 - alpha`.
+    pub alpha: f64,
+    /// Softmax temperature of both predictions in the teacher term (> 0).
+    pub temperature: f64,
+}
+
+/// Knowledge distillation during training: the loss is
+/// `(1 - alpha) * CE(labels) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Teacher {
+    /// Run directory whose (final) model is the teacher; it is evaluated without dropout.
+    pub run: String,
+    /// Weight of the teacher term in `[0, 1]`.
+    pub alpha: f64,
+    /// Softmax temperature (> 0).
+    pub temperature: f64,
 }
 
 impl Default for TrainConfig {
@@ -56,6 +83,7 @@ impl Default for TrainConfig {
             seed: 1,
             val: 0,
             eval_batch_size: 500,
+            teacher: None,
         }
     }
 }
@@ -80,6 +108,14 @@ impl TrainConfig {
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad("weight_decay", "expected a value >= 0");
+        }
+        if let Some(t) = &self.teacher {
+            if !(0.0..=1.0).contains(&t.alpha) {
+                return bad("teacher.alpha", "expected a value in [0, 1]");
+            }
+            if !(t.temperature.is_finite() && t.temperature > 0.0) {
+                return bad("teacher.temperature", "expected a positive number");
+            }
         }
         self.dataset.parse::<crate::data::dataset::DatasetName>()?;
         Ok(())
@@ -221,6 +257,49 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
         .neg()
 }
 
+/// The distillation loss of [`Teacher`]: `(1 - alpha) * CE + alpha * T^2 * KL(teacher || student)`
+/// at temperature `T`, averaged over the batch. The teacher's logits are constants.
+///
+/// # Shapes
+/// - `logits`, `teacher`: `[batch, classes]`; `labels`: `[batch]`
+pub fn distillation_loss(
+    logits: Tensor<2>,
+    teacher: Tensor<2>,
+    labels: Tensor<1, Int>,
+    weights: Distillation,
+) -> Tensor<1> {
+    let t = weights.temperature;
+    let p_teacher = activation::softmax(teacher.clone().div_scalar(t), 1);
+    let log_teacher = activation::log_softmax(teacher.div_scalar(t), 1);
+    let log_student = activation::log_softmax(logits.clone().div_scalar(t), 1);
+    let kl = p_teacher.mul(log_teacher.sub(log_student)).sum_dim(1).mean();
+    cross_entropy(logits, labels)
+        .mul_scalar(1.0 - weights.alpha)
+        .add(kl.mul_scalar(weights.alpha * t * t))
+}
+
+/// Loads the teacher a config names, checking that it reads the same inputs and predicts the
+/// same classes as `student`.
+fn load_teacher(teacher: &Teacher, student: &Network, device: &Device) -> Result<Network> {
+    let run = RunDir::open(std::path::Path::new(&teacher.run))?;
+    let net = run.network(device)?;
+    let (s, t) = (student.spec(), net.spec());
+    if s.input != t.input || s.classes()? != t.classes()? {
+        return Err(Error::invalid(
+            "teacher",
+            format!(
+                "{}: the teacher's input {:?} / {} outputs differ from the student's {:?} / {}",
+                teacher.run,
+                t.input,
+                t.classes()?,
+                s.input,
+                s.classes()?
+            ),
+        ));
+    }
+    Ok(net)
+}
+
 /// Evaluates `net` on `split` in evaluation mode (no dropout).
 pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize) -> Evaluation {
     let device = net.device().clone().without_autodiff();
@@ -353,6 +432,16 @@ pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Resu
     let input = ckpt.net.spec().input;
     let n = splits.train.len();
     let steps = n.div_ceil(config.batch_size);
+    let teacher = match &config.teacher {
+        Some(t) => Some((
+            load_teacher(t, &ckpt.net, &device)?,
+            Distillation {
+                alpha: t.alpha,
+                temperature: t.temperature,
+            },
+        )),
+        None => None,
+    };
     for epoch in ckpt.epoch + 1..=config.epochs {
         observer.event(&Event::EpochStart {
             epoch,
@@ -368,6 +457,7 @@ pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Resu
         let start = Instant::now();
         for (step, chunk) in order.chunks(config.batch_size).enumerate() {
             let (x, y) = batch(&splits.train, chunk, &input, &device);
+            let x_teacher = teacher.as_ref().map(|_| x.clone());
             let logits = net.forward_train(x, &mut drop_rng);
             correct += logits
                 .clone()
@@ -378,7 +468,12 @@ pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Resu
                 .int()
                 .sum()
                 .into_scalar::<i64>() as usize;
-            let loss = cross_entropy(logits, y);
+            let loss = match &teacher {
+                Some((t, weights)) => {
+                    distillation_loss(logits, t.forward(x_teacher.expect("set with a teacher")), y, *weights)
+                }
+                None => cross_entropy(logits, y),
+            };
             let loss_value = loss.clone().into_scalar::<f32>();
             if !loss_value.is_finite() {
                 return Err(Error::Diverged {
@@ -455,6 +550,80 @@ mod tests {
         assert_eq!(c.lr_at(0), 0.01);
         // Caffe: base_lr * (1 + gamma * iter) ^ (-power) at iter 10000: 0.01 * 2^-0.75
         assert!((c.lr_at(10_000) - 0.01 * 2f64.powf(-0.75)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn distillation_loss_mixes_labels_and_teacher() {
+        let d = Device::flex();
+        let logits = || Tensor::<2>::from_data(TensorData::new(vec![2.0f32, -1.0, 0.5, 0.0, 1.5, -0.5], [2, 3]), &d);
+        let other = Tensor::<2>::from_data(TensorData::new(vec![-1.0f32, 3.0, 0.0, 2.0, 0.0, 1.0], [2, 3]), &d);
+        let labels = || Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &d);
+        let value = |t: Tensor<1>| t.into_scalar::<f32>();
+        let weights = |alpha| Distillation {
+            alpha,
+            temperature: 4.0,
+        };
+        let ce = value(cross_entropy(logits(), labels()));
+        // alpha = 0: the labels' cross-entropy alone, whatever the teacher says.
+        let l0 = value(distillation_loss(logits(), other.clone(), labels(), weights(0.0)));
+        assert!((l0 - ce).abs() < 1e-6, "{l0} vs {ce}");
+        // alpha = 1: zero when the student agrees with the teacher, positive when not.
+        assert!(value(distillation_loss(logits(), logits(), labels(), weights(1.0))).abs() < 1e-6);
+        let l1 = value(distillation_loss(logits(), other.clone(), labels(), weights(1.0)));
+        assert!(l1 > 0.1, "{l1}");
+        let half = value(distillation_loss(logits(), other, labels(), weights(0.5)));
+        assert!((half - 0.5 * (ce + l1)).abs() < 1e-5, "{half}");
+    }
+
+    #[test]
+    fn a_teacher_must_predict_the_same_classes() {
+        use crate::model::presets::Preset;
+        let d = Device::flex();
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = Preset::Lenet5Maxout.spec();
+        let five = spec.scaled(1.0, spec.input, 5).unwrap();
+        let student = Network::init(&spec, 1, &d).unwrap();
+        let run = RunDir::create(
+            &tmp.path().join("t"),
+            &Network::init(&five, 1, &d).unwrap(),
+            &TrainConfig::default(),
+        )
+        .unwrap();
+        let teacher = Teacher {
+            run: run.path().display().to_string(),
+            alpha: 0.5,
+            temperature: 4.0,
+        };
+        let e = load_teacher(&teacher, &student, &d).unwrap_err().to_string();
+        assert!(e.contains("teacher") && e.contains("5"), "{e}");
+        let ok = RunDir::create(&tmp.path().join("s"), &student, &TrainConfig::default()).unwrap();
+        let same = Teacher {
+            run: ok.path().display().to_string(),
+            ..teacher
+        };
+        assert!(load_teacher(&same, &student, &d).is_ok());
+    }
+
+    #[test]
+    fn distillation_settings_are_validated() {
+        let with = |alpha, temperature| TrainConfig {
+            teacher: Some(Teacher {
+                run: "runs/a".into(),
+                alpha,
+                temperature,
+            }),
+            ..TrainConfig::default()
+        };
+        assert!(with(0.5, 4.0).validate().is_ok());
+        let round = TrainConfig::from_toml(&with(0.5, 4.0).to_toml(), "t").unwrap();
+        assert_eq!(round, with(0.5, 4.0));
+        for (c, field) in [
+            (with(1.5, 4.0), "teacher.alpha"),
+            (with(0.5, 0.0), "teacher.temperature"),
+        ] {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
     }
 
     #[test]

@@ -222,6 +222,49 @@ fn relevance_plan_apply_and_their_bad_inputs() {
     assert_eq!(j["params"], 327_205);
     ok(&maxprune(&["eval", "b", "--json"], tmp.path()));
 
+    // whole units: arg-max frequencies cannot rank them; the contribution criterion can
+    fails_with(
+        &maxprune(
+            &["prune", "plan", "a", "--relevance", "rel.json", "--policy", "units"],
+            tmp.path(),
+        ),
+        "contribution",
+    );
+    ok(&maxprune(
+        &[
+            "relevance",
+            "a",
+            "--criterion",
+            "contribution",
+            "--out",
+            "contribution.json",
+        ],
+        tmp.path(),
+    ));
+    ok(&maxprune(
+        &[
+            "prune",
+            "plan",
+            "a",
+            "--relevance",
+            "contribution.json",
+            "--policy",
+            "units",
+            "--fraction",
+            "0.2",
+            "--out",
+            "units.json",
+        ],
+        tmp.path(),
+    ));
+    ok(&maxprune(
+        &["prune", "apply", "a", "--plan", "units.json", "--out", "u"],
+        tmp.path(),
+    ));
+    // 100 units of k=4: fc1 800 -> 400, fc2 100 -> 10, the convs unchanged
+    let j = json(&maxprune(&["inspect", "u", "--json"], tmp.path()));
+    assert_eq!(j["params"], 520 + 25_050 + 800 * 400 + 400 + 100 * 10 + 10);
+
     // made for another spec
     fails_with(
         &maxprune(&["prune", "plan", "other", "--relevance", "rel.json"], tmp.path()),

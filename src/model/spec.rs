@@ -479,6 +479,20 @@ impl ArchSpec {
         Ok(())
     }
 
+    /// The index of the conv or dense layer that reads the units of the maxout layer at `maxout`
+    /// (through pooling, dropout, relu or flatten); `None` when another maxout layer or the end
+    /// of the network comes first.
+    pub fn consumer_of(&self, maxout: usize) -> Option<usize> {
+        (maxout + 1..self.layers.len())
+            .find(|&c| {
+                matches!(
+                    self.layers[c],
+                    LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. } | LayerSpec::Maxout { .. }
+                )
+            })
+            .filter(|&c| !matches!(self.layers[c], LayerSpec::Maxout { .. }))
+    }
+
     /// The index of the conv or dense layer whose outputs the maxout layer at `maxout` groups.
     pub fn producer_of(&self, maxout: usize) -> Option<usize> {
         self.layers[..maxout]

@@ -86,20 +86,12 @@ pub fn apply(net: &Network, plan: &PrunePlan) -> Result<Network> {
         if units.len() == pieces.units() {
             continue;
         }
-        let consumer = (m + 1..spec.layers.len())
-            .find(|&c| {
-                matches!(
-                    spec.layers[c],
-                    LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. } | LayerSpec::Maxout { .. }
-                )
-            })
-            .filter(|&c| !matches!(spec.layers[c], LayerSpec::Maxout { .. }))
-            .ok_or_else(|| {
-                Error::invalid(
-                    "plan",
-                    format!("layer {m}: units can only be removed when a conv or dense layer reads them"),
-                )
-            })?;
+        let consumer = spec.consumer_of(m).ok_or_else(|| {
+            Error::invalid(
+                "plan",
+                format!("layer {m}: units can only be removed when a conv or dense layer reads them"),
+            )
+        })?;
         let cols = match spec.layers[consumer] {
             LayerSpec::Dense { .. } => layout::flat_features(&units, infos[consumer].input.numel() / pieces.units()),
             _ => units,

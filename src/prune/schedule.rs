@@ -29,7 +29,7 @@ use crate::model::spec::{ArchSpec, LayerSpec};
 use crate::relevance::{CriterionKind, Relevance, TiePolicy, criterion, spec_fingerprint};
 use crate::report::{self, LENET5_PARAMS, StepRow};
 use crate::run::RunDir;
-use crate::train::{Masks, Observer, Splits, TrainConfig, evaluate, train};
+use crate::train::{Distillation, Masks, Observer, Splits, Teacher, TrainConfig, evaluate, train};
 use burn::tensor::Tensor;
 
 /// Retraining and stopping settings shared by every pruning schedule.
@@ -46,6 +46,9 @@ pub struct Retrain {
     pub dataset: String,
     /// Seed of retraining (and of the random criterion).
     pub seed: u64,
+    /// Retrain with knowledge distillation from the starting network (none by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<Distillation>,
 }
 
 /// A neuron-pruning schedule.
@@ -297,6 +300,14 @@ pub fn run_schedule(
         epochs: config.retrain_epochs,
         seed: config.seed,
         val: config.val,
+        teacher: match config.distill {
+            Some(d) => Some(Teacher {
+                run: fsio::absolute(source.path())?.display().to_string(),
+                alpha: d.alpha,
+                temperature: d.temperature,
+            }),
+            None => None,
+        },
         ..base_train
     };
     let splits = Splits::new(data, &retrain)?;

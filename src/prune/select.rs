@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 use super::plan::{LayerPlan, PLAN_FORMAT_VERSION, PrunePlan};
 use crate::error::{Error, Result};
 use crate::model::spec::ArchSpec;
-use crate::relevance::Relevance;
+use crate::relevance::{CriterionKind, Relevance};
 
-/// How many pieces to remove, given their scores. Every policy keeps at least one piece per
-/// unit. Among equal scores the piece with the higher index goes first.
+/// How many pieces to remove, given their scores. Every policy but `units` keeps at least one
+/// piece per unit. Among equal scores the piece (or unit) with the higher index goes first.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "policy", rename_all = "kebab-case")]
 pub enum Policy {
@@ -27,9 +27,17 @@ pub enum Policy {
         /// Fraction of the layer's pieces, in `[0, 1)`.
         fraction: f64,
     },
+    /// Remove whole units: the `fraction` of a layer's units whose pieces' scores sum lowest
+    /// (the consumer loses the inputs that read them). Needs a criterion whose sums rank units,
+    /// such as `contribution`; at least one unit stays.
+    Units {
+        /// Fraction of the layer's units, in `[0, 1)`.
+        fraction: f64,
+    },
 }
 
-/// Pieces of one unit ordered for removal: lowest score first, higher index first on ties.
+/// Indices ordered for removal (the pieces of a unit, or units by their totals): lowest score
+/// first, higher index first on ties.
 fn removal_order(scores: &[f64]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)));
@@ -39,12 +47,19 @@ fn removal_order(scores: &[f64]) -> Vec<usize> {
 /// Turns scores into a plan for `spec` (checked against the relevance's fingerprint).
 pub fn select(relevance: &Relevance, spec: &ArchSpec, policy: Policy) -> Result<PrunePlan> {
     relevance.check_spec(spec, "relevance")?;
-    if let Policy::Global { fraction } = policy
+    if let Policy::Global { fraction } | Policy::Units { fraction } = policy
         && !(0.0..1.0).contains(&fraction)
     {
         return Err(Error::invalid(
             "policy",
-            format!("global fraction: expected [0, 1), found {fraction}"),
+            format!("fraction: expected [0, 1), found {fraction}"),
+        ));
+    }
+    if matches!(policy, Policy::Units { .. }) && relevance.criterion == CriterionKind::Argmax {
+        return Err(Error::invalid(
+            "policy",
+            "units: arg-max frequencies sum to 1 in every unit, so they cannot rank units; use the \
+             contribution criterion",
         ));
     }
     let layers = relevance
@@ -87,6 +102,14 @@ pub fn select(relevance: &Relevance, spec: &ArchSpec, policy: Policy) -> Result<
                             drop[u].push(j);
                             budget -= 1;
                         }
+                    }
+                }
+                Policy::Units { fraction } => {
+                    let units = lr.scores.len();
+                    let totals: Vec<f64> = lr.scores.iter().map(|s| s.iter().sum()).collect();
+                    let remove = ((fraction * units as f64).floor() as usize).min(units.saturating_sub(1));
+                    for u in removal_order(&totals).into_iter().take(remove) {
+                        drop[u] = (0..lr.scores[u].len()).collect();
                     }
                 }
             }

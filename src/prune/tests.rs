@@ -11,7 +11,7 @@ use crate::model::network::tests::conv_maxout_spec;
 use crate::model::network::{LayerParams, Network};
 use crate::model::presets::Preset;
 use crate::model::spec::{ArchSpec, Init, InputShape, LayerSpec, Pieces, SPEC_FORMAT_VERSION};
-use crate::relevance::{ArgmaxFrequency, Criterion, RandomScores, TiePolicy, spec_fingerprint};
+use crate::relevance::{ArgmaxFrequency, Contribution, Criterion, RandomScores, TiePolicy, spec_fingerprint};
 use crate::rng::SplitMix64;
 use crate::train::batch;
 
@@ -228,7 +228,84 @@ fn removing_a_unit_equals_zeroing_what_the_consumer_reads_from_it() {
         });
         assert_close(&outputs(&zeroed, &data), &outputs(&pruned, &data), 1e-5);
         assert_eq!(maxout_pieces(pruned.spec(), m).units(), units - 2, "{}", spec.name);
+        // Nothing reads those units any more: `contribution` scores them 0, so the units
+        // policy removes exactly them from this layer.
+        let rel = Contribution { ties: TiePolicy::Split }
+            .score(&zeroed, &data, 4)
+            .unwrap();
+        let plan = select(
+            &rel,
+            &spec,
+            Policy::Units {
+                fraction: 2.5 / units as f64,
+            },
+        )
+        .unwrap();
+        let keep = &plan.layers.iter().find(|l| l.layer == m).unwrap().keep;
+        let removed: Vec<usize> = (0..units).filter(|&u| keep[u].is_empty()).collect();
+        assert_eq!(removed, gone, "{}", spec.name);
     }
+}
+
+#[test]
+fn contribution_of_a_unit_is_its_mean_output_magnitude_times_its_outgoing_weight_norm() {
+    let d = Device::flex();
+    let data = images(6, 8);
+    let net = Network::init(&Preset::Lenet5Maxout.spec(), 3, &d).unwrap();
+    let rel = Contribution { ties: TiePolicy::Split }.score(&net, &data, 4).unwrap();
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let (_, traces) = net.forward_traced(batch(&data, &idx, &net.spec().input, &d).0);
+    let [n, units, k] = traces[0].pieces.dims();
+    let pieces: Vec<f32> = traces[0].pieces.to_data().iter::<f32>().collect();
+    let LayerParams::Dense { weight, .. } = &net.params()[8] else {
+        panic!("fc2 is dense")
+    };
+    let fc2: Vec<f32> = weight.to_data().iter::<f32>().collect();
+    for u in 0..units {
+        let mean_abs = (0..n)
+            .map(|c| {
+                let row = &pieces[(c * units + u) * k..][..k];
+                f64::from(row.iter().copied().fold(f32::NEG_INFINITY, f32::max).abs())
+            })
+            .sum::<f64>()
+            / n as f64;
+        let norm = (0..10)
+            .map(|o| f64::from(fc2[o * units + u]).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let total: f64 = rel.layers[0].scores[u].iter().sum();
+        assert!(
+            (total - mean_abs * norm).abs() < 1e-5 * (1.0 + total),
+            "unit {u}: {total} vs {}",
+            mean_abs * norm
+        );
+    }
+}
+
+#[test]
+fn the_units_policy_needs_scores_that_rank_units_and_a_fraction_below_one() {
+    let d = Device::flex();
+    let spec = Preset::Lenet5Maxout.spec();
+    let net = Network::init(&spec, 3, &d).unwrap();
+    let data = images(2, 1);
+    let argmax = ArgmaxFrequency { ties: TiePolicy::Split }
+        .score(&net, &data, 2)
+        .unwrap();
+    let e = select(&argmax, &spec, Policy::Units { fraction: 0.5 })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("contribution"), "{e}");
+    let rel = Contribution { ties: TiePolicy::Split }.score(&net, &data, 2).unwrap();
+    let e = select(&rel, &spec, Policy::Units { fraction: 1.0 })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fraction"), "{e}");
+    let plan = select(&rel, &spec, Policy::Units { fraction: 0.999 }).unwrap();
+    assert_eq!(
+        plan.layers[0].keep.iter().filter(|k| !k.is_empty()).count(),
+        1,
+        "one unit always stays"
+    );
 }
 
 #[test]
@@ -391,7 +468,7 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
     use crate::data::dataset::{Dataset, DatasetName};
     use crate::prune::schedule::{Retrain, ScheduleConfig, run_schedule};
     use crate::run::RunDir;
-    use crate::train::{Silent, Splits, TrainConfig, train};
+    use crate::train::{Distillation, Silent, Splits, TrainConfig, train};
 
     let full = Dataset::embedded().unwrap();
     let first = |s: &Split, n: usize| s.subset(&(0..n).collect::<Vec<_>>());
@@ -420,6 +497,7 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
             val: 100,
             dataset: "embedded".into(),
             seed: 1,
+            distill: None,
         },
     );
     let out = tmp.path().join("pruned");
@@ -448,4 +526,21 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
         report.rows[1..],
         "finished steps are read back, not recomputed"
     );
+    // Retraining with distillation names the starting network as the teacher, by absolute path.
+    let mut distilled = schedule.clone();
+    distilled.retrain.distill = Some(Distillation {
+        alpha: 0.5,
+        temperature: 4.0,
+    });
+    let out = tmp.path().join("distilled");
+    let report = run_schedule(&run, &out, &distilled, &data, false, &mut Silent, &mut |_| {}).unwrap();
+    assert_eq!(report.rows.len(), 2);
+    let teacher = RunDir::open(&out.join("step-01"))
+        .unwrap()
+        .config()
+        .unwrap()
+        .teacher
+        .unwrap();
+    assert_eq!(std::path::Path::new(&teacher.run), run.path().canonicalize().unwrap());
+    assert_eq!((teacher.alpha, teacher.temperature), (0.5, 4.0));
 }
