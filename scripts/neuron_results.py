@@ -83,6 +83,14 @@ def main():
             else:
                 cells.append("stopped")
         md.append(f"| {i} | {reports['argmax']['rows'][i]['params']:,} | " + " | ".join(cells) + " |")
+    shares = []
+    for i in range(1, steps + 1):
+        rel = json.loads((RUNS / "prune-argmax" / f"step-{i:02}" / "relevance.json").read_text())
+        units = rel["layers"][0]["scores"]
+        shares.append(f"{100 * sum(min(u) for u in units) / len(units):.0f}% at k={len(units[0])}")
+    md.append("")
+    md.append("Share of its unit's wins that the least relevant piece had when it was removed (argmax, mean over "
+              "units, from each step's `relevance.json`): " + ", ".join(shares) + ".")
     wall = sum(r["seconds"] for rep in reports.values() for r in rep["rows"])
     md.append("")
     md.append(f"Wall time of the four schedules: {wall / 60:.0f} min on this machine (2 threads).")

@@ -48,17 +48,27 @@ fn pct(x: Option<f64>) -> String {
     x.map_or("–".into(), |v| format!("{:.2}", 100.0 * v))
 }
 
+/// `units × k` of each maxout layer (`units × lo..hi` when ragged), comma-separated.
+fn units_by_pieces(r: &StepRow) -> String {
+    r.pieces
+        .iter()
+        .zip(&r.pieces_histogram)
+        .map(|(k, hist)| format!("{} × {k}", hist.iter().sum::<usize>()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The rows as a Markdown table.
 pub fn markdown_table(rows: &[StepRow]) -> String {
     let mut s = String::from(
-        "| step | k per unit | params | nonzeros | removed vs start | removed vs LeNet-5 | FLOPs | FLOP ratio | measured speedup | val acc before → after | test acc before → after | time | within tolerance |\n\
+        "| step | units × pieces | params | nonzeros | removed vs start | removed vs LeNet-5 | FLOPs | FLOP ratio | measured speedup | val acc before → after | test acc before → after | time | within tolerance |\n\
          |---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|\n",
     );
     for r in rows {
         s.push_str(&format!(
             "| {} | {} | {} | {} | {:.1}% | {:.1}% | {} | {:.2}x | {:.2}x | {} → {} | {} → {} | {:.0} s | {} |\n",
             r.step,
-            r.pieces.join(", "),
+            units_by_pieces(r),
             r.params,
             r.nonzeros,
             r.removed_vs_start,
