@@ -4,8 +4,8 @@
 Builds the same network from a maxprune spec (a run directory's `spec.json`, or the built-in
 `lenet5-maxout` / `lenet5` presets), then measures with the same protocol as `maxprune bench`:
 one warm-up repetition, then the median of `--reps` repetitions of
-  - training: 20 SGD steps at batch 64 (forward, cross-entropy, backward, SGD with momentum 0.9
-    and weight decay 5e-4),
+  - training: 1,280 images in SGD steps at batch `--train-batch` (64 by default; forward,
+    cross-entropy, backward, SGD with momentum 0.9 and weight decay 5e-4),
   - inference: 10 forward passes at batch 256 (eval mode, no autograd),
   - latency: 100 forward passes at batch 1,
   - relevance pass: forward over 1,000 images in batches of 500, keeping every maxout layer's
@@ -105,6 +105,7 @@ def main():
     ap.add_argument("--preset", default="lenet5-maxout", choices=sorted(PRESETS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--train-batch", type=int, default=64)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -120,12 +121,14 @@ def main():
     params = sum(p.numel() for p in net.parameters())
 
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
-    x = torch.rand(64, c, h, w)
-    y = torch.arange(64) % classes
+    b = max(a.train_batch, 1)
+    steps = max(1280 // b, 1)
+    x = torch.rand(b, c, h, w)
+    y = torch.arange(b) % classes
 
     def train():
         net.train()
-        for _ in range(20):
+        for _ in range(steps):
             opt.zero_grad()
             loss = nn.functional.cross_entropy(net(x), y)
             loss.item()
@@ -164,7 +167,8 @@ def main():
     r = {
         "backend": f"pytorch {torch.__version__}",
         "threads": torch.get_num_threads(),
-        "train_img_per_s": 64 * 20 / train_s,
+        "train_batch": b,
+        "train_img_per_s": b * steps / train_s,
         "infer_img_per_s": 256 * 10 / timed(a.reps, infer),
         "latency_ms_b1": 1e3 * timed(a.reps, latency) / 100,
         "relevance_img_per_s": len(images) / timed(a.reps, relevance),

@@ -3,7 +3,8 @@
 
 For 1 and 2 threads, runs `maxprune bench --preset lenet5-maxout --json` and
 `bench/torch_reference.py --json` (the same network and measurements) alternately, `--rounds`
-times each, and reports the median of each figure. Writes the table between the README's
+times each, and reports the median of each figure; then the same for training alone at batch 8
+and 1 (`--train-batch`). Writes the table between the README's
 `results:speed` markers. PyTorch comes from `$TORCH_PYTHON` (default `python3`), e.g. a venv
 made with `python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch numpy`.
 
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(os.environ.get("MAXPRUNE_BIN", ROOT / "target" / "release" / "maxprune"))
 PYTHON = os.environ.get("TORCH_PYTHON", "python3")
 KEYS = ["train_img_per_s", "infer_img_per_s", "latency_ms_b1", "relevance_img_per_s"]
+SMALL_BATCHES = [8, 1]
 
 
 def measure(cmd):
@@ -39,6 +41,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     rounds = ap.parse_args().rounds
     rows = []
+    small = {}  # (threads, batch) -> (ours, theirs): training at small batches
     for threads in [1, 2]:
         ours, theirs = [], []
         for _ in range(rounds):
@@ -46,6 +49,12 @@ def main():
             theirs.append(measure([PYTHON, str(ROOT / "bench" / "torch_reference.py"), "--threads", str(threads), "--json"]))
         med = lambda runs, k: statistics.median(r[k] for r in runs)
         rows.append((threads, {k: med(ours, k) for k in KEYS}, {k: med(theirs, k) for k in KEYS}, theirs[0]["backend"]))
+        for batch in SMALL_BATCHES:
+            o, t = [], []
+            for _ in range(rounds):
+                o.append(measure([str(BIN), "--threads", str(threads), "bench", "--preset", "lenet5-maxout", "--train-batch", str(batch), "--json"]))
+                t.append(measure([PYTHON, str(ROOT / "bench" / "torch_reference.py"), "--threads", str(threads), "--train-batch", str(batch), "--json"]))
+            small[threads, batch] = (med(o, "train_img_per_s"), med(t, "train_img_per_s"))
     md = [
         f"`lenet5-maxout`, {cpu_name()}, median of {rounds} alternating runs of each command per thread count "
         f"(maxprune: flex backend; {rows[0][3]}, CPU). Ratio = maxprune / PyTorch (for latency, PyTorch / maxprune): "
@@ -65,6 +74,9 @@ def main():
             ratio = b[k] / a[k] if k == "latency_ms_b1" else a[k] / b[k]
             fmt = "{:.3f}" if k == "latency_ms_b1" else "{:,.0f}"
             md.append(f"| {threads} | {names[k]} | {fmt.format(a[k])} | {fmt.format(b[k])} | {ratio:.2f}x |")
+        for batch in SMALL_BATCHES:
+            o, t = small[threads, batch]
+            md.append(f"| {threads} | training, img/s (batch {batch}) | {o:,.0f} | {t:,.0f} | {o / t:.2f}x |")
     block = "\n".join(md)
     readme = ROOT / "README.md"
     text = readme.read_text()

@@ -15,8 +15,10 @@ use crate::train::{Sgd, TrainConfig, cross_entropy};
 pub struct BenchConfig {
     /// Timed repetitions; the median is reported.
     pub reps: usize,
-    /// SGD steps (batch 64) per training repetition.
-    pub train_steps: usize,
+    /// Training batch size.
+    pub train_batch: usize,
+    /// Images per training repetition (`train_images / train_batch` SGD steps, at least 1).
+    pub train_images: usize,
     /// Forward passes (batch 256) per inference repetition.
     pub infer_batches: usize,
     /// Batch-1 forward passes per latency repetition.
@@ -27,7 +29,8 @@ impl Default for BenchConfig {
     fn default() -> Self {
         BenchConfig {
             reps: 5,
-            train_steps: 20,
+            train_batch: 64,
+            train_images: 1280,
             infer_batches: 10,
             latency_calls: 100,
         }
@@ -41,7 +44,9 @@ pub struct BenchResult {
     pub backend: String,
     /// Threads the backend computes with.
     pub threads: usize,
-    /// Training images per second (batch 64, forward + backward + SGD step).
+    /// Training batch size.
+    pub train_batch: usize,
+    /// Training images per second (forward + backward + SGD step).
     pub train_img_per_s: f64,
     /// Inference images per second at batch 256.
     pub infer_img_per_s: f64,
@@ -106,11 +111,13 @@ pub fn bench(net: &Network, config: &BenchConfig) -> BenchResult {
 
     let mut train_net = Some(net.clone().into_trainable());
     let mut sgd = Sgd::default();
-    let x = random_input(64, net, &mut rng, &device);
-    let labels: Vec<i64> = (0..64).map(|i| (i % classes) as i64).collect();
-    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [64]), &device);
+    let b = config.train_batch.max(1);
+    let steps = (config.train_images / b).max(1);
+    let x = random_input(b, net, &mut rng, &device);
+    let labels: Vec<i64> = (0..b).map(|i| (i % classes) as i64).collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [b]), &device);
     let train_s = time(config.reps, || {
-        for _ in 0..config.train_steps {
+        for _ in 0..steps {
             let n = train_net.take().expect("network present between steps");
             let loss = cross_entropy(n.forward_train(x.clone(), &mut rng), y.clone());
             let _ = loss.clone().into_scalar::<f32>();
@@ -148,7 +155,8 @@ pub fn bench(net: &Network, config: &BenchConfig) -> BenchResult {
             d => d,
         },
         threads: crate::threads(),
-        train_img_per_s: (64 * config.train_steps) as f64 / train_s,
+        train_batch: b,
+        train_img_per_s: (b * steps) as f64 / train_s,
         infer_img_per_s,
         latency_ms_b1: 1e3 * lat_s / config.latency_calls as f64,
         params: net.num_params(),

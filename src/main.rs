@@ -521,6 +521,9 @@ struct BenchArgs {
     /// Timed repetitions (median reported).
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Batch size of the training measurement (1,280 images per repetition).
+    #[arg(long, default_value_t = 64)]
+    train_batch: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -1079,6 +1082,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         &net,
         &BenchConfig {
             reps: a.reps,
+            train_batch: a.train_batch,
             ..BenchConfig::default()
         },
     );

@@ -66,6 +66,39 @@ fn inspect_presets_report_the_paper_parameter_counts() {
 }
 
 #[test]
+fn bench_json_has_the_keys_the_pytorch_reference_shares() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = json(&maxprune(
+        &[
+            "--threads",
+            "1",
+            "bench",
+            "--preset",
+            "lenet5-maxout",
+            "--reps",
+            "1",
+            "--train-batch",
+            "16",
+            "--json",
+        ],
+        tmp.path(),
+    ));
+    for key in [
+        "train_img_per_s",
+        "infer_img_per_s",
+        "latency_ms_b1",
+        "relevance_img_per_s",
+    ] {
+        assert!(j[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {j}");
+    }
+    assert_eq!(
+        (j["train_batch"].clone(), j["threads"].clone(), j["params"].clone()),
+        (16.into(), 1.into(), 427_330.into())
+    );
+    assert_eq!(j["backend"], "flex");
+}
+
+#[test]
 fn train_eval_and_resume_on_the_embedded_subset() {
     let tmp = tempfile::tempdir().unwrap();
     let base = [
