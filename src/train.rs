@@ -457,7 +457,7 @@ pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Resu
         let start = Instant::now();
         for (step, chunk) in order.chunks(config.batch_size).enumerate() {
             let (x, y) = batch(&splits.train, chunk, &input, &device);
-            let x_teacher = teacher.as_ref().map(|_| x.clone());
+            let soft = teacher.as_ref().map(|(t, weights)| (t.forward(x.clone()), *weights));
             let logits = net.forward_train(x, &mut drop_rng);
             correct += logits
                 .clone()
@@ -468,10 +468,8 @@ pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Resu
                 .int()
                 .sum()
                 .into_scalar::<i64>() as usize;
-            let loss = match &teacher {
-                Some((t, weights)) => {
-                    distillation_loss(logits, t.forward(x_teacher.expect("set with a teacher")), y, *weights)
-                }
+            let loss = match soft {
+                Some((teacher_logits, weights)) => distillation_loss(logits, teacher_logits, y, weights),
                 None => cross_entropy(logits, y),
             };
             let loss_value = loss.clone().into_scalar::<f32>();
