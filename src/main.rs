@@ -1096,7 +1096,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             r.threads,
             r.params
         );
-        println!("  train (batch 64):       {:>9.0} img/s", r.train_img_per_s);
+        let train = format!("train (batch {}):", r.train_batch);
+        println!("  {train:<24}{:>9.0} img/s", r.train_img_per_s);
         println!("  inference (batch 256):  {:>9.0} img/s", r.infer_img_per_s);
         println!("  latency (batch 1):      {:>9.3} ms", r.latency_ms_b1);
         println!("  relevance pass:         {:>9.0} img/s", r.relevance_img_per_s);
@@ -1208,6 +1209,7 @@ fn cmd_apply(a: ApplyArgs) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    maxprune::keep_freed_memory();
     if let Some(n) = cli.threads {
         // SAFETY: no other thread exists yet; the backend reads this when it starts its pool.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
