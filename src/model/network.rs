@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
-use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation};
 use safetensors::tensor::{Dtype, TensorView};
 
 use super::layout;
@@ -561,17 +561,49 @@ fn conv_im2col(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
     let [f, _, k, _] = weight.dims();
     let (oh, ow) = (h - k + 1, w - k + 1);
-    let mut cols = Vec::with_capacity(c * k * k);
-    for ci in 0..c {
-        for ky in 0..k {
-            for kx in 0..k {
-                cols.push(x.clone().slice([0..b, ci..ci + 1, ky..ky + oh, kx..kx + ow]));
+    let cols = if x.device() == Device::flex() && x.dtype() == DType::F32 && !x.is_tracked() {
+        host_patches(x, k)
+    } else {
+        let mut cols = Vec::with_capacity(c * k * k);
+        for ci in 0..c {
+            for ky in 0..k {
+                for kx in 0..k {
+                    cols.push(x.clone().slice([0..b, ci..ci + 1, ky..ky + oh, kx..kx + ow]));
+                }
+            }
+        }
+        Tensor::cat(cols, 1).reshape([b, c * k * k, oh * ow])
+    };
+    let out = weight.reshape([1, f, c * k * k]).matmul(cols) + bias.reshape([1, f, 1]);
+    out.reshape([b, f, oh, ow])
+}
+
+/// The patches of [`conv_im2col`] gathered in one pass over host memory (flex, an input outside
+/// the autodiff graph), instead of `c * k * k` slices and their concatenation (7% of a
+/// batch-64 training step in a profile).
+///
+/// # Shapes
+/// - x: `[b, c, h, w]`
+/// - returns `[b, c * k * k, (h - k + 1) * (w - k + 1)]`, row `(ci * k + ky) * k + kx`
+fn host_patches(x: Tensor<4>, k: usize) -> Tensor<3> {
+    let device = x.device();
+    let [b, c, h, w] = x.dims();
+    let (oh, ow) = (h - k + 1, w - k + 1);
+    let data = x.into_data();
+    let src = data.as_slice::<f32>().expect("f32 input");
+    let mut cols = Vec::with_capacity(b * c * k * k * oh * ow);
+    for image in src.chunks_exact(c * h * w) {
+        for channel in image.chunks_exact(h * w) {
+            for ky in 0..k {
+                for kx in 0..k {
+                    for y in ky..ky + oh {
+                        cols.extend_from_slice(&channel[y * w + kx..y * w + kx + ow]);
+                    }
+                }
             }
         }
     }
-    let cols = Tensor::cat(cols, 1).reshape([b, c * k * k, oh * ow]);
-    let out = weight.reshape([1, f, c * k * k]).matmul(cols) + bias.reshape([1, f, 1]);
-    out.reshape([b, f, oh, ow])
+    Tensor::from_data(TensorData::new(cols, [b, c * k * k, oh * ow]), &device)
 }
 
 /// The values of an F32 safetensors view.
@@ -657,9 +689,13 @@ pub(crate) mod tests {
             Some(b.clone()),
             ConvOptions::new([1; 2], [0; 2], [1, 1], 1),
         );
-        let (a, r) = (values(conv_im2col(x, w, b)), values(reference));
-        assert_eq!(a.len(), 2 * 5 * 6 * 6);
-        assert!(a.iter().zip(&r).all(|(a, r)| (a - r).abs() < 1e-5));
+        // Host patches (an input outside the graph) and sliced patches (a tracked input).
+        let tracked = x.clone().autodiff().require_grad();
+        for patches in [conv_im2col(x, w.clone(), b.clone()), conv_im2col(tracked, w, b).inner()] {
+            let (a, r) = (values(patches), values(reference.clone()));
+            assert_eq!(a.len(), 2 * 5 * 6 * 6);
+            assert!(a.iter().zip(&r).all(|(a, r)| (a - r).abs() < 1e-5));
+        }
     }
 
     #[test]
