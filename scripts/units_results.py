@@ -10,7 +10,9 @@ tolerance:
 - whole-unit removal: `--criterion contribution --policy units --fraction 0.3`, 3 steps
   (125 -> 88 -> 62 -> 44 units of k=2), every seed;
 - the k=2 -> 1 step retrained with distillation from the k=2 network (`--distill 0.5` and
-  `0.9`), seed 1.
+  `0.9`), seed 1;
+- the k=2 -> 1 step retrained with a lower base learning rate (`--retrain-lr 0.003` and
+  `0.001`; the recipe's is 0.01), seed 1.
 
 Every run and schedule resumes if its directory exists.
 
@@ -20,6 +22,8 @@ from neuron_results import RUNS, schedule, train_base, write_block
 
 LENET5 = 431_080
 SEEDS = (1, 2, 3)
+DISTILL = ("0.5", "0.9")
+RETRAIN_LR = ("0.003", "0.001")
 
 
 def units_k(row):
@@ -48,7 +52,8 @@ def main():
         k2 = RUNS / f"prune-argmax{suffix}" / f"step-{k2_step:02}"
         runs = {"units": schedule(f"units{suffix}", "--criterion", "contribution", "--policy", "units", "--fraction", "0.3", "--steps", "3", *common, source=k2)}
         if seed == 1:
-            runs |= {a: schedule(f"k1-distill-{a}", "--steps", "1", "--distill", a, *common, source=k2) for a in ("0.5", "0.9")}
+            runs |= {a: schedule(f"k1-distill-{a}", "--steps", "1", "--distill", a, *common, source=k2) for a in DISTILL}
+            runs |= {lr: schedule(f"k1-lr-{lr}", "--steps", "1", "--retrain-lr", lr, *common, source=k2) for lr in RETRAIN_LR}
         wall += sum(r["seconds"] for rep in runs.values() for r in rep["rows"][1:])
 
         start = paper["rows"][0]
@@ -66,11 +71,14 @@ def main():
             line(f"paper's schedule, step {r['step']}" if r["step"] else "`lenet5-maxout`", r)
         for r in runs["units"]["rows"][1:]:
             line(f"from k=2, units removed, step {r['step']}", r)
-        for a in ("0.5", "0.9"):
+        for a in DISTILL:
             if a in runs:
                 line(f"k=2 → 1 retrained with `--distill {a}`", runs[a]["rows"][1])
+        for lr in RETRAIN_LR:
+            if lr in runs:
+                line(f"k=2 → 1 retrained with `--retrain-lr {lr}`", runs[lr]["rows"][1])
     md.append("")
-    md.append(f"Wall time of the unit and distillation schedules: {wall / 60:.0f} min on this machine (all seeds).")
+    md.append(f"Wall time of the unit, distillation and learning-rate schedules: {wall / 60:.0f} min on this machine (all seeds).")
     write_block("beyond", "\n".join(md))
 
 

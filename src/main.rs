@@ -204,6 +204,10 @@ struct RetrainArgs {
     /// Softmax temperature of the distillation term.
     #[arg(long, default_value_t = 4.0, requires = "distill")]
     temperature: f64,
+    /// Base learning rate of each retraining (default: the starting run's); its schedule
+    /// restarts every step.
+    #[arg(long)]
+    retrain_lr: Option<f64>,
 }
 
 impl RetrainArgs {
@@ -218,6 +222,7 @@ impl RetrainArgs {
                 alpha,
                 temperature: self.temperature,
             }),
+            retrain_lr: self.retrain_lr,
         }
     }
 }
@@ -1055,6 +1060,7 @@ fn cmd_demo(a: DemoArgs, quiet: bool) -> Result<()> {
             dataset: config.dataset.clone(),
             seed: config.seed,
             distill: None,
+            retrain_lr: None,
         },
     );
     let prune_dir = a.out.join("prune");

@@ -154,6 +154,7 @@ pub fn reproduce(
         dataset: config.dataset.clone(),
         seed,
         distill: None,
+        retrain_lr: None,
     };
     let weights = |(conv, dense): (f64, f64), seed| WeightSchedule {
         rule: WeightRule::Sparsity {

@@ -69,6 +69,25 @@ pub struct Teacher {
     pub temperature: f64,
 }
 
+impl Teacher {
+    /// The teacher in `run` with the given weights.
+    pub fn new(run: String, weights: Distillation) -> Teacher {
+        Teacher {
+            run,
+            alpha: weights.alpha,
+            temperature: weights.temperature,
+        }
+    }
+
+    /// Its weight and temperature.
+    pub fn weights(&self) -> Distillation {
+        Distillation {
+            alpha: self.alpha,
+            temperature: self.temperature,
+        }
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -492,13 +511,7 @@ pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Resu
     let n = splits.train.len();
     let steps = n.div_ceil(config.batch_size);
     let teacher = match &config.teacher {
-        Some(t) => Some((
-            load_teacher(t, &ckpt.net, &device)?,
-            Distillation {
-                alpha: t.alpha,
-                temperature: t.temperature,
-            },
-        )),
+        Some(t) => Some((load_teacher(t, &ckpt.net, &device)?, t.weights())),
         None => None,
     };
     for epoch in ckpt.epoch + 1..=config.epochs {

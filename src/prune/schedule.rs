@@ -49,6 +49,9 @@ pub struct Retrain {
     /// Retrain with knowledge distillation from the starting network (none by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<Distillation>,
+    /// Base learning rate of each retraining (default: the starting run's recipe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrain_lr: Option<f64>,
 }
 
 /// A neuron-pruning schedule.
@@ -302,21 +305,25 @@ pub fn run_schedule(
             ),
         ));
     }
+    if let Some(lr) = config.retrain_lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
+        return Err(Error::invalid(
+            "--retrain-lr",
+            format!("expected a positive number, got {lr}"),
+        ));
+    }
     let retrain = TrainConfig {
         dataset: config.dataset.clone(),
         epochs: config.retrain_epochs,
+        base_lr: config.retrain_lr.unwrap_or(base_train.base_lr),
         seed: config.seed,
         val: config.val,
         teacher: match config.distill {
-            Some(d) => Some(Teacher {
-                run: fsio::absolute(source.path())?.display().to_string(),
-                alpha: d.alpha,
-                temperature: d.temperature,
-            }),
+            Some(d) => Some(Teacher::new(fsio::absolute(source.path())?.display().to_string(), d)),
             None => None,
         },
         ..base_train
     };
+    retrain.validate()?;
     let splits = Splits::new(data, &retrain)?;
     let batch = retrain.eval_batch_size;
 
@@ -482,6 +489,9 @@ fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain) -> Result<()> 
         c.dataset,
         c.seed
     );
+    if let Some(lr) = c.retrain_lr {
+        md.insert_str(md.len() - 2, &format!(" Retraining base learning rate {lr}."));
+    }
     md += &report::markdown_table(&report.rows);
     md += &format!("\nResult: step {} (the last within tolerance).\n", report.final_step);
     fsio::write_atomic(&out.join("report.md"), md.as_bytes())?;

@@ -498,6 +498,7 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
             dataset: "embedded".into(),
             seed: 1,
             distill: None,
+            retrain_lr: None,
         },
     );
     let out = tmp.path().join("pruned");
@@ -543,4 +544,27 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
         .unwrap();
     assert_eq!(std::path::Path::new(&teacher.run), run.path().canonicalize().unwrap());
     assert_eq!((teacher.alpha, teacher.temperature), (0.5, 4.0));
+    // A retraining learning rate replaces the starting run's; a bad one is refused up front.
+    let mut slower = schedule.clone();
+    slower.retrain.retrain_lr = Some(0.002);
+    let out = tmp.path().join("slower");
+    run_schedule(&run, &out, &slower, &data, false, &mut Silent, &mut |_| {}).unwrap();
+    let step = RunDir::open(&out.join("step-01")).unwrap().config().unwrap();
+    assert_eq!((step.base_lr, config.base_lr), (0.002, 0.01));
+    assert!(
+        std::fs::read_to_string(out.join("report.md"))
+            .unwrap()
+            .contains("learning rate 0.002")
+    );
+    slower.retrain.retrain_lr = Some(-1.0);
+    let e = run_schedule(
+        &run,
+        &tmp.path().join("bad-lr"),
+        &slower,
+        &data,
+        false,
+        &mut Silent,
+        &mut |_| {},
+    );
+    assert!(e.unwrap_err().to_string().contains("retrain-lr"));
 }
