@@ -239,11 +239,25 @@ impl RunDir {
         })
     }
 
+    /// The spec stored in the checkpoint (older checkpoints: `spec.json`). A `spec.json` that
+    /// says otherwise is an error, not silently ignored: `eval` and `relevance` build from
+    /// `spec.json`, retraining from the checkpoint, and the two must be the same network.
     fn spec_for_checkpoint(&self, meta: &HashMap<String, String>, source: &str) -> Result<ArchSpec> {
-        match meta.get("maxprune_spec") {
-            Some(s) => ArchSpec::from_json(s, source),
-            None => self.spec(),
+        let Some(stored) = meta.get("maxprune_spec") else {
+            return self.spec();
+        };
+        let stored = ArchSpec::from_json(stored, source)?;
+        if self.file(SPEC).exists() && self.spec()? != stored {
+            return Err(Error::Format {
+                path: self.file(SPEC).display().to_string(),
+                what: "architecture".into(),
+                expected: format!(
+                    "the spec stored in {source} (a run directory's architecture is fixed when it is created)"
+                ),
+                found: "a different spec (edited by hand?)".into(),
+            });
         }
+        Ok(stored)
     }
 
     /// Writes a checkpoint and its views (`model.safetensors`, `metrics.csv`, `summary.json`).

@@ -133,6 +133,17 @@ fn train_eval_and_resume_on_the_embedded_subset() {
     );
     let csv = String::from_utf8(read("resumed", "metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
+    // a spec.json edited after the run was created is refused, not silently ignored
+    let spec = tmp.path().join("resumed").join("spec.json");
+    let edited = std::fs::read_to_string(&spec).unwrap().replace("0.5", "0.25");
+    std::fs::write(&spec, edited).unwrap();
+    fails_with(
+        &maxprune(
+            &["train", "--resume", "--epochs", "3", "--out", "resumed", "-q"],
+            tmp.path(),
+        ),
+        "spec.json: architecture",
+    );
 
     let e = json(&maxprune(&["eval", "straight", "--json"], tmp.path()));
     let acc = e["accuracy"].as_f64().unwrap();
