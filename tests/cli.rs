@@ -144,6 +144,7 @@ fn train_eval_and_resume_on_the_embedded_subset() {
         ),
         "spec.json: architecture",
     );
+    fails_with(&maxprune(&["eval", "resumed"], tmp.path()), "architecture");
 
     let e = json(&maxprune(&["eval", "straight", "--json"], tmp.path()));
     let acc = e["accuracy"].as_f64().unwrap();

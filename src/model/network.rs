@@ -533,6 +533,21 @@ impl Network {
                 found: format!("{} tensors", st.len()),
             });
         }
+        // maxprune's own files name the spec they were written with; where the tensors fit (a
+        // shape error above names the tensor), that spec must still be this one.
+        let stored = safetensors::SafeTensors::read_metadata(bytes)
+            .ok()
+            .and_then(|(_, meta)| meta.metadata().as_ref()?.get("maxprune_spec").cloned());
+        if let Some(stored) = stored
+            && ArchSpec::from_json(&stored, source)? != *spec
+        {
+            return Err(Error::Format {
+                path: source.into(),
+                what: "architecture".into(),
+                expected: "the spec it is loaded with (spec.json of its run directory)".into(),
+                found: "a file written for a different spec".into(),
+            });
+        }
         Ok(net)
     }
 }
@@ -816,6 +831,16 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cut.safetensors"), "{e}");
+        // Every tensor fits, but the file was written for another network (one with dropout).
+        let bytes = Network::init(&Preset::Lenet5Maxout.spec(), 1, &d)
+            .unwrap()
+            .to_safetensors();
+        let mut other = Preset::Lenet5Maxout.spec();
+        other.layers.retain(|l| !matches!(l, LayerSpec::Dropout { .. }));
+        let e = Network::from_safetensors(&other, &bytes, "m.safetensors", &d)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("m.safetensors: architecture"), "{e}");
     }
 
     #[test]
