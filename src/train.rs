@@ -186,28 +186,37 @@ impl ParamMapper for SgdStep<'_> {
             return t;
         };
         let w = t.inner();
-        let velocity = self.sgd.velocity.remove(name);
-        let mask = self.sgd.masks.get(name);
-        let (w, v) = if w.device() == Device::flex() && w.dtype() == DType::F32 {
-            self.update_in_place(w, g, velocity, mask)
+        let on_host = w.device() == Device::flex() && w.dtype() == DType::F32;
+        let update = Update {
+            w,
+            g,
+            velocity: self.sgd.velocity.remove(name),
+            mask: self.sgd.masks.get(name).cloned(),
+        };
+        let (w, v) = if on_host {
+            self.update_in_place(update)
         } else {
-            self.update_with_tensor_ops(w, g, velocity, mask)
+            self.update_with_tensor_ops(update)
         };
         self.sgd.velocity.insert(name.to_string(), v);
         w.autodiff().require_grad()
     }
 }
 
+/// What one parameter's update reads: the weight, its gradient, its velocity (none before the
+/// first step) and its mask (weight pruning), the last two flattened.
+struct Update<const D: usize> {
+    w: Tensor<D>,
+    g: Tensor<D>,
+    velocity: Option<Tensor<1>>,
+    mask: Option<Tensor<1>>,
+}
+
 impl SgdStep<'_> {
     /// The update as six element-wise tensor ops (any backend): each allocates a
-    /// parameter-sized result.
-    fn update_with_tensor_ops<const D: usize>(
-        &self,
-        w: Tensor<D>,
-        g: Tensor<D>,
-        velocity: Option<Tensor<1>>,
-        mask: Option<&Tensor<1>>,
-    ) -> (Tensor<D>, Tensor<1>) {
+    /// parameter-sized result. Returns the new weight and velocity.
+    fn update_with_tensor_ops<const D: usize>(&self, u: Update<D>) -> (Tensor<D>, Tensor<1>) {
+        let Update { w, g, velocity, mask } = u;
         let dims = w.dims();
         let n: usize = dims.iter().product();
         let w = w.reshape([n]);
@@ -217,7 +226,7 @@ impl SgdStep<'_> {
             None => g,
         };
         let (w, v) = match mask {
-            Some(mask) => ((w - v.clone().mul_scalar(self.lr)) * mask.clone(), v * mask.clone()),
+            Some(mask) => ((w - v.clone().mul_scalar(self.lr)) * mask.clone(), v * mask),
             None => (w - v.clone().mul_scalar(self.lr), v),
         };
         (w.reshape(dims), v)
@@ -227,19 +236,14 @@ impl SgdStep<'_> {
     /// are updated in place where nothing else holds them, and the gradient is read once. The
     /// arithmetic is the tensor ops' (same operations, same order, f32), so the results are
     /// bit-identical; at batch 1 this removes most of a training step's memory traffic.
-    fn update_in_place<const D: usize>(
-        &self,
-        w: Tensor<D>,
-        g: Tensor<D>,
-        velocity: Option<Tensor<1>>,
-        mask: Option<&Tensor<1>>,
-    ) -> (Tensor<D>, Tensor<1>) {
+    fn update_in_place<const D: usize>(&self, u: Update<D>) -> (Tensor<D>, Tensor<1>) {
+        let Update { w, g, velocity, mask } = u;
         let device = w.device();
         let n: usize = w.dims().iter().product();
         let (lr, momentum, decay) = (self.lr as f32, self.momentum as f32, self.weight_decay as f32);
         let mut w_data = w.into_data();
         let g_data = g.into_data();
-        let mask_data = mask.map(Tensor::to_data);
+        let mask_data = mask.map(Tensor::into_data);
         let first = velocity.is_none();
         let mut v_data = velocity.map_or_else(|| TensorData::new(vec![0.0f32; n], [n]), Tensor::into_data);
         let ws = w_data.as_mut_slice::<f32>().expect("f32 weights");
@@ -637,9 +641,15 @@ mod tests {
         let mask = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 0.0, 1.0, 1.0, 0.0, 1.0], [6]), &d);
         let bits = |t: Tensor<1>| t.into_data().iter::<f32>().map(f32::to_bits).collect::<Vec<_>>();
         for velocity in [None, Some(v)] {
-            for mask in [None, Some(&mask)] {
-                let (w1, v1) = step.update_with_tensor_ops(w(), g(), velocity.clone(), mask);
-                let (w2, v2) = step.update_in_place(w(), g(), velocity.clone(), mask);
+            for mask in [None, Some(mask.clone())] {
+                let update = || Update {
+                    w: w(),
+                    g: g(),
+                    velocity: velocity.clone(),
+                    mask: mask.clone(),
+                };
+                let (w1, v1) = step.update_with_tensor_ops(update());
+                let (w2, v2) = step.update_in_place(update());
                 assert_eq!(bits(w1.reshape([6])), bits(w2.reshape([6])));
                 assert_eq!(bits(v1), bits(v2));
             }
