@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fsio;
-use crate::model::network::Network;
+use crate::model::network::{Network, ParamVisitor};
 use crate::model::spec::ArchSpec;
 use crate::train::{EpochMetrics, Masks, Sgd, TrainConfig};
 
@@ -230,6 +230,7 @@ impl RunDir {
             &source,
             &device,
         )?;
+        check_optimizer_state(&net, &sgd, &source)?;
         Ok(Checkpoint {
             net,
             sgd,
@@ -344,4 +345,63 @@ fn metrics_csv(history: &[EpochMetrics]) -> String {
         ));
     }
     out
+}
+
+/// Every velocity and mask in a checkpoint names a parameter of its network and has one value
+/// per element of it (the SGD update reads them element by element).
+fn check_optimizer_state(net: &Network, sgd: &Sgd, source: &str) -> Result<()> {
+    struct Sizes(HashMap<String, usize>);
+    impl ParamVisitor for Sizes {
+        fn visit<const D: usize>(&mut self, name: &str, tensor: &Tensor<D>) {
+            self.0.insert(name.to_string(), tensor.dims().iter().product());
+        }
+    }
+    let mut sizes = Sizes(HashMap::new());
+    net.visit_params(&mut sizes);
+    for (prefix, state) in [(VELOCITY_PREFIX, &sgd.velocity), (MASK_PREFIX, &sgd.masks)] {
+        for (name, t) in state {
+            let found = t.dims()[0];
+            let expected = sizes.0.get(name).copied();
+            if expected != Some(found) {
+                return Err(Error::Format {
+                    path: source.into(),
+                    what: format!("tensor '{prefix}{name}'"),
+                    expected: match expected {
+                        Some(n) => format!("{n} values, one per element of parameter '{name}'"),
+                        None => "the name of a parameter of the network".into(),
+                    },
+                    found: format!("{found} values"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::presets::Preset;
+
+    #[test]
+    fn optimizer_state_that_does_not_fit_the_network_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let net = Network::init(&Preset::Lenet5Maxout.spec(), 1, &Device::flex()).unwrap();
+        let run = RunDir::create(&tmp.path().join("r"), &net, &TrainConfig::default()).unwrap();
+        let fits = run.checkpoint().unwrap();
+        let d = Device::flex();
+        for (name, n) in [("fc2.weight", 7), ("fc9.weight", 3)] {
+            let mut ckpt = fits.clone();
+            ckpt.sgd.velocity.insert(
+                name.into(),
+                Tensor::<1>::from_data(TensorData::new(vec![0.0f32; n], [n]), &d),
+            );
+            run.save_checkpoint(&ckpt).unwrap();
+            let e = run.checkpoint().unwrap_err().to_string();
+            assert!(
+                e.contains("checkpoint.safetensors") && e.contains(&format!("'sgd.velocity.{name}'")),
+                "{e}"
+            );
+        }
+    }
 }
