@@ -479,8 +479,12 @@ fn relevance_plots(rel: &Relevance) -> Vec<(String, String)> {
 
 fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain) -> Result<()> {
     write_json(&out.join("report.json"), report)?;
+    let lr = c
+        .retrain_lr
+        .map(|lr| format!(" Retraining base learning rate {lr}."))
+        .unwrap_or_default();
     let mut md = format!(
-        "# Pruning `{}`\n\n{}; {} retraining epochs per step, tolerance {} points on {} validation examples, dataset `{}`, seed {}.\n\n",
+        "# Pruning `{}`\n\n{}; {} retraining epochs per step, tolerance {} points on {} validation examples, dataset `{}`, seed {}.{lr}\n\n",
         report.source.display(),
         report.description,
         c.retrain_epochs,
@@ -489,9 +493,6 @@ fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain) -> Result<()> 
         c.dataset,
         c.seed
     );
-    if let Some(lr) = c.retrain_lr {
-        md.insert_str(md.len() - 2, &format!(" Retraining base learning rate {lr}."));
-    }
     md += &report::markdown_table(&report.rows);
     md += &format!("\nResult: step {} (the last within tolerance).\n", report.final_step);
     fsio::write_atomic(&out.join("report.md"), md.as_bytes())?;
