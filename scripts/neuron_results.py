@@ -37,13 +37,14 @@ def schedule(name, *extra, source=BASE):
     return json.loads((out / "report.json").read_text())
 
 
-def train_base(seed=1):
-    """Trains (or finishes) the starting network of `seed`; returns its run directory."""
-    base = RUNS / f"fashion-mnist-lenet5-maxout-seed{seed}-val5000"
+def train_base(seed=1, arch=("--preset", "lenet5-maxout"), name="fashion-mnist-lenet5-maxout"):
+    """Trains (or finishes) the starting network of `seed` (10 epochs, 5,000 validation examples)
+    in runs/NAME-seedSEED-val5000; returns that run directory."""
+    base = RUNS / f"{name}-seed{seed}-val5000"
     if (base / "spec.json").exists():
         run("train", "--resume", "--out", str(base))
     else:
-        run("train", "--preset", "lenet5-maxout", "--dataset", "fashion-mnist", "--epochs", "10", "--seed", str(seed), "--val", "5000", "--out", str(base))
+        run("train", *arch, "--dataset", "fashion-mnist", "--epochs", "10", "--seed", str(seed), "--val", "5000", "--out", str(base))
     return base
 
 

@@ -211,6 +211,31 @@ mod tests {
     }
 
     #[test]
+    fn experiment_specs_are_lenet5_maxout_variants() {
+        // The README's variant experiments read these files: each must still parse and differ
+        // from lenet5-maxout only as its name says.
+        let base = Preset::Lenet5Maxout.spec();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+        let load = |name: &str| {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            ArchSpec::from_json(&text, name).unwrap()
+        };
+        let relu = load("lenet5-maxout-conv-relu.json");
+        assert_eq!(relu.num_params().unwrap(), base.num_params().unwrap());
+        let without_relu: Vec<_> = relu.layers.iter().filter(|l| **l != LayerSpec::Relu).cloned().collect();
+        assert_eq!(without_relu, base.layers);
+        for (i, layer) in relu.layers.iter().enumerate() {
+            let conv = matches!(layer, LayerSpec::Conv2d { .. });
+            assert_eq!(conv, relu.layers.get(i + 1) == Some(&LayerSpec::Relu), "layer {i}");
+        }
+        let k1 = load("lenet5-maxout-k1.json");
+        assert_eq!(k1.num_params().unwrap(), 126_955);
+        for name in ["lenet5-maxout-dropout-after.json", "lenet5-maxout-no-dropout.json"] {
+            assert_eq!(load(name).num_params().unwrap(), base.num_params().unwrap(), "{name}");
+        }
+    }
+
+    #[test]
     fn lenet_flops() {
         // conv1 20*25*24*24, conv2 50*20*25*8*8, fc1 800*500, fc2 500*10 multiply-accumulates.
         let macs = 20 * 25 * 576 + 50 * 500 * 64 + 800 * 500 + 500 * 10;
