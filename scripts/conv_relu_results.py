@@ -17,7 +17,7 @@ side) and writes the table only when every seed is done.
 import json
 import sys
 
-from neuron_results import ROOT, RUNS, schedule, train_base, write_block
+from neuron_results import ROOT, RUNS, schedule, seed_suffix, train_base, write_block
 
 SEEDS = (1, 2, 3)
 SPEC = ROOT / "experiments" / "lenet5-maxout-conv-relu.json"
@@ -27,15 +27,14 @@ LENET5 = 431_080
 def conv_relu_schedule(seed):
     """Trains (or resumes) the variant for `seed` and its schedule; returns the report."""
     base = train_base(seed, arch=("--spec", str(SPEC)), name="variant-conv-relu")
-    suffix = "" if seed == 1 else f"-seed{seed}"
-    return schedule(f"conv-relu{suffix}", "--until-k", "1", "--seed", str(seed), source=base)
+    return schedule(f"conv-relu{seed_suffix(seed)}", "--until-k", "1", "--seed", str(seed), source=base)
 
 
 def main():
     seeds = [int(a) for a in sys.argv[1:]] or SEEDS
     for seed in seeds:
         conv_relu_schedule(seed)
-    if any(not (RUNS / f"prune-conv-relu{'' if s == 1 else f'-seed{s}'}" / "report.json").exists() for s in SEEDS):
+    if any(not (RUNS / f"prune-conv-relu{seed_suffix(s)}" / "report.json").exists() for s in SEEDS):
         return
     md = [
         "Full Fashion-MNIST; per-unit schedule k=4 → 1 (argmax, one piece per unit per step, 5 retraining epochs, "
@@ -46,9 +45,8 @@ def main():
         "|---:|---|---:|---|---|---|---:|---|",
     ]
     for seed in SEEDS:
-        suffix = "" if seed == 1 else f"-seed{seed}"
         for label, name in (("`lenet5-maxout`", "argmax"), ("with conv ReLUs", "conv-relu")):
-            rows = json.loads((RUNS / f"prune-{name}{suffix}" / "report.json").read_text())["rows"]
+            rows = json.loads((RUNS / f"prune-{name}{seed_suffix(seed)}" / "report.json").read_text())["rows"]
             first, last = rows[0], rows[-1]
             cells = [f"{100 * first['test_after']:.2f}"]
             cells += [f"{100 * r['test_before']:.2f} → {100 * r['test_after']:.2f}" for r in rows[1:]]

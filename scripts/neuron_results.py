@@ -37,6 +37,11 @@ def schedule(name, *extra, source=BASE):
     return json.loads((out / "report.json").read_text())
 
 
+def seed_suffix(seed):
+    """The run-name suffix of `seed`'s runs: seed 1's runs (the README's main ones) have none."""
+    return "" if seed == 1 else f"-seed{seed}"
+
+
 def train_base(seed=1, arch=("--preset", "lenet5-maxout"), name="fashion-mnist-lenet5-maxout"):
     """Trains (or finishes) the starting network of `seed` (10 epochs, 5,000 validation examples)
     in runs/NAME-seedSEED-val5000; returns that run directory."""

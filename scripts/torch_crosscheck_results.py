@@ -21,7 +21,7 @@ import json
 import os
 import subprocess
 
-from neuron_results import BASE, ROOT, RUNS, write_block
+from neuron_results import BASE, ROOT, RUNS, seed_suffix, write_block
 
 PYTHON = os.environ.get("TORCH_PYTHON", "python3")
 SEEDS = (1, 2, 3)
@@ -82,7 +82,7 @@ def main():
         md.append(f"| {impl} | {start} | {seed} | {' | '.join(cells)} | {delta} |")
 
     for seed in SEEDS:
-        line("maxprune", "trained by maxprune", seed, maxprune_rows("argmax" if seed == 1 else f"argmax-seed{seed}"))
+        line("maxprune", "trained by maxprune", seed, maxprune_rows(f"argmax{seed_suffix(seed)}"))
     line("PyTorch port", "maxprune's network", 1, torch["from-maxprune-seed1"])
     for seed in SEEDS:
         line("PyTorch port", "trained in PyTorch", seed, torch[f"seed{seed}"])

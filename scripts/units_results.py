@@ -18,7 +18,7 @@ Every run and schedule resumes if its directory exists.
 
     cargo build --release && python3 scripts/units_results.py
 """
-from neuron_results import RUNS, schedule, train_base, write_block
+from neuron_results import RUNS, schedule, seed_suffix, train_base, write_block
 
 LENET5 = 431_080
 SEEDS = (1, 2, 3)
@@ -44,7 +44,7 @@ def main():
     ]
     wall = 0.0
     for seed in SEEDS:
-        suffix = "" if seed == 1 else f"-seed{seed}"
+        suffix = seed_suffix(seed)
         base = train_base(seed)
         common = ("--seed", str(seed))
         paper = schedule(f"argmax{suffix}", "--until-k", "1", *common, source=base)
