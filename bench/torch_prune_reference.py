@@ -8,26 +8,28 @@ code. Use it to tell whether a result belongs to the method or to maxprune's imp
 - Data: Fashion-MNIST IDX files (gzip), pixels / 255; the validation split is carved out of
   train with maxprune's own fixed permutation (SplitMix64, seed 0x005eed0f7a11), so both
   programs train, validate and test on the same examples.
-- Network: conv 20@5x5, max-pool 2, conv 50@5x5, max-pool 2, dense 500, dropout 0.5 on the
-  pieces, maxout 125 x 4, dense 10. Caffe's xavier init (uniform +-sqrt(3 / fan_in), zero bias).
+- Network: conv 20@5x5, max-pool 2, conv 50@5x5, max-pool 2, dense 500, relu, dropout 0.5 on
+  the rectified pieces, maxout 125 x 4, dense 10 (the original Caffe network; `--linear` drops
+  the relu, maxprune's experiments/lenet5-maxout-linear.json). Caffe's xavier init (uniform +-sqrt(3 / fan_in), zero bias).
 - Recipe: SGD, momentum 0.9 (no dampening), weight decay 5e-4 on every parameter, batch 64,
   lr = 0.01 * (1 + 1e-4 * iter)^-0.75, restarted with a fresh optimizer for every retraining.
 - Relevance: eval mode (no dropout), over the training split; per unit, how often each piece is
-  the arg-max (ties split equally). Each step removes the least relevant piece of every unit
-  (the lowest index among equals), then retrains `--retrain-epochs` epochs.
+  the arg-max of the rectified pieces (ties split equally, so a contest where every piece is 0
+  adds the same share to each). Each step removes the least relevant piece of every unit (the
+  highest index among equals, as maxprune's `prune::select`), then retrains `--retrain-epochs`
+  epochs.
 
 `--start runs/a/model.safetensors` starts the schedule from a network maxprune trained (tensor
 names `conv1.weight`, ..., PyTorch layouts) instead of training one here, which isolates the
 pruning and retraining from the initial training. `--conv-relu` adds a ReLU after each conv
-layer (maxprune's experiments/lenet5-maxout-conv-relu.json): a network that keeps a
-nonlinearity at k=1.
+layer (with `--linear`: maxprune's experiments/lenet5-maxout-conv-relu.json).
 
 Prints one JSON line per step (k, parameters, validation/test accuracy before and after
 retraining) and, with `--out`, writes them all as one JSON file.
 
     pip install torch numpy safetensors
     python3 bench/torch_prune_reference.py --data ../shared/data/fashion-mnist --seed 1 \
-        [--start runs/a/model.safetensors] [--conv-relu] [--threads 2] [--out torch-schedule.json]
+        [--start runs/a/model.safetensors] [--linear] [--conv-relu] [--threads 2] [--out torch-schedule.json]
 """
 import argparse
 import gzip
@@ -93,9 +95,9 @@ def load(data_dir, val):
 
 
 class Net(nn.Module):
-    def __init__(self, units, k, conv_relu=False):
+    def __init__(self, units, k, conv_relu=False, linear=False):
         super().__init__()
-        self.units, self.k, self.conv_relu = units, k, conv_relu
+        self.units, self.k, self.conv_relu, self.linear = units, k, conv_relu, linear
         self.conv1 = nn.Conv2d(1, 20, 5)
         self.conv2 = nn.Conv2d(20, 50, 5)
         self.fc1 = nn.Linear(800, units * k)
@@ -105,7 +107,8 @@ class Net(nn.Module):
         act = F.relu if self.conv_relu else (lambda t: t)
         x = F.max_pool2d(act(self.conv1(x)), 2)
         x = F.max_pool2d(act(self.conv2(x)), 2)
-        return F.dropout(self.fc1(x.flatten(1)), 0.5, self.training)
+        z = self.fc1(x.flatten(1))
+        return F.dropout(z if self.linear else F.relu(z), 0.5, self.training)
 
     def forward(self, x):
         z = self.pieces(x).reshape(-1, self.units, self.k)
@@ -166,9 +169,9 @@ def prune_one(net, wins):
     """A network with the least relevant piece of every unit removed (rows u*k_new + j)."""
     keep = []
     for u in range(net.units):
-        drop = int(torch.argmin(wins[u]))  # the first of equal minima
+        drop = max(j for j in range(net.k) if wins[u][j] == wins[u].min())  # the last of equal minima
         keep += [u * net.k + j for j in range(net.k) if j != drop]
-    small = Net(net.units, net.k - 1, net.conv_relu)
+    small = Net(net.units, net.k - 1, net.conv_relu, net.linear)
     small.load_state_dict({n: t for n, t in net.state_dict().items() if not n.startswith("fc1.")}, strict=False)
     small.fc1.weight.copy_(net.fc1.weight[keep])
     small.fc1.bias.copy_(net.fc1.bias[keep])
@@ -187,6 +190,7 @@ def main():
     ap.add_argument("--retrain-epochs", type=int, default=5)
     ap.add_argument("--val", type=int, default=5000)
     ap.add_argument("--start", help="a maxprune model.safetensors of lenet5-maxout to start from")
+    ap.add_argument("--linear", action="store_true", help="no ReLU on the pieces (experiments/lenet5-maxout-linear.json)")
     ap.add_argument("--conv-relu", action="store_true", help="a ReLU after each conv layer (not in lenet5-maxout)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", help="write the steps as JSON here")
@@ -195,7 +199,7 @@ def main():
     torch.manual_seed(args.seed)
     train_split, val_split, test_split = load(args.data, args.val)
 
-    net = Net(125, 4, args.conv_relu)
+    net = Net(125, 4, args.conv_relu, args.linear)
     if args.start:
         from safetensors.torch import load_file
 

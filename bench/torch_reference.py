@@ -37,6 +37,7 @@ PRESETS = {
     ],
 }
 PRESETS["lenet5-maxout"] = PRESETS["lenet5"][:6] + [
+    {"kind": "relu"},
     {"kind": "dropout", "p": 0.5},
     {"kind": "maxout", "pieces": {"units": 125, "k": 4}},
     {"kind": "dense", "outputs": 10},

@@ -25,7 +25,7 @@ use maxprune::report::{StepRow, histogram, line_chart, markdown_table};
 use maxprune::reproduce::{ReproduceConfig, reproduce};
 use maxprune::run::RunDir;
 use maxprune::sparse;
-use maxprune::train::{Distillation, Event, Observer, Silent, Splits, TrainConfig, evaluate, train};
+use maxprune::train::{Distillation, Event, Observer, Silent, Splits, TrainConfig, check_classes, evaluate, train};
 use maxprune::verify::{Distance, parse_pairs, verify};
 
 #[derive(Parser)]
@@ -631,14 +631,14 @@ fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> {
 }
 
 fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
-    let dir = if a.resume {
+    let (dir, data) = if a.resume {
         let dir = RunDir::open(&a.out)?;
         if let Some(e) = a.epochs {
             let mut c = dir.config()?;
             c.epochs = e;
             dir.set_config(&c)?;
         }
-        dir
+        (dir, None)
     } else {
         let mut config = match &a.config {
             Some(p) => TrainConfig::from_toml(
@@ -664,10 +664,16 @@ fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
             (None, None) => bail!("give --preset or --spec"),
         };
         let net = Network::init(&a.scale.apply(spec)?, config.seed, &device())?;
-        RunDir::create(&a.out, &net, &config)?
+        // Checked before the directory exists, so a refused run leaves nothing that blocks a retry.
+        let data = load_dataset(&config.dataset, a.data.data_dir.as_deref())?;
+        check_classes(net.spec(), data.classes, &config.dataset)?;
+        (RunDir::create(&a.out, &net, &config)?, Some(data))
     };
     let config = dir.config()?;
-    let data = load_dataset(&config.dataset, a.data.data_dir.as_deref())?;
+    let data = match data {
+        Some(data) => data,
+        None => load_dataset(&config.dataset, a.data.data_dir.as_deref())?,
+    };
     let splits = Splits::new(&data, &config)?;
     let ckpt = train(&dir, &splits, observer(quiet).as_mut())?;
     if let Some(m) = ckpt.history.last() {
@@ -718,7 +724,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         bail!("{}: no dataset recorded; give --dataset", a.run.display());
     };
     let data = load_dataset(&name, a.data.data_dir.as_deref())?;
-    let e = evaluate(&net, &data.test, data.classes, batch);
+    let e = evaluate(&net, &data.test, data.classes, batch)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&e)?);
     } else {
@@ -748,6 +754,7 @@ fn cmd_weights(a: WeightsArgs, quiet: bool) -> Result<()> {
         },
         (None, None) => WeightRule::Quality { conv: 1.0, dense: 1.0 },
     };
+    rule.validate()?;
     let dataset = a.data.dataset.clone().unwrap_or(source.config()?.dataset);
     let data = load_dataset(&dataset, a.data.data_dir.as_deref())?;
     let schedule = WeightSchedule {
@@ -852,7 +859,7 @@ fn cmd_reproduce(a: ReproduceArgs, quiet: bool) -> Result<()> {
     let out = a
         .out
         .unwrap_or_else(|| PathBuf::from(format!("results/lenet5-{}", config.dataset)));
-    let total = 5 * config.seeds.len();
+    let total = maxprune::reproduce::STAGES_PER_SEED * config.seeds.len();
     let mut done = 0;
     let report = reproduce(&config, &data, &out, observer(quiet).as_mut(), &mut |stage| {
         done += 1;
@@ -930,18 +937,19 @@ fn cmd_inspect(a: InspectArgs) -> Result<()> {
         spec.name, spec.input.channels, spec.input.height, spec.input.width
     );
     println!(
-        "{:>3} {:<10} {:<8} {:>12} {:>6} {:>5} {:>12} {:>14}",
-        "#", "kind", "name", "output", "units", "k", "params", "FLOPs"
+        "{:>3} {:<10} {:<8} {:>12} {:>6} {:>5} {:>9} {:>12} {:>14}",
+        "#", "kind", "name", "output", "units", "k", "pieces", "params", "FLOPs"
     );
     for l in &infos {
         println!(
-            "{:>3} {:<10} {:<8} {:>12} {:>6} {:>5} {:>12} {:>14}",
+            "{:>3} {:<10} {:<8} {:>12} {:>6} {:>5} {:>9} {:>12} {:>14}",
             l.index,
             l.kind,
             l.name.as_deref().unwrap_or(""),
             l.output.to_string(),
             l.units.map_or(String::new(), |u| u.to_string()),
             l.k.as_deref().unwrap_or(""),
+            l.rectified.map_or("", |r| if r { "rectified" } else { "linear" }),
             l.params,
             l.flops
         );
@@ -1180,6 +1188,7 @@ fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
         control: a.control,
         retrain: a.retrain.retrain(dataset),
     };
+    config.validate()?;
     run_and_print(&source, &a.out, &config, &data, a.retrain.resume, quiet)?;
     Ok(())
 }

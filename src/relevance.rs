@@ -1,7 +1,8 @@
 //! Relevance of maxout pieces: criteria that score every piece of every maxout layer.
 //!
 //! The paper's criterion ([`ArgmaxFrequency`]) counts, over a data split and with the network
-//! in evaluation mode (no dropout), how often each piece is the maximum of its unit. For a conv
+//! in evaluation mode (no dropout), how often each piece is the maximum of its unit. Pieces are
+//! scored as the max sees them: after the `relu` where the spec rectifies them. For a conv
 //! maxout layer every spatial position of every example is one contest. Other criteria share
 //! the [`Criterion`] trait; none of them knows how tensors are cut.
 
@@ -17,7 +18,15 @@ use crate::model::spec::{ArchSpec, LayerSpec};
 use crate::rng::SplitMix64;
 use crate::train::batch;
 
-/// Who is credited when several pieces of a unit share the maximum (for example all 0).
+/// Who is credited when several pieces of a unit share the maximum.
+///
+/// With rectified pieces (a `relu` between the producer and the maxout, as in the paper's
+/// network) every contest whose pieces are all negative is a tie at 0, and such contests are
+/// common. `split` then adds the same share to every piece of the unit, which shifts the
+/// unit's scores equally and leaves the order of its pieces as `nobody` has it: the per-unit
+/// policy removes the same pieces under either. Policies that compare scores across units
+/// (`threshold`, `global`) do differ: under `split` a unit that is often silent has every piece
+/// raised towards `1/k`, under `nobody` its pieces keep only their real wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TiePolicy {
@@ -92,6 +101,35 @@ impl Relevance {
                     self.spec_fingerprint
                 ),
             ));
+        }
+        let layers: Vec<usize> = self.layers.iter().map(|l| l.layer).collect();
+        if layers != spec.maxout_layers() {
+            return Err(Error::invalid(
+                "relevance",
+                format!(
+                    "{source}: scores for layers {layers:?}, expected each maxout layer once: {:?}",
+                    spec.maxout_layers()
+                ),
+            ));
+        }
+        for l in &self.layers {
+            let LayerSpec::Maxout { pieces } = &spec.layers[l.layer] else {
+                unreachable!("maxout_layers yields maxout layers")
+            };
+            let found: Vec<usize> = l.scores.iter().map(Vec::len).collect();
+            if found != pieces.counts() || l.counts.len() != pieces.units() {
+                return Err(Error::invalid(
+                    "relevance",
+                    format!(
+                        "{source}: layer {}: expected {} units with {} pieces each, found scores for {} units \
+                         with {found:?} pieces",
+                        l.layer,
+                        pieces.units(),
+                        pieces,
+                        found.len()
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -1,7 +1,9 @@
-//! The paper's LeNet-5 table in one call: plain LeNet-5 and `lenet5-maxout` trained, neuron
-//! pruning k=4 -> 1, weight pruning after it, and weight pruning alone on plain LeNet-5, over
-//! several seeds. Every stage is a run or schedule directory, so an interrupted reproduction
-//! resumes where it stopped.
+//! The paper's LeNet-5 table in one call, over several seeds: `lenet5-maxout` trained, neuron
+//! pruning k=4 -> 1 (the paper), whole units removed from it by `contribution` until the
+//! validation rule stops (beyond the paper), weight pruning after that; plain LeNet-5 trained
+//! and weight-pruned alone (Han et al.). Every stopping decision is made on the validation
+//! split. Every stage is a run or schedule directory, so an interrupted reproduction resumes
+//! where it stopped.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,8 +16,10 @@ use crate::error::Result;
 use crate::fsio;
 use crate::model::network::Network;
 use crate::model::presets::Preset;
-use crate::prune::schedule::{Retrain, ScheduleConfig, ScheduleReport, nonzeros, run_schedule};
+use crate::prune::schedule::{Pruner, Retrain, ScheduleConfig, ScheduleReport, nonzeros, run_schedule};
+use crate::prune::select::Policy;
 use crate::prune::weight::{WeightRule, WeightSchedule, dense_sparsity_for};
+use crate::relevance::{CriterionKind, TiePolicy};
 use crate::report::{self, LENET5_PARAMS};
 use crate::run::RunDir;
 use crate::train::{Observer, Splits, TrainConfig, evaluate, train};
@@ -37,6 +41,13 @@ pub struct ReproduceConfig {
     pub tolerance: f64,
     /// Weight-pruning steps.
     pub weight_steps: usize,
+    /// Fraction of the units removed per step of the whole-unit schedule that follows neuron
+    /// pruning.
+    #[serde(default = "default_unit_fraction")]
+    pub unit_fraction: f64,
+    /// At most this many whole-unit steps (the validation rule usually stops them first).
+    #[serde(default = "default_unit_steps")]
+    pub unit_steps: usize,
     /// Weight-pruning targets after neuron pruning (`conv`, `dense`).
     pub after_neurons: (f64, f64),
     /// Weight-pruning targets on plain LeNet-5 (`conv`, `dense`).
@@ -46,6 +57,28 @@ pub struct ReproduceConfig {
     /// until at least this fraction is removed, so its accuracy there is on record.
     pub paper_removed: f64,
 }
+
+fn default_unit_fraction() -> f64 {
+    0.3
+}
+
+fn default_unit_steps() -> usize {
+    5
+}
+
+/// Stages announced per seed (trainings and schedules, the pushed row's included).
+pub const STAGES_PER_SEED: usize = 7;
+
+/// The table's rows, in order, with the paper's figure (MNIST) beside each.
+const ROWS: [(&str, &str); 7] = [
+    ("LeNet-5", "–"),
+    ("LeNet-5 + weight pruning", "92% (Han et al.)"),
+    ("LeNet-5 maxout", "–"),
+    ("+ neuron pruning (the paper's k=4 → 1)", "74%"),
+    ("+ whole units removed (beyond the paper)", "74%"),
+    ("+ neuron + weight pruning", "92%"),
+    ("+ neuron + weight pruning, pushed to the paper's figure", "92%"),
+];
 
 impl ReproduceConfig {
     /// The full experiment on `dataset`: 10 epochs, 5 retraining epochs per step, 5,000
@@ -59,6 +92,8 @@ impl ReproduceConfig {
             val: 5000,
             tolerance: 0.3,
             weight_steps: 3,
+            unit_fraction: default_unit_fraction(),
+            unit_steps: default_unit_steps(),
             after_neurons: (0.6, 0.8),
             lenet5_alone: (0.6, 0.92),
             paper_removed: 0.92,
@@ -75,6 +110,7 @@ impl ReproduceConfig {
             val: 200,
             tolerance: 100.0,
             weight_steps: 1,
+            unit_steps: 1,
             paper_removed: 0.95,
             ..ReproduceConfig::full("embedded", seeds)
         }
@@ -120,7 +156,7 @@ fn measure(dir: &RunDir, data: &Dataset, seconds: f64) -> Result<Measured> {
         sparse_bytes: crate::sparse::encode(&net, Some(&config.dataset)).len(),
         dense_bytes: net.to_safetensors().len(),
         flops: net.spec().flops()?,
-        accuracy: evaluate(&net, &data.test, data.classes, config.eval_batch_size).accuracy,
+        accuracy: evaluate(&net, &data.test, data.classes, config.eval_batch_size)?.accuracy,
         seconds,
     })
 }
@@ -130,6 +166,55 @@ fn final_dir(out: &Path, report: &ScheduleReport, source: &RunDir) -> RunDir {
         source.clone()
     } else {
         RunDir::open(&out.join(format!("step-{:02}", report.final_step))).expect("finished steps are run directories")
+    }
+}
+
+/// What one seed's stages share: where they write and whom they tell.
+struct Stages<'a> {
+    config: &'a ReproduceConfig,
+    data: &'a Dataset,
+    seed: u64,
+    seed_dir: &'a Path,
+    observer: &'a mut dyn Observer,
+    stage: &'a mut dyn FnMut(&str),
+}
+
+impl Stages<'_> {
+    /// Trains (or resumes) `preset` for this seed; returns its run and its recorded seconds.
+    fn train(&mut self, preset: Preset) -> Result<(RunDir, f64)> {
+        let name = serde_json::to_value(preset).expect("serializes");
+        let dir_path = self.seed_dir.join(name.as_str().expect("preset names are strings"));
+        (self.stage)(&format!("seed {}: train {}", self.seed, dir_path.display()));
+        let tc = TrainConfig {
+            dataset: self.config.dataset.clone(),
+            epochs: self.config.epochs,
+            seed: self.seed,
+            val: self.config.val,
+            ..TrainConfig::default()
+        };
+        let dir = if dir_path.join("spec.json").exists() {
+            RunDir::open(&dir_path)?
+        } else {
+            RunDir::create(
+                &dir_path,
+                &Network::init(&preset.spec(), self.seed, &crate::device())?,
+                &tc,
+            )?
+        };
+        let ckpt = train(&dir, &Splits::new(self.data, &tc)?, self.observer)?;
+        // Recorded per epoch, so a resumed stage reports the time it really took.
+        Ok((dir, ckpt.history.iter().map(|m| m.train_seconds).sum::<f64>()))
+    }
+
+    /// Runs (or resumes) one schedule from `source` into `name`; returns its final network's
+    /// run and the seconds its steps took.
+    fn schedule(&mut self, source: &RunDir, name: &str, pruner: &dyn Pruner) -> Result<(RunDir, f64)> {
+        let dir = self.seed_dir.join(name);
+        (self.stage)(&format!("seed {}: {}", self.seed, dir.display()));
+        let resume = dir.join("schedule.json").exists();
+        let report = run_schedule(source, &dir, pruner, self.data, resume, self.observer, &mut |_| {})?;
+        let seconds = report.rows.iter().skip(1).map(|r| r.seconds).sum();
+        Ok((final_dir(&dir, &report, source), seconds))
     }
 }
 
@@ -163,55 +248,35 @@ pub fn reproduce(
         steps: config.weight_steps,
         retrain: retrain(seed),
     };
-    let mut rows: Vec<(String, Vec<Measured>)> = [
-        "LeNet-5",
-        "LeNet-5 + weight pruning",
-        "LeNet-5 maxout",
-        "+ neuron pruning",
-        "+ neuron + weight pruning",
-        "+ neuron + weight pruning, pushed to the paper's figure",
-    ]
-    .iter()
-    .map(|n| (n.to_string(), Vec::new()))
-    .collect();
+    let mut rows: Vec<(String, Vec<Measured>)> = ROWS.iter().map(|(n, _)| (n.to_string(), Vec::new())).collect();
     for &seed in &config.seeds {
         let seed_dir = out.join(format!("seed-{seed}"));
-        let mut base = Vec::new();
-        for preset in [Preset::Lenet5, Preset::Lenet5Maxout] {
-            let name = serde_json::to_value(preset).expect("serializes");
-            let dir_path = seed_dir.join(name.as_str().expect("preset names are strings"));
-            stage(&format!("seed {seed}: train {}", dir_path.display()));
-            let tc = TrainConfig {
-                dataset: config.dataset.clone(),
-                epochs: config.epochs,
-                seed,
-                val: config.val,
-                ..TrainConfig::default()
-            };
-            let dir = if dir_path.join("spec.json").exists() {
-                RunDir::open(&dir_path)?
-            } else {
-                RunDir::create(&dir_path, &Network::init(&preset.spec(), seed, &crate::device())?, &tc)?
-            };
-            let ckpt = train(&dir, &Splits::new(data, &tc)?, observer)?;
-            // Recorded per epoch, so a resumed stage reports the time it really took.
-            base.push((dir, ckpt.history.iter().map(|m| m.train_seconds).sum::<f64>()));
-        }
-        let (lenet, maxout) = (&base[0], &base[1]);
-        let mut run =
-            |source: &RunDir, name: &str, pruner: &dyn crate::prune::schedule::Pruner| -> Result<(RunDir, f64)> {
-                let dir = seed_dir.join(name);
-                stage(&format!("seed {seed}: {}", dir.display()));
-                let resume = dir.join("schedule.json").exists();
-                let report = run_schedule(source, &dir, pruner, data, resume, observer, &mut |_| {})?;
-                let seconds = report.rows.iter().skip(1).map(|r| r.seconds).sum();
-                Ok((final_dir(&dir, &report, source), seconds))
-            };
+        // The maxout network's stages first: they are the paper's, and the longest.
+        let mut ctx = Stages {
+            config,
+            data,
+            seed,
+            seed_dir: &seed_dir,
+            observer: &mut *observer,
+            stage: &mut *stage,
+        };
+        let maxout = ctx.train(Preset::Lenet5Maxout)?;
         let neurons = ScheduleConfig::paper(Some(1), None, retrain(seed));
-        let lenet_w = run(&lenet.0, "lenet5-weights", &weights(config.lenet5_alone, seed))?;
-        let maxout_n = run(&maxout.0, "lenet5-maxout-neurons", &neurons)?;
-        let maxout_nw = run(
-            &maxout_n.0,
+        let maxout_n = ctx.schedule(&maxout.0, "lenet5-maxout-neurons", &neurons)?;
+        let units = ScheduleConfig {
+            criterion: CriterionKind::Contribution,
+            ties: TiePolicy::Split,
+            policy: Policy::Units {
+                fraction: config.unit_fraction,
+            },
+            until_k: None,
+            steps: Some(config.unit_steps),
+            control: false,
+            retrain: retrain(seed),
+        };
+        let maxout_u = ctx.schedule(&maxout_n.0, "lenet5-maxout-units", &units)?;
+        let maxout_nw = ctx.schedule(
+            &maxout_u.0,
             "lenet5-maxout-neurons-weights",
             &weights(config.after_neurons, seed),
         )?;
@@ -229,11 +294,18 @@ pub fn reproduce(
                         ..retrain(seed)
                     },
                 };
-                run(&maxout_nw.0, "lenet5-maxout-paper-reduction", &push)?
+                ctx.schedule(&maxout_nw.0, "lenet5-maxout-paper-reduction", &push)?
             }
-            None => (maxout_nw.0.clone(), 0.0),
+            None => {
+                (ctx.stage)(&format!(
+                    "seed {seed}: the row above already reaches the paper's figure"
+                ));
+                (maxout_nw.0.clone(), 0.0)
+            }
         };
-        let all = [lenet, &lenet_w, maxout, &maxout_n, &maxout_nw, &pushed];
+        let lenet = ctx.train(Preset::Lenet5)?;
+        let lenet_w = ctx.schedule(&lenet.0, "lenet5-weights", &weights(config.lenet5_alone, seed))?;
+        let all = [&lenet, &lenet_w, &maxout, &maxout_n, &maxout_u, &maxout_nw, &pushed];
         for (row, (dir, secs)) in rows.iter_mut().zip(all) {
             row.1.push(measure(dir, data, *secs)?);
         }
@@ -286,8 +358,7 @@ fn write(out: &Path, r: &ReproduceReport) -> Result<()> {
     );
     md += "| network | params | nonzeros | removed vs 431,080 | paper (MNIST) | sparse file | dense file | FLOPs | test accuracy | time |\n\
            |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-    let paper = ["–", "92% (Han et al.)", "–", "74%", "92%", "92%"];
-    for ((name, ms), paper) in r.rows.iter().zip(paper) {
+    for ((name, ms), (_, paper)) in r.rows.iter().zip(ROWS) {
         let avg = |f: &dyn Fn(&Measured) -> f64| mean_std(&ms.iter().map(f).collect::<Vec<_>>()).0;
         let (acc, sd) = mean_std(&ms.iter().map(|m| 100.0 * m.accuracy).collect::<Vec<_>>());
         let nz = avg(&|m| m.nonzeros as f64);

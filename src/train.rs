@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::dataset::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::model::network::{Network, ParamMapper};
-use crate::model::spec::InputShape;
+use crate::model::spec::{ArchSpec, InputShape};
 use crate::rng::SplitMix64;
 use crate::run::{Checkpoint, RunDir};
 
@@ -116,8 +116,16 @@ impl TrainConfig {
     /// Checks the values; errors name the field.
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, msg: &str| Err(Error::invalid("config", format!("{field}: {msg}")));
-        if self.batch_size == 0 || self.eval_batch_size == 0 {
-            return bad("batch_size", "expected at least 1");
+        if self.batch_size == 0 {
+            return bad("batch_size", "expected at least 1, found 0");
+        }
+        if self.eval_batch_size == 0 {
+            return bad("eval_batch_size", "expected at least 1, found 0");
+        }
+        for (field, v) in [("lr_gamma", self.lr_gamma), ("lr_power", self.lr_power)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(field, &format!("expected a finite number >= 0, found {v}"));
+            }
         }
         if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
             return bad("base_lr", "expected a positive number");
@@ -382,8 +390,34 @@ fn load_teacher(teacher: &Teacher, student: &Network, device: &Device) -> Result
     Ok(net)
 }
 
-/// Evaluates `net` on `split` in evaluation mode (no dropout).
-pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize) -> Evaluation {
+/// Checks that a network of `spec` has an output for each of the `classes` labels of the
+/// dataset `data` (a label at or above the outputs has no score to be compared with).
+pub fn check_classes(spec: &ArchSpec, classes: usize, data: &str) -> Result<()> {
+    let outputs = spec.classes()?;
+    if outputs < classes {
+        return Err(Error::invalid(
+            "network",
+            format!(
+                "{}: the last layer has {outputs} outputs, but the dataset {data} has {classes} classes \
+                 (labels 0..={}): expected at least {classes} outputs",
+                spec.name,
+                classes - 1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Evaluates `net` on `split` in evaluation mode (no dropout); `classes` is the dataset's
+/// class count, checked against the network's outputs first ([`check_classes`]).
+pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize) -> Result<Evaluation> {
+    check_classes(net.spec(), classes, "being evaluated")?;
+    if split.is_empty() {
+        return Err(Error::invalid(
+            "dataset",
+            "0 images to evaluate on; expected at least 1",
+        ));
+    }
     let device = net.device().clone().without_autodiff();
     let net = net.clone().to_device(&device);
     let mut correct = vec![0usize; classes];
@@ -402,7 +436,7 @@ pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize)
         }
     }
     let n = split.len().max(1);
-    Evaluation {
+    Ok(Evaluation {
         accuracy: correct.iter().sum::<usize>() as f64 / n as f64,
         loss: loss_sum / n as f64,
         per_class: correct
@@ -411,7 +445,7 @@ pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize)
             .map(|(&c, &t)| if t == 0 { 0.0 } else { c as f64 / t as f64 })
             .collect(),
         examples: split.len(),
-    }
+    })
 }
 
 /// One row of `metrics.csv`.
@@ -494,6 +528,14 @@ impl Splits {
         } else {
             (data.train.clone(), None)
         };
+        for (split, n) in [("training", train.len()), ("test", data.test.len())] {
+            if n == 0 {
+                return Err(Error::invalid(
+                    "dataset",
+                    format!("{}: 0 {split} images; expected at least 1", config.dataset),
+                ));
+            }
+        }
         Ok(Splits {
             train,
             val,
@@ -510,6 +552,16 @@ impl Splits {
 pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Result<Checkpoint> {
     let config = dir.config()?;
     let mut ckpt = dir.checkpoint()?;
+    check_classes(ckpt.net.spec(), splits.classes, &config.dataset)?;
+    if ckpt.net.num_params() == 0 {
+        return Err(Error::invalid(
+            "network",
+            format!(
+                "{}: no conv or dense layer, so nothing to train; expected at least one",
+                ckpt.net.spec().name
+            ),
+        ));
+    }
     let device = ckpt.net.device().clone().without_autodiff();
     let input = ckpt.net.spec().input;
     let n = splits.train.len();
@@ -575,8 +627,9 @@ pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Resu
             val: splits
                 .val
                 .as_ref()
-                .map(|v| evaluate(&ckpt.net, v, splits.classes, config.eval_batch_size)),
-            test: evaluate(&ckpt.net, &splits.test, splits.classes, config.eval_batch_size),
+                .map(|v| evaluate(&ckpt.net, v, splits.classes, config.eval_batch_size))
+                .transpose()?,
+            test: evaluate(&ckpt.net, &splits.test, splits.classes, config.eval_batch_size)?,
             train_seconds,
             train_img_per_s: n as f64 / train_seconds,
         };

@@ -421,7 +421,9 @@ fn reproduce_quick_writes_the_table_and_resumes() {
     for row in [
         "| LeNet-5 |",
         "| LeNet-5 + weight pruning |",
-        "| + neuron pruning | 126955 |",
+        "| + neuron pruning (the paper's k=4 → 1) | 126955 |",
+        // one whole-unit step of 30% from 125 units of k=1: 88 units
+        "| + whole units removed (beyond the paper) | 96948 |",
         "| + neuron + weight pruning |",
     ] {
         assert!(out.contains(row), "{row} missing in:\n{out}");
@@ -448,8 +450,12 @@ fn reproduce_quick_writes_the_table_and_resumes() {
     ] {
         assert!(tmp.path().join("r").join(f).exists(), "{f}");
     }
-    // every stage is finished: a second invocation trains nothing and reports the same rows
-    let again = ok(&maxprune(&args, tmp.path()));
+    // every stage is finished: a second invocation trains nothing and reports the same rows,
+    // and its progress counts every stage once
+    let loud = maxprune(&args[..args.len() - 1], tmp.path());
+    let again = ok(&loud);
+    let stderr = String::from_utf8_lossy(&loud.stderr);
+    assert!(stderr.contains("[7/7]") && !stderr.contains("[8/"), "{stderr}");
     let rows = |s: &str| {
         s.lines()
             .filter(|l| l.starts_with("| "))
@@ -569,4 +575,179 @@ fn a_backend_left_out_of_the_build_is_a_clear_error() {
         let out = maxprune(&["--device", "wgpu", "inspect", "--preset", "lenet5"], tmp.path());
         fails_with(&out, "--features wgpu");
     }
+}
+
+#[test]
+fn a_run_directory_from_before_rectified_pieces_evaluates_as_it_was_trained() {
+    // fixtures/pre-rectified-run/spec.json is `lenet5-maxout` as the presets wrote it before
+    // the relu on the pieces (no relu between fc1 and the maxout).
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pre-rectified-run/spec.json");
+    let spec = spec.to_str().unwrap();
+    let args = [
+        "train",
+        "--spec",
+        spec,
+        "--dataset",
+        "embedded",
+        "--epochs",
+        "1",
+        "--out",
+        "old",
+        "-q",
+    ];
+    ok(&maxprune(&args, tmp.path()));
+    let shows = |args: &[&str]| ok(&maxprune(args, tmp.path()));
+    assert!(shows(&["inspect", "old"]).contains("linear"));
+    assert!(shows(&["inspect", "--preset", "lenet5-maxout"]).contains("rectified"));
+    let e = json(&maxprune(&["eval", "old", "--json"], tmp.path()));
+    assert!(e["accuracy"].as_f64().unwrap() > 0.3, "{e}");
+    // Its weights are never read as the new preset: that spec.json is refused.
+    std::fs::create_dir(tmp.path().join("relabelled")).unwrap();
+    for f in std::fs::read_dir(tmp.path().join("old")).unwrap() {
+        let f = f.unwrap();
+        if f.file_type().unwrap().is_file() {
+            std::fs::copy(f.path(), tmp.path().join("relabelled").join(f.file_name())).unwrap();
+        }
+    }
+    let preset = json(&maxprune(
+        &["inspect", "--preset", "lenet5-maxout", "--json"],
+        tmp.path(),
+    ));
+    assert_eq!(preset["params"], 427_330);
+    let new_spec = maxprune_spec_json(tmp.path());
+    std::fs::write(tmp.path().join("relabelled/spec.json"), new_spec).unwrap();
+    fails_with(&maxprune(&["eval", "relabelled"], tmp.path()), "architecture");
+}
+
+/// The current `lenet5-maxout` preset's spec.json, as `train` writes it.
+fn maxprune_spec_json(cwd: &Path) -> String {
+    train_embedded(cwd, "lenet5-maxout", "new", &[]);
+    std::fs::read_to_string(cwd.join("new/spec.json")).unwrap()
+}
+
+#[test]
+fn regression_labels_beyond_the_outputs_are_refused_before_a_run_exists() {
+    // Seen: `index 7 out of bounds` in the loss's gather, and a directory left behind that
+    // refused the retry as "already holds a run".
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "train",
+        "--preset",
+        "lenet5-maxout",
+        "--dataset",
+        "embedded",
+        "--epochs",
+        "1",
+        "--out",
+        "a",
+        "-q",
+    ];
+    let out = maxprune(&[&args[..], &["--classes", "5"]].concat(), tmp.path());
+    fails_with(&out, "5 outputs, but the dataset embedded has 10 classes");
+    assert!(!tmp.path().join("a").exists());
+    ok(&maxprune(&args, tmp.path()));
+}
+
+#[test]
+fn regression_numbers_out_of_range_or_nan_are_refused_at_the_boundary() {
+    // Seen: `--tolerance NaN` rejected every step, `--tau NaN` kept every piece, `--quality NaN`
+    // removed 99.7% of the weights, `--per-step 0`, `--until-k 0`, negative tolerances,
+    // duplicate `--sparsity` keys and `lr_gamma = nan` were accepted.
+    let tmp = tempfile::tempdir().unwrap();
+    train_embedded(tmp.path(), "seed-lenet", "a", &["--val", "200"]);
+    let neurons = [
+        "prune",
+        "neurons",
+        "a",
+        "--out",
+        "b",
+        "--val",
+        "200",
+        "--retrain-epochs",
+        "1",
+    ];
+    for (extra, needle) in [
+        (
+            &["--tolerance", "NaN"][..],
+            "tolerance: expected a finite number of points >= 0, found NaN",
+        ),
+        (&["--tolerance=-1"][..], "found -1"),
+        (
+            &["--policy", "threshold", "--tau", "NaN"][..],
+            "threshold: expected a finite score >= 0",
+        ),
+        (
+            &["--policy", "global", "--fraction", "NaN"][..],
+            "fraction: expected [0, 1), found NaN",
+        ),
+        (&["--per-step", "0"][..], "at least 1 piece per unit and step"),
+        (&["--until-k", "0"][..], "until k: expected at least 1"),
+        (&["--retrain-lr", "NaN"][..], "retraining learning rate"),
+    ] {
+        fails_with(&maxprune(&[&neurons[..], extra].concat(), tmp.path()), needle);
+        assert!(!tmp.path().join("b").exists(), "{extra:?} left an output behind");
+    }
+    let weights = [
+        "prune",
+        "weights",
+        "a",
+        "--out",
+        "c",
+        "--val",
+        "200",
+        "--retrain-epochs",
+        "1",
+    ];
+    for (extra, needle) in [
+        (
+            &["--quality", "NaN"][..],
+            "quality factor of conv layers: expected a finite number >= 0, found NaN",
+        ),
+        (&["--sparsity", "dense=0.5,dense=0.6"][..], "'dense' is given twice"),
+    ] {
+        fails_with(&maxprune(&[&weights[..], extra].concat(), tmp.path()), needle);
+    }
+    std::fs::write(tmp.path().join("t.toml"), "lr_gamma = nan\n").unwrap();
+    let out = maxprune(
+        &[
+            "train",
+            "--preset",
+            "seed-lenet",
+            "--config",
+            "t.toml",
+            "--dataset",
+            "embedded",
+            "--out",
+            "d",
+        ],
+        tmp.path(),
+    );
+    fails_with(&out, "lr_gamma: expected a finite number >= 0, found NaN");
+}
+
+#[test]
+fn regression_a_schedule_never_writes_into_a_run_directory() {
+    // Seen: `prune neurons` and `prune weights` wrote into an existing run directory, even
+    // their own starting run.
+    let tmp = tempfile::tempdir().unwrap();
+    train_embedded(tmp.path(), "seed-lenet", "a", &["--val", "200"]);
+    train_embedded(tmp.path(), "seed-lenet", "other", &["--val", "200"]);
+    for out in ["a", "other"] {
+        for kind in ["neurons", "weights"] {
+            let args = [
+                "prune",
+                kind,
+                "a",
+                "--out",
+                out,
+                "--val",
+                "200",
+                "--retrain-epochs",
+                "1",
+            ];
+            fails_with(&maxprune(&args, tmp.path()), "holds a run directory");
+        }
+    }
+    assert!(!tmp.path().join("a/schedule.json").exists());
 }

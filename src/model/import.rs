@@ -6,8 +6,10 @@
 //! its classifier tensors feed the dense layers. A tensor of the spec's shape is copied. A dense
 //! weight whose inputs are k times the spec's (a dense layer that now reads maxout units instead
 //! of the k-times-wider ReLU layer it was trained on) gets each unit's k columns summed, which
-//! reproduces the original layer exactly when a unit's pieces agree. Anything else (a classifier
-//! for another number of classes, say) keeps the fresh initialisation and is reported.
+//! reproduces the original layer exactly when a unit's pieces agree. `vgg16-maxout` keeps the
+//! ReLU that follows torchvision's fc6 and fc7 before its maxout layers, so a copied fc6 or fc7
+//! row is still a rectified feature of the pretrained network. Anything else (a classifier for
+//! another number of classes, say) keeps the fresh initialisation and is reported.
 
 use std::collections::BTreeMap;
 

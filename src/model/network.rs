@@ -680,11 +680,13 @@ pub(crate) mod tests {
                 pieces: Pieces::Uniform { units: 5, k: 4 },
             },
         );
-        spec.layers[6] = LayerSpec::Dense {
+        let fc1 = spec.layers.iter().position(|l| l.name() == Some("fc1")).unwrap();
+        spec.layers[fc1] = LayerSpec::Dense {
             name: "fc1".into(),
             outputs: 9,
         };
-        spec.layers[8] = LayerSpec::Maxout {
+        let m = spec.maxout_layers()[1];
+        spec.layers[m] = LayerSpec::Maxout {
             pieces: Pieces::from_counts(vec![4, 1, 3, 1]),
         };
         spec

@@ -12,15 +12,17 @@ pub enum Preset {
     /// Caffe's LeNet: conv 20@5x5, pool 2, conv 50@5x5, pool 2, dense 500, relu, dense 10
     /// (431,080 parameters).
     Lenet5,
-    /// LeNet with dense 500 grouped into 125 maxout units of k=4, dropout 0.5 on the pieces
-    /// during training (427,330 parameters).
+    /// The paper's network (its Caffe `get_mnist_lenet`): LeNet with dense 500, relu, dropout
+    /// 0.5 during training, then 125 maxout units of k=4 over the rectified pieces (427,330
+    /// parameters). `experiments/lenet5-maxout-linear.json` is the same without the relu.
     Lenet5Maxout,
-    /// The seed code's net: conv 20, conv 52, dense 256 in 64 maxout units of k=4
-    /// (240,470 parameters).
+    /// A smaller variant of the same shape: conv 20, conv 52, dense 256, relu, dropout, 64
+    /// maxout units of k=4 (240,470 parameters).
     SeedLenet,
     /// VGG16 for 224x224x3 input and 1000 classes (138,357,544 parameters).
     Vgg16,
-    /// VGG16 with fc6 and fc7 as maxout layers of k=4 (1024 units each).
+    /// VGG16 with fc6 and fc7 as maxout layers of k=4 (1024 units each) over rectified pieces:
+    /// torchvision's fc6 and fc7 are followed by a ReLU, so imported weights keep their meaning.
     Vgg16Maxout,
 }
 
@@ -107,12 +109,24 @@ impl Preset {
             Preset::Lenet5Maxout => lenet(
                 "lenet5-maxout",
                 50,
-                vec![dense("fc1", 500), dropout, maxout(125, 4), dense("fc2", 10)],
+                vec![
+                    dense("fc1", 500),
+                    LayerSpec::Relu,
+                    dropout,
+                    maxout(125, 4),
+                    dense("fc2", 10),
+                ],
             ),
             Preset::SeedLenet => lenet(
                 "seed-lenet",
                 52,
-                vec![dense("fc1", 256), dropout, maxout(64, 4), dense("fc2", 10)],
+                vec![
+                    dense("fc1", 256),
+                    LayerSpec::Relu,
+                    dropout,
+                    maxout(64, 4),
+                    dense("fc2", 10),
+                ],
             ),
             Preset::Vgg16 => vgg16(
                 "vgg16",
@@ -130,9 +144,11 @@ impl Preset {
                 "vgg16-maxout",
                 vec![
                     dense("fc6", 4096),
+                    LayerSpec::Relu,
                     dropout.clone(),
                     maxout(1024, 4),
                     dense("fc7", 4096),
+                    LayerSpec::Relu,
                     dropout,
                     maxout(1024, 4),
                     dense("fc8", 1000),
@@ -214,12 +230,21 @@ mod tests {
     fn experiment_specs_are_lenet5_maxout_variants() {
         // The README's variant experiments read these files: each must still parse and differ
         // from lenet5-maxout only as its name says.
-        let base = Preset::Lenet5Maxout.spec();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
         let load = |name: &str| {
             let text = std::fs::read_to_string(dir.join(name)).unwrap();
             ArchSpec::from_json(&text, name).unwrap()
         };
+        // The linear variant is the preset less the relu on the pieces; the other variants
+        // were made from the linear network.
+        let rectified = Preset::Lenet5Maxout.spec();
+        let base = load("lenet5-maxout-linear.json");
+        let m = rectified.maxout_layers()[0];
+        assert!(rectified.rectified_pieces(m) && !base.rectified_pieces(m));
+        let mut unrectified = rectified.layers.clone();
+        unrectified.remove(unrectified.iter().position(|l| *l == LayerSpec::Relu).unwrap());
+        assert_eq!(unrectified, base.layers);
+        assert_eq!(base.num_params().unwrap(), 427_330);
         let relu = load("lenet5-maxout-conv-relu.json");
         assert_eq!(relu.num_params().unwrap(), base.num_params().unwrap());
         let without_relu: Vec<_> = relu.layers.iter().filter(|l| **l != LayerSpec::Relu).cloned().collect();

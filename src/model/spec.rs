@@ -10,6 +10,16 @@ use crate::error::{Error, Result};
 /// Version of the `spec.json` format written by this build.
 pub const SPEC_FORMAT_VERSION: u32 = 1;
 
+/// Most layers a spec may have.
+pub const MAX_LAYERS: usize = 10_000;
+/// Largest input side, kernel, stride and padding, in pixels.
+pub const MAX_SIDE: usize = 1 << 16;
+/// Most elements of one parameter tensor or of one layer's activation per example (2^30: 4 GiB
+/// of f32), checked before anything is allocated.
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 30;
+/// Most parameters of a whole network (2^31: 8 GiB of f32).
+pub const MAX_PARAMS: usize = 1 << 31;
+
 /// Shape of the network's input: channels, height, width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputShape {
@@ -75,8 +85,8 @@ impl Pieces {
     /// Total number of pieces (the producer's width).
     pub fn total(&self) -> usize {
         match self {
-            Pieces::Uniform { units, k } => units * k,
-            Pieces::Ragged { per_unit } => per_unit.iter().sum(),
+            Pieces::Uniform { units, k } => units.saturating_mul(*k),
+            Pieces::Ragged { per_unit } => per_unit.iter().fold(0, |a: usize, &c| a.saturating_add(c)),
         }
     }
 
@@ -150,8 +160,10 @@ pub enum LayerSpec {
         /// Probability of dropping an element, in `[0, 1)`.
         p: f32,
     },
-    /// Maxout over groups of the preceding conv or dense layer's outputs (dropout may stand
-    /// between them): `h_u = max_j z_{u,j}`.
+    /// Maxout over groups of the preceding conv or dense layer's outputs: `h_u = max_j z_{u,j}`.
+    /// A `relu` and a `dropout` may stand between them, as in the paper's network
+    /// (`dense -> relu -> dropout -> maxout`): the pieces are then rectified, `h_u = max_j
+    /// relu(z_{u,j}) = relu(max_j z_{u,j})`, and a unit of one piece is a ReLU, not the identity.
     Maxout {
         /// Pieces per unit.
         pieces: Pieces,
@@ -239,6 +251,9 @@ pub struct LayerInfo {
     pub units: Option<usize>,
     /// Pieces per unit (maxout layers only; `lo..hi` when ragged).
     pub k: Option<String>,
+    /// Whether the max is taken over rectified pieces (maxout layers only; see
+    /// [`ArchSpec::rectified_pieces`]).
+    pub rectified: Option<bool>,
     /// Number of parameters.
     pub params: usize,
     /// Floating-point operations for one example: 2 x multiply-accumulates of conv and dense
@@ -324,9 +339,25 @@ impl ArchSpec {
                 format!("input: expected positive sizes, found {channels}x{height}x{width}"),
             ));
         }
+        if channels.max(height).max(width) > MAX_SIDE || channels * height * width > MAX_TENSOR_ELEMENTS {
+            return Err(Error::invalid(
+                "spec",
+                format!(
+                    "input: {channels}x{height}x{width} exceeds the limits of {MAX_SIDE} per side and \
+                     {MAX_TENSOR_ELEMENTS} values"
+                ),
+            ));
+        }
         if self.layers.is_empty() {
             return Err(Error::invalid("spec", "layers: expected at least one layer"));
         }
+        if self.layers.len() > MAX_LAYERS {
+            return Err(Error::invalid(
+                "spec",
+                format!("layers: {} exceeds the limit of {MAX_LAYERS}", self.layers.len()),
+            ));
+        }
+        let mut total_params = 0usize;
         let mut shape = ActShape::Map([channels, height, width]);
         let mut names = std::collections::HashSet::new();
         let mut infos = Vec::with_capacity(self.layers.len());
@@ -355,6 +386,12 @@ impl ArchSpec {
                     if *filters == 0 || *kernel == 0 || *stride == 0 {
                         return Err(invalid(i, layer, "expected positive filters, kernel and stride"));
                     }
+                    check_sides(
+                        i,
+                        layer,
+                        &[("kernel", *kernel), ("stride", *stride), ("padding", *padding)],
+                    )?;
+                    check_elements(i, layer, "filters", &[*filters])?;
                     let (ho, wo) = (
                         out_size(h, *kernel, *stride, *padding),
                         out_size(w, *kernel, *stride, *padding),
@@ -366,8 +403,10 @@ impl ArchSpec {
                             format!("output size {ho}x{wo} from input {input}: expected positive"),
                         ));
                     }
-                    let macs = filters * c * kernel * kernel;
-                    (ActShape::Map([*filters, ho, wo]), macs + filters, 2 * macs * ho * wo)
+                    let weights = check_elements(i, layer, "weight", &[*filters, c, *kernel, *kernel])?;
+                    let out = ActShape::Map([*filters, ho, wo]);
+                    check_elements(i, layer, "output", &[*filters, ho, wo])?;
+                    (out, weights + filters, flops(&[weights, ho, wo]))
                 }
                 LayerSpec::MaxPool { kernel, stride } => {
                     let ActShape::Map([c, h, w]) = input else {
@@ -380,6 +419,7 @@ impl ArchSpec {
                     if *kernel == 0 || *stride == 0 {
                         return Err(invalid(i, layer, "expected positive kernel and stride"));
                     }
+                    check_sides(i, layer, &[("kernel", *kernel), ("stride", *stride)])?;
                     let (ho, wo) = (out_size(h, *kernel, *stride, 0), out_size(w, *kernel, *stride, 0));
                     if ho == 0 || wo == 0 {
                         return Err(invalid(
@@ -402,7 +442,8 @@ impl ArchSpec {
                     if *outputs == 0 {
                         return Err(invalid(i, layer, "expected at least one output"));
                     }
-                    (ActShape::Flat(*outputs), n * outputs + outputs, 2 * n * outputs)
+                    let weights = check_elements(i, layer, "weight", &[n, *outputs])?;
+                    (ActShape::Flat(*outputs), weights + outputs, flops(&[weights]))
                 }
                 LayerSpec::Relu => (input, 0, 0),
                 LayerSpec::Dropout { p } => {
@@ -421,10 +462,22 @@ impl ArchSpec {
                     (out, 0, 0)
                 }
             };
-            let (units, k) = match layer {
-                LayerSpec::Maxout { pieces } => (Some(pieces.units()), Some(pieces.to_string())),
-                _ => (None, None),
+            let (units, k, rectified) = match layer {
+                LayerSpec::Maxout { pieces } => (
+                    Some(pieces.units()),
+                    Some(pieces.to_string()),
+                    Some(self.rectified_pieces(i)),
+                ),
+                _ => (None, None, None),
             };
+            total_params = total_params.saturating_add(params);
+            if total_params > MAX_PARAMS {
+                return Err(invalid(
+                    i,
+                    layer,
+                    format!("the network reaches {total_params} parameters here, over the limit of {MAX_PARAMS}"),
+                ));
+            }
             infos.push(LayerInfo {
                 index: i,
                 kind: layer.kind(),
@@ -433,6 +486,7 @@ impl ArchSpec {
                 output,
                 units,
                 k,
+                rectified,
                 params,
                 flops,
             });
@@ -456,10 +510,19 @@ impl ArchSpec {
             return Err(invalid(i, layer, format!("unit {u}: expected k >= 1 pieces, found 0")));
         }
         if self.producer_of(i).is_none() {
+            let found = self.layers[..i]
+                .iter()
+                .rev()
+                .find(|l| !is_piecewise(l))
+                .map_or("the input", LayerSpec::kind);
             return Err(invalid(
                 i,
                 layer,
-                "expected a conv2d or dense layer before it (dropout may stand between)",
+                format!(
+                    "expected a conv2d or dense layer before it (only relu and dropout may stand between, \
+                     since they act on each piece alone), found {found}: its pieces would not be one \
+                     layer's outputs, so they could not be pruned"
+                ),
             ));
         }
         let width = input.channels();
@@ -467,7 +530,7 @@ impl ArchSpec {
             let msg = match pieces {
                 Pieces::Uniform { units, k } => format!(
                     "{units} units of k={k} need a producer width of {}, found {width} (width must be units x k)",
-                    units * k
+                    units.saturating_mul(*k)
                 ),
                 Pieces::Ragged { .. } => format!(
                     "the per-unit pieces sum to {}, but the producer's width is {width}",
@@ -493,11 +556,12 @@ impl ArchSpec {
             .filter(|&c| !matches!(self.layers[c], LayerSpec::Maxout { .. }))
     }
 
-    /// The index of the conv or dense layer whose outputs the maxout layer at `maxout` groups.
+    /// The index of the conv or dense layer whose outputs the maxout layer at `maxout` groups
+    /// (through relu and dropout, which act on each piece alone).
     pub fn producer_of(&self, maxout: usize) -> Option<usize> {
         self.layers[..maxout]
             .iter()
-            .rposition(|l| !matches!(l, LayerSpec::Dropout { .. }))
+            .rposition(|l| !is_piecewise(l))
             .filter(|&p| matches!(self.layers[p], LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. }))
     }
 
@@ -588,6 +652,13 @@ impl ArchSpec {
         }
     }
 
+    /// Whether the maxout layer at `maxout` takes its max over rectified pieces (a `relu`
+    /// between it and its producer).
+    pub fn rectified_pieces(&self, maxout: usize) -> bool {
+        self.producer_of(maxout)
+            .is_some_and(|p| self.layers[p + 1..maxout].contains(&LayerSpec::Relu))
+    }
+
     /// Indices of the maxout layers.
     pub fn maxout_layers(&self) -> Vec<usize> {
         (0..self.layers.len())
@@ -625,6 +696,50 @@ impl ArchSpec {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("an ArchSpec always serializes")
     }
+}
+
+/// Layers that may stand between a maxout layer and its producer: they act on every value
+/// alone, so piece `j` of unit `u` stays the producer's output `layout::piece_index(u, j)`.
+fn is_piecewise(layer: &LayerSpec) -> bool {
+    matches!(layer, LayerSpec::Relu | LayerSpec::Dropout { .. })
+}
+
+/// Checks kernel, stride and padding against [`MAX_SIDE`].
+fn check_sides(index: usize, layer: &LayerSpec, sides: &[(&str, usize)]) -> Result<()> {
+    match sides.iter().find(|(_, v)| *v > MAX_SIDE) {
+        Some((field, v)) => Err(invalid(
+            index,
+            layer,
+            format!("{field}: {v} exceeds the limit of {MAX_SIDE}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The product of `dims` (the elements of a tensor), checked against [`MAX_TENSOR_ELEMENTS`]
+/// without overflow.
+fn check_elements(index: usize, layer: &LayerSpec, what: &str, dims: &[usize]) -> Result<usize> {
+    let n = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= MAX_TENSOR_ELEMENTS);
+    n.ok_or_else(|| {
+        let shape: Vec<String> = dims.iter().map(usize::to_string).collect();
+        invalid(
+            index,
+            layer,
+            format!(
+                "{what} of shape [{}] exceeds the limit of {MAX_TENSOR_ELEMENTS} elements",
+                shape.join(", ")
+            ),
+        )
+    })
+}
+
+/// 2 x the product of `factors` (multiply-accumulates), saturating: FLOPs are reported, never
+/// allocated.
+fn flops(factors: &[usize]) -> usize {
+    factors.iter().fold(2usize, |a, &f| a.saturating_mul(f))
 }
 
 fn out_size(size: usize, kernel: usize, stride: usize, padding: usize) -> usize {
@@ -688,6 +803,97 @@ mod tests {
             },
         );
         assert!(err(&s).contains("expected a conv2d or dense layer before it"));
+    }
+
+    #[test]
+    fn relu_and_dropout_may_stand_between_producer_and_maxout_nothing_else() {
+        let maxout = |units, k| LayerSpec::Maxout {
+            pieces: Pieces::Uniform { units, k },
+        };
+        let rectified = Preset::Lenet5Maxout.spec();
+        let m = rectified.maxout_layers()[0];
+        assert_eq!(rectified.producer_of(m), Some(5));
+        assert!(rectified.rectified_pieces(m));
+        assert_eq!(rectified.validate().unwrap()[m].rectified, Some(true));
+        // dropout before relu, relu alone, and a conv maxout over rectified channels
+        let mut s = Preset::Lenet5Maxout.spec();
+        s.layers.swap(6, 7);
+        assert!(s.validate().is_ok() && s.rectified_pieces(m));
+        let mut s = Preset::Lenet5Maxout.spec();
+        s.layers.remove(7);
+        assert!(s.validate().is_ok() && s.rectified_pieces(m - 1));
+        let mut s = Preset::Lenet5.spec();
+        s.layers.insert(1, LayerSpec::Relu);
+        s.layers.insert(2, maxout(5, 4));
+        assert_eq!(s.producer_of(2), Some(0));
+        assert!(s.validate().is_ok() && s.rectified_pieces(2));
+        // Pooling between the conv layer and the maxout: the pieces are no longer one layer's
+        // outputs, which the spec refuses with what it found.
+        let mut s = Preset::Lenet5.spec();
+        s.layers.insert(2, maxout(5, 4));
+        let e = err(&s);
+        assert!(
+            e.contains("layer 2 (maxout)") && e.contains("only relu and dropout") && e.contains("found max-pool"),
+            "{e}"
+        );
+        let mut s = Preset::Lenet5.spec();
+        s.layers.insert(0, maxout(1, 1));
+        assert!(err(&s).contains("found the input"));
+    }
+
+    #[test]
+    fn regression_huge_sizes_are_refused_before_anything_is_allocated() {
+        // Seen: filters 10^12 or dense outputs 2^40 aborted on allocation; filters 2^62 and
+        // padding 10^9 panicked; inspect printed wrapped parameter counts.
+        let with = |f: &dyn Fn(&mut LayerSpec)| {
+            let mut s = Preset::Lenet5.spec();
+            s.layers.iter_mut().for_each(f);
+            err(&s)
+        };
+        let e = with(&|l| {
+            if let LayerSpec::Conv2d { filters, .. } = l {
+                *filters = 1_000_000_000_000;
+            }
+        });
+        assert!(
+            e.contains("conv1") && e.contains("exceeds the limit of 1073741824 elements"),
+            "{e}"
+        );
+        let e = with(&|l| {
+            if let LayerSpec::Conv2d { filters, .. } = l {
+                *filters = 1 << 62;
+            }
+        });
+        assert!(e.contains("filters of shape [4611686018427387904]"), "{e}");
+        let e = with(&|l| {
+            if let LayerSpec::Conv2d { padding, .. } = l {
+                *padding = 1_000_000_000;
+            }
+        });
+        assert!(e.contains("padding: 1000000000 exceeds the limit of 65536"), "{e}");
+        let e = with(&|l| {
+            if let LayerSpec::Dense { outputs, .. } = l {
+                *outputs = 1 << 40;
+            }
+        });
+        assert!(
+            e.contains("fc1") && e.contains("weight of shape [800, 1099511627776]"),
+            "{e}"
+        );
+        let mut s = Preset::Lenet5Maxout.spec();
+        let m = s.maxout_layers()[0];
+        s.layers[m] = LayerSpec::Maxout {
+            pieces: Pieces::Ragged {
+                per_unit: vec![usize::MAX, 2],
+            },
+        };
+        assert!(err(&s).contains("sum to 18446744073709551615"));
+        let mut s = Preset::Lenet5.spec();
+        s.input.height = 100_000;
+        assert!(err(&s).contains("limits of 65536 per side"));
+        let mut s = Preset::Lenet5.spec();
+        s.layers = vec![LayerSpec::Relu; MAX_LAYERS + 1];
+        assert!(err(&s).contains("exceeds the limit of 10000"));
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub struct PrunePlan {
 }
 
 impl PrunePlan {
-    /// Checks the plan against `spec`: same fingerprint, maxout layers, one list per unit,
+    /// Checks the plan against `spec`: same fingerprint, maxout layers listed once each, one list per unit,
     /// piece indices in range, increasing, without repeats, and at least one unit left.
     pub fn validate(&self, spec: &ArchSpec) -> Result<()> {
         let bad = |m: String| Err(Error::invalid("plan", m));
@@ -49,10 +49,17 @@ impl PrunePlan {
                 self.spec_fingerprint
             ));
         }
+        let mut seen = std::collections::BTreeSet::new();
         for lp in &self.layers {
             let Some(LayerSpec::Maxout { pieces }) = spec.layers.get(lp.layer) else {
                 return bad(format!("layer {}: expected a maxout layer", lp.layer));
             };
+            if !seen.insert(lp.layer) {
+                return bad(format!(
+                    "layer {}: listed twice, expected each layer at most once",
+                    lp.layer
+                ));
+            }
             if lp.keep.len() != pieces.units() {
                 return bad(format!(
                     "layer {}: {} unit lists, expected {}",

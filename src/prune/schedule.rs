@@ -54,6 +54,35 @@ pub struct Retrain {
     pub retrain_lr: Option<f64>,
 }
 
+impl Retrain {
+    /// Checks every number for range and finiteness: a tolerance of at least 0 points, a
+    /// positive retraining learning rate, a distillation weight in `[0, 1]` and a positive
+    /// temperature.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, expected: &str, found: f64| {
+            Err(Error::invalid(
+                "retraining",
+                format!("{field}: expected {expected}, found {found}"),
+            ))
+        };
+        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
+            return bad("tolerance", "a finite number of points >= 0", self.tolerance);
+        }
+        if let Some(lr) = self.retrain_lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
+            return bad("retraining learning rate", "a positive number", lr);
+        }
+        if let Some(d) = &self.distill {
+            if !(0.0..=1.0).contains(&d.alpha) {
+                return bad("distillation weight", "a value in [0, 1]", d.alpha);
+            }
+            if !(d.temperature.is_finite() && d.temperature > 0.0) {
+                return bad("distillation temperature", "a positive number", d.temperature);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A neuron-pruning schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleConfig {
@@ -102,6 +131,22 @@ pub trait Pruner {
 }
 
 impl ScheduleConfig {
+    /// Checks the schedule before any work: the policy's number, at least 1 piece per unit to
+    /// stop at, at least 1 step, and the retraining settings.
+    pub fn validate(&self) -> Result<()> {
+        self.policy.validate()?;
+        if self.until_k == Some(0) {
+            return Err(Error::invalid(
+                "schedule",
+                "until k: expected at least 1 piece per unit, found 0",
+            ));
+        }
+        if self.steps == Some(0) {
+            return Err(Error::invalid("schedule", "steps: expected at least 1, found 0"));
+        }
+        self.retrain.validate()
+    }
+
     /// The paper's schedule: arg-max relevance (ties split), one piece removed per unit and
     /// step, until every unit has `until_k` pieces or after `steps` steps.
     pub fn paper(until_k: Option<usize>, steps: Option<usize>, retrain: Retrain) -> Self {
@@ -245,14 +290,16 @@ fn within_tolerance(start: f64, accuracy: f64, tolerance: f64) -> bool {
 }
 
 /// Evaluates a network on the validation (if any) and test splits.
-fn accuracies(net: &Network, splits: &Splits, batch: usize) -> (Option<f64>, f64) {
-    (
-        splits
-            .val
-            .as_ref()
-            .map(|v| evaluate(net, v, splits.classes, batch).accuracy),
-        evaluate(net, &splits.test, splits.classes, batch).accuracy,
-    )
+fn accuracies(net: &Network, splits: &Splits, batch: usize) -> Result<(Option<f64>, f64)> {
+    let val = splits
+        .val
+        .as_ref()
+        .map(|v| evaluate(net, v, splits.classes, batch))
+        .transpose()?;
+    Ok((
+        val.map(|e| e.accuracy),
+        evaluate(net, &splits.test, splits.classes, batch)?.accuracy,
+    ))
 }
 
 /// Runs (or resumes) a pruning schedule on the network in `source`, writing into `out`.
@@ -267,6 +314,20 @@ pub fn run_schedule(
     on_step: &mut dyn FnMut(&StepRow),
 ) -> Result<ScheduleReport> {
     let config = pruner.retrain();
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if out.join("spec.json").exists() || same(out, source.path()) {
+        return Err(Error::invalid(
+            "output directory",
+            format!(
+                "{}: holds a run directory (or is the starting run {}); expected a new or schedule directory",
+                out.display(),
+                source.path().display()
+            ),
+        ));
+    }
     let cfg_path = out.join("schedule.json");
     let config_json = pruner.config_json();
     if cfg_path.exists() {
@@ -305,12 +366,7 @@ pub fn run_schedule(
             ),
         ));
     }
-    if let Some(lr) = config.retrain_lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
-        return Err(Error::invalid(
-            "--retrain-lr",
-            format!("expected a positive number, got {lr}"),
-        ));
-    }
+    config.validate()?;
     let retrain = TrainConfig {
         dataset: config.dataset.clone(),
         epochs: config.retrain_epochs,
@@ -334,7 +390,7 @@ pub fn run_schedule(
     let base_flops = net.spec().flops()?;
     let speed = |net: &Network| inference_img_per_s(net, 256, 4, 3);
     let base_speed = speed(&net);
-    let (val0, test0) = accuracies(&net, &splits, batch);
+    let (val0, test0) = accuracies(&net, &splits, batch)?;
     let accept = |val: Option<f64>| match (val0, val) {
         (Some(v0), Some(v)) => within_tolerance(v0, v, config.tolerance),
         _ => true,
@@ -409,13 +465,13 @@ pub fn run_schedule(
                 read_json::<(Option<f64>, f64)>(&before_path)?
             } else {
                 // Measured on the freshly pruned network, before any retraining epoch.
-                let b = accuracies(&run.checkpoint()?.net, &splits, batch);
+                let b = accuracies(&run.checkpoint()?.net, &splits, batch)?;
                 write_json(&before_path, &b)?;
                 b
             };
             let ckpt = train(&run, &splits, observer)?;
             (net, masks) = (ckpt.net, ckpt.sgd.masks);
-            let after = accuracies(&net, &splits, batch);
+            let after = accuracies(&net, &splits, batch)?;
             let r = row(step, &net, before, after, t.elapsed().as_secs_f64());
             write_json(&done, &r)?;
             r

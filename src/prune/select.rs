@@ -36,6 +36,24 @@ pub enum Policy {
     },
 }
 
+impl Policy {
+    /// Checks the policy's number: `n >= 1` pieces per step, a finite threshold `tau >= 0`, a
+    /// fraction in `[0, 1)` (NaN is none of these).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid("policy", m));
+        match *self {
+            Policy::PerUnit { n: 0 } => bad("per-unit: expected at least 1 piece per unit and step, found 0".into()),
+            Policy::Threshold { tau } if !(tau.is_finite() && tau >= 0.0) => {
+                bad(format!("threshold: expected a finite score >= 0, found {tau}"))
+            }
+            Policy::Global { fraction } | Policy::Units { fraction } if !(0.0..1.0).contains(&fraction) => {
+                bad(format!("fraction: expected [0, 1), found {fraction}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Indices ordered for removal (the pieces of a unit, or units by their totals): lowest score
 /// first, higher index first on ties.
 fn removal_order(scores: &[f64]) -> Vec<usize> {
@@ -47,14 +65,7 @@ fn removal_order(scores: &[f64]) -> Vec<usize> {
 /// Turns scores into a plan for `spec` (checked against the relevance's fingerprint).
 pub fn select(relevance: &Relevance, spec: &ArchSpec, policy: Policy) -> Result<PrunePlan> {
     relevance.check_spec(spec, "relevance")?;
-    if let Policy::Global { fraction } | Policy::Units { fraction } = policy
-        && !(0.0..1.0).contains(&fraction)
-    {
-        return Err(Error::invalid(
-            "policy",
-            format!("fraction: expected [0, 1), found {fraction}"),
-        ));
-    }
+    policy.validate()?;
     if matches!(policy, Policy::Units { .. }) && relevance.criterion == CriterionKind::Argmax {
         return Err(Error::invalid(
             "policy",

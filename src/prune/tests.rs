@@ -103,7 +103,7 @@ fn plan_keeping(spec: &ArchSpec, keep: impl Fn(usize, usize, usize) -> bool) -> 
 fn a_removing_pieces_that_never_win_leaves_outputs_unchanged() {
     let d = Device::flex();
     let data = images(6, 1);
-    for spec in [Preset::Lenet5Maxout.spec(), conv_maxout_spec()] {
+    for spec in [Preset::Lenet5Maxout.spec(), linear_lenet5_maxout(), conv_maxout_spec()] {
         let net = Network::init(&spec, 2, &d).unwrap();
         let rel = ArgmaxFrequency { ties: TiePolicy::Split }
             .score(&net, &data, 4)
@@ -139,9 +139,16 @@ fn a_removing_pieces_that_never_win_leaves_outputs_unchanged() {
 
 #[test]
 fn b_pruned_network_equals_full_network_with_pieces_masked_to_neg_inf() {
+    // For rectified pieces the mask reaches the max as relu(-inf) = 0, which never changes a
+    // max over values >= 0 while the unit keeps a piece: the same equality holds.
     let d = Device::flex();
     let data = images(5, 3);
-    for spec in [Preset::Lenet5Maxout.spec(), conv_maxout_spec()] {
+    for spec in [
+        Preset::Lenet5Maxout.spec(),
+        linear_lenet5_maxout(),
+        conv_maxout_spec(),
+        rectified_conv_maxout_spec(),
+    ] {
         let net = Network::init(&spec, 4, &d).unwrap();
         let rel = RandomScores { seed: 9 }.score(&net, &data, 8).unwrap();
         let plan = select(&rel, &spec, Policy::Global { fraction: 0.4 }).unwrap();
@@ -161,6 +168,51 @@ fn b_pruned_network_equals_full_network_with_pieces_masked_to_neg_inf() {
         }
         assert_close(&outputs(&masked, &data), &outputs(&pruned, &data), 1e-5);
     }
+}
+
+/// `lenet5-maxout` as the presets were before the relu on the pieces
+/// (`experiments/lenet5-maxout-linear.json`).
+fn linear_lenet5_maxout() -> ArchSpec {
+    let mut spec = Preset::Lenet5Maxout.spec();
+    let m = spec.maxout_layers()[0];
+    let relu = (spec.producer_of(m).unwrap()..m)
+        .find(|&i| spec.layers[i] == LayerSpec::Relu)
+        .unwrap();
+    spec.layers.remove(relu);
+    spec
+}
+
+/// [`conv_maxout_spec`] with a relu between conv1 and its maxout.
+fn rectified_conv_maxout_spec() -> ArchSpec {
+    let mut spec = conv_maxout_spec();
+    spec.layers.insert(1, LayerSpec::Relu);
+    assert!(spec.rectified_pieces(2));
+    spec
+}
+
+#[test]
+fn relevance_of_rectified_pieces_sees_an_all_negative_unit_as_a_tie() {
+    // fc1's weights 0, biases hand-set: unit 0's pieces are all negative (rectified: all 0, a
+    // tie in every contest), unit 1's piece 1 is the largest, every other unit ties at 0.
+    let d = Device::flex();
+    let data = images(3, 2);
+    let ties = |spec: &ArchSpec, policy| {
+        let net = edit(&Network::init(spec, 1, &d).unwrap(), 5, |w, _, b| {
+            w.fill(0.0);
+            b.fill(-1.0);
+            b[..8].copy_from_slice(&[-1.0, -2.0, -3.0, -4.0, 1.0, 3.0, 2.0, -1.0]);
+        });
+        ArgmaxFrequency { ties: policy }.score(&net, &data, 2).unwrap().layers[0]
+            .scores
+            .clone()
+    };
+    let rectified = Preset::Lenet5Maxout.spec();
+    let split = ties(&rectified, TiePolicy::Split);
+    assert_eq!(split[0], [0.25; 4]);
+    assert_eq!(split[1], [0.0, 1.0, 0.0, 0.0]);
+    assert_eq!(ties(&rectified, TiePolicy::Nobody)[0], [0.0; 4]);
+    // The same weights without the relu: unit 0's largest piece (-1) wins every contest.
+    assert_eq!(ties(&linear_lenet5_maxout(), TiePolicy::Split)[0], [1.0, 0.0, 0.0, 0.0]);
 }
 
 /// A conv maxout layer read through a flatten by a dense layer.
@@ -200,7 +252,7 @@ fn removing_a_unit_equals_zeroing_what_the_consumer_reads_from_it() {
     let d = Device::flex();
     let data = images(4, 5);
     for (spec, m, consumer) in [
-        (Preset::Lenet5Maxout.spec(), 7, 8),
+        (Preset::Lenet5Maxout.spec(), 8, 9),
         (conv_maxout_spec(), 1, 3),
         (conv_maxout_flatten_spec(), 1, 4),
     ] {
@@ -229,10 +281,22 @@ fn removing_a_unit_equals_zeroing_what_the_consumer_reads_from_it() {
         assert_close(&outputs(&zeroed, &data), &outputs(&pruned, &data), 1e-5);
         assert_eq!(maxout_pieces(pruned.spec(), m).units(), units - 2, "{}", spec.name);
         // Nothing reads those units any more: `contribution` scores them 0, so the units
-        // policy removes exactly them from this layer.
+        // policy removes units scored 0 from this layer: exactly them, unless a unit that
+        // never fires (rectified pieces all negative on this data) scores 0 as well.
         let rel = Contribution { ties: TiePolicy::Split }
             .score(&zeroed, &data, 4)
             .unwrap();
+        let totals: Vec<f64> = rel
+            .layers
+            .iter()
+            .find(|l| l.layer == m)
+            .unwrap()
+            .scores
+            .iter()
+            .map(|u| u.iter().sum())
+            .collect();
+        assert!(gone.iter().all(|&u| totals[u] == 0.0), "{}", spec.name);
+        let silent: Vec<usize> = (0..units).filter(|&u| totals[u] == 0.0).collect();
         let plan = select(
             &rel,
             &spec,
@@ -243,7 +307,15 @@ fn removing_a_unit_equals_zeroing_what_the_consumer_reads_from_it() {
         .unwrap();
         let keep = &plan.layers.iter().find(|l| l.layer == m).unwrap().keep;
         let removed: Vec<usize> = (0..units).filter(|&u| keep[u].is_empty()).collect();
-        assert_eq!(removed, gone, "{}", spec.name);
+        if silent == gone {
+            assert_eq!(removed, gone, "{}", spec.name);
+        } else {
+            assert!(
+                removed.len() == 2 && removed.iter().all(|u| silent.contains(u)),
+                "{}",
+                spec.name
+            );
+        }
     }
 }
 
@@ -257,7 +329,8 @@ fn contribution_of_a_unit_is_its_mean_output_magnitude_times_its_outgoing_weight
     let (_, traces) = net.forward_traced(batch(&data, &idx, &net.spec().input, &d).0);
     let [n, units, k] = traces[0].pieces.dims();
     let pieces: Vec<f32> = traces[0].pieces.to_data().iter::<f32>().collect();
-    let LayerParams::Dense { weight, .. } = &net.params()[8] else {
+    let fc2 = net.spec().layers.iter().position(|l| l.name() == Some("fc2")).unwrap();
+    let LayerParams::Dense { weight, .. } = &net.params()[fc2] else {
         panic!("fc2 is dense")
     };
     let fc2: Vec<f32> = weight.to_data().iter::<f32>().collect();
@@ -358,10 +431,16 @@ fn regression_relevance_after_a_prune_has_the_new_piece_counts() {
 #[test]
 fn regression_relevance_is_counted_without_dropout() {
     // With dropout 0.99 on the pieces switched on, most pieces would be 0 and tie; in
-    // evaluation mode the counts equal the traced forward's arg-max exactly, every time.
+    // evaluation mode the counts equal the traced forward's arg-max exactly, every time. (The
+    // linear network: its pieces do not tie, so one arg-max per contest is the whole count.)
     let d = Device::flex();
-    let mut spec = Preset::Lenet5Maxout.spec();
-    spec.layers[6] = LayerSpec::Dropout { p: 0.99 };
+    let mut spec = linear_lenet5_maxout();
+    let dropout = spec
+        .layers
+        .iter()
+        .position(|l| matches!(l, LayerSpec::Dropout { .. }))
+        .unwrap();
+    spec.layers[dropout] = LayerSpec::Dropout { p: 0.99 };
     let net = Network::init(&spec, 8, &d).unwrap();
     let data = images(4, 4);
     let crit = ArgmaxFrequency { ties: TiePolicy::Split };
@@ -409,7 +488,8 @@ fn regression_any_k_prunes_down_to_one() {
         name: "fc1".into(),
         outputs: 70,
     };
-    spec.layers[7] = LayerSpec::Maxout {
+    let m = spec.maxout_layers()[0];
+    spec.layers[m] = LayerSpec::Maxout {
         pieces: Pieces::Uniform { units: 10, k: 7 },
     };
     let mut net = Network::init(&spec, 1, &d).unwrap();
@@ -419,7 +499,7 @@ fn regression_any_k_prunes_down_to_one() {
             .score(&net, &data, 8)
             .unwrap();
         net = apply_checked(&net, &select(&rel, net.spec(), Policy::PerUnit { n: 1 }).unwrap());
-        assert_eq!(maxout_pieces(net.spec(), 7), Pieces::Uniform { units: 10, k });
+        assert_eq!(maxout_pieces(net.spec(), m), Pieces::Uniform { units: 10, k });
     }
 }
 
@@ -444,6 +524,31 @@ fn plans_for_another_spec_or_out_of_range_are_rejected() {
 }
 
 #[test]
+fn regression_a_layer_listed_twice_or_short_scores_are_refused() {
+    // Seen: a plan naming the maxout layer twice panicked in `prune apply`; a relevance row
+    // with fewer scores than its unit has pieces silently changed the plan.
+    let d = Device::flex();
+    let spec = Preset::Lenet5Maxout.spec();
+    let net = Network::init(&spec, 1, &d).unwrap();
+    let mut plan = plan_keeping(&spec, |_, _, j| j > 0);
+    plan.layers.push(plan.layers[0].clone());
+    let e = apply(&net, &plan).unwrap_err().to_string();
+    assert!(e.contains("listed twice"), "{e}");
+    let rel = RandomScores { seed: 1 }.score(&net, &images(1, 1), 1).unwrap();
+    let mut short = rel.clone();
+    short.layers[0].scores[2].pop();
+    let e = select(&short, &spec, Policy::PerUnit { n: 1 }).unwrap_err().to_string();
+    assert!(
+        e.contains("125 units with 4 pieces each") && e.contains("[4, 4, 3, 4"),
+        "{e}"
+    );
+    let mut twice = rel.clone();
+    twice.layers.push(rel.layers[0].clone());
+    let e = select(&twice, &spec, Policy::PerUnit { n: 1 }).unwrap_err().to_string();
+    assert!(e.contains("expected each maxout layer once"), "{e}");
+}
+
+#[test]
 fn threshold_and_global_policies_make_ragged_units() {
     let d = Device::flex();
     let spec = Preset::Lenet5Maxout.spec();
@@ -454,7 +559,7 @@ fn threshold_and_global_policies_make_ragged_units() {
         .unwrap();
     for policy in [Policy::Threshold { tau: 0.2 }, Policy::Global { fraction: 0.5 }] {
         let pruned = apply_checked(&net, &select(&rel, &spec, policy).unwrap());
-        let p = maxout_pieces(pruned.spec(), 7);
+        let p = maxout_pieces(pruned.spec(), spec.maxout_layers()[0]);
         assert_eq!(p.units(), 125);
         assert!(
             !p.is_uniform() && p.counts().iter().all(|&c| c >= 1),
@@ -566,5 +671,9 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
         &mut Silent,
         &mut |_| {},
     );
-    assert!(e.unwrap_err().to_string().contains("retrain-lr"));
+    assert!(
+        e.unwrap_err()
+            .to_string()
+            .contains("retraining learning rate: expected a positive number, found -1")
+    );
 }

@@ -35,6 +35,31 @@ pub enum WeightRule {
     },
 }
 
+impl WeightRule {
+    /// Checks the rule's numbers: finite quality factors >= 0, sparsity targets in `[0, 1)`.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            WeightRule::Quality { conv, dense } => match [("conv", *conv), ("dense", *dense)]
+                .into_iter()
+                .find(|(_, q)| !(q.is_finite() && *q >= 0.0))
+            {
+                Some((kind, q)) => Err(Error::invalid(
+                    "weight rule",
+                    format!("quality factor of {kind} layers: expected a finite number >= 0, found {q}"),
+                )),
+                None => Ok(()),
+            },
+            WeightRule::Sparsity { targets } => match targets.iter().find(|(_, v)| !(0.0..1.0).contains(*v)) {
+                Some((key, v)) => Err(Error::invalid(
+                    "sparsity targets",
+                    format!("{key}={v}: expected a value in [0, 1)"),
+                )),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
 /// Parses `conv=0.5,dense=0.9,fc1=0.95` against `spec`: every key must be `conv`, `dense` or
 /// a conv/dense layer's name, and every value in `[0, 1)`.
 pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<String, f64>> {
@@ -43,11 +68,11 @@ pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<String, f6
     for item in text.split(',').filter(|s| !s.trim().is_empty()) {
         let (key, value) = item
             .split_once('=')
-            .ok_or_else(|| Error::invalid("--sparsity", format!("'{item}': expected NAME=FRACTION")))?;
+            .ok_or_else(|| Error::invalid("sparsity targets", format!("'{item}': expected NAME=FRACTION")))?;
         let key = key.trim();
         if key != "conv" && key != "dense" && !names.contains(&key) {
             return Err(Error::invalid(
-                "--sparsity",
+                "sparsity targets",
                 format!(
                     "'{key}': no such layer; expected conv, dense or one of {}",
                     names.join(", ")
@@ -57,17 +82,25 @@ pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<String, f6
         let v: f64 = value
             .trim()
             .parse()
-            .map_err(|_| Error::invalid("--sparsity", format!("{key}: '{value}' is not a number")))?;
+            .map_err(|_| Error::invalid("sparsity targets", format!("{key}: '{value}' is not a number")))?;
         if !(0.0..1.0).contains(&v) {
             return Err(Error::invalid(
-                "--sparsity",
+                "sparsity targets",
                 format!("{key}={v}: expected a value in [0, 1)"),
             ));
         }
-        targets.insert(key.to_string(), v);
+        if targets.insert(key.to_string(), v).is_some() {
+            return Err(Error::invalid(
+                "sparsity targets",
+                format!("'{key}' is given twice; expected each name once"),
+            ));
+        }
     }
     if targets.is_empty() {
-        return Err(Error::invalid("--sparsity", "expected at least one NAME=FRACTION"));
+        return Err(Error::invalid(
+            "sparsity targets",
+            "expected at least one NAME=FRACTION",
+        ));
     }
     Ok(targets)
 }
