@@ -1222,9 +1222,16 @@ fn cmd_apply(a: ApplyArgs) -> Result<()> {
     Ok(())
 }
 
+/// Most worker threads `--threads` may ask for (more only queue on any machine this runs on).
+const MAX_THREADS: usize = 1024;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     maxprune::keep_freed_memory();
+    if let Some(n) = cli.threads.filter(|n| !(1..=MAX_THREADS).contains(n)) {
+        eprintln!("error: --threads: expected 1 to {MAX_THREADS}, found {n}");
+        return ExitCode::FAILURE;
+    }
     if let Some(n) = cli.threads {
         // SAFETY: no other thread exists yet; the backend reads this when it starts its pool.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };

@@ -150,6 +150,7 @@ impl TrainConfig {
 
     /// Parses a TOML config; `source` names it in errors. Missing fields take the defaults.
     pub fn from_toml(text: &str, source: &str) -> Result<TrainConfig> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let c: TrainConfig = toml::from_str(text).map_err(|e| Error::Parse {
             path: source.into(),
             message: e.to_string(),

@@ -751,3 +751,13 @@ fn regression_a_schedule_never_writes_into_a_run_directory() {
     }
     assert!(!tmp.path().join("a/schedule.json").exists());
 }
+
+#[test]
+fn regression_thread_counts_out_of_range_are_refused() {
+    // Seen: `--threads 5000` hung for minutes.
+    let tmp = tempfile::tempdir().unwrap();
+    for n in ["0", "5000"] {
+        let out = maxprune(&["--threads", n, "inspect", "--preset", "lenet5"], tmp.path());
+        fails_with(&out, &format!("--threads: expected 1 to 1024, found {n}"));
+    }
+}

@@ -48,6 +48,9 @@ pub enum DatasetName {
 /// Image side of `folder:<dir>` without an `@<size>`.
 const FOLDER_SIZE: usize = 32;
 
+/// Largest image side of `folder:<dir>@<size>`, checked before any image is resized.
+pub const MAX_FOLDER_SIZE: usize = 4096;
+
 impl DatasetName {
     /// The directory name under which the dataset is looked for, for the named ones.
     pub fn dir_name(&self) -> Option<&'static str> {
@@ -83,9 +86,22 @@ impl FromStr for DatasetName {
                     return Ok(DatasetName::Idx(PathBuf::from(dir)));
                 }
                 if let Some(rest) = s.strip_prefix("folder:").filter(|d| !d.is_empty()) {
-                    let (dir, size) = match rest.rsplit_once('@').map(|(d, n)| (d, n.parse::<usize>())) {
-                        Some((dir, Ok(size))) if size > 0 => (dir, size),
-                        _ => (rest, FOLDER_SIZE),
+                    // Whatever follows the last '@' is the size; a folder whose name holds an
+                    // '@' is given with an explicit `@<size>`.
+                    let (dir, size) = match rest.rsplit_once('@') {
+                        None => (rest, FOLDER_SIZE),
+                        Some((dir, n)) => match n.parse::<usize>() {
+                            Ok(size) if (1..=MAX_FOLDER_SIZE).contains(&size) && !dir.is_empty() => (dir, size),
+                            _ => {
+                                return Err(Error::invalid(
+                                    "dataset name",
+                                    format!(
+                                        "'{s}': expected folder:<dir>[@size] with a size of 1 to {MAX_FOLDER_SIZE} \
+                                         pixels, found '@{n}'"
+                                    ),
+                                ));
+                            }
+                        },
                     };
                     return Ok(DatasetName::Folder {
                         dir: PathBuf::from(dir),
@@ -343,6 +359,17 @@ mod tests {
             "folder:faces".parse::<DatasetName>().unwrap().to_string(),
             "folder:faces@32"
         );
+        // Seen: `@0`, `@abc` and `@` were read as part of the path; `@100000` aborted.
+        for bad in [
+            "folder:faces@0",
+            "folder:faces@abc",
+            "folder:faces@",
+            "folder:faces@100000",
+            "folder:@64",
+        ] {
+            let e = bad.parse::<DatasetName>().unwrap_err().to_string();
+            assert!(e.contains("size of 1 to 4096 pixels"), "{bad}: {e}");
+        }
         let e = "cifar".parse::<DatasetName>().unwrap_err().to_string();
         assert!(e.contains("cifar") && e.contains("idx:<dir>"), "{e}");
     }

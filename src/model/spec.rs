@@ -683,6 +683,8 @@ impl ArchSpec {
 
     /// Parses a `spec.json` document; `source` names it in errors. Validates the result.
     pub fn from_json(text: &str, source: &str) -> Result<ArchSpec> {
+        // A UTF-8 byte-order mark (as some editors write) is not part of the document.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let spec: ArchSpec = serde_json::from_str(text).map_err(|e| Error::Parse {
             path: source.to_string(),
             message: e.to_string(),
@@ -912,6 +914,11 @@ mod tests {
     fn json_round_trip_and_errors() {
         let s = Preset::SeedLenet.spec();
         assert_eq!(ArchSpec::from_json(&s.to_json(), "x").unwrap(), s);
+        // Seen: a UTF-8 byte-order mark gave "expected value at line 1 column 1".
+        assert_eq!(
+            ArchSpec::from_json(&format!("\u{feff}{}", s.to_json()), "x").unwrap(),
+            s
+        );
         let e = ArchSpec::from_json("{\"format_version\": 1}", "spec.json")
             .unwrap_err()
             .to_string();
