@@ -49,14 +49,19 @@ impl WeightRule {
                 )),
                 None => Ok(()),
             },
-            WeightRule::Sparsity { targets } => match targets.iter().find(|(_, v)| !(0.0..1.0).contains(*v)) {
-                Some((key, v)) => Err(Error::invalid(
-                    "sparsity targets",
-                    format!("{key}={v}: expected a value in [0, 1)"),
-                )),
-                None => Ok(()),
-            },
+            WeightRule::Sparsity { targets } => check_targets(targets),
         }
+    }
+}
+
+/// Every target sparsity must lie in `[0, 1)` (NaN does not).
+fn check_targets(targets: &BTreeMap<String, f64>) -> Result<()> {
+    match targets.iter().find(|(_, v)| !(0.0..1.0).contains(*v)) {
+        Some((key, v)) => Err(Error::invalid(
+            "sparsity targets",
+            format!("{key}={v}: expected a value in [0, 1)"),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -83,12 +88,6 @@ pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<String, f6
             .trim()
             .parse()
             .map_err(|_| Error::invalid("sparsity targets", format!("{key}: '{value}' is not a number")))?;
-        if !(0.0..1.0).contains(&v) {
-            return Err(Error::invalid(
-                "sparsity targets",
-                format!("{key}={v}: expected a value in [0, 1)"),
-            ));
-        }
         if targets.insert(key.to_string(), v).is_some() {
             return Err(Error::invalid(
                 "sparsity targets",
@@ -102,6 +101,7 @@ pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<String, f6
             "expected at least one NAME=FRACTION",
         ));
     }
+    check_targets(&targets)?;
     Ok(targets)
 }
 
