@@ -1,5 +1,5 @@
-//! criterion benches of maxprune's hot pieces: the maxout block's forward and backward (with
-//! its arg-max trace), relevance counting, applying a prune plan and applying weight masks.
+//! criterion benches of maxprune's hot pieces: the convolution's forward and backward at
+//! LeNet-5's two shapes, the maxout block's forward and backward (with its arg-max trace), relevance counting, applying a prune plan and applying weight masks.
 //!
 //! Timed with `cargo bench --bench hot`; CI runs every bench once as a test
 //! (`cargo test --benches`), so they compile and run but nobody times them there.
@@ -8,6 +8,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use criterion::{Criterion, criterion_group, criterion_main};
 use maxprune::data::dataset::{Dataset, Split};
+use maxprune::model::conv::conv2d;
 use maxprune::model::network::Network;
 use maxprune::model::presets::Preset;
 use maxprune::model::spec::{ArchSpec, InputShape, LayerSpec, Pieces, SPEC_FORMAT_VERSION};
@@ -91,6 +92,36 @@ fn maxout(c: &mut Criterion) {
     });
 }
 
+/// `lenet5-maxout`'s two convolutions at batch 64 (conv1 1 -> 20 channels on 28 x 28, conv2
+/// 20 -> 50 on 12 x 12, 5 x 5 kernels): inference, and forward + backward as in training (conv1's
+/// input needs no gradient, conv2's does).
+fn convolution(c: &mut Criterion) {
+    let device = Device::flex();
+    let mut rng = SplitMix64::new(3);
+    let mut random = |shape: [usize; 4], device: &Device| {
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.next_f32() - 0.5).collect();
+        Tensor::<4>::from_data(TensorData::new(v, shape), device)
+    };
+    for (name, input, filters, input_grad) in [
+        ("conv1", [64, 1, 28, 28], 20, false),
+        ("conv2", [64, 20, 12, 12], 50, true),
+    ] {
+        let x = random(input, &device);
+        let w = random([filters, input[1], 5, 5], &device);
+        let b = Tensor::<1>::zeros([filters], &device);
+        c.bench_function(&format!("{name} forward, batch 64"), |bench| {
+            bench.iter(|| conv2d(x.clone(), w.clone(), b.clone(), 1, 0).into_data())
+        });
+        let x = x.clone().autodiff();
+        let x = if input_grad { x.require_grad() } else { x };
+        let (w, b) = (w.autodiff().require_grad(), b.autodiff().require_grad());
+        c.bench_function(&format!("{name} forward+backward, batch 64"), |bench| {
+            bench.iter(|| conv2d(x.clone(), w.clone(), b.clone(), 1, 0).sum().backward())
+        });
+    }
+}
+
 fn pruning(c: &mut Criterion) {
     let device = Device::flex();
     let net = Network::init(&Preset::Lenet5Maxout.spec(), 1, &device).expect("the preset builds");
@@ -118,5 +149,5 @@ fn pruning(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, maxout, pruning);
+criterion_group!(benches, convolution, maxout, pruning);
 criterion_main!(benches);

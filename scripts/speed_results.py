@@ -1,28 +1,40 @@
 #!/usr/bin/env python3
 """Regenerates the README's speed table: maxprune (flex) against PyTorch on this machine's CPU.
 
-For 1 and 2 threads, runs `maxprune bench --preset lenet5-maxout --json` and
+For 1 and 2 threads and each network (`lenet5-maxout`, and `vgg16-maxout` scaled to width 0.25,
+32x32 inputs and 10 classes), runs `maxprune bench --json` with maxprune's own kernels, the same
+with `--kernels burn` (burn's convolution and pooling, the state before), and
 `bench/torch_reference.py --json` (the same network and measurements) alternately, `--rounds`
-times each, and reports the median of each figure; then the same for training alone at batch 8
-and 1 (`--train-batch`). Writes the table between the README's
-`results:speed` markers. PyTorch comes from `$TORCH_PYTHON` (default `python3`), e.g. a venv
-made with `python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch numpy`.
+times each, and reports the median of each figure; then training alone at batch 8 and 1 for
+`lenet5-maxout` (`--train-batch`). Writes the table between the README's `results:speed`
+markers. PyTorch comes from `$TORCH_PYTHON` (default `python3`), e.g. a venv made with
+`python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch numpy`.
 
     cargo build --release && TORCH_PYTHON=/tmp/torch/bin/python3 python3 scripts/speed_results.py
 """
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
-from pathlib import Path
+import tempfile
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(os.environ.get("MAXPRUNE_BIN", ROOT / "target" / "release" / "maxprune"))
+from common import BIN, ROOT, write_block
+
 PYTHON = os.environ.get("TORCH_PYTHON", "python3")
 KEYS = ["train_img_per_s", "infer_img_per_s", "latency_ms_b1", "relevance_img_per_s"]
 SMALL_BATCHES = [8, 1]
+VGG_SCALE = ["--width", "0.25", "--input-size", "32", "--classes", "10"]
+NETWORKS = [
+    ("lenet5-maxout", "`lenet5-maxout`", []),
+    ("vgg16-maxout", "`vgg16-maxout` at width 0.25, 32x32, 10 classes", VGG_SCALE),
+]
+NAMES = {
+    "train_img_per_s": "training, img/s (batch 64)",
+    "infer_img_per_s": "inference, img/s (batch 256)",
+    "latency_ms_b1": "latency, ms (batch 1)",
+    "relevance_img_per_s": "relevance pass, img/s",
+}
 
 
 def measure(cmd):
@@ -36,61 +48,84 @@ def cpu_name():
     return "unknown CPU"
 
 
+def spec_file(preset, scale, tmp):
+    """The spec maxprune benches, as a file bench/torch_reference.py reads (`--spec`)."""
+    spec = measure([str(BIN), "inspect", "--preset", preset, *scale, "--json"])["spec"]
+    path = os.path.join(tmp, f"{preset}.json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return path
+
+
+def alternate(rounds, commands):
+    """Runs each command once per round, in turn; per command, the median of each key."""
+    runs = [[] for _ in commands]
+    for _ in range(rounds):
+        for i, cmd in enumerate(commands):
+            runs[i].append(measure(cmd))
+    keys = [k for k in runs[0][0] if isinstance(runs[0][0][k], (int, float))]
+    return [{**r[0], **{k: statistics.median(x[k] for x in r) for k in keys}} for r in runs]
+
+
+def ratio(key, ours, theirs):
+    return theirs[key] / ours[key] if key == "latency_ms_b1" else ours[key] / theirs[key]
+
+
+def fmt(key, value):
+    return f"{value:.3f}" if key == "latency_ms_b1" else f"{value:,.0f}"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     rounds = ap.parse_args().rounds
-    rows = []
-    small = {}  # (threads, batch) -> (ours, theirs): training at small batches
-    for threads in [1, 2]:
-        ours, theirs = [], []
-        for _ in range(rounds):
-            ours.append(measure([str(BIN), "--threads", str(threads), "bench", "--preset", "lenet5-maxout", "--json"]))
-            theirs.append(measure([PYTHON, str(ROOT / "bench" / "torch_reference.py"), "--threads", str(threads), "--json"]))
-        med = lambda runs, k: statistics.median(r[k] for r in runs)
-        rows.append((threads, {k: med(ours, k) for k in KEYS}, {k: med(theirs, k) for k in KEYS}, theirs[0]["backend"]))
-        for batch in SMALL_BATCHES:
-            o, t = [], []
-            for _ in range(rounds):
-                o.append(measure([str(BIN), "--threads", str(threads), "bench", "--preset", "lenet5-maxout", "--train-batch", str(batch), "--json"]))
-                t.append(measure([PYTHON, str(ROOT / "bench" / "torch_reference.py"), "--threads", str(threads), "--train-batch", str(batch), "--json"]))
-            small[threads, batch] = (med(o, "train_img_per_s"), med(t, "train_img_per_s"))
-    md = [
-        f"`lenet5-maxout`, {cpu_name()}, median of {rounds} alternating runs of each command per thread count "
-        f"(maxprune: flex backend; {rows[0][3]}, CPU). Ratio = maxprune / PyTorch (for latency, PyTorch / maxprune): "
-        "above 1.0x maxprune is faster.",
+    backend = None
+    md = []
+    at_par = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset, title, scale in NETWORKS:
+            spec = spec_file(preset, scale, tmp)
+            rows = []
+            for threads in [1, 2]:
+                ours = [str(BIN), "--threads", str(threads), "bench", "--preset", preset, *scale, "--json"]
+                burn = [str(BIN), "--threads", str(threads), "--kernels", "burn", "bench", "--preset", preset, *scale, "--json"]
+                torch = [PYTHON, str(ROOT / "bench" / "torch_reference.py"), "--spec", spec, "--threads", str(threads), "--json"]
+                o, b, t = alternate(rounds, [ours, burn, torch])
+                backend = t["backend"]
+                for k in KEYS:
+                    rows.append((threads, NAMES[k], fmt(k, o[k]), fmt(k, b[k]), fmt(k, t[k]), ratio(k, o, b), ratio(k, o, t)))
+                    if k != "latency_ms_b1":
+                        at_par[preset, threads, k] = ratio(k, o, t)
+                if preset != "lenet5-maxout":
+                    continue
+                for batch in SMALL_BATCHES:
+                    small = ["--train-batch", str(batch)]
+                    o, t = alternate(rounds, [ours + small, torch + small])
+                    k = "train_img_per_s"
+                    rows.append((threads, f"training, img/s (batch {batch})", fmt(k, o[k]), "", fmt(k, t[k]), None, ratio(k, o, t)))
+            md += [
+                f"{title}:",
+                "",
+                "| threads | figure | maxprune | maxprune, burn's kernels | PyTorch | own / burn's | maxprune / PyTorch |",
+                "|---:|---|---:|---:|---:|---:|---:|",
+            ]
+            for threads, name, o, b, t, r_burn, r_torch in rows:
+                burn_ratio = f"{r_burn:.2f}x" if r_burn is not None else ""
+                md.append(f"| {threads} | {name} | {o} | {b} | {t} | {burn_ratio} | {r_torch:.2f}x |")
+            md.append("")
+    header = [
+        f"{cpu_name()}, median of {rounds} alternating runs of each command per thread count "
+        f"(maxprune: flex backend, its own convolution and pooling, and the same with `--kernels burn`; "
+        f"{backend}, CPU). Ratios above 1.0x mean the first is faster (for latency, the inverse ratio).",
         "",
-        "| threads | figure | maxprune | PyTorch | ratio |",
-        "|---:|---|---:|---:|---:|",
     ]
-    names = {
-        "train_img_per_s": "training, img/s (batch 64)",
-        "infer_img_per_s": "inference, img/s (batch 256)",
-        "latency_ms_b1": "latency, ms (batch 1)",
-        "relevance_img_per_s": "relevance pass, img/s",
-    }
-    for threads, a, b, _ in rows:
-        for k in KEYS:
-            ratio = b[k] / a[k] if k == "latency_ms_b1" else a[k] / b[k]
-            fmt = "{:.3f}" if k == "latency_ms_b1" else "{:,.0f}"
-            md.append(f"| {threads} | {names[k]} | {fmt.format(a[k])} | {fmt.format(b[k])} | {ratio:.2f}x |")
-        for batch in SMALL_BATCHES:
-            o, t = small[threads, batch]
-            md.append(f"| {threads} | training, img/s (batch {batch}) | {o:,.0f} | {t:,.0f} | {o / t:.2f}x |")
-    train = [(threads, 64, a["train_img_per_s"] / b["train_img_per_s"]) for threads, a, b, _ in rows]
-    train += [(threads, batch, o / t) for (threads, batch), (o, t) in small.items()]
-    at_par = [f"batch {batch} on {threads} thread(s) ({r:.2f}x)" for threads, batch, r in train if r >= 1.0]
-    md += [
-        "",
-        "Training at or above PyTorch's throughput in this run: " + (", ".join(at_par) if at_par else "none") + ". "
-        "At the default batch of 64: " + ", ".join(f"{r:.2f}x on {threads} thread(s)" for threads, batch, r in train if batch == 64) + ".",
+    lenet = [f"{NAMES[k].split(',')[0]} {r:.2f}x on {th} thread(s)" for (p, th, k), r in at_par.items() if p == "lenet5-maxout"]
+    below = [f"{p} {NAMES[k].split(',')[0]} on {th} thread(s) ({r:.2f}x)" for (p, th, k), r in at_par.items() if r < 1.0]
+    footer = [
+        "`lenet5-maxout` against PyTorch: " + ", ".join(lenet) + ". "
+        + ("Below PyTorch in this run: " + ", ".join(below) + "." if below else "At or above PyTorch on every row of both networks in this run.")
     ]
-    block = "\n".join(md)
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    pattern = r"(<!-- results:speed -->\n).*?(<!-- /results:speed -->)"
-    readme.write_text(re.sub(pattern, lambda m: m.group(1) + block + "\n" + m.group(2), text, flags=re.S))
-    print(block)
+    write_block("speed", "\n".join(header + md + footer))
 
 
 if __name__ == "__main__":

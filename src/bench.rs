@@ -5,7 +5,7 @@ use std::time::Instant;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Serialize;
 
-use crate::model::network::Network;
+use crate::model::network::{Kernels, Network};
 use crate::relevance::{ArgmaxFrequency, Criterion, TiePolicy};
 use crate::rng::SplitMix64;
 use crate::train::{Sgd, TrainConfig, cross_entropy};
@@ -44,6 +44,8 @@ pub struct BenchResult {
     pub backend: String,
     /// Threads the backend computes with.
     pub threads: usize,
+    /// The convolution and pooling kernels measured.
+    pub kernels: Kernels,
     /// Training batch size.
     pub train_batch: usize,
     /// Training images per second (forward + backward + SGD step).
@@ -155,6 +157,7 @@ pub fn bench(net: &Network, config: &BenchConfig) -> BenchResult {
             d => d,
         },
         threads: crate::threads(),
+        kernels: net.kernels(),
         train_batch: b,
         train_img_per_s: (b * steps) as f64 / train_s,
         infer_img_per_s,

@@ -49,6 +49,29 @@ pub fn set_device(device: burn::tensor::Device) -> bool {
     DEVICE.set(device).is_ok()
 }
 
+static KERNELS: OnceLock<model::network::Kernels> = OnceLock::new();
+
+/// The convolution and pooling kernels networks are built with: maxprune's own unless
+/// [`set_kernels`] chose burn's.
+pub fn kernels() -> model::network::Kernels {
+    #[cfg(test)]
+    if let Some(k) = TEST_KERNELS.get() {
+        return k;
+    }
+    KERNELS.get().copied().unwrap_or_default()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Unit tests compare kernels within one process: this thread's choice, when set, wins.
+    pub(crate) static TEST_KERNELS: std::cell::Cell<Option<model::network::Kernels>> = const { std::cell::Cell::new(None) };
+}
+
+/// Chooses this process's kernels, once, before any network is built; false if already chosen.
+pub fn set_kernels(kernels: model::network::Kernels) -> bool {
+    KERNELS.set(kernels).is_ok()
+}
+
 /// Threads the flex backend computes with: `RAYON_NUM_THREADS` if set, else the number of
 /// available cores.
 pub fn threads() -> usize {

@@ -12,7 +12,7 @@ use maxprune::bench::{BenchConfig, bench};
 use maxprune::data::dataset::{Dataset, DatasetName};
 use maxprune::data::fetch::{FetchEvent, fetch_files, sources};
 use maxprune::model::import::torchvision;
-use maxprune::model::network::Network;
+use maxprune::model::network::{Kernels, Network};
 use maxprune::model::presets::Preset;
 use maxprune::model::spec::ArchSpec;
 use maxprune::prune::neuron::apply;
@@ -46,6 +46,18 @@ struct Cli {
     /// Compute backend.
     #[arg(long, global = true, value_enum, default_value = "flex")]
     device: Backend,
+    /// Convolution and pooling kernels: maxprune's own (flex) or burn's, for comparisons.
+    #[arg(long, global = true, value_enum, default_value = "own")]
+    kernels: KernelsArg,
+}
+
+/// `--kernels`.
+#[derive(Clone, Copy, ValueEnum)]
+enum KernelsArg {
+    /// maxprune's own convolution and pooling with their own backward passes (flex, f32).
+    Own,
+    /// burn's `conv2d` and `max_pool2d`.
+    Burn,
 }
 
 #[derive(Subcommand)]
@@ -399,8 +411,12 @@ struct ScaleArgs {
 }
 
 impl ScaleArgs {
+    fn is_none(&self) -> bool {
+        self.width.is_none() && self.input_size.is_none() && self.classes.is_none()
+    }
+
     fn apply(&self, spec: ArchSpec) -> Result<ArchSpec> {
-        if self.width.is_none() && self.input_size.is_none() && self.classes.is_none() {
+        if self.is_none() {
             return Ok(spec);
         }
         let mut input = spec.input;
@@ -523,6 +539,8 @@ struct BenchArgs {
     /// Measure a freshly initialised preset instead.
     #[arg(long, conflicts_with = "run")]
     preset: Option<Preset>,
+    #[command(flatten)]
+    scale: ScaleArgs,
     /// Timed repetitions (median reported).
     #[arg(long, default_value_t = 5)]
     reps: usize,
@@ -928,7 +946,8 @@ fn cmd_inspect(a: InspectArgs) -> Result<()> {
     let params: usize = infos.iter().map(|l| l.params).sum();
     let flops: usize = infos.iter().map(|l| l.flops).sum();
     if a.json {
-        let j = serde_json::json!({ "arch": spec.name, "params": params, "flops": flops, "layers": infos });
+        let j =
+            serde_json::json!({ "arch": spec.name, "params": params, "flops": flops, "layers": infos, "spec": spec });
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
     }
@@ -1088,8 +1107,9 @@ fn cmd_demo(a: DemoArgs, quiet: bool) -> Result<()> {
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
     let net = match (&a.preset, &a.run) {
-        (Some(p), _) => Network::init(&p.spec(), 1, &device())?,
-        (None, Some(r)) => RunDir::open(r)?.network(&device())?,
+        (Some(p), _) => Network::init(&a.scale.apply(p.spec())?, 1, &device())?,
+        (None, Some(r)) if a.scale.is_none() => RunDir::open(r)?.network(&device())?,
+        (None, Some(_)) => bail!("--width, --input-size and --classes resize a --preset, not a trained run"),
         (None, None) => bail!("give a run directory or --preset"),
     };
     let r = bench(
@@ -1104,10 +1124,11 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         println!(
-            "{} on {} with {} threads ({} parameters)",
+            "{} on {} with {} threads, {:?} kernels ({} parameters)",
             net.spec().name,
             r.backend,
             r.threads,
+            r.kernels,
             r.params
         );
         let train = format!("train (batch {}):", r.train_batch);
@@ -1237,6 +1258,10 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
     }
     let quiet = cli.quiet;
+    maxprune::set_kernels(match cli.kernels {
+        KernelsArg::Own => Kernels::Own,
+        KernelsArg::Burn => Kernels::Burn,
+    });
     let chosen = cli.device.device().map(maxprune::set_device);
     let result = chosen.and_then(|_| match cli.command {
         Command::Train(a) => cmd_train(a, quiet),

@@ -1,7 +1,10 @@
 //! Models: the architecture as data, presets, piece layout and the built network.
 
+pub mod conv;
+mod host;
 pub mod import;
 pub mod layout;
 pub mod network;
+pub mod pool;
 pub mod presets;
 pub mod spec;

@@ -4,13 +4,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::module::{conv2d, max_pool2d};
-use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
-use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use safetensors::tensor::{Dtype, TensorView};
 
-use super::layout;
 use super::spec::{ArchSpec, Init, LayerInfo, LayerSpec, Pieces};
+use super::{conv, layout, pool};
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::rng::SplitMix64;
@@ -87,6 +85,19 @@ pub struct Network {
     /// [`layout::padded_gather_index`]).
     gathers: Vec<Option<Tensor<1, Int>>>,
     device: Device,
+    kernels: Kernels,
+}
+
+/// Which convolution and max-pooling kernels a network runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kernels {
+    /// maxprune's own ([`conv`], [`pool`]): im2col GEMM convolution and arg-max pooling with
+    /// their own backward passes on flex (f32); burn's on any other backend.
+    #[default]
+    Own,
+    /// burn's `conv2d` and `max_pool2d` everywhere (for comparisons).
+    Burn,
 }
 
 impl Network {
@@ -176,6 +187,7 @@ impl Network {
             params,
             gathers,
             device: device.clone(),
+            kernels: crate::kernels(),
         })
     }
 
@@ -253,6 +265,18 @@ impl Network {
                 }
             })
             .collect();
+        self
+    }
+
+    /// The convolution and pooling kernels this network runs (the process default,
+    /// [`crate::kernels`], unless [`with_kernels`](Self::with_kernels) chose).
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// The same network running `kernels`; its outputs agree within rounding.
+    pub fn with_kernels(mut self, kernels: Kernels) -> Network {
+        self.kernels = kernels;
         self
     }
 
@@ -346,20 +370,17 @@ impl Network {
         let mut traces = Vec::new();
         for (i, layer) in self.spec.layers.iter().enumerate().take(layers) {
             act = match (layer, &self.params[i], act) {
-                (
-                    LayerSpec::Conv2d {
-                        stride: 1, padding: 0, ..
-                    },
-                    LayerParams::Conv { weight, bias },
-                    Act::Map(x),
-                ) if i == 0 => Act::Map(conv_im2col(x, weight.clone(), bias.clone())),
                 (LayerSpec::Conv2d { stride, padding, .. }, LayerParams::Conv { weight, bias }, Act::Map(x)) => {
-                    let options = ConvOptions::new([*stride; 2], [*padding; 2], [1, 1], 1);
-                    Act::Map(conv2d(x, weight.clone(), Some(bias.clone()), options))
+                    let (w, b) = (weight.clone(), bias.clone());
+                    Act::Map(match self.kernels {
+                        Kernels::Own => conv::conv2d(x, w, b, *stride, *padding),
+                        Kernels::Burn => conv::burn_conv2d(x, w, b, *stride, *padding),
+                    })
                 }
-                (LayerSpec::MaxPool { kernel, stride }, _, Act::Map(x)) => {
-                    Act::Map(pool(x, *kernel, *stride, rng.is_some()))
-                }
+                (LayerSpec::MaxPool { kernel, stride }, _, Act::Map(x)) => Act::Map(match self.kernels {
+                    Kernels::Own => pool::max_pool2d(x, *kernel, *stride),
+                    Kernels::Burn => pool::burn_max_pool2d(x, *kernel, *stride),
+                }),
                 (LayerSpec::Flatten, _, Act::Map(x)) => Act::Flat(x.flatten(1, 3)),
                 (LayerSpec::Flatten, _, flat) => flat,
                 (LayerSpec::Dense { .. }, LayerParams::Dense { weight, bias }, Act::Flat(x)) => {
@@ -552,75 +573,6 @@ impl Network {
     }
 }
 
-/// Max pooling. Outside training, non-overlapping windows that tile the map (LeNet's and VGG's
-/// 2x2, stride 2) are a reshape and two max reductions, which flex runs about 1.5x faster than
-/// its general pooling kernel (measured: CPU time of `eval` on Fashion-MNIST's test split). In
-/// training the kernel stays: the reductions' backward pass (a scatter) costs more than it saves.
-fn pool(x: Tensor<4>, kernel: usize, stride: usize, training: bool) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
-    if training || kernel != stride || h % kernel != 0 || w % kernel != 0 {
-        return max_pool2d(x, MaxPoolOptions::new([kernel; 2]).with_stride([stride; 2]));
-    }
-    let (oh, ow) = (h / kernel, w / kernel);
-    x.reshape([b * c * oh, kernel, ow, kernel])
-        .max_dim(3)
-        .max_dim(1)
-        .reshape([b, c, oh, ow])
-}
-
-/// A stride-1, unpadded convolution as one matrix product over the input's patches (im2col).
-/// Used for the first layer, whose input needs no gradient: there it costs about 20% less CPU
-/// time per training step than flex's direct convolution (LeNet-5, one thread). Deeper layers
-/// keep flex's kernel: the patches' backward pass makes im2col twice as slow there.
-fn conv_im2col(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
-    let [f, _, k, _] = weight.dims();
-    let (oh, ow) = (h - k + 1, w - k + 1);
-    let cols = if x.device() == Device::flex() && x.dtype() == DType::F32 && !x.is_tracked() {
-        host_patches(x, k)
-    } else {
-        let mut cols = Vec::with_capacity(c * k * k);
-        for ci in 0..c {
-            for ky in 0..k {
-                for kx in 0..k {
-                    cols.push(x.clone().slice([0..b, ci..ci + 1, ky..ky + oh, kx..kx + ow]));
-                }
-            }
-        }
-        Tensor::cat(cols, 1).reshape([b, c * k * k, oh * ow])
-    };
-    let out = weight.reshape([1, f, c * k * k]).matmul(cols) + bias.reshape([1, f, 1]);
-    out.reshape([b, f, oh, ow])
-}
-
-/// The patches of [`conv_im2col`] gathered in one pass over host memory (flex, an input outside
-/// the autodiff graph), instead of `c * k * k` slices and their concatenation (7% of a
-/// batch-64 training step in a profile).
-///
-/// # Shapes
-/// - x: `[b, c, h, w]`
-/// - returns `[b, c * k * k, (h - k + 1) * (w - k + 1)]`, row `(ci * k + ky) * k + kx`
-fn host_patches(x: Tensor<4>, k: usize) -> Tensor<3> {
-    let device = x.device();
-    let [b, c, h, w] = x.dims();
-    let (oh, ow) = (h - k + 1, w - k + 1);
-    let data = x.into_data();
-    let src = data.as_slice::<f32>().expect("f32 input");
-    let mut cols = Vec::with_capacity(b * c * k * k * oh * ow);
-    for image in src.chunks_exact(c * h * w) {
-        for channel in image.chunks_exact(h * w) {
-            for ky in 0..k {
-                for kx in 0..k {
-                    for y in ky..ky + oh {
-                        cols.extend_from_slice(&channel[y * w + kx..y * w + kx + ow]);
-                    }
-                }
-            }
-        }
-    }
-    Tensor::from_data(TensorData::new(cols, [b, c * k * k, oh * ow]), &device)
-}
-
 /// The values of an F32 safetensors view.
 pub(crate) fn f32_values(view: &TensorView) -> Vec<f32> {
     view.data()
@@ -690,39 +642,6 @@ pub(crate) mod tests {
             pieces: Pieces::from_counts(vec![4, 1, 3, 1]),
         };
         spec
-    }
-
-    #[test]
-    fn im2col_equals_the_convolution_kernel() {
-        let d = Device::flex();
-        let mut rng = SplitMix64::new(4);
-        let x = uniform([2, 3, 9, 9], Init::Xavier, &mut rng, &d);
-        let w = uniform([5, 3, 4, 4], Init::Xavier, &mut rng, &d);
-        let b = uniform([1, 5], Init::Xavier, &mut rng, &d).reshape([5]);
-        let values = |t: Tensor<4>| t.into_data().iter::<f32>().collect::<Vec<_>>();
-        let reference = conv2d(
-            x.clone(),
-            w.clone(),
-            Some(b.clone()),
-            ConvOptions::new([1; 2], [0; 2], [1, 1], 1),
-        );
-        // Host patches (an input outside the graph) and sliced patches (a tracked input).
-        let tracked = x.clone().autodiff().require_grad();
-        for patches in [conv_im2col(x, w.clone(), b.clone()), conv_im2col(tracked, w, b).inner()] {
-            let (a, r) = (values(patches), values(reference.clone()));
-            assert_eq!(a.len(), 2 * 5 * 6 * 6);
-            assert!(a.iter().zip(&r).all(|(a, r)| (a - r).abs() < 1e-5));
-        }
-    }
-
-    #[test]
-    fn reshaped_pooling_equals_the_pooling_kernel() {
-        let d = Device::flex();
-        for (h, k) in [(24, 2), (8, 2), (9, 3)] {
-            let x = uniform([3, 4, h, h], Init::Xavier, &mut SplitMix64::new(h as u64), &d);
-            let values = |t: Tensor<4>| t.into_data().iter::<f32>().collect::<Vec<_>>();
-            assert_eq!(values(pool(x.clone(), k, k, false)), values(pool(x, k, k, true)));
-        }
     }
 
     #[test]
