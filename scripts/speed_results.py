@@ -63,8 +63,8 @@ def alternate(rounds, commands):
     for _ in range(rounds):
         for i, cmd in enumerate(commands):
             runs[i].append(measure(cmd))
-    keys = [k for k in runs[0][0] if isinstance(runs[0][0][k], (int, float))]
-    return [{**r[0], **{k: statistics.median(x[k] for x in r) for k in keys}} for r in runs]
+    numeric = lambda r: [k for k, v in r[0].items() if isinstance(v, (int, float))]
+    return [{**r[0], **{k: statistics.median(x[k] for x in r) for k in numeric(r)}} for r in runs]
 
 
 def ratio(key, ours, theirs):
