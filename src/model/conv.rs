@@ -15,7 +15,6 @@
 //!
 //! On any other backend or dtype [`conv2d`] is burn's convolution.
 
-use std::fmt;
 use std::sync::Arc;
 
 use burn::backend::Flex;
@@ -30,7 +29,7 @@ use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
-use super::host::{Placement, dims4, lifted, placement, tensor as flex, values};
+use super::host::{Kept, Placement, dims4, lifted, placement, tensor as flex, values};
 
 /// Images per task of the gradient sums; fixed so that their order, and so their rounding,
 /// does not depend on the thread count.
@@ -299,7 +298,7 @@ fn forward(
     w: &FlexTensor,
     b: &FlexTensor,
     keep: bool,
-) -> (FlexTensor, Option<Arc<Vec<f32>>>) {
+) -> (FlexTensor, Option<Kept<f32>>) {
     let (xv, wv, bv) = (values(x), values(w), values(b));
     let (n, kk) = (g.positions(), g.patch_rows());
     let mut out = vec![0.0f32; g.batch * g.out_len()];
@@ -336,7 +335,7 @@ fn forward(
             });
     }
     let shape = vec![g.batch, g.filters, g.out_h, g.out_w];
-    (flex(out, shape), keep.then(|| Arc::new(cols)))
+    (flex(out, shape), keep.then(|| Kept(Arc::new(cols))))
 }
 
 fn scratch_of(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
@@ -345,20 +344,12 @@ fn scratch_of(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 }
 
 /// What the backward pass needs from the forward pass.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Saved {
     geometry: Geometry,
     /// Every image's patch matrix, `[batch, patch_rows, positions]`.
-    patches: Arc<Vec<f32>>,
+    patches: Kept<f32>,
     weight: FlexTensor,
-}
-
-impl fmt::Debug for Saved {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Saved")
-            .field("geometry", &self.geometry)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The autodiff operation: parents are the input, the weight and the bias.
@@ -378,7 +369,7 @@ impl Backward<Flex, 3> for ConvBackward {
         } = ops.state;
         let gv = values(&grad);
         if node_w.is_some() || node_b.is_some() {
-            let (dw, db) = weight_and_bias_grads(&g, &gv, &patches);
+            let (dw, db) = weight_and_bias_grads(&g, &gv, &patches.0);
             if let Some(node) = node_w {
                 grads.register::<Flex>(node.id, flex(dw, vec![g.filters, g.channels, g.kh, g.kw]));
             }

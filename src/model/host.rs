@@ -2,6 +2,8 @@
 //! ([`conv`](super::conv), [`pool`](super::pool)).
 
 use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Device, Tensor, TensorData};
@@ -59,5 +61,15 @@ pub(crate) fn lifted<const D: usize>(t: &Tensor<D>) -> Tensor<D> {
         t.clone()
     } else {
         t.clone().autodiff()
+    }
+}
+
+/// A buffer a forward pass keeps for its backward pass; `Debug` shows its length, not its values.
+#[derive(Clone)]
+pub(crate) struct Kept<T>(pub(crate) Arc<Vec<T>>);
+
+impl<T> fmt::Debug for Kept<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{} values]", self.0.len())
     }
 }

@@ -6,7 +6,6 @@
 //! plane's result does not depend on the split, so training stays bit-identical whatever the
 //! thread count. On any other backend or dtype [`max_pool2d`] is burn's pooling.
 
-use std::fmt;
 use std::sync::Arc;
 
 use burn::backend::Flex;
@@ -21,7 +20,7 @@ use burn::tensor::Tensor;
 use burn::tensor::ops::MaxPoolOptions;
 use rayon::prelude::*;
 
-use super::host::{Placement, dims4, lifted, placement, tensor, values};
+use super::host::{Kept, Placement, dims4, lifted, placement, tensor, values};
 
 /// Max pooling of `x` over `kernel x kernel` windows every `stride` positions, no padding.
 ///
@@ -142,7 +141,7 @@ fn pool_plane_2x2(g: &Geometry, x: &[f32], out: &mut [f32], arg: &mut [u32]) {
 }
 
 /// The forward pass: the output and, when `keep`, every output's arg-max offset in its plane.
-fn forward(g: &Geometry, x: &FlexTensor, keep: bool) -> (FlexTensor, Option<Arc<Vec<u32>>>) {
+fn forward(g: &Geometry, x: &FlexTensor, keep: bool) -> (FlexTensor, Option<Kept<u32>>) {
     assert!(
         g.plane() <= u32::MAX as usize,
         "max_pool2d: spec limits keep a plane's offsets in u32"
@@ -161,22 +160,14 @@ fn forward(g: &Geometry, x: &FlexTensor, keep: bool) -> (FlexTensor, Option<Arc<
             }
         });
     let shape = vec![g.batch, g.channels, g.out_h, g.out_w];
-    (tensor(out, shape), keep.then(|| Arc::new(arg)))
+    (tensor(out, shape), keep.then(|| Kept(Arc::new(arg))))
 }
 
 /// What the backward pass needs: the sizes and every output's arg-max offset in its plane.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Saved {
     geometry: Geometry,
-    arg: Arc<Vec<u32>>,
-}
-
-impl fmt::Debug for Saved {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Saved")
-            .field("geometry", &self.geometry)
-            .finish_non_exhaustive()
-    }
+    arg: Kept<u32>,
 }
 
 /// The autodiff operation: the one parent is the input.
@@ -194,7 +185,7 @@ impl Backward<Flex, 1> for PoolBackward {
         let gv = values(&grad);
         let mut dx = vec![0.0f32; g.batch * g.channels * g.plane()];
         dx.par_chunks_mut(g.plane())
-            .zip(gv.par_chunks(g.out_plane()).zip(arg.par_chunks(g.out_plane())))
+            .zip(gv.par_chunks(g.out_plane()).zip(arg.0.par_chunks(g.out_plane())))
             .for_each(|(dx, (gr, arg))| {
                 for (&a, &v) in arg.iter().zip(gr) {
                     dx[a as usize] += v;
