@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::network::{Kernels, Network};
 use crate::relevance::{ArgmaxFrequency, Criterion, TiePolicy};
@@ -60,6 +60,113 @@ pub struct BenchResult {
     pub params: usize,
     /// FLOPs per example of the network measured.
     pub flops: usize,
+    /// Inference speedups against another network (the unpruned one), when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub against: Option<Comparison>,
+}
+
+/// Inference speedups of a network against a reference network, one per batch size.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// The reference network's run directory.
+    pub base: String,
+    /// One measurement per batch size.
+    pub speedups: Vec<Speedup>,
+}
+
+/// The widest interquartile range of the per-round ratios, as a fraction of their median, that
+/// is still reported as a measurement; a wider spread means the machine was too busy to tell.
+pub const MAX_SPREAD: f64 = 0.2;
+
+/// Alternating rounds per speedup measurement.
+pub const SPEEDUP_ROUNDS: usize = 7;
+
+/// Inference speedup of a network against a reference at one batch size: per round, both are
+/// timed back to back (in alternating order), and the round's ratio is the reference's seconds
+/// over the network's; the median and quartiles of those ratios are kept. Alternating cancels
+/// the drift of a shared machine that timing one network after the other does not.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Speedup {
+    /// Batch size.
+    pub batch: usize,
+    /// Rounds measured.
+    pub rounds: usize,
+    /// Median of the per-round ratios.
+    pub median: f64,
+    /// Lower quartile of the per-round ratios.
+    pub low: f64,
+    /// Upper quartile of the per-round ratios.
+    pub high: f64,
+}
+
+impl Speedup {
+    /// Summarises per-round ratios (reference seconds / network seconds).
+    pub fn from_ratios(batch: usize, mut ratios: Vec<f64>) -> Speedup {
+        ratios.sort_by(f64::total_cmp);
+        let n = ratios.len().max(1);
+        let at = |i: usize| ratios.get(i).copied().unwrap_or(f64::NAN);
+        Speedup {
+            batch,
+            rounds: ratios.len(),
+            median: at(n / 2),
+            low: at((n - 1) / 4),
+            high: at((3 * (n - 1)).div_ceil(4)),
+        }
+    }
+
+    /// Whether the quartiles lie further apart than [`MAX_SPREAD`] of the median, or fewer than
+    /// 3 rounds were measured (no spread to judge): then the median is no measurement to
+    /// report.
+    pub fn too_noisy(&self) -> bool {
+        self.rounds < 3 || !(self.median > 0.0 && (self.high - self.low) / self.median <= MAX_SPREAD)
+    }
+
+    /// `1.23x (1.20–1.26)`; `noisy (0.30–3.40x)` when the spread is too wide; `1.05x? (1
+    /// timing)` when fewer than 3 rounds were measured (reports written before alternating
+    /// runs).
+    pub fn cell(&self) -> String {
+        if self.rounds < 3 {
+            format!("{:.2}x? ({} timing)", self.median, self.rounds)
+        } else if self.too_noisy() {
+            format!("noisy ({:.2}–{:.2}x)", self.low, self.high)
+        } else {
+            format!("{:.2}x ({:.2}–{:.2})", self.median, self.low, self.high)
+        }
+    }
+}
+
+/// Measures the inference speedup of `net` against `base` at `batch` over `rounds` alternating
+/// rounds (see [`Speedup`]); each timing runs `ceil(1024 / batch)` forward passes, after one
+/// warm-up pass of each network. Inputs are random.
+pub fn speedup(base: &Network, net: &Network, batch: usize, rounds: usize) -> Speedup {
+    let batch = batch.max(1);
+    let passes = 1024usize.div_ceil(batch);
+    let timed = |net: &Network| {
+        let net = net.clone().into_inference();
+        let x = random_input(batch, &net, &mut SplitMix64::new(11), &net.device().clone());
+        move || {
+            let t = Instant::now();
+            for _ in 0..passes {
+                let _ = net.forward(x.clone()).into_data();
+            }
+            t.elapsed().as_secs_f64()
+        }
+    };
+    let (base_s, net_s) = (timed(base), timed(net));
+    let _ = (base_s(), net_s());
+    let ratios = (0..rounds.max(1))
+        .map(|round| {
+            let (b, n) = if round % 2 == 0 {
+                let b = base_s();
+                (b, net_s())
+            } else {
+                let n = net_s();
+                (base_s(), n)
+            };
+            b / n
+        })
+        .collect();
+    Speedup::from_ratios(batch, ratios)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -164,5 +271,30 @@ pub fn bench(net: &Network, config: &BenchConfig) -> BenchResult {
         latency_ms_b1: 1e3 * lat_s / config.latency_calls as f64,
         params: net.num_params(),
         flops: net.spec().flops().unwrap_or(0),
+        against: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speedup_reports_median_and_quartiles_and_refuses_a_wide_spread() {
+        let s = Speedup::from_ratios(64, vec![1.4, 1.0, 1.2, 1.1, 1.3, 1.15, 1.25]);
+        assert_eq!((s.rounds, s.median, s.low, s.high), (7, 1.2, 1.1, 1.3));
+        // Quartiles 1.1 and 1.3 lie 17% of the median apart: still a measurement.
+        assert!(!s.too_noisy());
+        assert_eq!(s.cell(), "1.20x (1.10–1.30)");
+        let tight = Speedup::from_ratios(1, vec![1.21, 1.19, 1.2, 1.22, 1.18]);
+        assert!(!tight.too_noisy());
+        assert_eq!(tight.cell(), "1.20x (1.19–1.21)");
+        let wide = Speedup::from_ratios(256, vec![0.3, 3.4, 1.1, 0.9, 2.0, 0.5, 1.0]);
+        assert!(wide.too_noisy());
+        assert_eq!(wide.cell(), "noisy (0.50–2.00x)");
+        let once = Speedup::from_ratios(8, vec![0.9]);
+        assert!(once.too_noisy());
+        assert_eq!(once.cell(), "0.90x? (1 timing)");
+        assert!(Speedup::from_ratios(8, vec![]).too_noisy());
     }
 }

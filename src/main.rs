@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use maxprune::bench::{BenchConfig, bench};
+use maxprune::bench::{BenchConfig, Comparison, MAX_SPREAD, SPEEDUP_ROUNDS, bench, speedup};
 use maxprune::data::dataset::{Dataset, DatasetName};
 use maxprune::data::fetch::{FetchEvent, fetch_files, sources};
 use maxprune::model::import::torchvision;
@@ -17,7 +17,7 @@ use maxprune::model::presets::Preset;
 use maxprune::model::spec::ArchSpec;
 use maxprune::prune::neuron::apply;
 use maxprune::prune::plan::PrunePlan;
-use maxprune::prune::schedule::{Pruner, Retrain, ScheduleConfig, ScheduleReport, run_schedule};
+use maxprune::prune::schedule::{Pruner, Retrain, ScheduleConfig, ScheduleReport, pruned_and_source, run_schedule};
 use maxprune::prune::select::{Policy, select};
 use maxprune::prune::weight::{WeightRule, WeightSchedule, parse_sparsity, sparsity, sparsity_markdown};
 use maxprune::relevance::{CriterionKind, Relevance, TiePolicy, criterion};
@@ -533,9 +533,16 @@ struct DemoArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Run directory to measure.
+    /// Run directory to measure; a schedule directory (from `prune`) measures its last accepted
+    /// step, and a pruned run is compared with the run its schedule started from.
     #[arg(required_unless_present = "preset")]
     run: Option<PathBuf>,
+    /// Compare inference speed with this run directory instead (the unpruned network).
+    #[arg(long, conflicts_with = "preset")]
+    against: Option<PathBuf>,
+    /// Alternating rounds of each speedup measurement (median and quartiles reported).
+    #[arg(long, default_value_t = SPEEDUP_ROUNDS)]
+    rounds: usize,
     /// Measure a freshly initialised preset instead.
     #[arg(long, conflicts_with = "run")]
     preset: Option<Preset>,
@@ -1106,13 +1113,18 @@ fn cmd_demo(a: DemoArgs, quiet: bool) -> Result<()> {
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
-    let net = match (&a.preset, &a.run) {
-        (Some(p), _) => Network::init(&a.scale.apply(p.spec())?, 1, &device())?,
-        (None, Some(r)) if a.scale.is_none() => RunDir::open(r)?.network(&device())?,
+    let (net, base) = match (&a.preset, &a.run) {
+        (Some(p), _) => (Network::init(&a.scale.apply(p.spec())?, 1, &device())?, None),
+        (None, Some(r)) if a.scale.is_none() => {
+            let found = pruned_and_source(r)?;
+            let measured = found.as_ref().map_or(r.clone(), |(step, _)| step.clone());
+            let base = a.against.clone().or(found.map(|(_, source)| source));
+            (RunDir::open(&measured)?.network(&device())?, base)
+        }
         (None, Some(_)) => bail!("--width, --input-size and --classes resize a --preset, not a trained run"),
         (None, None) => bail!("give a run directory or --preset"),
     };
-    let r = bench(
+    let mut r = bench(
         &net,
         &BenchConfig {
             reps: a.reps,
@@ -1120,22 +1132,44 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             ..BenchConfig::default()
         },
     );
+    if let Some(base) = base {
+        let base_net = RunDir::open(&base)?.network(&device())?;
+        r.against = Some(Comparison {
+            base: base.display().to_string(),
+            speedups: [1, 64, 256].map(|b| speedup(&base_net, &net, b, a.rounds)).to_vec(),
+        });
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
+        return Ok(());
+    }
+    println!(
+        "{} on {} with {} threads, {:?} kernels ({} parameters)",
+        net.spec().name,
+        r.backend,
+        r.threads,
+        r.kernels,
+        r.params
+    );
+    let train = format!("train (batch {}):", r.train_batch);
+    println!("  {train:<24}{:>9.0} img/s", r.train_img_per_s);
+    println!("  inference (batch 256):  {:>9.0} img/s", r.infer_img_per_s);
+    println!("  latency (batch 1):      {:>9.3} ms", r.latency_ms_b1);
+    println!("  relevance pass:         {:>9.0} img/s", r.relevance_img_per_s);
+    if let Some(c) = &r.against {
         println!(
-            "{} on {} with {} threads, {:?} kernels ({} parameters)",
-            net.spec().name,
-            r.backend,
-            r.threads,
-            r.kernels,
-            r.params
+            "  inference speedup against {} (median of {} alternating rounds, quartiles in brackets):",
+            c.base, a.rounds
         );
-        let train = format!("train (batch {}):", r.train_batch);
-        println!("  {train:<24}{:>9.0} img/s", r.train_img_per_s);
-        println!("  inference (batch 256):  {:>9.0} img/s", r.infer_img_per_s);
-        println!("  latency (batch 1):      {:>9.3} ms", r.latency_ms_b1);
-        println!("  relevance pass:         {:>9.0} img/s", r.relevance_img_per_s);
+        for s in &c.speedups {
+            println!("    {:<20}{}", format!("batch {}:", s.batch), s.cell());
+        }
+        if c.speedups.iter().any(|s| s.too_noisy()) {
+            println!(
+                "  noisy: quartiles more than {:.0}% of the median apart (a busy machine?); rerun when it is quiet, or with more --rounds",
+                100.0 * MAX_SPREAD
+            );
+        }
     }
     Ok(())
 }

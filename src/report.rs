@@ -1,7 +1,24 @@
 //! Reports: per-step rows of a pruning schedule as JSON and Markdown, and SVG plots.
 //! The plots are plain SVG written here (no plotting dependency, byte-identical across runs).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::bench::Speedup;
+
+/// Reads a [`Speedup`], or the plain ratio that reports held before alternating runs.
+fn speedup_or_ratio<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Speedup>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Measured(Speedup),
+        Ratio(f64),
+    }
+    Ok(match Option::<Stored>::deserialize(d)? {
+        None => None,
+        Some(Stored::Measured(s)) => Some(s),
+        Some(Stored::Ratio(r)) => Some(Speedup::from_ratios(256, vec![r])),
+    })
+}
 
 /// One row of a neuron-pruning schedule report. Step 0 is the starting network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,9 +41,11 @@ pub struct StepRow {
     pub flops: usize,
     /// Starting network's FLOPs / this network's FLOPs.
     pub flop_ratio: f64,
-    /// Measured inference speedup at batch 256: this network's images per second / the
-    /// starting network's, on this machine.
-    pub speedup: f64,
+    /// Measured inference speedup at batch 256 against the starting network, by alternating
+    /// runs on this machine ([`crate::bench::speedup`]); `None` at step 0. Reports written
+    /// before alternating runs hold a plain ratio, read as a one-round measurement.
+    #[serde(deserialize_with = "speedup_or_ratio", default)]
+    pub speedup: Option<Speedup>,
     /// Validation accuracy right after pruning, before retraining.
     pub val_before: Option<f64>,
     /// Test accuracy right after pruning, before retraining.
@@ -66,7 +85,7 @@ pub fn markdown_table(rows: &[StepRow]) -> String {
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1}% | {:.1}% | {} | {:.2}x | {:.2}x | {} → {} | {} → {} | {:.0} s | {} |\n",
+            "| {} | {} | {} | {} | {:.1}% | {:.1}% | {} | {:.2}x | {} | {} → {} | {} → {} | {:.0} s | {} |\n",
             r.step,
             units_by_pieces(r),
             r.params,
@@ -75,7 +94,7 @@ pub fn markdown_table(rows: &[StepRow]) -> String {
             r.removed_vs_lenet5,
             r.flops,
             r.flop_ratio,
-            r.speedup,
+            r.speedup.map_or("1.00x".into(), |s| s.cell()),
             pct(r.val_before),
             pct(r.val_after),
             pct(Some(r.test_before)),
@@ -235,5 +254,25 @@ mod tests {
         assert_eq!(h.matches("<rect x=").count(), 2);
         let l = line_chart("a<b", "x", "y", &[("s".into(), vec![(1000.0, 0.5), (2000.0, 0.7)])]);
         assert!(l.contains("a&lt;b") && l.contains("<polyline"));
+    }
+
+    #[test]
+    fn a_row_written_before_alternating_runs_still_reads_and_says_its_ratio_is_one_timing() {
+        let mut row = serde_json::json!({
+            "step": 1, "pieces": ["3"], "pieces_histogram": [[0, 0, 0, 125]], "params": 327205,
+            "nonzeros": 327205, "removed_vs_start": 23.4, "removed_vs_lenet5": 24.1, "flops": 1,
+            "flop_ratio": 1.05, "speedup": 0.97, "val_before": 0.9, "test_before": 0.9,
+            "val_after": 0.91, "test_after": 0.91, "seconds": 10.0, "accepted": true
+        });
+        let old: StepRow = serde_json::from_value(row.clone()).unwrap();
+        assert_eq!(old.speedup.unwrap().rounds, 1);
+        assert!(markdown_table(&[old]).contains("| 0.97x? (1 timing) |"));
+        let s = Speedup::from_ratios(256, vec![1.1, 1.0, 1.2]);
+        row["speedup"] = serde_json::to_value(s).unwrap();
+        let new: StepRow = serde_json::from_value(row.clone()).unwrap();
+        assert_eq!(new.speedup, Some(s));
+        row["speedup"] = serde_json::Value::Null;
+        let first: StepRow = serde_json::from_value(row).unwrap();
+        assert!(markdown_table(&[first]).contains("| 1.00x |"));
     }
 }

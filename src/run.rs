@@ -230,7 +230,8 @@ impl RunDir {
             &source,
             &device,
         )?;
-        check_optimizer_state(&net, &sgd, &source)?;
+        check_optimizer_state(&net, &sgd, iteration, &source)?;
+        check_history(epoch, iteration, &history, &source)?;
         Ok(Checkpoint {
             net,
             sgd,
@@ -347,9 +348,32 @@ fn metrics_csv(history: &[EpochMetrics]) -> String {
     out
 }
 
+/// A checkpoint's history holds one entry per finished epoch, numbered 1..=epoch, the last at
+/// the checkpoint's iteration: resuming appends to it and `metrics.csv` is written from it.
+fn check_history(epoch: usize, iteration: usize, history: &[EpochMetrics], source: &str) -> Result<()> {
+    let numbered = history.iter().enumerate().all(|(i, m)| m.epoch == i + 1);
+    let last = history.last().map_or(0, |m| m.iteration);
+    if history.len() != epoch || !numbered || last != iteration {
+        return Err(Error::Format {
+            path: source.into(),
+            what: "metadata 'history'".into(),
+            expected: format!(
+                "one entry per finished epoch (epochs 1..={epoch}, the last at iteration {iteration}, as metadata 'epoch' and 'iteration' say)"
+            ),
+            found: format!(
+                "{} entries (epochs {:?}, the last at iteration {last})",
+                history.len(),
+                history.iter().map(|m| m.epoch).collect::<Vec<_>>()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Every velocity and mask in a checkpoint names a parameter of its network and has one value
-/// per element of it (the SGD update reads them element by element).
-fn check_optimizer_state(net: &Network, sgd: &Sgd, source: &str) -> Result<()> {
+/// per element of it (the SGD update reads them element by element); after any SGD iteration
+/// every parameter has its velocity (one resumed as zero would change the run).
+fn check_optimizer_state(net: &Network, sgd: &Sgd, iteration: usize, source: &str) -> Result<()> {
     struct Sizes(HashMap<String, usize>);
     impl ParamVisitor for Sizes {
         fn visit<const D: usize>(&mut self, name: &str, tensor: &Tensor<D>) {
@@ -374,6 +398,16 @@ fn check_optimizer_state(net: &Network, sgd: &Sgd, source: &str) -> Result<()> {
                 });
             }
         }
+    }
+    if iteration > 0
+        && let Some(name) = sizes.0.keys().find(|name| !sgd.velocity.contains_key(*name))
+    {
+        return Err(Error::Format {
+            path: source.into(),
+            what: format!("tensor '{VELOCITY_PREFIX}{name}'"),
+            expected: format!("present (every parameter has a velocity after {iteration} SGD iterations)"),
+            found: "missing".into(),
+        });
     }
     Ok(())
 }
@@ -403,5 +437,50 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// A checkpoint after `epochs` epochs of a tiny run (one SGD step each).
+    fn trained(dir: &Path, epochs: usize) -> (RunDir, Checkpoint) {
+        let data = crate::data::dataset::Dataset::embedded().unwrap();
+        let config = TrainConfig {
+            dataset: "embedded".into(),
+            epochs,
+            batch_size: 1000,
+            ..TrainConfig::default()
+        };
+        let net = Network::init(&Preset::SeedLenet.spec(), 1, &Device::flex()).unwrap();
+        let run = RunDir::create(dir, &net, &config).unwrap();
+        let splits = crate::train::Splits::new(&data, &config).unwrap();
+        let ckpt = crate::train::train(&run, &splits, &mut crate::train::Silent).unwrap();
+        (run, ckpt)
+    }
+
+    #[test]
+    fn regression_a_history_that_disagrees_with_the_epoch_or_a_missing_velocity_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (run, fits) = trained(&tmp.path().join("r"), 2);
+        let broken = |f: &dyn Fn(&mut Checkpoint)| {
+            let mut c = fits.clone();
+            f(&mut c);
+            run.save_checkpoint(&c).unwrap();
+            run.checkpoint().map(|_| ()).unwrap_err().to_string()
+        };
+        let e = broken(&|c| c.epoch = 3);
+        assert!(
+            e.contains("checkpoint.safetensors") && e.contains("'history'") && e.contains("2 entries"),
+            "{e}"
+        );
+        let e = broken(&|c| {
+            c.history.pop();
+        });
+        assert!(e.contains("'history'") && e.contains("epochs 1..=2"), "{e}");
+        let e = broken(&|c| c.history[1].epoch = 1);
+        assert!(e.contains("epochs [1, 1]"), "{e}");
+        let e = broken(&|c| {
+            c.sgd.velocity.remove("fc1.bias");
+        });
+        assert!(e.contains("'sgd.velocity.fc1.bias'") && e.contains("missing"), "{e}");
+        run.save_checkpoint(&fits).unwrap();
+        assert_eq!(run.checkpoint().unwrap().epoch, 2);
     }
 }

@@ -6,10 +6,15 @@
 //! | bytes | content |
 //! |---|---|
 //! | 8 | magic `MXSPARSE` |
-//! | 4 | format version (u32, 1) |
+//! | 4 | format version (u32, 2) |
 //! | 8 | header length H (u64) |
-//! | H | header JSON: spec, dataset, tensor table, SHA-256 of the payload |
-//! | rest | payload: the tensors, at the offsets the table gives |
+//! | H | header JSON: spec, dataset, tensor table |
+//! | P | payload: the tensors, at the offsets the table gives |
+//! | 32 | SHA-256 of every byte before it (magic, header and payload) |
+//!
+//! Version 1 files (no trailer; the header held the payload's SHA-256 only) still read.
+//! Reading checks the checksum before it parses anything, then every table entry against the
+//! file and the spec's shapes before it allocates a tensor.
 //!
 //! A CSR tensor views its weight as `[rows, cols]` (`rows` = first dim; conv filters are
 //! flattened to `in x kh x kw`) and stores `rows + 1` u32 row pointers, `nnz` column indices
@@ -22,11 +27,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::model::network::{Network, ParamMapper, ParamVisitor};
+use crate::model::network::{Network, ParamMapper, ParamVisitor, non_finite};
 use crate::model::spec::ArchSpec;
 
 const MAGIC: &[u8; 8] = b"MXSPARSE";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// Version 1: the same without the trailer, the payload's SHA-256 in the header.
+const VERSION_1: u32 = 1;
 
 /// Bytes of a `[rows, cols]` matrix with `nnz` nonzeros in CSR.
 pub fn csr_bytes(rows: usize, cols: usize, nnz: usize) -> usize {
@@ -56,7 +63,9 @@ struct Header {
     spec: ArchSpec,
     dataset: Option<String>,
     tensors: Vec<Entry>,
-    payload_sha256: String,
+    /// Version 1 only: the payload's SHA-256 (version 2 checks the whole file instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload_sha256: Option<String>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -124,15 +133,17 @@ pub fn encode(net: &Network, dataset: Option<&str>) -> Vec<u8> {
         spec: net.spec().clone(),
         dataset: dataset.map(str::to_string),
         tensors: c.entries,
-        payload_sha256: hex(&Sha256::digest(&c.payload)),
+        payload_sha256: None,
     };
     let json = serde_json::to_vec(&header).expect("header serializes");
-    let mut out = Vec::with_capacity(20 + json.len() + c.payload.len());
+    let mut out = Vec::with_capacity(20 + json.len() + c.payload.len() + 32);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
     out.extend_from_slice(&json);
     out.extend_from_slice(&c.payload);
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum);
     out
 }
 
@@ -165,15 +176,44 @@ pub fn decode(bytes: &[u8], source: &str, device: &Device) -> Result<(Network, O
         ));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != VERSION {
-        return Err(bad("format version", VERSION.to_string(), version.to_string()));
-    }
-    let hlen = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")) as usize;
-    let Some(json) = bytes.get(20..20usize.saturating_add(hlen)) else {
+    let body = match version {
+        VERSION => {
+            let Some(split) = bytes.len().checked_sub(32).filter(|&n| n >= 20) else {
+                return Err(bad(
+                    "checksum",
+                    "a 32-byte SHA-256 after the header".into(),
+                    format!("{} bytes in all (truncated)", bytes.len()),
+                ));
+            };
+            let (body, sum) = bytes.split_at(split);
+            let actual = Sha256::digest(body);
+            if actual.as_slice() != sum {
+                return Err(bad(
+                    "checksum",
+                    hex(sum),
+                    format!("{} (truncated or corrupted)", hex(&actual)),
+                ));
+            }
+            body
+        }
+        VERSION_1 => bytes,
+        v => {
+            return Err(bad(
+                "format version",
+                format!("{VERSION} (or {VERSION_1})"),
+                v.to_string(),
+            ));
+        }
+    };
+    let hlen = u64::from_le_bytes(body[12..20].try_into().expect("8 bytes"));
+    let Some(json) = usize::try_from(hlen)
+        .ok()
+        .and_then(|h| body.get(20..20usize.checked_add(h)?))
+    else {
         return Err(bad(
             "header",
             format!("{hlen} bytes"),
-            format!("{} bytes (truncated)", bytes.len() - 20),
+            format!("{} bytes (truncated)", body.len() - 20),
         ));
     };
     let header: Header =
@@ -182,8 +222,30 @@ pub fn decode(bytes: &[u8], source: &str, device: &Device) -> Result<(Network, O
         .spec
         .validate()
         .map_err(|e| bad("spec", "a valid spec".into(), e.to_string()))?;
-    let payload = &bytes[20 + hlen..];
-    let need = header.tensors.iter().map(|t| t.offset + t.length).max().unwrap_or(0);
+    let payload = &body[20 + json.len()..];
+    let mut need = 0usize;
+    let mut table = BTreeMap::new();
+    for t in &header.tensors {
+        let end = t
+            .offset
+            .checked_add(t.length)
+            .filter(|&e| e <= payload.len())
+            .ok_or_else(|| {
+                bad(
+                    &format!("tensor '{}'", t.name),
+                    format!("bytes within the {}-byte payload", payload.len()),
+                    format!("offset {} + length {} (truncated or corrupted)", t.offset, t.length),
+                )
+            })?;
+        need = need.max(end);
+        if table.insert(t.name.as_str(), (t, &payload[t.offset..end])).is_some() {
+            return Err(bad(
+                "tensor table",
+                "each tensor once".into(),
+                format!("'{}' twice", t.name),
+            ));
+        }
+    }
     if payload.len() != need {
         return Err(bad(
             "payload",
@@ -191,54 +253,58 @@ pub fn decode(bytes: &[u8], source: &str, device: &Device) -> Result<(Network, O
             format!("{} bytes (truncated or padded)", payload.len()),
         ));
     }
-    let sha = hex(&Sha256::digest(payload));
-    if sha != header.payload_sha256 {
-        return Err(bad(
-            "payload checksum",
-            header.payload_sha256.clone(),
-            format!("{sha} (corrupted)"),
-        ));
-    }
-    let mut tensors = BTreeMap::new();
-    for t in &header.tensors {
-        tensors.insert(
-            t.name.clone(),
-            decode_tensor(t, &payload[t.offset..t.offset + t.length])
-                .map_err(|m| bad(&format!("tensor '{}'", t.name), "a consistent encoding".into(), m))?,
-        );
+    if version == VERSION_1 {
+        let sha = hex(&Sha256::digest(payload));
+        let stored = header.payload_sha256.clone().unwrap_or_default();
+        if sha != stored {
+            return Err(bad("payload checksum", stored, format!("{sha} (corrupted)")));
+        }
     }
     let template = Network::init(&header.spec, 0, device)?;
     struct Fill<'a> {
-        tensors: &'a mut BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+        table: BTreeMap<&'a str, (&'a Entry, &'a [u8])>,
         device: &'a Device,
         error: Option<String>,
     }
     impl ParamMapper for Fill<'_> {
         fn map<const D: usize>(&mut self, name: &str, t: Tensor<D>) -> Tensor<D> {
-            match self.tensors.remove(name) {
-                Some((shape, v)) if shape == t.dims() => Tensor::from_data(TensorData::new(v, t.dims()), self.device),
-                Some((shape, _)) => {
-                    self.error
-                        .get_or_insert(format!("'{name}' has shape {shape:?}, the spec needs {:?}", t.dims()));
-                    t
-                }
-                None => {
-                    self.error.get_or_insert(format!("'{name}' is missing"));
+            let decoded = match self.table.remove(name) {
+                // The shape is compared with the spec's before anything is allocated for it.
+                Some((e, _)) if e.shape != t.dims() => Err(format!(
+                    "'{name}' has shape {:?}, the spec needs {:?}",
+                    e.shape,
+                    t.dims()
+                )),
+                Some((e, data)) => decode_tensor(e, data)
+                    .and_then(|v| {
+                        non_finite(&v).map_or(Ok(v), |bad| Err(format!("expected finite numbers, found {bad}")))
+                    })
+                    .map_err(|m| format!("'{name}': {m}")),
+                None => Err(format!("'{name}' is missing")),
+            };
+            match decoded {
+                Ok(v) => Tensor::from_data(TensorData::new(v, t.dims()), self.device),
+                Err(e) => {
+                    self.error.get_or_insert(e);
                     t
                 }
             }
         }
     }
     let mut fill = Fill {
-        tensors: &mut tensors,
+        table,
         device,
         error: None,
     };
     let net = template.map_params(&mut fill);
     if let Some(e) = fill.error {
-        return Err(bad("tensors", "the tensors its spec names".into(), e));
+        return Err(bad(
+            "tensors",
+            "the tensors its spec names, consistently encoded".into(),
+            e,
+        ));
     }
-    if let Some(extra) = tensors.keys().next() {
+    if let Some(extra) = fill.table.keys().next() {
         return Err(bad(
             "tensors",
             "only the tensors its spec names".into(),
@@ -248,7 +314,8 @@ pub fn decode(bytes: &[u8], source: &str, device: &Device) -> Result<(Network, O
     Ok((net, header.dataset))
 }
 
-fn decode_tensor(t: &Entry, data: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
+/// Decodes one tensor whose shape already equals the spec's (so its size is bounded).
+fn decode_tensor(t: &Entry, data: &[u8]) -> std::result::Result<Vec<f32>, String> {
     let n: usize = t.shape.iter().product();
     let f32s = |b: &[u8]| -> Vec<f32> {
         b.chunks_exact(4)
@@ -260,12 +327,15 @@ fn decode_tensor(t: &Entry, data: &[u8]) -> std::result::Result<(Vec<usize>, Vec
             if data.len() != 4 * n {
                 return Err(format!("{} bytes for {n} dense values", data.len()));
             }
-            Ok((t.shape.clone(), f32s(data)))
+            Ok(f32s(data))
         }
         Encoding::Csr => {
             let rows = *t.shape.first().ok_or("CSR tensor without dims")?;
             let cols = n / rows.max(1);
             let isz = if cols <= 1 << 16 { 2 } else { 4 };
+            if t.nnz > n {
+                return Err(format!("{} nonzeros in {n} values", t.nnz));
+            }
             if data.len() != 4 * (rows + 1) + t.nnz * (isz + 4) {
                 return Err(format!(
                     "{} bytes for a {rows}x{cols} CSR matrix with {} nonzeros",
@@ -301,7 +371,117 @@ fn decode_tensor(t: &Entry, data: &[u8]) -> std::result::Result<(Vec<usize>, Vec
                     out[r * cols + idx[k]] = vals[k];
                 }
             }
-            Ok((t.shape.clone(), out))
+            Ok(out)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::presets::Preset;
+
+    /// Keeps every third weight of each matrix, so the encoder picks CSR for them.
+    struct Thin;
+    impl ParamMapper for Thin {
+        fn map<const D: usize>(&mut self, _: &str, t: Tensor<D>) -> Tensor<D> {
+            if D < 2 {
+                return t;
+            }
+            let v: Vec<f32> = t
+                .to_data()
+                .iter::<f32>()
+                .enumerate()
+                .map(|(i, x)| if i % 3 == 0 { x } else { 0.0 })
+                .collect();
+            Tensor::from_data(TensorData::new(v, t.dims()), &t.device())
+        }
+    }
+
+    /// The encoded file of a small weight-pruned network, split into its header JSON and
+    /// payload.
+    fn parts() -> (serde_json::Value, Vec<u8>) {
+        let net = Network::init(&Preset::SeedLenet.spec(), 1, &Device::flex())
+            .unwrap()
+            .map_params(&mut Thin);
+        let bytes = encode(&net, Some("embedded"));
+        let h = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+        let header = serde_json::from_slice(&bytes[20..20 + h]).unwrap();
+        (header, bytes[20 + h..bytes.len() - 32].to_vec())
+    }
+
+    /// A file with this header and payload, checksummed as version 2 writes it (so what a test
+    /// changed passes the checksum and reaches the checks behind it).
+    fn signed(header: &serde_json::Value, payload: &[u8]) -> Vec<u8> {
+        let json = serde_json::to_vec(header).unwrap();
+        let mut out = [&MAGIC[..], &VERSION.to_le_bytes(), &(json.len() as u64).to_le_bytes()].concat();
+        out.extend_from_slice(&json);
+        out.extend_from_slice(payload);
+        let sum = Sha256::digest(&out);
+        out.extend_from_slice(&sum);
+        out
+    }
+
+    fn error(bytes: &[u8]) -> String {
+        decode(bytes, "m.mxs", &Device::flex())
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_checksum_covers_the_header() {
+        let (header, payload) = parts();
+        let mut bytes = signed(&header, &payload);
+        assert!(decode(&bytes, "m.mxs", &Device::flex()).is_ok());
+        // A digit of the spec in the header, not the payload.
+        let at = bytes.windows(9).position(|w| w == b"\"filters\"").unwrap() + 10;
+        bytes[at] ^= 0x01;
+        let e = error(&bytes);
+        assert!(
+            e.contains("m.mxs") && e.contains("checksum") && e.contains("corrupted"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn table_entries_outside_the_file_or_the_spec_are_refused_before_allocating() {
+        let (header, payload) = parts();
+        for (field, value, needle) in [
+            ("length", serde_json::json!(u64::MAX), "offset"),
+            ("offset", serde_json::json!(u64::MAX - 7), "offset"),
+            ("shape", serde_json::json!([1u64 << 62, 4]), "the spec needs"),
+            ("shape", serde_json::json!([1, 1u64 << 40]), "the spec needs"),
+            ("nnz", serde_json::json!(1u64 << 40), "nonzeros"),
+        ] {
+            let mut h = header.clone();
+            let tensors = h["tensors"].as_array_mut().unwrap();
+            let t = tensors
+                .iter_mut()
+                .find(|t| t["encoding"] == "csr")
+                .expect("a CSR tensor");
+            t[field] = value;
+            let e = error(&signed(&h, &payload));
+            assert!(e.contains("m.mxs") && e.contains(needle), "{field}: {e}");
+        }
+        let mut h = header.clone();
+        let first = h["tensors"][0].clone();
+        h["tensors"].as_array_mut().unwrap().push(first);
+        assert!(error(&signed(&h, &payload)).contains("twice"));
+    }
+
+    #[test]
+    fn version_1_files_still_read() {
+        let (mut header, payload) = parts();
+        header["payload_sha256"] = hex(&Sha256::digest(&payload)).into();
+        let json = serde_json::to_vec(&header).unwrap();
+        let mut v1 = [&MAGIC[..], &VERSION_1.to_le_bytes(), &(json.len() as u64).to_le_bytes()].concat();
+        v1.extend_from_slice(&json);
+        v1.extend_from_slice(&payload);
+        let (net, dataset) = decode(&v1, "m.mxs", &Device::flex()).unwrap();
+        assert_eq!((net.num_params(), dataset.as_deref()), (240_470, Some("embedded")));
+        let last = v1.len() - 1;
+        v1[last] ^= 0x40;
+        assert!(error(&v1).contains("payload checksum"));
     }
 }

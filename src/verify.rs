@@ -78,6 +78,25 @@ pub fn parse_pairs(text: &str, source: &str) -> Result<Vec<Vec<Pair>>> {
             ));
         }
     };
+    if folds < 2 {
+        return Err(err(
+            hl,
+            "at least 2 folds (each fold's threshold is chosen on the others)",
+            header,
+        ));
+    }
+    // The header's counts are checked against the file before anything is allocated for them.
+    let lines_left = text.lines().filter(|l| !l.trim().is_empty()).count() - 1;
+    if n.checked_mul(2)
+        .and_then(|p| p.checked_mul(folds))
+        .is_none_or(|pairs| pairs > lines_left)
+    {
+        return Err(err(
+            hl,
+            &format!("a header whose folds x 2 x pairs-per-class fits the {lines_left} pair lines that follow"),
+            header,
+        ));
+    }
     let image = |line: usize, name: &str, number: &str, raw: &str| -> Result<ImageRef> {
         let number = number
             .parse::<u32>()
@@ -391,17 +410,24 @@ mod tests {
 
     #[test]
     fn malformed_pairs_files_name_the_line() {
-        let cases = [
-            ("", "line 1"),
-            ("ten 300\n", "line 1"),
-            ("1 1\nAnn 1\nAnn 1 Bob 2\n", "line 2"),
-            ("1 1\nAnn 1 2\nAnn 1 2\n", "line 3"),
-            ("1 1\nAnn 0 2\nAnn 1 Bob 2\n", "line 2"),
-            ("1 1\nAnn 1 2\n", "end of file"),
-            ("1 1\nAnn 1 2\nAnn 1 Bob 2\nextra\n", "line 4"),
+        let fold2 = "Cid 1 2\nCid 1 Bob 2\n";
+        let cases: [(String, &str); 11] = [
+            ("".into(), "line 1"),
+            ("ten 300\n".into(), "line 1"),
+            (format!("2 1\nAnn 1\nAnn 1 Bob 2\n{fold2}"), "line 2"),
+            (format!("2 1\nAnn 1 2\nAnn 1 2\n{fold2}"), "line 3"),
+            (format!("2 1\nAnn 0 2\nAnn 1 Bob 2\n{fold2}"), "line 2"),
+            (format!("2 1\nAnn 1 2\nAnn 1 Bob 2\n{fold2}extra\n"), "line 6"),
+            // The header's counts, checked against the file before anything is allocated.
+            ("2 1\nAnn 1 2\nAnn 1 Bob 2\nCid 1 2\n".into(), "fits the 3 pair lines"),
+            ("1000000000000 1\nAnn 1 2\n".into(), "fits the 1 pair lines"),
+            ("2 9223372036854775807\nAnn 1 2\n".into(), "fits the 1 pair lines"),
+            ("18446744073709551616 1\n".into(), "line 1"),
+            // One fold leaves no other fold to choose its threshold on.
+            ("1 1\nAnn 1 2\nAnn 1 Bob 2\n".into(), "at least 2 folds"),
         ];
         for (text, needle) in cases {
-            let e = parse_pairs(text, "pairs.txt").unwrap_err().to_string();
+            let e = parse_pairs(&text, "pairs.txt").unwrap_err().to_string();
             assert!(e.contains("pairs.txt") && e.contains(needle), "{text:?}: {e}");
         }
     }

@@ -552,6 +552,24 @@ fn scaled_vgg16_maxout_trains_and_prunes_end_to_end() {
         serde_json::from_str(&std::fs::read_to_string(cwd.join("n/report.json")).unwrap()).unwrap();
     let rows = report["rows"].as_array().unwrap();
     assert!(rows[1]["params"].as_u64() < rows[0]["params"].as_u64(), "{report}");
+    // bench on the schedule (its last accepted step) and on the step: compared with the start.
+    let source = report["source"].as_str().unwrap();
+    assert!(Path::new(source).is_absolute() && source.ends_with("v"), "{source}");
+    for measured in ["n", "n/step-01"] {
+        let quick = ["--reps", "1", "--rounds", "3", "--train-batch", "8", "--json"];
+        let j = json(&maxprune(&[&["bench", measured][..], &quick].concat(), cwd));
+        assert_eq!(j["params"], rows[1]["params"], "{measured}: {j}");
+        assert_eq!(j["against"]["base"], source);
+        let speedups = j["against"]["speedups"].as_array().unwrap();
+        let batches: Vec<_> = speedups.iter().map(|s| s["batch"].as_u64().unwrap()).collect();
+        assert_eq!(batches, [1, 64, 256]);
+        assert!(
+            speedups
+                .iter()
+                .all(|s| s["rounds"] == 3 && s["median"].as_f64() > Some(0.0)),
+            "{j}"
+        );
+    }
     let weights = [
         "prune",
         "weights",

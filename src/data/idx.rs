@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 
 use flate2::Compression;
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
 use crate::error::{Error, Result};
@@ -45,7 +45,8 @@ fn format_err(name: &str, what: &str, expected: impl ToString, found: impl ToStr
     }
 }
 
-/// Reads the whole stream, transparently un-gzipping it when it starts with the gzip magic.
+/// Reads the whole stream, transparently un-gzipping it when it starts with the gzip magic
+/// (every member of a multi-member gzip file, as `gzip -d` does).
 fn read_all(mut reader: impl Read, name: &str) -> Result<Vec<u8>> {
     let mut raw = Vec::new();
     reader
@@ -53,7 +54,7 @@ fn read_all(mut reader: impl Read, name: &str) -> Result<Vec<u8>> {
         .map_err(|e| Error::io("reading", name, e))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        GzDecoder::new(raw.as_slice())
+        MultiGzDecoder::new(raw.as_slice())
             .read_to_end(&mut out)
             .map_err(|e| format_err(name, "gzip stream", "a complete gzip stream", e))?;
         Ok(out)
@@ -90,10 +91,17 @@ fn parse(bytes: &[u8], name: &str, magic: u32) -> Result<(Vec<usize>, Vec<u8>)> 
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let expected: usize = dims.iter().product();
+    let dims_text = dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
     let body = &bytes[header_len..];
+    let Some(expected) = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) else {
+        return Err(format_err(
+            name,
+            "declared dims",
+            "dims whose product is a byte count",
+            format!("{dims_text} (overflows)"),
+        ));
+    };
     if body.len() != expected {
-        let dims_text = dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
         return Err(format_err(
             name,
             "data length",
@@ -228,6 +236,31 @@ mod tests {
         );
         let e = err(read_images(&bytes[..10], "t.idx"));
         assert!(e.contains("header") && e.contains("16 bytes"), "{e}");
+    }
+
+    #[test]
+    fn regression_dims_whose_product_overflows_are_refused_not_read_as_0_images() {
+        let mut bytes = IMAGES_MAGIC.to_be_bytes().to_vec();
+        for d in [65_536u32, 16_777_216, 16_777_216] {
+            bytes.extend_from_slice(&d.to_be_bytes());
+        }
+        let e = err(read_images(bytes.as_slice(), "big.idx"));
+        assert!(
+            e.contains("big.idx") && e.contains("65536x16777216x16777216 (overflows)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn regression_a_multi_member_gzip_reads_whole() {
+        let plain = labels_bytes(&[1, 2, 3, 4, 5, 6], false);
+        let member = |b: &[u8]| {
+            let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+            gz.write_all(b).unwrap();
+            gz.finish().unwrap()
+        };
+        let two = [member(&plain[..9]), member(&plain[9..])].concat();
+        assert_eq!(read_labels(two.as_slice(), "l.gz", 10).unwrap(), [1, 2, 3, 4, 5, 6]);
     }
 
     #[test]

@@ -478,7 +478,7 @@ impl Network {
     }
 
     /// Loads parameters for `spec` from a safetensors file; every tensor must be present with
-    /// the shape the spec implies, and no other tensor may be present.
+    /// the shape the spec implies and finite values, and no other tensor may be present.
     pub fn load(spec: &ArchSpec, path: &Path, device: &Device) -> Result<Network> {
         let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
         Network::from_safetensors(spec, &bytes, &path.display().to_string(), device)
@@ -532,7 +532,12 @@ impl Network {
                     self.error = Some(fail("shape", format!("{:?}", t.dims()), format!("{:?}", view.shape())));
                     return t;
                 }
-                Tensor::from_data(TensorData::new(f32_values(&view), t.dims()), self.device)
+                let values = f32_values(&view);
+                if let Some(bad) = non_finite(&values) {
+                    self.error = Some(fail("values", "finite numbers".into(), bad));
+                    return t;
+                }
+                Tensor::from_data(TensorData::new(values, t.dims()), self.device)
             }
         }
         let mut loader = Load {
@@ -571,6 +576,16 @@ impl Network {
         }
         Ok(net)
     }
+}
+
+/// `None` when every value is finite; else how many are not, and the first (for an error).
+pub fn non_finite(values: &[f32]) -> Option<String> {
+    let first = values.iter().position(|v| !v.is_finite())?;
+    let count = values.iter().filter(|v| !v.is_finite()).count();
+    Some(format!(
+        "{count} NaN or infinite value(s), the first {} at element {first}",
+        values[first]
+    ))
 }
 
 /// The values of an F32 safetensors view.

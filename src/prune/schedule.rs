@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::neuron::apply;
 use super::plan::{PLAN_FORMAT_VERSION, PrunePlan};
 use super::select::{Policy, select};
-use crate::bench::inference_img_per_s;
+use crate::bench::{SPEEDUP_ROUNDS, speedup};
 use crate::data::dataset::Split;
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -226,7 +226,8 @@ impl Pruner for ScheduleConfig {
 /// The result of a schedule.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScheduleReport {
-    /// The run directory pruned.
+    /// The run directory pruned (absolute; reports written before 0.1 may hold the path as
+    /// given on the command line).
     pub source: PathBuf,
     /// What the schedule does.
     pub description: String,
@@ -388,8 +389,7 @@ pub fn run_schedule(
     let (mut net, mut masks) = (base.net, base.sgd.masks);
     let base_nonzeros = nonzeros(&net);
     let base_flops = net.spec().flops()?;
-    let speed = |net: &Network| inference_img_per_s(net, 256, 4, 3);
-    let base_speed = speed(&net);
+    let base_net = net.clone();
     let (val0, test0) = accuracies(&net, &splits, batch)?;
     let accept = |val: Option<f64>| match (val0, val) {
         (Some(v0), Some(v)) => within_tolerance(v0, v, config.tolerance),
@@ -410,7 +410,7 @@ pub fn run_schedule(
                 removed_vs_lenet5: 100.0 * (1.0 - nz as f64 / LENET5_PARAMS as f64),
                 flops: net.spec().flops().unwrap_or(0),
                 flop_ratio: base_flops as f64 / net.spec().flops().unwrap_or(1).max(1) as f64,
-                speedup: if step == 0 { 1.0 } else { speed(net) / base_speed },
+                speedup: (step > 0).then(|| speedup(&base_net, net, 256, SPEEDUP_ROUNDS)),
                 val_before: before.0,
                 test_before: before.1,
                 val_after: after.0,
@@ -485,7 +485,7 @@ pub fn run_schedule(
         final_step = step;
     }
     let report = ScheduleReport {
-        source: source.path().to_path_buf(),
+        source: fsio::absolute(source.path())?,
         description: pruner.describe(),
         config: config_json,
         rows,
@@ -493,6 +493,55 @@ pub fn run_schedule(
     };
     write_report(out, &report, config)?;
     Ok(report)
+}
+
+/// What a pruned run is compared with: given a schedule directory, its last accepted step and
+/// the run it started from; given one of its step directories, that step and the start; given
+/// any other directory, `None`.
+pub fn pruned_and_source(path: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
+    let (schedule, step) = if path.join("schedule.json").is_file() {
+        (path, None)
+    } else {
+        match path.parent() {
+            Some(p) if p.join("schedule.json").is_file() => (p, Some(path.to_path_buf())),
+            _ => return Ok(None),
+        }
+    };
+    let report_path = schedule.join("report.json");
+    if !report_path.is_file() {
+        return Err(Error::invalid(
+            "schedule directory",
+            format!(
+                "{}: no report.json (the schedule has not finished; resume it, or name the run to compare with)",
+                schedule.display()
+            ),
+        ));
+    }
+    let report: ScheduleReport = read_json(&report_path)?;
+    let step = match step {
+        Some(s) => s,
+        None if report.final_step == 0 => {
+            return Err(Error::invalid(
+                "schedule directory",
+                format!(
+                    "{}: no step stayed within tolerance, so there is no pruned network to measure; name a step directory",
+                    schedule.display()
+                ),
+            ));
+        }
+        None => schedule.join(format!("step-{:02}", report.final_step)),
+    };
+    if !report.source.exists() {
+        return Err(Error::invalid(
+            "schedule report",
+            format!(
+                "{}: the starting run {} is not there (a path relative to where `prune` ran?); name it to compare with",
+                report_path.display(),
+                report.source.display()
+            ),
+        ));
+    }
+    Ok(Some((step, report.source)))
 }
 
 /// Parameters that are not exactly zero.
