@@ -527,9 +527,13 @@ fn verify_follows_the_lfw_protocol_on_a_generated_fixture() {
     }
 
     // Bad inputs: a missing image, a malformed line, an unknown layer.
-    std::fs::write(cwd.join("missing.txt"), "1 1\nAnn 1 5\nAnn 1 Bob 1\n").unwrap();
+    std::fs::write(
+        cwd.join("missing.txt"),
+        "2 1\nAnn 1 5\nAnn 1 Bob 1\nAnn 1 2\nAnn 1 Bob 1\n",
+    )
+    .unwrap();
     fails_with(&run("missing.txt", &[]), "Ann_0005.jpg");
-    std::fs::write(cwd.join("bad.txt"), "1 1\nAnn 1 2\nAnn 1 Bob\n").unwrap();
+    std::fs::write(cwd.join("bad.txt"), "2 1\nAnn 1 2\nAnn 1 Bob\nAnn 1 2\nAnn 1 Bob 1\n").unwrap();
     fails_with(&run("bad.txt", &[]), "line 3");
     fails_with(&run("pairs.txt", &["--layer", "fc9"]), "no layer named 'fc9'");
 }
