@@ -143,7 +143,7 @@ pub fn speedup(base: &Network, net: &Network, batch: usize, rounds: usize) -> Sp
     let passes = 1024usize.div_ceil(batch);
     let timed = |net: &Network| {
         let net = net.clone().into_inference();
-        let x = random_input(batch, &net, &mut SplitMix64::new(11), &net.device().clone());
+        let x = random_input(batch, &net, &mut SplitMix64::new(11), net.device());
         move || {
             let t = Instant::now();
             for _ in 0..passes {

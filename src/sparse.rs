@@ -135,13 +135,18 @@ pub fn encode(net: &Network, dataset: Option<&str>) -> Vec<u8> {
         tensors: c.entries,
         payload_sha256: None,
     };
-    let json = serde_json::to_vec(&header).expect("header serializes");
-    let mut out = Vec::with_capacity(20 + json.len() + c.payload.len() + 32);
+    framed(&serde_json::to_vec(&header).expect("header serializes"), &c.payload)
+}
+
+/// A version-2 file around a header's JSON and the payload: magic, version, header length,
+/// header, payload, and the SHA-256 of all of it.
+fn framed(json: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20 + json.len() + payload.len() + 32);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
-    out.extend_from_slice(&c.payload);
+    out.extend_from_slice(json);
+    out.extend_from_slice(payload);
     let sum = Sha256::digest(&out);
     out.extend_from_slice(&sum);
     out
@@ -413,13 +418,7 @@ mod tests {
     /// A file with this header and payload, checksummed as version 2 writes it (so what a test
     /// changed passes the checksum and reaches the checks behind it).
     fn signed(header: &serde_json::Value, payload: &[u8]) -> Vec<u8> {
-        let json = serde_json::to_vec(header).unwrap();
-        let mut out = [&MAGIC[..], &VERSION.to_le_bytes(), &(json.len() as u64).to_le_bytes()].concat();
-        out.extend_from_slice(&json);
-        out.extend_from_slice(payload);
-        let sum = Sha256::digest(&out);
-        out.extend_from_slice(&sum);
-        out
+        framed(&serde_json::to_vec(header).unwrap(), payload)
     }
 
     fn error(bytes: &[u8]) -> String {

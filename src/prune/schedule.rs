@@ -226,8 +226,8 @@ impl Pruner for ScheduleConfig {
 /// The result of a schedule.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScheduleReport {
-    /// The run directory pruned (absolute; reports written before 0.1 may hold the path as
-    /// given on the command line).
+    /// The run directory pruned (absolute; older reports may hold the path as given on the
+    /// command line).
     pub source: PathBuf,
     /// What the schedule does.
     pub description: String,
