@@ -50,6 +50,96 @@ pub fn absolute(path: &Path) -> Result<std::path::PathBuf> {
     std::path::absolute(path).map_err(|e| Error::io("resolving", path, e))
 }
 
+/// An advisory lock on one output (a run directory, a schedule directory or a file), held for
+/// as long as the value lives, so that two processes never write the same output: the second
+/// is refused with a message naming the first. The lock is a hidden file beside the output,
+/// `.<name>.maxprune-lock`, locked with [`std::fs::File::try_lock`] (`flock` on Linux, released by the kernel when the holder exits,
+/// even by `kill -9`) and holding the holder's process id and command line; it is removed when
+/// the lock is dropped.
+#[derive(Debug)]
+pub struct OutputLock {
+    path: std::path::PathBuf,
+    _file: std::fs::File,
+}
+
+impl OutputLock {
+    /// The lock file of `output`.
+    pub fn path_for(output: &Path) -> std::path::PathBuf {
+        let name = output
+            .file_name()
+            .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+        let dir = match output.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        dir.join(format!(".{name}.maxprune-lock"))
+    }
+
+    /// Takes the lock on `output` for `holder` (a line naming the command), or fails at once if
+    /// another process holds it. The directory that holds `output` is created if needed.
+    pub fn acquire(output: &Path, holder: &str) -> Result<OutputLock> {
+        let path = Self::path_for(output);
+        if let Some(dir) = path.parent() {
+            create_dir(dir)?;
+        }
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| Error::io("opening the lock file", &path, e))?;
+            if file.try_lock().is_err() {
+                let held_by = std::fs::read_to_string(&path).unwrap_or_default();
+                let held_by = held_by.trim();
+                return Err(Error::invalid(
+                    "output",
+                    format!(
+                        "{} is being written by another process ({}); expected no other writer, wait for it or choose \
+                         another output",
+                        output.display(),
+                        if held_by.is_empty() { "holder unknown" } else { held_by }
+                    ),
+                ));
+            }
+            // The holder before us may have removed the file between our open and our lock:
+            // then we hold a lock on a file nobody else can find, so start again.
+            if same_file(&file, &path) {
+                use std::io::{Seek, Write};
+                let mut f = &file;
+                let line = format!("pid {}: {holder}\n", std::process::id());
+                f.set_len(0)
+                    .and_then(|_| f.seek(std::io::SeekFrom::Start(0)))
+                    .and_then(|_| f.write_all(line.as_bytes()))
+                    .map_err(|e| Error::io("writing", &path, e))?;
+                return Ok(OutputLock { path, _file: file });
+            }
+        }
+    }
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so a waiting process never locks a file that is gone.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::File, path: &Path) -> bool {
+    path.exists()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +152,23 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_until_the_first_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let first = OutputLock::acquire(&out, "maxprune train").unwrap();
+        let e = OutputLock::acquire(&out, "maxprune prune apply")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("being written by another process") && e.contains("maxprune train"),
+            "{e}"
+        );
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        drop(first);
+        assert!(!OutputLock::path_for(&out).exists());
+        let _again = OutputLock::acquire(&out, "maxprune prune apply").unwrap();
     }
 }

@@ -613,6 +613,34 @@ fn observer(quiet: bool) -> Box<dyn Observer> {
     }
 }
 
+impl Command {
+    /// The run directory, schedule directory or file this command writes, when `--out` names
+    /// it (reproduce derives its default output from the dataset, and locks it itself).
+    fn output(&self) -> Option<&Path> {
+        match self {
+            Command::Train(a) => Some(&a.out),
+            Command::Demo(a) => Some(&a.out),
+            Command::Relevance(a) => Some(&a.out),
+            Command::Prune(PruneCommand::Neurons(a)) => Some(&a.out),
+            Command::Prune(PruneCommand::Plan(a)) => Some(&a.out),
+            Command::Prune(PruneCommand::Apply(a)) => Some(&a.out),
+            Command::Prune(PruneCommand::Weights(a)) => Some(&a.out),
+            Command::Export(a) => Some(&a.out),
+            Command::Import(a) => Some(&a.out),
+            Command::Verify(a) => a.out.as_deref(),
+            Command::Reproduce(_) | Command::Eval(_) | Command::Inspect(_) | Command::Fetch(_) | Command::Bench(_) => {
+                None
+            }
+        }
+    }
+}
+
+/// Holds the advisory lock on `out` for the rest of the command: one writer per output.
+fn lock_output(out: &Path) -> Result<maxprune::fsio::OutputLock> {
+    let command: Vec<String> = std::env::args().collect();
+    Ok(maxprune::fsio::OutputLock::acquire(out, &command.join(" "))?)
+}
+
 fn device() -> Device {
     maxprune::device()
 }
@@ -656,6 +684,9 @@ fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> {
 }
 
 fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
+    if a.epochs == Some(0) {
+        bail!("--epochs: expected at least 1, found 0");
+    }
     let (dir, data) = if a.resume {
         let dir = RunDir::open(&a.out)?;
         if let Some(e) = a.epochs {
@@ -680,6 +711,9 @@ fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
         config.batch_size = a.batch_size.unwrap_or(config.batch_size);
         config.base_lr = a.lr.unwrap_or(config.base_lr);
         config.val = a.val.unwrap_or(config.val);
+        if config.epochs == 0 {
+            bail!("epochs: expected at least 1 for a new run, found 0 (from --config)");
+        }
         let spec = match (&a.preset, &a.spec) {
             (Some(p), _) => p.spec(),
             (None, Some(path)) => ArchSpec::from_json(
@@ -884,6 +918,7 @@ fn cmd_reproduce(a: ReproduceArgs, quiet: bool) -> Result<()> {
     let out = a
         .out
         .unwrap_or_else(|| PathBuf::from(format!("results/lenet5-{}", config.dataset)));
+    let _lock = lock_output(&out)?;
     let total = maxprune::reproduce::STAGES_PER_SEED * config.seeds.len();
     let mut done = 0;
     let report = reproduce(&config, &data, &out, observer(quiet).as_mut(), &mut |stage| {
@@ -1195,6 +1230,7 @@ fn cmd_relevance(a: RelevanceArgs) -> Result<()> {
         SplitName::Test => &data.test,
     };
     let net = dir.network(&device())?;
+    check_classes(net.spec(), data.classes, &data.name.to_string())?;
     let rel =
         criterion(a.criterion.criterion, a.criterion.ties, config.seed).score(&net, split, config.eval_batch_size)?;
     write_file(&a.out, serde_json::to_string_pretty(&rel)?.as_bytes())?;
@@ -1297,7 +1333,8 @@ fn main() -> ExitCode {
         KernelsArg::Burn => Kernels::Burn,
     });
     let chosen = cli.device.device().map(maxprune::set_device);
-    let result = chosen.and_then(|_| match cli.command {
+    let lock = cli.command.output().map(lock_output).transpose();
+    let result = chosen.and(lock).and_then(|_lock| match cli.command {
         Command::Train(a) => cmd_train(a, quiet),
         Command::Eval(a) => cmd_eval(a),
         Command::Inspect(a) => cmd_inspect(a),

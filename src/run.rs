@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::model::network::{Network, ParamVisitor};
-use crate::model::spec::ArchSpec;
+use crate::model::spec::{ArchSpec, SPEC_METADATA_KEY};
 use crate::train::{EpochMetrics, Masks, Sgd, TrainConfig};
 
 /// A network with its optimizer state and history after some epochs.
@@ -245,10 +245,10 @@ impl RunDir {
     /// says otherwise is an error, not silently ignored: `eval` and `relevance` build from
     /// `spec.json`, retraining from the checkpoint, and the two must be the same network.
     fn spec_for_checkpoint(&self, meta: &HashMap<String, String>, source: &str) -> Result<ArchSpec> {
-        let Some(stored) = meta.get("maxprune_spec") else {
+        let Some(stored) = meta.get(SPEC_METADATA_KEY) else {
             return self.spec();
         };
-        let stored = ArchSpec::from_json(stored, source)?;
+        let stored = ArchSpec::from_metadata(stored, source)?;
         if self.file(SPEC).exists() && self.spec()? != stored {
             return Err(Error::Format {
                 path: self.file(SPEC).display().to_string(),
@@ -272,7 +272,7 @@ impl RunDir {
                 serde_json::to_string(&ckpt.history).expect("metrics serialize"),
             ),
             (
-                "maxprune_spec".to_string(),
+                SPEC_METADATA_KEY.to_string(),
                 serde_json::to_string(ckpt.net.spec()).expect("spec serializes"),
             ),
         ]);

@@ -79,11 +79,40 @@ pub fn load(dir: &Path, size: usize) -> Result<(usize, Split, Split)> {
     let (mut train, mut test) = (empty(), empty());
     let (train_dir, test_dir) = (dir.join("train"), dir.join("test"));
     let separate = train_dir.is_dir() && test_dir.is_dir();
+    if train_dir.is_dir() != test_dir.is_dir() {
+        let (has, lacks) = if train_dir.is_dir() {
+            ("train", "test")
+        } else {
+            ("test", "train")
+        };
+        return Err(Error::Format {
+            path: dir.display().to_string(),
+            what: "split folders".into(),
+            expected: format!("{lacks}/ beside {has}/ (or no split folders: class folders directly inside)"),
+            found: format!("{has}/ only"),
+        });
+    }
     let classes = class_dirs(if separate { &train_dir } else { dir })?;
     let names: Vec<_> = classes
         .iter()
         .map(|c| c.file_name().unwrap_or_default().to_os_string())
         .collect();
+    if separate {
+        for test_class in class_dirs(&test_dir)? {
+            let name = test_class.file_name().unwrap_or_default();
+            if !names.iter().any(|n| n == name) {
+                return Err(Error::Format {
+                    path: test_class.display().to_string(),
+                    what: "test class".into(),
+                    expected: format!(
+                        "a class of the training split ({})",
+                        names.iter().map(|n| n.to_string_lossy()).collect::<Vec<_>>().join(", ")
+                    ),
+                    found: format!("{:?}, which train/ does not have", name.to_string_lossy()),
+                });
+            }
+        }
+    }
     if names.is_empty() || names.len() > 256 {
         return Err(Error::Format {
             path: dir.display().to_string(),
@@ -161,5 +190,27 @@ mod tests {
         assert!(e.contains("2.jpg") && e.contains("JPEG or PNG"), "{e}");
         let e = load(&tmp.path().join("missing"), 3).unwrap_err().to_string();
         assert!(e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn regression_test_classes_the_training_split_lacks_and_a_lone_train_folder_are_refused() {
+        // Seen: test/c was dropped without a word when train/ had a and b; a folder with train/
+        // but no test/ said "found 0 training and 0 test images".
+        let tmp = tempfile::tempdir().unwrap();
+        write(&tmp.path().join("train/a/1.png"), 1);
+        write(&tmp.path().join("train/b/1.png"), 2);
+        let e = load(tmp.path(), 3).unwrap_err().to_string();
+        assert!(
+            e.contains("test/ beside train/") && e.contains("found train/ only"),
+            "{e}"
+        );
+        write(&tmp.path().join("test/a/1.png"), 1);
+        write(&tmp.path().join("test/c/1.png"), 3);
+        let e = load(tmp.path(), 3).unwrap_err().to_string();
+        assert!(
+            e.contains("test class") && e.contains("\"c\", which train/ does not have"),
+            "{e}"
+        );
+        assert!(e.contains("(a, b)"), "{e}");
     }
 }

@@ -18,6 +18,10 @@ pub const LABELS_MAGIC: u32 = 0x0000_0801;
 /// Magic number of an IDX file of unsigned-byte images (rank 3).
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
 
+/// The largest IDX file maxprune reads, compressed or not: 2 GiB (Fashion-MNIST's training
+/// images are 47 MB uncompressed).
+pub const MAX_IDX_BYTES: u64 = 2 << 30;
+
 /// Images as stored in an IDX file: `count` images of `rows x cols` bytes, row-major.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdxImages {
@@ -46,18 +50,33 @@ fn format_err(name: &str, what: &str, expected: impl ToString, found: impl ToStr
 }
 
 /// Reads the whole stream, transparently un-gzipping it when it starts with the gzip magic
-/// (every member of a multi-member gzip file, as `gzip -d` does).
-fn read_all(mut reader: impl Read, name: &str) -> Result<Vec<u8>> {
-    let mut raw = Vec::new();
-    reader
-        .read_to_end(&mut raw)
-        .map_err(|e| Error::io("reading", name, e))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
+/// (every member of a multi-member gzip file, as `gzip -d` does). Either form may hold at most
+/// [`MAX_IDX_BYTES`], so a small file that inflates without end is refused, not read until the
+/// memory runs out.
+fn read_all(reader: impl Read, name: &str) -> Result<Vec<u8>> {
+    read_at_most(reader, name, MAX_IDX_BYTES)
+}
+
+fn read_at_most(reader: impl Read, name: &str, limit: u64) -> Result<Vec<u8>> {
+    let bounded = |mut r: Box<dyn Read + '_>, what: &str| {
         let mut out = Vec::new();
-        MultiGzDecoder::new(raw.as_slice())
+        r.by_ref()
+            .take(limit + 1)
             .read_to_end(&mut out)
-            .map_err(|e| format_err(name, "gzip stream", "a complete gzip stream", e))?;
+            .map_err(|e| format_err(name, what, format!("a complete {what}"), e))?;
+        if out.len() as u64 > limit {
+            return Err(format_err(
+                name,
+                "size",
+                format!("at most {limit} bytes (uncompressed)"),
+                "more",
+            ));
+        }
         Ok(out)
+    };
+    let raw = bounded(Box::new(reader), "stream")?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        bounded(Box::new(MultiGzDecoder::new(raw.as_slice())), "gzip stream")
     } else {
         Ok(raw)
     }
@@ -249,6 +268,20 @@ mod tests {
             e.contains("big.idx") && e.contains("65536x16777216x16777216 (overflows)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_stream_or_gzip_that_inflates_past_the_limit_is_refused() {
+        let zeros = vec![0u8; 10_000];
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        gz.write_all(&zeros).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 100);
+        for bytes in [&zeros, &gz] {
+            let e = read_at_most(bytes.as_slice(), "f.gz", 9_999).unwrap_err().to_string();
+            assert!(e.contains("f.gz") && e.contains("at most 9999 bytes"), "{e}");
+            assert_eq!(read_at_most(bytes.as_slice(), "f.gz", 10_000).unwrap(), zeros);
+        }
     }
 
     #[test]

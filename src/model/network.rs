@@ -7,7 +7,7 @@ use std::path::Path;
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use safetensors::tensor::{Dtype, TensorView};
 
-use super::spec::{ArchSpec, Init, LayerInfo, LayerSpec, Pieces};
+use super::spec::{ArchSpec, Init, LayerInfo, LayerSpec, Pieces, SPEC_METADATA_KEY};
 use super::{conv, layout, pool};
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -471,7 +471,7 @@ impl Network {
                 })
                 .collect();
         let meta = HashMap::from([(
-            "maxprune_spec".to_string(),
+            SPEC_METADATA_KEY.to_string(),
             serde_json::to_string(&self.spec).expect("spec serializes"),
         )]);
         safetensors::serialize(views, Some(meta)).expect("serializing in-memory f32 tensors cannot fail")
@@ -563,9 +563,9 @@ impl Network {
         // shape error above names the tensor), that spec must still be this one.
         let stored = safetensors::SafeTensors::read_metadata(bytes)
             .ok()
-            .and_then(|(_, meta)| meta.metadata().as_ref()?.get("maxprune_spec").cloned());
+            .and_then(|(_, meta)| meta.metadata().as_ref()?.get(SPEC_METADATA_KEY).cloned());
         if let Some(stored) = stored
-            && ArchSpec::from_json(&stored, source)? != *spec
+            && ArchSpec::from_metadata(&stored, source)? != *spec
         {
             return Err(Error::Format {
                 path: source.into(),

@@ -12,6 +12,20 @@ pub const SPEC_FORMAT_VERSION: u32 = 1;
 
 /// Most layers a spec may have.
 pub const MAX_LAYERS: usize = 10_000;
+/// The safetensors metadata key under which maxprune stores a network's spec (JSON).
+pub const SPEC_METADATA_KEY: &str = "maxprune_spec";
+/// The longest layer name a spec may use.
+pub const MAX_NAME: usize = 64;
+
+/// A layer name that is safe as part of a file name and a tensor name: 1 to [`MAX_NAME`]
+/// ASCII letters, digits, `_`, `-` and `.`, not starting with `.` (so never `..`).
+fn is_safe_name(name: &str) -> bool {
+    (1..=MAX_NAME).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
 /// Largest input side, kernel, stride and padding, in pixels.
 pub const MAX_SIDE: usize = 1 << 16;
 /// Most elements of one parameter tensor or of one layer's activation per example (2^30: 4 GiB
@@ -362,10 +376,24 @@ impl ArchSpec {
         let mut names = std::collections::HashSet::new();
         let mut infos = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
-            if let Some(name) = layer.name()
-                && (name.is_empty() || !names.insert(name.to_string()))
-            {
-                return Err(invalid(i, layer, "expected a unique, non-empty name"));
+            if let Some(name) = layer.name() {
+                if !is_safe_name(name) {
+                    return Err(invalid(
+                        i,
+                        layer,
+                        format!(
+                            "name: expected 1 to {MAX_NAME} of A-Z a-z 0-9 _ - . not starting with '.' (names \
+                             become file and tensor names), found {name:?}"
+                        ),
+                    ));
+                }
+                if !names.insert(name.to_string()) {
+                    return Err(invalid(
+                        i,
+                        layer,
+                        format!("name: expected a unique name, found {name:?} twice"),
+                    ));
+                }
             }
             let input = shape;
             let (output, params, flops) = match layer {
@@ -506,7 +534,12 @@ impl ArchSpec {
         if pieces.units() == 0 {
             return Err(invalid(i, layer, "expected at least one unit"));
         }
-        if let Some(u) = (0..pieces.units()).find(|&u| pieces.count(u) == 0) {
+        // Not `(0..units).find(..)`: a uniform layer may claim 2^62 units (seen in fuzzing).
+        let empty = match pieces {
+            Pieces::Uniform { k, .. } => (*k == 0).then_some(0),
+            Pieces::Ragged { per_unit } => per_unit.iter().position(|&c| c == 0),
+        };
+        if let Some(u) = empty {
             return Err(invalid(i, layer, format!("unit {u}: expected k >= 1 pieces, found 0")));
         }
         if self.producer_of(i).is_none() {
@@ -692,6 +725,15 @@ impl ArchSpec {
         spec.validate()
             .map_err(|e| Error::invalid("spec", format!("{source}: {e}")))?;
         Ok(spec)
+    }
+
+    /// Parses the spec that maxprune stores in a safetensors file's metadata under
+    /// [`SPEC_METADATA_KEY`]; errors name `file` and the entry.
+    pub fn from_metadata(text: &str, file: &str) -> Result<ArchSpec> {
+        ArchSpec::from_json(
+            text,
+            &format!("{file}: metadata entry {SPEC_METADATA_KEY:?} (expected the network's spec as JSON)"),
+        )
     }
 
     /// The spec as pretty-printed JSON.
@@ -896,6 +938,18 @@ mod tests {
         let mut s = Preset::Lenet5.spec();
         s.layers = vec![LayerSpec::Relu; MAX_LAYERS + 1];
         assert!(err(&s).contains("exceeds the limit of 10000"));
+    }
+
+    #[test]
+    fn regression_names_that_could_reach_a_file_path_are_refused() {
+        // Seen: a layer named `../evil` or `a/b` was accepted; layer names become file names.
+        for bad in ["../evil", "a/b", "a\\b", ".hidden", "", "x y", &"n".repeat(65)] {
+            let mut s = Preset::Lenet5.spec();
+            if let LayerSpec::Conv2d { name, .. } = &mut s.layers[0] {
+                *name = bad.into();
+            }
+            assert!(err(&s).contains("name: expected 1 to 64"), "{bad:?}: {}", err(&s));
+        }
     }
 
     #[test]

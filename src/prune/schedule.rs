@@ -329,6 +329,24 @@ pub fn run_schedule(
             ),
         ));
     }
+    // Checked before anything is written, so a refused schedule leaves nothing that blocks a retry.
+    let base_train = source.config()?;
+    if config.val > 0 && base_train.val != config.val {
+        return Err(Error::invalid(
+            "schedule",
+            format!(
+                "--val {}: the starting network in {} was trained with val = {}, so it has seen (some of) these \
+                 validation examples and the stopping rule would compare against an inflated accuracy; train it \
+                 with --val {} (the same fixed carve), or pass --val 0 to disable the stopping rule",
+                config.val,
+                source.path().display(),
+                base_train.val,
+                config.val
+            ),
+        ));
+    }
+    config.validate()?;
+    crate::train::check_classes(&source.spec()?, data.classes, &data.name.to_string())?;
     let cfg_path = out.join("schedule.json");
     let config_json = pruner.config_json();
     if cfg_path.exists() {
@@ -352,22 +370,6 @@ pub fn run_schedule(
         fsio::create_dir(out)?;
         write_json(&cfg_path, &config_json)?;
     }
-    let base_train = source.config()?;
-    if config.val > 0 && base_train.val != config.val {
-        return Err(Error::invalid(
-            "schedule",
-            format!(
-                "--val {}: the starting network in {} was trained with val = {}, so it has seen (some of) these \
-                 validation examples and the stopping rule would compare against an inflated accuracy; train it \
-                 with --val {} (the same fixed carve), or pass --val 0 to disable the stopping rule",
-                config.val,
-                source.path().display(),
-                base_train.val,
-                config.val
-            ),
-        ));
-    }
-    config.validate()?;
     let retrain = TrainConfig {
         dataset: config.dataset.clone(),
         epochs: config.retrain_epochs,

@@ -1,0 +1,508 @@
+//! One regression test per cause found by the hostile-user review (the hardening issue's
+//! list, numbered as there), each driving the real binary where the defect was seen through
+//! it. Unit tests beside the code cover the same causes at the reader level (`spec.rs`,
+//! `sparse.rs`, `idx.rs`, `folder.rs`, `verify.rs`, `run.rs`, `prune/tests.rs`), and
+//! `tests/fuzz.rs` feeds every reader arbitrary and mutated bytes.
+
+use std::path::Path;
+
+mod util;
+use util::{fails_with, maxprune, ok, train_embedded, train_one_epoch};
+
+/// A small valid spec for 28x28 inputs, edited by the tests below.
+fn spec() -> serde_json::Value {
+    serde_json::json!({
+        "format_version": 1,
+        "name": "small",
+        "input": {"channels": 1, "height": 28, "width": 28},
+        "layers": [
+            {"kind": "conv2d", "name": "conv1", "filters": 4, "kernel": 5, "stride": 1, "padding": 0},
+            {"kind": "max-pool", "kernel": 2, "stride": 2},
+            {"kind": "flatten"},
+            {"kind": "dense", "name": "fc1", "outputs": 10}
+        ]
+    })
+}
+
+/// Writes `spec` to `name` in `dir` and trains it for one epoch into `out`.
+fn train_spec(dir: &Path, name: &str, spec: &serde_json::Value, out: &str) -> std::process::Output {
+    std::fs::write(dir.join(name), spec.to_string()).unwrap();
+    train_spec_file(dir, name, out)
+}
+
+/// Trains the spec file `name` in `dir` for one epoch into `out`.
+fn train_spec_file(dir: &Path, name: &str, out: &str) -> std::process::Output {
+    train_one_epoch(dir, &["--spec", name], out, &[])
+}
+
+/// Writes an IDX dataset directory whose training-images header is `dims` with no data.
+fn idx_header_only(dir: &Path, dims: [u32; 3]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut header = vec![0, 0, 8, 3];
+    for d in dims {
+        header.extend_from_slice(&d.to_be_bytes());
+    }
+    std::fs::write(dir.join("train-images-idx3-ubyte"), &header).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 0]).unwrap();
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), &header).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 0]).unwrap();
+}
+
+/// Runs `train --preset lenet5 --dataset DATASET --out x` with `extra` flags.
+fn train_lenet5_on(cwd: &Path, dataset: &str, extra: &[&str]) -> std::process::Output {
+    let args = ["train", "--preset", "lenet5", "--dataset", dataset, "--out", "x"];
+    maxprune(&[&args[..], extra].concat(), cwd)
+}
+
+/// `args` exit 1 with `needle` in the message, and `out` does not exist afterwards.
+fn refused_leaving_nothing(cwd: &Path, args: &[&str], needle: &str, out: &str) {
+    fails_with(&maxprune(args, cwd), needle);
+    assert!(!cwd.join(out).exists(), "{args:?} left {out} behind");
+}
+
+/// A trained `seed-lenet` in `a` and a one-step plan for it in `plan.json`.
+fn planned_run() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    train_embedded(tmp.path(), "seed-lenet", "a", &[]);
+    ok(&maxprune(
+        &["relevance", "a", "--criterion", "weight-norm", "--out", "rel.json"],
+        tmp.path(),
+    ));
+    ok(&maxprune(
+        &["prune", "plan", "a", "--relevance", "rel.json", "--out", "plan.json"],
+        tmp.path(),
+    ));
+    tmp
+}
+
+#[test]
+fn cause_2_sizes_are_bounded_before_anything_is_allocated() {
+    // Seen: aborts on allocation (exit 134), capacity-overflow panics, wrapped parameter
+    // counts, and an IDX header of 65536 x 16777216 x 16777216 with no data read as 0 images.
+    let tmp = tempfile::tempdir().unwrap();
+    for (field, value, needle) in [
+        ("filters", serde_json::json!(1_000_000_000_000u64), "exceeds the limit"),
+        ("filters", serde_json::json!(1u64 << 62), "exceeds the limit"),
+        (
+            "padding",
+            serde_json::json!(1_000_000_000u64),
+            "padding: 1000000000 exceeds the limit of 65536",
+        ),
+    ] {
+        let mut s = spec();
+        s["layers"][0][field] = value;
+        let out = train_spec(tmp.path(), "s.json", &s, "x");
+        fails_with(&out, needle);
+        fails_with(&out, "conv1");
+    }
+    let train = [
+        "train",
+        "--preset",
+        "lenet5-maxout",
+        "--dataset",
+        "embedded",
+        "--out",
+        "x",
+        "-q",
+    ];
+    for (extra, needle) in [
+        (&["--width", "1000000"][..], "exceeds the limit of 1073741824 elements"),
+        (&["--input-size", "100000"][..], "exceeds the limits of 65536 per side"),
+    ] {
+        fails_with(&maxprune(&[&train[..], extra].concat(), tmp.path()), needle);
+    }
+    for size in ["100000", "4294967296"] {
+        let out = train_lenet5_on(tmp.path(), &format!("folder:imgs@{size}"), &[]);
+        fails_with(&out, &format!("a size of 1 to 4096 pixels, found '@{size}'"));
+    }
+    idx_header_only(&tmp.path().join("huge"), [65536, 16_777_216, 16_777_216]);
+    refused_leaving_nothing(
+        tmp.path(),
+        &["train", "--preset", "lenet5", "--dataset", "idx:huge", "--out", "x"],
+        "train-images-idx3-ubyte",
+        "x",
+    );
+}
+
+#[test]
+fn cause_3_a_corrupt_sparse_file_is_refused() {
+    // Seen: table entries with huge lengths or offsets and huge CSR shapes panicked or aborted.
+    let tmp = tempfile::tempdir().unwrap();
+    train_embedded(tmp.path(), "seed-lenet", "a", &[]);
+    ok(&maxprune(&["export", "a", "--out", "a.mxs"], tmp.path()));
+    let good = std::fs::read(tmp.path().join("a.mxs")).unwrap();
+    let mut flipped = good.clone();
+    flipped[40] ^= 0x5a;
+    std::fs::write(tmp.path().join("flipped.mxs"), &flipped).unwrap();
+    fails_with(
+        &maxprune(&["eval", "flipped.mxs", "--dataset", "embedded"], tmp.path()),
+        "flipped.mxs",
+    );
+    std::fs::write(tmp.path().join("short.mxs"), &good[..good.len() / 2]).unwrap();
+    fails_with(
+        &maxprune(&["eval", "short.mxs", "--dataset", "embedded"], tmp.path()),
+        "short.mxs",
+    );
+}
+
+#[test]
+fn cause_4_a_plan_listing_a_layer_twice_is_refused() {
+    // Seen: `prune apply` panicked at prune/neuron.rs on a plan with the same layer twice.
+    let tmp = planned_run();
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("plan.json")).unwrap()).unwrap();
+    let first = plan["layers"][0].clone();
+    plan["layers"].as_array_mut().unwrap().push(first);
+    std::fs::write(tmp.path().join("twice.json"), plan.to_string()).unwrap();
+    refused_leaving_nothing(
+        tmp.path(),
+        &["prune", "apply", "a", "--plan", "twice.json", "--out", "b"],
+        "twice",
+        "b",
+    );
+}
+
+#[test]
+fn cause_5_a_spec_with_no_parameter_layers_is_refused() {
+    // Seen: `Tensor::backward requires a tracked autodiff tensor`.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = spec();
+    s["layers"] = serde_json::json!([{"kind": "flatten"}]);
+    fails_with(&train_spec(tmp.path(), "s.json", &s, "x"), "nothing to train");
+}
+
+#[test]
+fn cause_6_a_second_writer_to_one_output_is_refused() {
+    // Seen: two `prune apply` (or `train` and `prune apply`) into one --out both exited 0 and
+    // left spec.json from one and model.safetensors from the other.
+    let tmp = planned_run();
+    let apply = ["prune", "apply", "a", "--plan", "plan.json", "--out", "b"];
+    {
+        let _held = maxprune::fsio::OutputLock::acquire(&tmp.path().join("b"), "the test's writer").unwrap();
+        let out = maxprune(&apply, tmp.path());
+        fails_with(&out, "b is being written by another process");
+        fails_with(&out, &format!("pid {}: the test's writer", std::process::id()));
+        assert!(!tmp.path().join("b").exists());
+    }
+    // Two writers started together: exactly one succeeds, and what it wrote is whole.
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_maxprune"))
+            .args(apply)
+            .current_dir(tmp.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let codes: Vec<i32> = [first, second]
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
+        .collect();
+    assert_eq!(codes.iter().filter(|&&c| c == 0).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|&&c| c == 1).count(), 1, "{codes:?}");
+    ok(&maxprune(&["eval", "b", "--dataset", "embedded"], tmp.path()));
+    assert!(!maxprune::fsio::OutputLock::path_for(&tmp.path().join("b")).exists());
+}
+
+#[test]
+fn cause_7_wrong_results_are_not_accepted_silently() {
+    // Seen: `epochs 0`, layer names with `/` or `..`, test classes that the training split
+    // lacks, and NaN weights were all accepted without a word.
+    let tmp = tempfile::tempdir().unwrap();
+    let train = [
+        "train",
+        "--preset",
+        "seed-lenet",
+        "--dataset",
+        "embedded",
+        "--out",
+        "x",
+        "-q",
+    ];
+    fails_with(
+        &maxprune(&[&train[..], &["--epochs", "0"]].concat(), tmp.path()),
+        "--epochs: expected at least 1, found 0",
+    );
+    std::fs::write(tmp.path().join("t.toml"), "epochs = 0\n").unwrap();
+    fails_with(
+        &maxprune(&[&train[..], &["--config", "t.toml"]].concat(), tmp.path()),
+        "epochs: expected at least 1",
+    );
+    for name in ["../evil", "a/b"] {
+        let mut s = spec();
+        s["layers"][0]["name"] = name.into();
+        fails_with(&train_spec(tmp.path(), "s.json", &s, "x"), &format!("found {name:?}"));
+    }
+    assert!(!tmp.path().join("x").exists() && !tmp.path().join("evil").exists());
+    for (dir, class) in [("train", "a"), ("train", "b"), ("test", "a"), ("test", "c")] {
+        let path = tmp.path().join("imgs").join(dir).join(class);
+        std::fs::create_dir_all(&path).unwrap();
+        image::save_buffer(path.join("1.png"), &[9; 16], 4, 4, image::ColorType::L8).unwrap();
+    }
+    let out = train_lenet5_on(tmp.path(), "folder:imgs@28", &["--classes", "2"]);
+    fails_with(
+        &out,
+        "test class: expected a class of the training split (a, b), found \"c\"",
+    );
+
+    train_embedded(tmp.path(), "seed-lenet", "a", &[]);
+    let path = tmp.path().join("a/model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().to_vec(), v.shape().to_vec()))
+        .collect();
+    tensors[0].1[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(&path, safetensors::serialize(views, meta.metadata().clone()).unwrap()).unwrap();
+    fails_with(
+        &maxprune(&["eval", "a", "--dataset", "embedded"], tmp.path()),
+        "NaN or infinite",
+    );
+}
+
+#[test]
+fn cause_8_a_spec_of_200000_layers_is_refused_at_once() {
+    // Seen: still running after minutes.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = spec();
+    let mut layers = vec![serde_json::json!({"kind": "relu"}); 200_000];
+    layers.extend(s["layers"].as_array().unwrap().iter().cloned());
+    s["layers"] = layers.into();
+    fails_with(
+        &train_spec(tmp.path(), "s.json", &s, "x"),
+        "layers: 200004 exceeds the limit of 10000",
+    );
+}
+
+#[test]
+fn cause_9_messages_name_the_field_and_what_was_found() {
+    // Seen: `eval_batch_size = 0` reported as `batch_size`; `folder:DIR@0`, `@abc` and `@`
+    // read as part of the path; train/ without test/ reported "found 0 training images"; a
+    // byte-order mark in spec.json refused; a corrupt spec in safetensors metadata reported as
+    // a bare serde message.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("t.toml"), "eval_batch_size = 0\n").unwrap();
+    let train = [
+        "train",
+        "--preset",
+        "seed-lenet",
+        "--dataset",
+        "embedded",
+        "--epochs",
+        "1",
+        "-q",
+    ];
+    fails_with(
+        &maxprune(
+            &[&train[..], &["--config", "t.toml", "--out", "x"]].concat(),
+            tmp.path(),
+        ),
+        "eval_batch_size: expected at least 1, found 0",
+    );
+    for size in ["0", "abc", ""] {
+        let out = train_lenet5_on(tmp.path(), &format!("folder:imgs@{size}"), &[]);
+        fails_with(&out, &format!("found '@{size}'"));
+    }
+    let path = tmp.path().join("lone/train/a");
+    std::fs::create_dir_all(&path).unwrap();
+    image::save_buffer(path.join("1.png"), &[9; 16], 4, 4, image::ColorType::L8).unwrap();
+    let out = train_lenet5_on(tmp.path(), "folder:lone@28", &[]);
+    fails_with(&out, "expected test/ beside train/");
+
+    std::fs::write(tmp.path().join("bom.json"), format!("\u{feff}{}", spec())).unwrap();
+    ok(&train_spec_file(tmp.path(), "bom.json", "bom"));
+
+    let bytes = std::fs::read(tmp.path().join("bom/model.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = meta.metadata().clone().unwrap();
+    meta.insert("maxprune_spec".into(), "{\"format_version\": 1, \"na".into());
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let rewritten = safetensors::serialize(st.tensors(), Some(meta)).unwrap();
+    std::fs::write(tmp.path().join("bom/model.safetensors"), rewritten).unwrap();
+    fails_with(
+        &maxprune(&["eval", "bom", "--dataset", "embedded"], tmp.path()),
+        "model.safetensors: metadata entry \"maxprune_spec\" (expected the network's spec as JSON)",
+    );
+}
+
+#[test]
+fn cause_1_labels_beyond_the_outputs_are_refused_before_a_run_exists() {
+    // Seen: `index 7 out of bounds` in the loss's gather, and a directory left behind that
+    // refused the retry as "already holds a run".
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "train",
+        "--preset",
+        "lenet5-maxout",
+        "--dataset",
+        "embedded",
+        "--epochs",
+        "1",
+        "--out",
+        "a",
+        "-q",
+    ];
+    let out = maxprune(&[&args[..], &["--classes", "5"]].concat(), tmp.path());
+    fails_with(&out, "5 outputs, but the dataset embedded has 10 classes");
+    assert!(!tmp.path().join("a").exists());
+    ok(&maxprune(&args, tmp.path()));
+
+    // A 5-class network (trained on a 5-class folder) used with 10-class data: every command
+    // that reads labels refuses it before it writes anything.
+    for class in ["a", "b", "c", "d", "e"] {
+        let dir = tmp.path().join("five").join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..10 {
+            image::save_buffer(dir.join(format!("{i}.png")), &[i * 20; 16], 4, 4, image::ColorType::L8).unwrap();
+        }
+    }
+    let five = [
+        "train",
+        "--preset",
+        "seed-lenet",
+        "--classes",
+        "5",
+        "--dataset",
+        "folder:five@28",
+    ];
+    ok(&maxprune(
+        &[&five[..], &["--epochs", "1", "--out", "f", "-q"]].concat(),
+        tmp.path(),
+    ));
+    let needle = "the last layer has 5 outputs, but the dataset";
+    let on_embedded = ["--dataset", "embedded"];
+    for (command, out) in [
+        (&["eval", "f"][..], "nothing"),
+        (&["relevance", "f", "--out", "rel.json"][..], "rel.json"),
+        (&["prune", "neurons", "f", "--val", "0", "--out", "p"][..], "p"),
+        (&["prune", "weights", "f", "--val", "0", "--out", "w"][..], "w"),
+    ] {
+        refused_leaving_nothing(tmp.path(), &[command, &on_embedded[..]].concat(), needle, out);
+    }
+}
+
+#[test]
+fn cause_7_numbers_out_of_range_or_nan_are_refused_at_the_boundary() {
+    // Seen: `--tolerance NaN` rejected every step, `--tau NaN` kept every piece, `--quality NaN`
+    // removed 99.7% of the weights, `--per-step 0`, `--until-k 0`, negative tolerances,
+    // duplicate `--sparsity` keys and `lr_gamma = nan` were accepted.
+    let tmp = tempfile::tempdir().unwrap();
+    train_embedded(tmp.path(), "seed-lenet", "a", &["--val", "200"]);
+    let neurons = [
+        "prune",
+        "neurons",
+        "a",
+        "--out",
+        "b",
+        "--val",
+        "200",
+        "--retrain-epochs",
+        "1",
+    ];
+    for (extra, needle) in [
+        (
+            &["--tolerance", "NaN"][..],
+            "tolerance: expected a finite number of points >= 0, found NaN",
+        ),
+        (&["--tolerance=-1"][..], "found -1"),
+        (
+            &["--policy", "threshold", "--tau", "NaN"][..],
+            "threshold: expected a finite score >= 0",
+        ),
+        (
+            &["--policy", "global", "--fraction", "NaN"][..],
+            "fraction: expected [0, 1), found NaN",
+        ),
+        (&["--per-step", "0"][..], "at least 1 piece per unit and step"),
+        (&["--until-k", "0"][..], "until k: expected at least 1"),
+        (&["--retrain-lr", "NaN"][..], "retraining learning rate"),
+    ] {
+        fails_with(&maxprune(&[&neurons[..], extra].concat(), tmp.path()), needle);
+        assert!(!tmp.path().join("b").exists(), "{extra:?} left an output behind");
+    }
+    let weights = [
+        "prune",
+        "weights",
+        "a",
+        "--out",
+        "c",
+        "--val",
+        "200",
+        "--retrain-epochs",
+        "1",
+    ];
+    for (extra, needle) in [
+        (
+            &["--quality", "NaN"][..],
+            "quality factor of conv layers: expected a finite number >= 0, found NaN",
+        ),
+        (&["--sparsity", "dense=0.5,dense=0.6"][..], "'dense' is given twice"),
+    ] {
+        fails_with(&maxprune(&[&weights[..], extra].concat(), tmp.path()), needle);
+    }
+    std::fs::write(tmp.path().join("t.toml"), "lr_gamma = nan\n").unwrap();
+    let out = maxprune(
+        &[
+            "train",
+            "--preset",
+            "seed-lenet",
+            "--config",
+            "t.toml",
+            "--dataset",
+            "embedded",
+            "--out",
+            "d",
+        ],
+        tmp.path(),
+    );
+    fails_with(&out, "lr_gamma: expected a finite number >= 0, found NaN");
+}
+
+#[test]
+fn cause_6_a_schedule_never_writes_into_a_run_directory() {
+    // Seen: `prune neurons` and `prune weights` wrote into an existing run directory, even
+    // their own starting run.
+    let tmp = tempfile::tempdir().unwrap();
+    train_embedded(tmp.path(), "seed-lenet", "a", &["--val", "200"]);
+    train_embedded(tmp.path(), "seed-lenet", "other", &["--val", "200"]);
+    for out in ["a", "other"] {
+        for kind in ["neurons", "weights"] {
+            let args = [
+                "prune",
+                kind,
+                "a",
+                "--out",
+                out,
+                "--val",
+                "200",
+                "--retrain-epochs",
+                "1",
+            ];
+            fails_with(&maxprune(&args, tmp.path()), "holds a run directory");
+        }
+    }
+    assert!(!tmp.path().join("a/schedule.json").exists());
+}
+
+#[test]
+fn cause_8_thread_counts_out_of_range_are_refused() {
+    // Seen: `--threads 5000` hung for minutes.
+    let tmp = tempfile::tempdir().unwrap();
+    for n in ["0", "5000"] {
+        let out = maxprune(&["--threads", n, "inspect", "--preset", "lenet5"], tmp.path());
+        fails_with(&out, &format!("--threads: expected 1 to 1024, found {n}"));
+    }
+}
