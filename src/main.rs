@@ -25,7 +25,9 @@ use maxprune::report::{StepRow, histogram, line_chart, markdown_table};
 use maxprune::reproduce::{ReproduceConfig, reproduce};
 use maxprune::run::RunDir;
 use maxprune::sparse;
-use maxprune::train::{Distillation, Event, Observer, Silent, Splits, TrainConfig, check_classes, evaluate, train};
+use maxprune::train::{
+    Distillation, Event, Observer, Silent, Splits, TrainConfig, check_classes, check_trainable, evaluate, train,
+};
 use maxprune::verify::{Distance, parse_pairs, verify};
 
 #[derive(Parser)]
@@ -687,7 +689,7 @@ fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
     if a.epochs == Some(0) {
         bail!("--epochs: expected at least 1, found 0");
     }
-    let (dir, data) = if a.resume {
+    let (dir, splits) = if a.resume {
         let dir = RunDir::open(&a.out)?;
         if let Some(e) = a.epochs {
             let mut c = dir.config()?;
@@ -725,15 +727,15 @@ fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
         let net = Network::init(&a.scale.apply(spec)?, config.seed, &device())?;
         // Checked before the directory exists, so a refused run leaves nothing that blocks a retry.
         let data = load_dataset(&config.dataset, a.data.data_dir.as_deref())?;
-        check_classes(net.spec(), data.classes, &config.dataset)?;
-        (RunDir::create(&a.out, &net, &config)?, Some(data))
+        let splits = Splits::new(&data, &config)?;
+        check_trainable(&net, &splits, &config.dataset)?;
+        (RunDir::create(&a.out, &net, &config)?, Some(splits))
     };
     let config = dir.config()?;
-    let data = match data {
-        Some(data) => data,
-        None => load_dataset(&config.dataset, a.data.data_dir.as_deref())?,
+    let splits = match splits {
+        Some(splits) => splits,
+        None => Splits::new(&load_dataset(&config.dataset, a.data.data_dir.as_deref())?, &config)?,
     };
-    let splits = Splits::new(&data, &config)?;
     let ckpt = train(&dir, &splits, observer(quiet).as_mut())?;
     if let Some(m) = ckpt.history.last() {
         println!(

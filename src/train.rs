@@ -546,6 +546,23 @@ impl Splits {
     }
 }
 
+/// Checks that `net` can be trained on `splits` (of the dataset named `dataset`): it has
+/// parameters, and an output for every class. [`train`] checks it too; a caller that creates a
+/// run directory checks it first, so that a refused run leaves nothing behind.
+pub fn check_trainable(net: &Network, splits: &Splits, dataset: &str) -> Result<()> {
+    check_classes(net.spec(), splits.classes, dataset)?;
+    if net.num_params() == 0 {
+        return Err(Error::invalid(
+            "network",
+            format!(
+                "{}: no conv or dense layer, so nothing to train; expected at least one",
+                net.spec().name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Trains the network checkpointed in `dir` until `config.epochs`, resuming after the last
 /// finished epoch. Each epoch ends with an atomic checkpoint, so an interrupted run loses at
 /// most the epoch in progress. A non-finite loss stops the run with [`Error::Diverged`] and
@@ -553,16 +570,7 @@ impl Splits {
 pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Result<Checkpoint> {
     let config = dir.config()?;
     let mut ckpt = dir.checkpoint()?;
-    check_classes(ckpt.net.spec(), splits.classes, &config.dataset)?;
-    if ckpt.net.num_params() == 0 {
-        return Err(Error::invalid(
-            "network",
-            format!(
-                "{}: no conv or dense layer, so nothing to train; expected at least one",
-                ckpt.net.spec().name
-            ),
-        ));
-    }
+    check_trainable(&ckpt.net, splits, &config.dataset)?;
     let device = ckpt.net.device().clone().without_autodiff();
     let input = ckpt.net.spec().input;
     let n = splits.train.len();

@@ -169,6 +169,7 @@ fn cause_5_a_spec_with_no_parameter_layers_is_refused() {
     let mut s = spec();
     s["layers"] = serde_json::json!([{"kind": "flatten"}]);
     fails_with(&train_spec(tmp.path(), "s.json", &s, "x"), "nothing to train");
+    assert!(!tmp.path().join("x").exists(), "the refused run left its directory");
 }
 
 #[test]
@@ -207,9 +208,17 @@ fn cause_6_a_second_writer_to_one_output_is_refused() {
 
 #[test]
 fn cause_7_wrong_results_are_not_accepted_silently() {
-    // Seen: `epochs 0`, layer names with `/` or `..`, test classes that the training split
-    // lacks, and NaN weights were all accepted without a word.
+    // Seen: `epochs 0`, 0 training images (trained to a NaN loss), layer names with `/` or
+    // `..`, test classes that the training split lacks, and NaN weights were all accepted
+    // without a word.
     let tmp = tempfile::tempdir().unwrap();
+    idx_header_only(&tmp.path().join("empty"), [0, 28, 28]);
+    refused_leaving_nothing(
+        tmp.path(),
+        &["train", "--preset", "lenet5", "--dataset", "idx:empty", "--out", "x"],
+        "idx:empty: 0 training images; expected at least 1",
+        "x",
+    );
     let train = [
         "train",
         "--preset",
