@@ -21,6 +21,7 @@ pub mod data;
 pub mod error;
 pub mod fsio;
 pub mod model;
+pub mod onnx;
 pub mod prune;
 pub mod relevance;
 pub mod report;

@@ -247,11 +247,13 @@ enum ExportFormat {
     Sparse,
     /// safetensors, dense f32.
     Dense,
+    /// ONNX (opset 13), standard operators only; weight-pruned networks export dense.
+    Onnx,
 }
 
 #[derive(Args)]
 struct ExportArgs {
-    /// Run directory.
+    /// Run directory, or a sparse `.mxs` file.
     run: PathBuf,
     /// Format.
     #[arg(long, value_enum, default_value = "sparse")]
@@ -833,12 +835,19 @@ fn cmd_weights(a: WeightsArgs, quiet: bool) -> Result<()> {
 }
 
 fn cmd_export(a: ExportArgs) -> Result<()> {
-    let dir = RunDir::open(&a.run)?;
-    let net = dir.network(&device())?;
+    // A run directory, or a sparse file (which records its dataset).
+    let (net, dataset) = if a.run.is_file() {
+        let bytes = std::fs::read(&a.run).with_context(|| format!("reading {}", a.run.display()))?;
+        sparse::decode(&bytes, &a.run.display().to_string(), &device())?
+    } else {
+        let dir = RunDir::open(&a.run)?;
+        (dir.network(&device())?, Some(dir.config()?.dataset))
+    };
     let dense = net.to_safetensors();
     let bytes = match a.format {
-        ExportFormat::Sparse => sparse::encode(&net, Some(&dir.config()?.dataset)),
+        ExportFormat::Sparse => sparse::encode(&net, dataset.as_deref()),
         ExportFormat::Dense => dense.clone(),
+        ExportFormat::Onnx => maxprune::onnx::export(&net)?,
     };
     write_file(&a.out, &bytes)?;
     println!(

@@ -601,3 +601,37 @@ fn maxprune_spec_json(cwd: &Path) -> String {
     train_embedded(cwd, "lenet5-maxout", "new", &[]);
     std::fs::read_to_string(cwd.join("new/spec.json")).unwrap()
 }
+
+#[test]
+fn export_onnx_from_a_run_or_a_sparse_file_and_its_bad_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    train_embedded(tmp.path(), "seed-lenet", "a", &[]);
+    let out = ok(&maxprune(
+        &["export", "a", "--format", "onnx", "--out", "a.onnx"],
+        tmp.path(),
+    ));
+    assert!(out.contains("a.onnx"), "{out}");
+    ok(&maxprune(&["export", "a", "--out", "a.mxs"], tmp.path()));
+    ok(&maxprune(
+        &["export", "a.mxs", "--format", "onnx", "--out", "b.onnx"],
+        tmp.path(),
+    ));
+    // The same network, whether read from the run or from its sparse file.
+    let (a, b) = (
+        std::fs::read(tmp.path().join("a.onnx")).unwrap(),
+        std::fs::read(tmp.path().join("b.onnx")).unwrap(),
+    );
+    assert!(a.len() > 900_000 && a == b);
+    std::fs::remove_file(tmp.path().join("a/model.safetensors")).unwrap();
+    fails_with(
+        &maxprune(&["export", "a", "--format", "onnx", "--out", "c.onnx"], tmp.path()),
+        "model.safetensors",
+    );
+    // A path under a file cannot be written: a clear error, and nothing left behind.
+    let out = maxprune(
+        &["export", "a.mxs", "--format", "onnx", "--out", "a.mxs/x.onnx"],
+        tmp.path(),
+    );
+    fails_with(&out, "a.mxs");
+    assert!(!tmp.path().join("c.onnx").exists());
+}

@@ -87,7 +87,9 @@ fn split(n: usize) -> Split {
     }
 }
 
-/// A network that a reader accepted must run: one forward pass with finite logits.
+/// A network that a reader accepted must run: one forward pass, one logit per class. (Finite
+/// weights may still overflow to infinite logits, e.g. a weight of 3e38: that is arithmetic,
+/// not a reader's defect, so the values are not checked.)
 fn runs(net: &Network) {
     let input = &net.spec().input;
     let n = input.channels * input.height * input.width;

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Checks maxprune's ONNX export with ONNX Runtime and writes the README's `results:onnx` block.
+
+Makes each kind of network on the embedded Fashion-MNIST subset (2 training epochs, seed 1):
+unpruned `lenet5-maxout`, per-unit pruned (k=4 -> 3, arg-max relevance), ragged (`--policy
+global --fraction 0.4`), whole units removed (`contribution`, `--policy units --fraction 0.5`)
+and weight-pruned (one `prune weights` step, exported dense with its zeros); exports each with
+`maxprune export --format onnx`, runs it in ONNX Runtime on the 500 embedded test images, and
+compares accuracy and mean cross-entropy with `maxprune eval --json` on the same images.
+
+    python3 -m venv /tmp/ortenv && /tmp/ortenv/bin/pip install onnxruntime numpy
+    /tmp/ortenv/bin/python scripts/onnx_results.py
+"""
+import gzip
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from common import BIN, ROOT, run, write_block
+
+FIXTURES = ROOT / "fixtures" / "fashion-mini"
+
+
+def idx(name):
+    """The embedded test split: images [n, 1, 28, 28] in [0, 1], labels [n]."""
+    data = gzip.decompress((FIXTURES / name).read_bytes())
+    rank = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
+
+
+def maxprune_eval(run_dir):
+    out = subprocess.run(
+        [str(BIN), "eval", str(run_dir), "--dataset", "embedded", "--json"], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout)
+
+
+def onnx_eval(model, images, labels):
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    logits = session.run(["logits"], {"input": images})[0].astype(np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_probs[np.arange(len(labels)), labels].mean()
+    return float((logits.argmax(axis=1) == labels).mean()), float(loss)
+
+
+def networks(tmp):
+    """Makes the run directories; returns [(what, run directory)]."""
+    t = Path(tmp)
+    run("train", "--preset", "lenet5-maxout", "--dataset", "embedded", "--epochs", "2", "--seed", "1", "--out", str(t / "base"))
+    made = [("unpruned lenet5-maxout", t / "base")]
+    for what, name, crit, policy in [
+        ("per-unit pruned (k=4 -> 3)", "per-unit", "argmax", []),
+        ("ragged (global 0.4)", "ragged", "argmax", ["--policy", "global", "--fraction", "0.4"]),
+        ("whole units removed (units 0.5)", "units", "contribution", ["--policy", "units", "--fraction", "0.5"]),
+    ]:
+        rel, plan = t / f"{name}-rel.json", t / f"{name}-plan.json"
+        run("relevance", str(t / "base"), "--criterion", crit, "--out", str(rel))
+        run("prune", "plan", str(t / "base"), "--relevance", str(rel), *policy, "--out", str(plan))
+        run("prune", "apply", str(t / "base"), "--plan", str(plan), "--out", str(t / name))
+        made.append((what, t / name))
+    run("prune", "weights", str(t / "base"), "--out", str(t / "weights"), "--val", "0", "--retrain-epochs", "1", "--steps", "1")
+    made.append(("weight-pruned (one step, dense zeros)", t / "weights" / "step-01"))
+    return made
+
+
+def main():
+    images = (idx("t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0)[:, None, :, :]
+    labels = idx("t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for what, run_dir in networks(tmp):
+            model = Path(tmp) / f"{run_dir.name}.onnx"
+            run("export", str(run_dir), "--format", "onnx", "--out", str(model))
+            ours = maxprune_eval(run_dir)
+            acc, loss = onnx_eval(model, images, labels)
+            agree = ours["accuracy"] == acc and abs(ours["loss"] - loss) < 1e-4
+            rows.append(
+                f"| {what} | {100 * ours['accuracy']:.2f}% | {100 * acc:.2f}% | {ours['loss']:.6f} | {loss:.6f} | "
+                f"{'yes' if agree else 'NO'} |"
+            )
+            if not agree:
+                print(f"DISAGREES: {what}")
+    block = "\n".join(
+        [
+            f"`/tmp/ortenv/bin/python scripts/onnx_results.py` (ONNX Runtime {ort.__version__}, CPU; "
+            f"{len(labels)} embedded test images; networks trained 2 epochs on the embedded subset, seed 1):",
+            "",
+            "| network | maxprune accuracy | ONNX Runtime accuracy | maxprune loss | ONNX Runtime loss | agree |",
+            "|---|---:|---:|---:|---:|---|",
+            *rows,
+        ]
+    )
+    write_block("onnx", block)
+
+
+if __name__ == "__main__":
+    main()

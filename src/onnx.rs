@@ -1,0 +1,378 @@
+//! ONNX export of any network maxprune builds, as standard operators only.
+//!
+//! The graph (opset 13, IR version 7) takes `input` `[batch, C, H, W]` float32 in `[0, 1]`, as
+//! maxprune feeds it, with a symbolic batch dimension, and returns the logits as `logits`
+//! `[batch, classes]`. Layers map one to one: `conv2d` -> `Conv`, `max-pool` -> `MaxPool`
+//! (floor, as maxprune), `flatten` -> `Flatten`, `dense` -> `Gemm` (`transB = 1`, the weight is
+//! `[out, in]`), `relu` -> `Relu`; `dropout` is left out (an inference graph). A maxout layer of
+//! `units` x `k` pieces is `Reshape` to `[batch, units, k(, H, W)]` + `ReduceMax` over the `k`
+//! axis (opset 13 keeps `axes` an attribute). A ragged layer (pieces per unit differ) first
+//! `Gather`s its pieces along the channel axis into `units` x `k_max`, filling the missing
+//! places of a unit with copies of its own first piece (`max(a, a) = a`), so no `-inf` padding
+//! is needed. Weight-pruned networks export dense: their zeros are kept as zeros.
+//!
+//! The protobuf messages are written with `prost` derives (prost is already in the dependency
+//! tree through burn): only the fields this exporter writes are declared, with the field
+//! numbers of `onnx.proto3`, which keeps the dependency set small and needs no code generation.
+
+use burn::tensor::TensorData;
+
+use crate::error::{Error, Result};
+use crate::model::network::{LayerParams, Network};
+use crate::model::spec::{ActShape, LayerSpec, Pieces};
+use crate::relevance::spec_fingerprint;
+
+/// The ONNX operator set the graph uses.
+pub const OPSET: i64 = 13;
+/// The ONNX IR version of the file (the one that goes with opset 13).
+pub const IR_VERSION: i64 = 7;
+/// The name of the graph's input.
+pub const INPUT: &str = "input";
+/// The name of the graph's output.
+pub const OUTPUT: &str = "logits";
+
+/// The subset of `onnx.proto3` this exporter writes (field numbers as there).
+mod proto {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelProto {
+        #[prost(int64, tag = "1")]
+        pub ir_version: i64,
+        #[prost(string, tag = "2")]
+        pub producer_name: String,
+        #[prost(string, tag = "3")]
+        pub producer_version: String,
+        #[prost(string, tag = "6")]
+        pub doc_string: String,
+        #[prost(message, optional, tag = "7")]
+        pub graph: Option<GraphProto>,
+        #[prost(message, repeated, tag = "8")]
+        pub opset_import: Vec<OperatorSetIdProto>,
+        #[prost(message, repeated, tag = "14")]
+        pub metadata_props: Vec<StringStringEntryProto>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct OperatorSetIdProto {
+        #[prost(string, tag = "1")]
+        pub domain: String,
+        #[prost(int64, tag = "2")]
+        pub version: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct StringStringEntryProto {
+        #[prost(string, tag = "1")]
+        pub key: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GraphProto {
+        #[prost(message, repeated, tag = "1")]
+        pub node: Vec<NodeProto>,
+        #[prost(string, tag = "2")]
+        pub name: String,
+        #[prost(message, repeated, tag = "5")]
+        pub initializer: Vec<TensorProto>,
+        #[prost(message, repeated, tag = "11")]
+        pub input: Vec<ValueInfoProto>,
+        #[prost(message, repeated, tag = "12")]
+        pub output: Vec<ValueInfoProto>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NodeProto {
+        #[prost(string, repeated, tag = "1")]
+        pub input: Vec<String>,
+        #[prost(string, repeated, tag = "2")]
+        pub output: Vec<String>,
+        #[prost(string, tag = "3")]
+        pub name: String,
+        #[prost(string, tag = "4")]
+        pub op_type: String,
+        #[prost(message, repeated, tag = "5")]
+        pub attribute: Vec<AttributeProto>,
+    }
+
+    /// `AttributeProto.AttributeType`: INT = 2, INTS = 7.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AttributeProto {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(int64, tag = "3")]
+        pub i: i64,
+        #[prost(int64, repeated, tag = "8")]
+        pub ints: Vec<i64>,
+        #[prost(int32, tag = "20")]
+        pub r#type: i32,
+    }
+
+    /// `TensorProto.DataType`: FLOAT = 1, INT64 = 7.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorProto {
+        #[prost(int64, repeated, tag = "1")]
+        pub dims: Vec<i64>,
+        #[prost(int32, tag = "2")]
+        pub data_type: i32,
+        #[prost(string, tag = "8")]
+        pub name: String,
+        #[prost(bytes = "vec", tag = "9")]
+        pub raw_data: Vec<u8>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ValueInfoProto {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(message, optional, tag = "2")]
+        pub r#type: Option<TypeProto>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TypeProto {
+        #[prost(message, optional, tag = "1")]
+        pub tensor_type: Option<TensorTypeProto>,
+    }
+
+    /// `TypeProto.Tensor`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorTypeProto {
+        #[prost(int32, tag = "1")]
+        pub elem_type: i32,
+        #[prost(message, optional, tag = "2")]
+        pub shape: Option<TensorShapeProto>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorShapeProto {
+        #[prost(message, repeated, tag = "1")]
+        pub dim: Vec<Dimension>,
+    }
+
+    /// `TensorShapeProto.Dimension`: a fixed size or a symbol.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Dimension {
+        #[prost(oneof = "DimensionValue", tags = "1, 2")]
+        pub value: Option<DimensionValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum DimensionValue {
+        #[prost(int64, tag = "1")]
+        DimValue(i64),
+        #[prost(string, tag = "2")]
+        DimParam(String),
+    }
+}
+
+use proto::*;
+
+const FLOAT: i32 = 1;
+const INT64: i32 = 7;
+
+fn ints(name: &str, values: &[usize]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        ints: values.iter().map(|&v| v as i64).collect(),
+        r#type: 7,
+        ..Default::default()
+    }
+}
+
+fn int(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i: value,
+        r#type: 2,
+        ..Default::default()
+    }
+}
+
+fn value_info(name: &str, dims: Vec<DimensionValue>) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorTypeProto {
+                elem_type: FLOAT,
+                shape: Some(TensorShapeProto {
+                    dim: dims.into_iter().map(|v| Dimension { value: Some(v) }).collect(),
+                }),
+            }),
+        }),
+    }
+}
+
+/// Builds the graph node by node; every value gets a fresh name.
+struct Builder {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    last: String,
+}
+
+impl Builder {
+    /// Adds `op` reading the current value (and `extra` inputs); its output becomes current.
+    fn node(&mut self, op: &str, name: &str, extra: Vec<String>, attribute: Vec<AttributeProto>) {
+        let output = format!("{name}.out");
+        let mut input = vec![std::mem::replace(&mut self.last, output.clone())];
+        input.extend(extra);
+        self.nodes.push(NodeProto {
+            input,
+            output: vec![output],
+            name: name.into(),
+            op_type: op.into(),
+            attribute,
+        });
+    }
+
+    fn float_tensor(&mut self, name: String, data: TensorData) -> String {
+        let dims = data.shape().iter().map(|&d| d as i64).collect();
+        let raw_data = data.iter::<f32>().flat_map(f32::to_le_bytes).collect();
+        self.initializers.push(TensorProto {
+            dims,
+            data_type: FLOAT,
+            name: name.clone(),
+            raw_data,
+        });
+        name
+    }
+
+    fn int_tensor(&mut self, name: String, values: &[i64]) -> String {
+        self.initializers.push(TensorProto {
+            dims: vec![values.len() as i64],
+            data_type: INT64,
+            name: name.clone(),
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        });
+        name
+    }
+
+    /// Maxout over the channel axis of a `[batch, width(, H, W)]` value.
+    fn maxout(&mut self, name: &str, pieces: &Pieces, input: ActShape) {
+        let (units, k) = (pieces.units(), pieces.k_max());
+        if let Pieces::Ragged { per_unit } = pieces {
+            let mut index = Vec::with_capacity(units * k);
+            let mut offset = 0i64;
+            for &c in per_unit {
+                index.extend((0..k as i64).map(|j| offset + if j < c as i64 { j } else { 0 }));
+                offset += c as i64;
+            }
+            let index = self.int_tensor(format!("{name}.gather_index"), &index);
+            self.node("Gather", &format!("{name}.gather"), vec![index], vec![int("axis", 1)]);
+        }
+        // 0 keeps the batch dimension as it is.
+        let mut shape = vec![0, units as i64, k as i64];
+        if let ActShape::Map([_, h, w]) = input {
+            shape.extend([h as i64, w as i64]);
+        }
+        let shape = self.int_tensor(format!("{name}.shape"), &shape);
+        self.node("Reshape", &format!("{name}.reshape"), vec![shape], vec![]);
+        self.node(
+            "ReduceMax",
+            &format!("{name}.max"),
+            vec![],
+            vec![ints("axes", &[2]), int("keepdims", 0)],
+        );
+    }
+}
+
+/// The ONNX model of `net` (see the module docs for the graph).
+pub fn export(net: &Network) -> Result<Vec<u8>> {
+    use prost::Message;
+    let spec = net.spec();
+    let infos = spec.validate()?;
+    let mut b = Builder {
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+        last: INPUT.into(),
+    };
+    for (i, (layer, params)) in spec.layers.iter().zip(net.params()).enumerate() {
+        let name = layer
+            .name()
+            .map_or_else(|| format!("{}{i}", layer.kind()), str::to_string);
+        match (layer, params) {
+            (
+                LayerSpec::Conv2d {
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                },
+                LayerParams::Conv { weight, bias },
+            ) => {
+                let w = b.float_tensor(format!("{name}.weight"), weight.to_data());
+                let bias = b.float_tensor(format!("{name}.bias"), bias.to_data());
+                let attrs = vec![
+                    ints("kernel_shape", &[*kernel, *kernel]),
+                    ints("strides", &[*stride, *stride]),
+                    ints("pads", &[*padding; 4]),
+                ];
+                b.node("Conv", &name, vec![w, bias], attrs);
+            }
+            (LayerSpec::Dense { .. }, LayerParams::Dense { weight, bias }) => {
+                let w = b.float_tensor(format!("{name}.weight"), weight.to_data());
+                let bias = b.float_tensor(format!("{name}.bias"), bias.to_data());
+                b.node("Gemm", &name, vec![w, bias], vec![int("transB", 1)]);
+            }
+            (LayerSpec::MaxPool { kernel, stride }, _) => b.node(
+                "MaxPool",
+                &name,
+                vec![],
+                vec![
+                    ints("kernel_shape", &[*kernel, *kernel]),
+                    ints("strides", &[*stride, *stride]),
+                ],
+            ),
+            (LayerSpec::Flatten, _) => b.node("Flatten", &name, vec![], vec![int("axis", 1)]),
+            (LayerSpec::Relu, _) => b.node("Relu", &name, vec![], vec![]),
+            (LayerSpec::Dropout { .. }, _) => {}
+            (LayerSpec::Maxout { pieces }, _) => b.maxout(&name, pieces, infos[i].input),
+            (LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. }, _) => {
+                return Err(Error::invalid(
+                    "network",
+                    format!("layer {i} ('{name}'): expected its parameters, found none"),
+                ));
+            }
+        }
+    }
+    // The last value gets the output's name through an Identity, so the names stay fixed.
+    b.node("Identity", OUTPUT, vec![], vec![]);
+    b.nodes.last_mut().expect("just added").output = vec![OUTPUT.into()];
+    let classes = spec.classes()?;
+    let input = spec.input;
+    let batch = || DimensionValue::DimParam("batch".into());
+    let fixed = |n: usize| DimensionValue::DimValue(n as i64);
+    let fingerprint = spec_fingerprint(spec);
+    let version = env!("CARGO_PKG_VERSION");
+    let model = ModelProto {
+        ir_version: IR_VERSION,
+        producer_name: "maxprune".into(),
+        producer_version: version.into(),
+        doc_string: format!("{} exported by maxprune {version}", spec.name),
+        graph: Some(GraphProto {
+            node: b.nodes,
+            name: format!("{} ({fingerprint})", spec.name),
+            initializer: b.initializers,
+            input: vec![value_info(
+                INPUT,
+                vec![batch(), fixed(input.channels), fixed(input.height), fixed(input.width)],
+            )],
+            output: vec![value_info(OUTPUT, vec![batch(), fixed(classes)])],
+        }),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        metadata_props: vec![
+            StringStringEntryProto {
+                key: "maxprune_spec_fingerprint".into(),
+                value: fingerprint,
+            },
+            StringStringEntryProto {
+                key: "maxprune_version".into(),
+                value: version.into(),
+            },
+        ],
+    };
+    Ok(model.encode_to_vec())
+}

@@ -1,0 +1,144 @@
+//! The ONNX export, checked by someone else's runtime: tract loads every kind of network
+//! maxprune builds and must give maxprune's logits (max abs difference under 1e-4, identical
+//! predictions) on the embedded test images.
+
+use burn::tensor::{Device, Tensor as BurnTensor, TensorData};
+use maxprune::data::dataset::{Dataset, Split};
+use maxprune::model::network::Network;
+use maxprune::model::presets::Preset;
+use maxprune::model::spec::{ArchSpec, InputShape, LayerSpec, Pieces};
+use maxprune::prune::neuron::apply;
+use maxprune::prune::select::{Policy, select};
+use maxprune::relevance::{CriterionKind, TiePolicy, criterion};
+use tract_onnx::prelude::*;
+
+const IMAGES: usize = 100;
+
+fn device() -> Device {
+    Device::flex()
+}
+
+fn test_images() -> Split {
+    let mut test = Dataset::embedded().unwrap().test;
+    test.pixels.truncate(IMAGES * test.rows * test.cols);
+    test.labels.truncate(IMAGES);
+    test
+}
+
+/// `IMAGES` inputs in `[0, 1]` for `input`: the embedded test images where they fit, else a
+/// fixed pattern.
+fn inputs(input: &InputShape) -> Vec<f32> {
+    let images = test_images();
+    if (input.channels, input.height, input.width) == (1, images.rows, images.cols) {
+        return images.pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+    }
+    let n = IMAGES * input.channels * input.height * input.width;
+    (0..n).map(|i| ((i * 7919) % 256) as f32 / 255.0).collect()
+}
+
+fn maxprune_logits(net: &Network, x: &[f32]) -> Vec<f32> {
+    let input = net.spec().input;
+    let shape = [IMAGES, input.channels, input.height, input.width];
+    let t = BurnTensor::<4>::from_data(TensorData::new(x.to_vec(), shape), net.device());
+    net.forward(t).into_data().iter::<f32>().collect()
+}
+
+fn tract_logits(onnx: &[u8], input: &InputShape, x: &[f32]) -> Vec<f32> {
+    let shape = [IMAGES, input.channels, input.height, input.width];
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &onnx[..])
+        .unwrap()
+        .with_input_fact(0, f32::fact(shape).into())
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let out = model
+        .run(tvec![Tensor::from_shape(&shape, x).unwrap().into_tvalue()])
+        .unwrap();
+    out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+}
+
+fn argmax(row: &[f32]) -> usize {
+    (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best })
+}
+
+/// Exports `net`, runs it in tract, and compares with maxprune's forward pass.
+fn agrees(what: &str, net: &Network) {
+    let onnx = maxprune::onnx::export(net).unwrap();
+    let input = net.spec().input;
+    let x = inputs(&input);
+    let (ours, theirs) = (maxprune_logits(net, &x), tract_logits(&onnx, &input, &x));
+    assert_eq!(ours.len(), theirs.len(), "{what}");
+    let diff = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "{what}: max abs difference {diff}");
+    let classes = ours.len() / IMAGES;
+    for i in 0..IMAGES {
+        let row = i * classes..(i + 1) * classes;
+        assert_eq!(argmax(&ours[row.clone()]), argmax(&theirs[row]), "{what}: image {i}");
+    }
+}
+
+fn pruned(net: &Network, kind: CriterionKind, policy: Policy) -> Network {
+    let rel = criterion(kind, TiePolicy::Split, 1)
+        .score(net, &test_images(), 50)
+        .unwrap();
+    apply(net, &select(&rel, net.spec(), policy).unwrap()).unwrap()
+}
+
+/// `lenet5-maxout` with conv1 as a maxout layer over rectified channel groups too.
+fn conv_maxout_spec() -> ArchSpec {
+    let mut spec = Preset::Lenet5Maxout.spec();
+    spec.name = "conv-maxout".into();
+    spec.layers.splice(
+        1..1,
+        [
+            LayerSpec::Relu,
+            LayerSpec::Maxout {
+                pieces: Pieces::Uniform { units: 5, k: 4 },
+            },
+        ],
+    );
+    spec
+}
+
+#[test]
+fn tract_agrees_with_maxprune_on_every_kind_of_network() {
+    let lenet = Network::init(&Preset::Lenet5Maxout.spec(), 1, &device()).unwrap();
+    agrees("lenet5-maxout", &lenet);
+    agrees(
+        "plain lenet5",
+        &Network::init(&Preset::Lenet5.spec(), 1, &device()).unwrap(),
+    );
+    let per_unit = pruned(&lenet, CriterionKind::WeightNorm, Policy::PerUnit { n: 1 });
+    agrees("per-unit pruned (k=3)", &per_unit);
+    let ragged = pruned(&lenet, CriterionKind::WeightNorm, Policy::Global { fraction: 0.4 });
+    assert!(ragged.spec().layers.iter().any(|l| matches!(
+        l,
+        LayerSpec::Maxout {
+            pieces: Pieces::Ragged { .. }
+        }
+    )));
+    agrees("ragged", &ragged);
+    let units = pruned(&lenet, CriterionKind::Contribution, Policy::Units { fraction: 0.5 });
+    assert!(units.num_params() < lenet.num_params() / 2 + lenet.num_params() / 4);
+    agrees("unit-removed", &units);
+    let conv = Network::init(&conv_maxout_spec(), 2, &device()).unwrap();
+    agrees("conv maxout", &conv);
+    agrees(
+        "conv maxout, ragged",
+        &pruned(&conv, CriterionKind::WeightNorm, Policy::Global { fraction: 0.3 }),
+    );
+    let input = InputShape {
+        channels: 3,
+        height: 32,
+        width: 32,
+    };
+    let vgg = Preset::Vgg16Maxout.spec().scaled(1.0 / 16.0, input, 10).unwrap();
+    agrees("scaled vgg16-maxout", &Network::init(&vgg, 3, &device()).unwrap());
+}
