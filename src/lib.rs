@@ -22,6 +22,7 @@ pub mod error;
 pub mod fsio;
 pub mod model;
 pub mod onnx;
+pub mod plot;
 pub mod prune;
 pub mod relevance;
 pub mod report;

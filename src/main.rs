@@ -15,13 +15,14 @@ use maxprune::model::import::torchvision;
 use maxprune::model::network::{Kernels, Network};
 use maxprune::model::presets::Preset;
 use maxprune::model::spec::ArchSpec;
+use maxprune::plot::{Chart, Mark, Series};
 use maxprune::prune::neuron::apply;
 use maxprune::prune::plan::PrunePlan;
 use maxprune::prune::schedule::{Pruner, Retrain, ScheduleConfig, ScheduleReport, pruned_and_source, run_schedule};
 use maxprune::prune::select::{Policy, select};
 use maxprune::prune::weight::{WeightRule, WeightSchedule, parse_sparsity, sparsity, sparsity_markdown};
 use maxprune::relevance::{CriterionKind, Relevance, TiePolicy, criterion};
-use maxprune::report::{StepRow, histogram, line_chart, markdown_table};
+use maxprune::report::{StepRow, markdown_table, relevance_histogram};
 use maxprune::reproduce::{ReproduceConfig, reproduce};
 use maxprune::run::RunDir;
 use maxprune::sparse;
@@ -894,12 +895,12 @@ fn cmd_verify(a: VerifyArgs) -> Result<()> {
         maxprune::fsio::create_dir(out)?;
         maxprune::fsio::write_atomic(&out.join("verify.json"), serde_json::to_string_pretty(&v)?.as_bytes())?;
         let label = format!("AUC {:.4}", v.auc);
-        let svg = line_chart(
-            "ROC",
-            "false positive rate",
-            "true positive rate",
-            &[(label, v.roc.clone())],
-        );
+        let mut chart = Chart::new("ROC of face verification", "false positive rate", "true positive rate");
+        chart.series = vec![
+            Series::new(label, v.roc.clone(), Mark::Curve),
+            Series::new("chance", vec![(0.0, 0.0), (1.0, 1.0)], Mark::Curve),
+        ];
+        let svg = chart.to_svg()?;
         maxprune::fsio::write_atomic(&out.join("roc.svg"), svg.as_bytes())?;
     }
     if a.json {
@@ -1247,12 +1248,7 @@ fn cmd_relevance(a: RelevanceArgs) -> Result<()> {
     write_file(&a.out, serde_json::to_string_pretty(&rel)?.as_bytes())?;
     for l in &rel.layers {
         let values: Vec<f64> = l.scores.iter().flatten().copied().collect();
-        let svg = histogram(
-            &format!("{:?} scores of the pieces of '{}'", rel.criterion, l.producer),
-            "score",
-            &values,
-            20,
-        );
+        let svg = relevance_histogram(&rel, l)?;
         let path = a.out.with_file_name(format!(
             "{}-{}.svg",
             a.out.file_stem().and_then(|s| s.to_str()).unwrap_or("relevance"),

@@ -56,6 +56,19 @@ pub enum CriterionKind {
     Contribution,
 }
 
+impl CriterionKind {
+    /// The name users type (`--criterion`) and reports show.
+    pub fn name(self) -> &'static str {
+        match self {
+            CriterionKind::Argmax => "argmax",
+            CriterionKind::MeanActivation => "mean-activation",
+            CriterionKind::WeightNorm => "weight-norm",
+            CriterionKind::Random => "random",
+            CriterionKind::Contribution => "contribution",
+        }
+    }
+}
+
 /// Scores of one maxout layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerRelevance {

@@ -1,9 +1,12 @@
-//! Reports: per-step rows of a pruning schedule as JSON and Markdown, and SVG plots.
-//! The plots are plain SVG written here (no plotting dependency, byte-identical across runs).
+//! Reports: per-step rows of a pruning schedule as JSON and Markdown, and their charts (drawn
+//! by [`crate::plot`]; deterministic, so a rerun writes the same bytes).
 
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::bench::Speedup;
+use crate::error::Result;
+use crate::plot::{Chart, Mark, Series};
+use crate::relevance::{LayerRelevance, Relevance};
 
 /// Reads a [`Speedup`], or the plain ratio that reports held before alternating runs.
 fn speedup_or_ratio<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Speedup>, D::Error> {
@@ -106,155 +109,58 @@ pub fn markdown_table(rows: &[StepRow]) -> String {
     s
 }
 
-const W: f64 = 640.0;
-const H: f64 = 400.0;
-const M: f64 = 60.0;
+/// Accuracy against parameters over a schedule's steps, in percent: test accuracy before and
+/// after retraining, validation accuracy after retraining, the unpruned network's test accuracy
+/// as a reference line, the stopping rule's band (the unpruned validation accuracy minus
+/// `tolerance` points up to it) and the chosen step marked.
+pub fn accuracy_chart(rows: &[StepRow], tolerance: f64, final_step: usize) -> Result<String> {
+    let pct = |f: &dyn Fn(&StepRow) -> Option<f64>| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter_map(|r| Some((r.params as f64, 100.0 * f(r)?)))
+            .collect()
+    };
+    let mut c = Chart::new("Accuracy vs parameters", "parameters (dense count)", "accuracy (%)");
+    c.series = vec![
+        Series::new("test, after retraining", pct(&|r| Some(r.test_after)), Mark::Line),
+        Series::new("test, before retraining", pct(&|r| Some(r.test_before)), Mark::Line),
+        Series::new("validation, after retraining", pct(&|r| r.val_after), Mark::Line),
+    ];
+    c.series.retain(|s| !s.points.is_empty());
+    if let Some(start) = rows.first() {
+        c.reference = Some(("unpruned, test".into(), 100.0 * start.test_after));
+        if let Some(val) = start.val_after {
+            let val = 100.0 * val;
+            c.band = Some((
+                format!("within {tolerance} points of unpruned validation"),
+                val - tolerance,
+                val,
+            ));
+        }
+    }
+    if let Some(r) = rows.iter().find(|r| r.step == final_step) {
+        c.highlight = Some((
+            format!("chosen: step {final_step}"),
+            (r.params as f64, 100.0 * r.test_after),
+        ));
+    }
+    c.to_svg()
+}
 
-fn frame(title: &str, xlabel: &str, ylabel: &str, body: &str) -> String {
-    format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{}</text>\n\
-         <line x1=\"{M}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
-         <line x1=\"{M}\" y1=\"{M}\" x2=\"{M}\" y2=\"{}\" stroke=\"black\"/>\n\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n\
-         <text x=\"16\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">{}</text>\n{body}</svg>\n",
-        W / 2.0,
-        esc(title),
-        H - M,
-        W - M,
-        H - M,
-        H - M,
-        W / 2.0,
-        H - 16.0,
-        esc(xlabel),
-        H / 2.0,
-        H / 2.0,
-        esc(ylabel)
+/// The histogram of one layer's piece scores.
+pub fn relevance_histogram(rel: &Relevance, layer: &LayerRelevance) -> Result<String> {
+    let values: Vec<f64> = layer.scores.iter().flatten().copied().collect();
+    crate::plot::histogram(
+        &format!("{} scores of the pieces of '{}'", rel.criterion.name(), layer.producer),
+        "score",
+        "pieces",
+        &values,
+        20,
     )
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-fn scale(v: f64, lo: f64, hi: f64, a: f64, b: f64) -> f64 {
-    if hi > lo {
-        a + (v - lo) / (hi - lo) * (b - a)
-    } else {
-        (a + b) / 2.0
-    }
-}
-
-fn ticks(lo: f64, hi: f64, horizontal: bool, fmt: &dyn Fn(f64) -> String) -> String {
-    (0..=4)
-        .map(|i| {
-            let v = lo + (hi - lo) * f64::from(i) / 4.0;
-            if horizontal {
-                let x = scale(v, lo, hi, M, W - M);
-                format!(
-                    "<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
-                    H - M + 16.0,
-                    fmt(v)
-                )
-            } else {
-                let y = scale(v, lo, hi, H - M, M);
-                format!(
-                    "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
-                    M - 6.0,
-                    y + 4.0,
-                    fmt(v)
-                )
-            }
-        })
-        .collect()
-}
-
-/// A line chart of one or more named series of `(x, y)` points.
-pub fn line_chart(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
-    chart(title, xlabel, ylabel, series, true)
-}
-
-/// A scatter plot of one or more named series of `(x, y)` points.
-pub fn scatter(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
-    chart(title, xlabel, ylabel, series, false)
-}
-
-fn chart(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<(f64, f64)>)], lines: bool) -> String {
-    let pts = series.iter().flat_map(|(_, p)| p.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in pts {
-        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
-    }
-    if x0 > x1 {
-        return frame(title, xlabel, ylabel, "");
-    }
-    let pad = ((y1 - y0) * 0.1).max(1e-3);
-    let (y0, y1) = (y0 - pad, y1 + pad);
-    let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
-    let mut body = ticks(x0, x1, true, &|v| format!("{:.0}k", v / 1e3));
-    body += &ticks(y0, y1, false, &|v| format!("{v:.2}"));
-    for (i, (name, p)) in series.iter().enumerate() {
-        let c = colors[i % colors.len()];
-        let path: Vec<String> = p
-            .iter()
-            .map(|&(x, y)| format!("{:.1},{:.1}", scale(x, x0, x1, M, W - M), scale(y, y0, y1, H - M, M)))
-            .collect();
-        if lines {
-            body += &format!(
-                "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n",
-                path.join(" ")
-            );
-        }
-        for xy in &path {
-            let (x, y) = xy.split_once(',').expect("formatted as x,y");
-            body += &format!("<circle cx=\"{x}\" cy=\"{y}\" r=\"3\" fill=\"{c}\"/>\n");
-        }
-        body += &format!(
-            "<text x=\"{}\" y=\"{}\" fill=\"{c}\">{}</text>\n",
-            W - M - 150.0,
-            M + 16.0 * i as f64,
-            esc(name)
-        );
-    }
-    frame(title, xlabel, ylabel, &body)
-}
-
-/// A histogram of `values` in `[0, max]` with `bins` bins.
-pub fn histogram(title: &str, xlabel: &str, values: &[f64], bins: usize) -> String {
-    let hi = values.iter().copied().fold(0.0f64, f64::max).max(1e-12);
-    let mut counts = vec![0usize; bins];
-    for &v in values {
-        counts[((v / hi * bins as f64) as usize).min(bins - 1)] += 1;
-    }
-    let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
-    let bw = (W - 2.0 * M) / bins as f64;
-    let mut body = ticks(0.0, hi, true, &|v| format!("{v:.3}"));
-    body += &ticks(0.0, top, false, &|v| format!("{v:.0}"));
-    for (i, &c) in counts.iter().enumerate() {
-        let h = scale(c as f64, 0.0, top, 0.0, H - 2.0 * M);
-        body += &format!(
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#1f77b4\"/>\n",
-            M + i as f64 * bw,
-            H - M - h,
-            bw - 1.0
-        );
-    }
-    frame(title, xlabel, "pieces", &body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn svg_is_well_formed_and_counts_every_value() {
-        let h = histogram("t", "x", &[0.0, 0.5, 1.0, 1.0], 2);
-        assert!(h.starts_with("<svg") && h.trim_end().ends_with("</svg>"));
-        assert_eq!(h.matches("<rect x=").count(), 2);
-        let l = line_chart("a<b", "x", "y", &[("s".into(), vec![(1000.0, 0.5), (2000.0, 0.7)])]);
-        assert!(l.contains("a&lt;b") && l.contains("<polyline"));
-    }
 
     #[test]
     fn a_row_written_before_alternating_runs_still_reads_and_says_its_ratio_is_one_timing() {

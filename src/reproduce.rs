@@ -16,11 +16,12 @@ use crate::error::Result;
 use crate::fsio;
 use crate::model::network::Network;
 use crate::model::presets::Preset;
+use crate::plot::{Chart, Mark, Series};
 use crate::prune::schedule::{Pruner, Retrain, ScheduleConfig, ScheduleReport, nonzeros, run_schedule};
 use crate::prune::select::Policy;
 use crate::prune::weight::{WeightRule, WeightSchedule, dense_sparsity_for};
 use crate::relevance::{CriterionKind, TiePolicy};
-use crate::report::{self, LENET5_PARAMS};
+use crate::report::LENET5_PARAMS;
 use crate::run::RunDir;
 use crate::train::{Observer, Splits, TrainConfig, evaluate, train};
 
@@ -386,21 +387,25 @@ fn write(out: &Path, r: &ReproduceReport) -> Result<()> {
         md += &format!("| {name} |{cells}\n");
     }
     fsio::write_atomic(&out.join("REPORT.md"), md.as_bytes())?;
-    let series: Vec<(String, Vec<(f64, f64)>)> = r
+    let mut chart = Chart::new(
+        "Test accuracy vs nonzero parameters",
+        "nonzero parameters",
+        "test accuracy (%)",
+    );
+    chart.series = r
         .rows
         .iter()
         .map(|(name, ms)| {
-            (
-                name.clone(),
-                ms.iter().map(|m| (m.nonzeros as f64, m.accuracy)).collect(),
-            )
+            let points = ms.iter().map(|m| (m.nonzeros as f64, 100.0 * m.accuracy)).collect();
+            Series::new(name.clone(), points, Mark::Points)
         })
         .collect();
-    let svg = report::scatter(
-        "Test accuracy vs nonzero parameters",
-        "nonzero parameters",
-        "test accuracy",
-        &series,
-    );
+    // The paper's LeNet-5 figures (MNIST): where its nonzero counts fall.
+    for (label, removed) in [("paper: neuron -74%", 0.74), ("paper: + weight -92%", 0.92)] {
+        chart
+            .verticals
+            .push((label.into(), (1.0 - removed) * LENET5_PARAMS as f64));
+    }
+    let svg = chart.to_svg()?;
     fsio::write_atomic(&out.join("accuracy-vs-nonzeros.svg"), svg.as_bytes())
 }

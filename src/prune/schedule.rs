@@ -218,7 +218,7 @@ impl Pruner for ScheduleConfig {
                 ),
                 ("plan.json".into(), plan.to_json()),
             ],
-            plots: relevance_plots(&rel),
+            plots: relevance_plots(&rel)?,
         }))
     }
 }
@@ -560,26 +560,17 @@ pub fn nonzeros(net: &Network) -> usize {
 }
 
 /// One SVG histogram of scores per maxout layer: `(file-name suffix, SVG)`.
-fn relevance_plots(rel: &Relevance) -> Vec<(String, String)> {
+fn relevance_plots(rel: &Relevance) -> Result<Vec<(String, String)>> {
     rel.layers
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let values: Vec<f64> = l.scores.iter().flatten().copied().collect();
-            let svg = report::histogram(
-                &format!("{:?} scores of the pieces of '{}'", rel.criterion, l.producer),
-                "score",
-                &values,
-                20,
-            );
-            (
-                if rel.layers.len() == 1 {
-                    String::new()
-                } else {
-                    format!("-{i}")
-                },
-                svg,
-            )
+            let suffix = if rel.layers.len() == 1 {
+                String::new()
+            } else {
+                format!("-{i}")
+            };
+            Ok((suffix, report::relevance_histogram(rel, l)?))
         })
         .collect()
 }
@@ -603,16 +594,7 @@ fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain) -> Result<()> 
     md += &report::markdown_table(&report.rows);
     md += &format!("\nResult: step {} (the last within tolerance).\n", report.final_step);
     fsio::write_atomic(&out.join("report.md"), md.as_bytes())?;
-    let pts = |f: &dyn Fn(&StepRow) -> f64| report.rows.iter().map(|r| (r.params as f64, f(r))).collect::<Vec<_>>();
-    let svg = report::line_chart(
-        "Accuracy vs parameters",
-        "parameters",
-        "accuracy",
-        &[
-            ("test, after retraining".into(), pts(&|r| r.test_after)),
-            ("test, before retraining".into(), pts(&|r| r.test_before)),
-        ],
-    );
+    let svg = report::accuracy_chart(&report.rows, c.tolerance, report.final_step)?;
     fsio::write_atomic(&out.join("accuracy-vs-params.svg"), svg.as_bytes())
 }
 
