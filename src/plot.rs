@@ -3,17 +3,24 @@
 //! read differently, units in the axis labels and a legend.
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 
 const SIZE: (u32, u32) = (720, 440);
-const COLORS: [RGBColor; 5] = [
+/// Matplotlib's "tab10" palette: ten colours that stay apart.
+const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 /// How a series is drawn.
@@ -153,25 +160,7 @@ impl Chart {
             }));
         let (x0, x1) = padded_or_unit(bounds(xs));
         let (y0, y1) = padded_or_unit(bounds(ys));
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 20))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(draw_err)?;
-        let (fx, fy) = (tick_format(x0, x1, TICKS), tick_format(y0, y1, TICKS));
-        chart
-            .configure_mesh()
-            .x_labels(TICKS)
-            .y_labels(TICKS)
-            .x_label_formatter(&fx)
-            .y_label_formatter(&fy)
-            .x_desc(&self.x_label)
-            .y_desc(&self.y_label)
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(draw_err)?;
+        let mut chart = axes(root, &self.title, &self.x_label, &self.y_label, (x0, x1), (y0, y1))?;
         if let Some((name, lo, hi)) = &self.band {
             let fill = RGBColor(44, 160, 44).mix(0.12).filled();
             chart
@@ -188,13 +177,16 @@ impl Chart {
                 .label(name)
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], style));
         }
-        for (label, x) in &self.verticals {
-            let style = RGBColor(255, 127, 14).stroke_width(1);
+        for (i, (label, x)) in self.verticals.iter().enumerate() {
+            let style = BLACK.mix(0.45).stroke_width(1);
             chart
                 .draw_series(LineSeries::new([(*x, y0), (*x, y1)], style))
                 .map_err(draw_err)?;
+            // Labels step down, so that close markers do not print over each other.
+            let y = y1 - (y1 - y0) * (0.02 + 0.06 * i as f64);
+            let at = (*x + (x1 - x0) * 0.005, y);
             chart
-                .draw_series([Text::new(label.clone(), (*x, y1), ("sans-serif", 12).into_font())])
+                .draw_series([Text::new(label.clone(), at, ("sans-serif", 12).into_font())])
                 .map_err(draw_err)?;
         }
         for (i, s) in self.series.iter().enumerate() {
@@ -226,12 +218,65 @@ impl Chart {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
+            .position(self.legend_corner((x0, x1), (y0, y1)))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.4))
             .draw()
             .map_err(draw_err)
     }
+}
+
+impl Chart {
+    /// The corner whose quarter of the plot holds the fewest points, for the legend.
+    fn legend_corner(&self, (x0, x1): (f64, f64), (y0, y1): (f64, f64)) -> SeriesLabelPosition {
+        let mut counts = [0usize; 4];
+        for &(x, y) in self.series.iter().flat_map(|s| s.points.iter()) {
+            let right = (x - x0) > (x1 - x0) / 2.0;
+            let upper = (y - y0) > (y1 - y0) / 2.0;
+            counts[usize::from(upper) * 2 + usize::from(right)] += 1;
+        }
+        let corners = [
+            SeriesLabelPosition::LowerLeft,
+            SeriesLabelPosition::LowerRight,
+            SeriesLabelPosition::UpperLeft,
+            SeriesLabelPosition::UpperRight,
+        ];
+        let best = (0..4).min_by_key(|&i| counts[i]).unwrap_or(0);
+        corners[best].clone()
+    }
+}
+
+type Axes<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A chart area with its title, axes, labelled distinct ticks and a light grid.
+fn axes<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> Result<Axes<'a, 'b>> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 20))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(draw_err)?;
+    let (fx, fy) = (tick_format(x0, x1, TICKS), tick_format(y0, y1, TICKS));
+    chart
+        .configure_mesh()
+        .x_labels(TICKS)
+        .y_labels(TICKS)
+        .x_label_formatter(&fx)
+        .y_label_formatter(&fy)
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(draw_err)?;
+    Ok(chart)
 }
 
 fn padded_or_unit(b: Option<(f64, f64)>) -> (f64, f64) {
@@ -256,90 +301,13 @@ pub fn histogram(title: &str, x_label: &str, what: &str, values: &[f64], bins: u
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..hi, 0.0..top)
-            .map_err(draw_err)?;
-        let (fx, fy) = (
-            tick_format(0.0, hi, TICKS),
-            tick_format(0.0, top.max(TICKS as f64), TICKS),
-        );
-        chart
-            .configure_mesh()
-            .x_labels(TICKS)
-            .y_labels(TICKS)
-            .x_label_formatter(&fx)
-            .y_label_formatter(&fy)
-            .x_desc(x_label)
-            .y_desc(what)
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(draw_err)?;
+        let mut chart = axes(&root, title, x_label, what, (0.0, hi), (0.0, top))?;
         let width = hi / bins as f64;
         chart
             .draw_series(counts.iter().enumerate().map(|(i, &c)| {
                 let x = i as f64 * width;
                 Rectangle::new([(x, 0.0), (x + width * 0.92, c as f64)], COLORS[0].filled())
             }))
-            .map_err(draw_err)?;
-        root.present().map_err(draw_err)?;
-    }
-    Ok(svg)
-}
-
-/// A bar chart of named ratios (e.g. speed against PyTorch), with a reference line at 1.
-pub fn ratio_bars(title: &str, y_label: &str, bars: &[(String, f64)]) -> Result<String> {
-    let top = bars
-        .iter()
-        .map(|b| b.1)
-        .filter(|v| v.is_finite())
-        .fold(1.0f64, f64::max)
-        * 1.15;
-    let n = bars.len().max(1);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d((0..n).into_segmented(), 0.0..top)
-            .map_err(draw_err)?;
-        let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
-        let fy = tick_format(0.0, top, TICKS);
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
-            .y_labels(TICKS)
-            .y_label_formatter(&fy)
-            .y_desc(y_label)
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(draw_err)?;
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, b)| {
-                let color = if b.1 >= 1.0 { COLORS[2] } else { COLORS[1] };
-                Rectangle::new(
-                    [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), b.1)],
-                    color.mix(0.8).filled(),
-                )
-            }))
-            .map_err(draw_err)?;
-        chart
-            .draw_series(LineSeries::new(
-                [(SegmentValue::Exact(0), 1.0), (SegmentValue::Exact(n), 1.0)],
-                BLACK.stroke_width(1),
-            ))
             .map_err(draw_err)?;
         root.present().map_err(draw_err)?;
     }
@@ -399,7 +367,7 @@ mod tests {
     }
 
     #[test]
-    fn a_histogram_counts_every_value_and_bars_name_their_ratios() {
+    fn a_histogram_counts_every_value() {
         let h = histogram("scores", "score", "pieces", &[0.0, 0.5, 1.0, 1.0, f64::NAN], 2).unwrap();
         let t = texts(&h);
         assert!(
@@ -408,17 +376,6 @@ mod tests {
         );
         // the background, then one bar per bin
         assert_eq!(h.matches("<rect").count(), 1 + 2, "{h}");
-        let b = ratio_bars(
-            "Speed",
-            "maxprune / PyTorch",
-            &[("train".into(), 0.9), ("infer".into(), 1.2)],
-        )
-        .unwrap();
-        let t = texts(&b);
-        assert!(
-            t.iter().any(|s| s == "train") && t.iter().any(|s| s == "infer"),
-            "{t:?}"
-        );
     }
 
     #[test]
