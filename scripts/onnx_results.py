@@ -9,11 +9,15 @@ and weight-pruned (one `prune weights` step, exported dense with its zeros); exp
 compares accuracy and mean cross-entropy with `maxprune eval --json` on the same images.
 
     python3 -m venv /tmp/ortenv && /tmp/ortenv/bin/pip install onnxruntime numpy
-    /tmp/ortenv/bin/python scripts/onnx_results.py
+    /tmp/ortenv/bin/python scripts/onnx_results.py [RUN ...]
+
+Run directories given as arguments (e.g. the steps of the README's schedules, under runs/) are
+checked too, on the same 500 images; the README block is written only without arguments.
 """
 import gzip
 import json
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -74,8 +78,9 @@ def main():
     labels = idx("t10k-labels-idx1-ubyte.gz").astype(np.int64)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for what, run_dir in networks(tmp):
-            model = Path(tmp) / f"{run_dir.name}.onnx"
+        given = [(arg, Path(arg)) for arg in sys.argv[1:]]
+        for what, run_dir in given or networks(tmp):
+            model = Path(tmp) / f"{len(rows)}.onnx"
             run("export", str(run_dir), "--format", "onnx", "--out", str(model))
             ours = maxprune_eval(run_dir)
             acc, loss = onnx_eval(model, images, labels)
@@ -96,7 +101,10 @@ def main():
             *rows,
         ]
     )
-    write_block("onnx", block)
+    if given:
+        print(block)
+    else:
+        write_block("onnx", block)
 
 
 if __name__ == "__main__":
