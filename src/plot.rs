@@ -315,11 +315,11 @@ pub fn histogram(title: &str, x_label: &str, what: &str, values: &[f64], bins: u
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The text of every `<text>` element.
-    fn texts(svg: &str) -> Vec<String> {
+    pub(crate) fn texts(svg: &str) -> Vec<String> {
         svg.split("<text")
             .skip(1)
             .filter_map(|t| {

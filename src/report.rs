@@ -163,6 +163,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_accuracy_chart_marks_every_step_the_reference_the_band_and_the_choice() {
+        let row = |step: usize, params: usize, test: f64, val: f64| -> StepRow {
+            serde_json::from_value(serde_json::json!({
+                "step": step, "pieces": ["4"], "pieces_histogram": [[]], "params": params,
+                "nonzeros": params, "removed_vs_start": 0.0, "removed_vs_lenet5": 0.0, "flops": 1,
+                "flop_ratio": 1.0, "speedup": null, "val_before": val - 0.01, "test_before": test - 0.01,
+                "val_after": val, "test_after": test, "seconds": 1.0, "accepted": true
+            }))
+            .unwrap()
+        };
+        let rows = [
+            row(0, 427_330, 0.9068, 0.9056),
+            row(1, 327_205, 0.9074, 0.9106),
+            row(2, 227_080, 0.9085, 0.9108),
+            row(3, 126_955, 0.9072, 0.9100),
+        ];
+        let svg = accuracy_chart(&rows, 0.3, 3).unwrap();
+        let t = crate::plot::tests::texts(&svg);
+        for needle in [
+            "Accuracy vs parameters",
+            "parameters (dense count)",
+            "accuracy (%)",
+            "unpruned, test",
+            "within 0.3 points of unpruned validation",
+            "chosen: step 3",
+        ] {
+            assert!(t.iter().any(|s| s == needle), "{needle} missing in {t:?}");
+        }
+        // three series of one mark per step, their three legend marks, the chosen step's ring
+        assert_eq!(svg.matches("<circle").count(), 3 * rows.len() + 3 + 1);
+        let ticks: Vec<&String> = t
+            .iter()
+            .filter(|s| s.trim_end_matches('k').parse::<f64>().is_ok())
+            .collect();
+        let distinct: std::collections::HashSet<_> = ticks.iter().collect();
+        assert!(ticks.len() >= 5 && distinct.len() == ticks.len(), "{ticks:?}");
+    }
+
+    #[test]
     fn a_row_written_before_alternating_runs_still_reads_and_says_its_ratio_is_one_timing() {
         let mut row = serde_json::json!({
             "step": 1, "pieces": ["3"], "pieces_histogram": [[0, 0, 0, 125]], "params": 327205,
