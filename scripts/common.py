@@ -1,5 +1,6 @@
 """Helpers the result scripts share: where the binary is, running it, rewriting a README block."""
 import os
+import platform
 import re
 import subprocess
 from pathlib import Path
@@ -22,3 +23,14 @@ def write_block(marker, block):
         raise SystemExit(f"README.md has no results:{marker} markers")
     readme.write_text(re.sub(pattern, lambda m: m.group(1) + block + "\n" + m.group(2), text, flags=re.S))
     print(block)
+
+
+def cpu_name():
+    """The CPU's model name (from /proc/cpuinfo), for the machine line under a table."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

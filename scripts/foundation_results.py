@@ -10,30 +10,15 @@ table between the README's `results:foundation` markers.
 """
 import argparse
 import json
-import os
-import platform
-import re
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(os.environ.get("MAXPRUNE_BIN", ROOT / "target" / "release" / "maxprune"))
+from common import BIN, ROOT, cpu_name, write_block
 
 
 def run(*args):
     out = subprocess.run([str(BIN), *args], check=True, capture_output=True, text=True)
     return out.stdout
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main():
@@ -65,20 +50,7 @@ def main():
         lines.append(
             f"| `{preset}` | {params:,} | {100 * acc:.2f}% | {b['train_img_per_s']:,.0f} | {b['infer_img_per_s']:,.0f} | {b['latency_ms_b1']:.3f} ms |"
         )
-    table = "\n".join(lines)
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    new = re.sub(
-        r"(<!-- results:foundation -->\n).*?(<!-- /results:foundation -->)",
-        lambda m: m.group(1) + table + "\n" + m.group(2),
-        text,
-        flags=re.S,
-    )
-    if new == text and table not in text:
-        sys.exit("README.md has no results:foundation markers")
-    readme.write_text(new)
-    print(table)
-
+    write_block("foundation", "\n".join(lines))
 
 if __name__ == "__main__":
     main()

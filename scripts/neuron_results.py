@@ -12,19 +12,12 @@ resumes if its directory exists. Writes the tables between the `results:neurons`
     cargo build --release && python3 scripts/neuron_results.py
 """
 import json
-import os
-import re
 import subprocess
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(os.environ.get("MAXPRUNE_BIN", ROOT / "target" / "release" / "maxprune"))
+from common import BIN, ROOT, run, write_block
+
 RUNS = ROOT / "runs"
 BASE = RUNS / "fashion-mnist-lenet5-maxout-seed1-val5000"
-
-
-def run(*args):
-    subprocess.run([str(BIN), "-q", *args], check=True, stdout=subprocess.DEVNULL)
 
 
 def schedule(name, *extra, source=BASE):
@@ -51,15 +44,6 @@ def train_base(seed=1, arch=("--preset", "lenet5-maxout"), name="fashion-mnist-l
     else:
         run("train", *arch, "--dataset", "fashion-mnist", "--epochs", "10", "--seed", str(seed), "--val", "5000", "--out", str(base))
     return base
-
-
-def write_block(marker, block):
-    """Replaces the README's text between the `results:MARKER` comments with `block`."""
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    pattern = rf"(<!-- results:{marker} -->\n).*?(<!-- /results:{marker} -->)"
-    readme.write_text(re.sub(pattern, lambda m: m.group(1) + block + "\n" + m.group(2), text, flags=re.S))
-    print(block)
 
 
 def speedups(report, out):

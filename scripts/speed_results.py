@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import tempfile
 
-from common import BIN, ROOT, write_block
+from common import BIN, ROOT, cpu_name, write_block
 
 PYTHON = os.environ.get("TORCH_PYTHON", "python3")
 KEYS = ["train_img_per_s", "infer_img_per_s", "latency_ms_b1", "relevance_img_per_s"]
@@ -39,13 +39,6 @@ NAMES = {
 
 def measure(cmd):
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-
-
-def cpu_name():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def spec_file(preset, scale, tmp):

@@ -16,6 +16,8 @@
 //! assert_eq!(net.num_params(), 427_330);
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod bench;
 pub mod data;
 pub mod error;

@@ -92,7 +92,7 @@ pub struct LayerRelevance {
 pub struct Relevance {
     /// The criterion that produced them.
     pub criterion: CriterionKind,
-    /// Tie policy (argmax only).
+    /// Tie policy (used by `argmax` and `contribution`; the data-free criteria have no ties).
     pub ties: TiePolicy,
     /// Examples scored (0 for data-free criteria).
     pub examples: usize,
@@ -389,7 +389,7 @@ impl Criterion for MeanActivation {
     }
 }
 
-/// Squared L2 norm of each output row (dense) or filter (conv), bias included, as `Vec<f64>`.
+/// L2 norm (not squared) of each output row (dense) or filter (conv), bias included.
 fn row_norms(params: &LayerParams) -> Vec<f64> {
     fn norms<const D: usize>(w: &Tensor<D>, b: &Tensor<1>) -> Vec<f64> {
         let rows = w.dims()[0];

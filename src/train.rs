@@ -13,7 +13,7 @@ use crate::model::spec::{ArchSpec, InputShape};
 use crate::rng::SplitMix64;
 use crate::run::{Checkpoint, RunDir};
 
-/// The training recipe. Defaults are the seed code's Caffe solver: SGD, momentum 0.9,
+/// The training recipe. Defaults are the original code's Caffe solver (the paper's LeNet-5): SGD, momentum 0.9,
 /// weight decay 5e-4, base lr 0.01 with the "inv" policy (gamma 1e-4, power 0.75), batch 64.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

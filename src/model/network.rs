@@ -101,8 +101,8 @@ pub enum Kernels {
 }
 
 impl Network {
-    /// A freshly initialised network: Caffe's "xavier" filler for weights
-    /// (uniform in `±sqrt(3 / fan_in)`), zero biases, drawn from `seed`.
+    /// A freshly initialised network: weights uniform by the spec's [`Init`] (`xavier`, Caffe's
+    /// filler: `±sqrt(3 / fan_in)`; `he`: `±sqrt(6 / fan_in)`), zero biases, drawn from `seed`.
     pub fn init(spec: &ArchSpec, seed: u64, device: &Device) -> Result<Network> {
         let infos = spec.validate()?;
         let params = infos

@@ -45,7 +45,7 @@ fn maxout_pieces(spec: &ArchSpec, m: usize) -> Pieces {
     }
 }
 
-/// Spec parameter count equals the built network's (invariant c), checked after every plan.
+/// Spec parameter count equals the built network's, checked after every plan.
 fn apply_checked(net: &Network, plan: &PrunePlan) -> Network {
     let pruned = apply(net, plan).unwrap();
     assert_eq!(pruned.num_params(), pruned.spec().num_params().unwrap());
@@ -100,7 +100,7 @@ fn plan_keeping(spec: &ArchSpec, keep: impl Fn(usize, usize, usize) -> bool) -> 
 }
 
 #[test]
-fn a_removing_pieces_that_never_win_leaves_outputs_unchanged() {
+fn removing_pieces_that_never_win_leaves_outputs_unchanged() {
     let d = Device::flex();
     let data = images(6, 1);
     for spec in [Preset::Lenet5Maxout.spec(), linear_lenet5_maxout(), conv_maxout_spec()] {
@@ -138,7 +138,7 @@ fn a_removing_pieces_that_never_win_leaves_outputs_unchanged() {
 }
 
 #[test]
-fn b_pruned_network_equals_full_network_with_pieces_masked_to_neg_inf() {
+fn a_pruned_network_equals_full_network_with_pieces_masked_to_neg_inf() {
     // For rectified pieces the mask reaches the max as relu(-inf) = 0, which never changes a
     // max over values >= 0 while the unit keeps a piece: the same equality holds.
     let d = Device::flex();
