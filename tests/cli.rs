@@ -635,3 +635,69 @@ fn export_onnx_from_a_run_or_a_sparse_file_and_its_bad_inputs() {
     fails_with(&out, "a.mxs");
     assert!(!tmp.path().join("c.onnx").exists());
 }
+
+#[test]
+fn sensitivity_cuts_each_maxout_layer_alone_and_refuses_bad_fractions_and_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    // lenet5-maxout with conv1 as a maxout layer too (5 units of 4 rectified channel groups).
+    train_embedded(tmp.path(), "lenet5-maxout", "plain", &[]);
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("plain/spec.json")).unwrap()).unwrap();
+    let layers = spec["layers"].as_array_mut().unwrap();
+    layers.insert(1, serde_json::json!({"kind": "relu"}));
+    layers.insert(2, serde_json::json!({"kind": "maxout", "pieces": {"units": 5, "k": 4}}));
+    std::fs::write(tmp.path().join("conv.json"), spec.to_string()).unwrap();
+    let train = [
+        "train",
+        "--spec",
+        "conv.json",
+        "--dataset",
+        "embedded",
+        "--epochs",
+        "1",
+        "--val",
+        "200",
+        "--out",
+        "a",
+        "-q",
+    ];
+    ok(&maxprune(&train, tmp.path()));
+    let out = ok(&maxprune(
+        &[
+            "sensitivity",
+            "a",
+            "--layers",
+            "conv1,fc1",
+            "--fractions",
+            "0.25,0.5",
+            "--out",
+            "s",
+        ],
+        tmp.path(),
+    ));
+    assert!(
+        out.contains("| conv1 | 0.25 | 20 -> 15 |") && out.contains("| fc1 | 0.50 | 500 -> 250 |"),
+        "{out}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("s/sensitivity.json")).unwrap()).unwrap();
+    assert_eq!(s["rows"].as_array().unwrap().len(), 4);
+    assert_eq!(s["examples"], 200);
+    let svg = std::fs::read_to_string(tmp.path().join("s/sensitivity.svg")).unwrap();
+    assert!(svg.contains("conv1") && svg.contains("fc1") && svg.contains("uncut"));
+    for (extra, needle) in [
+        (&["--fractions", "0,0.5"][..], "expected values in (0, 1), found 0"),
+        (&["--fractions", "1.5"][..], "found 1.5"),
+        (&["--fractions", "NaN"][..], "found NaN"),
+        (
+            &["--layers", "conv2"][..],
+            "'conv2' does not produce the pieces of a maxout layer",
+        ),
+        (&["--val", "300"][..], "trained with val = 200"),
+        (&["--cut", "units"][..], "use the contribution criterion"),
+    ] {
+        let args = [&["sensitivity", "a", "--out", "bad"][..], extra].concat();
+        fails_with(&maxprune(&args, tmp.path()), needle);
+        assert!(!tmp.path().join("bad").exists(), "{extra:?} left an output");
+    }
+}

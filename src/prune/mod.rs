@@ -5,6 +5,7 @@ pub mod neuron;
 pub mod plan;
 pub mod schedule;
 pub mod select;
+pub mod sensitivity;
 pub mod weight;
 
 #[cfg(test)]
