@@ -793,8 +793,7 @@ fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {
     let (net, recorded, batch) = if a.run.is_file() {
-        let bytes = std::fs::read(&a.run).with_context(|| format!("reading {}", a.run.display()))?;
-        let (net, dataset) = sparse::decode(&bytes, &a.run.display().to_string(), &device())?;
+        let (net, dataset) = sparse_file(&a.run)?;
         (net, dataset, TrainConfig::default().eval_batch_size)
     } else {
         let dir = RunDir::open(&a.run)?;
@@ -874,11 +873,16 @@ fn cmd_weights(a: WeightsArgs, quiet: bool) -> Result<()> {
     Ok(())
 }
 
+/// The network in a sparse `.mxs` file, and the dataset it records.
+fn sparse_file(path: &Path) -> Result<(Network, Option<String>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(sparse::decode(&bytes, &path.display().to_string(), &device())?)
+}
+
 fn cmd_export(a: ExportArgs) -> Result<()> {
     // A run directory, or a sparse file (which records its dataset).
     let (net, dataset) = if a.run.is_file() {
-        let bytes = std::fs::read(&a.run).with_context(|| format!("reading {}", a.run.display()))?;
-        sparse::decode(&bytes, &a.run.display().to_string(), &device())?
+        sparse_file(&a.run)?
     } else {
         let dir = RunDir::open(&a.run)?;
         (dir.network(&device())?, Some(dir.config()?.dataset))

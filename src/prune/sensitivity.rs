@@ -11,6 +11,7 @@ use super::select::{Policy, select};
 use crate::data::dataset::Split;
 use crate::error::{Error, Result};
 use crate::model::network::Network;
+use crate::model::spec::LayerSpec;
 use crate::plot::{Chart, Mark, Series};
 use crate::relevance::{CriterionKind, Relevance};
 use crate::train::evaluate;
@@ -89,8 +90,10 @@ pub fn sensitivity(
 ) -> Result<Sensitivity> {
     check_fractions(fractions)?;
     let spec = net.spec();
-    let pieces_of =
-        |n: &Network, m: usize| -> usize { n.spec().validate().map_or(0, |infos| infos[m].input.channels()) };
+    let pieces_of = |n: &Network, m: usize| match &n.spec().layers[m] {
+        LayerSpec::Maxout { pieces } => pieces.total(),
+        _ => 0,
+    };
     let mut rows = Vec::new();
     for &m in layers {
         let Some(lr) = rel.layers.iter().find(|l| l.layer == m) else {
