@@ -12,9 +12,9 @@ resumes if its directory exists. Writes the tables between the `results:neurons`
     cargo build --release && python3 scripts/neuron_results.py
 """
 import json
-import subprocess
+import os
 
-from common import BIN, ROOT, run, write_block
+from common import ROOT, cpu_name, run, write_block
 
 RUNS = ROOT / "runs"
 BASE = RUNS / "fashion-mnist-lenet5-maxout-seed1-val5000"
@@ -44,23 +44,6 @@ def train_base(seed=1, arch=("--preset", "lenet5-maxout"), name="fashion-mnist-l
     else:
         run("train", *arch, "--dataset", "fashion-mnist", "--epochs", "10", "--seed", str(seed), "--val", "5000", "--out", str(base))
     return base
-
-
-def speedups(report, out):
-    """Inference speed of every step, measured again by `maxprune bench` (run by this script after
-    the schedules, so on a machine as quiet as the caller's), against the FLOP ratio."""
-    dirs = [BASE] + [out / f"step-{r['step']:02}" for r in report["rows"][1:]]
-    speeds = []
-    for d in dirs:
-        res = subprocess.run([str(BIN), "bench", str(d), "--json"], check=True, capture_output=True, text=True)
-        speeds.append(json.loads(res.stdout)["infer_img_per_s"])
-    cells = ", ".join(
-        f"step {r['step']}: {speeds[i] / speeds[0]:.2f}x for a FLOP ratio of {r['flop_ratio']:.2f}x"
-        for i, r in enumerate(report["rows"]) if i > 0
-    )
-    return (f"Inference speedup at batch 256 measured again with `maxprune bench` after the schedules ran "
-            f"(the report's own column is measured during the schedule, on a machine shared with the other "
-            f"schedules): {cells}; unpruned {speeds[0]:,.0f} img/s.")
 
 
 def main():
@@ -98,11 +81,12 @@ def main():
     md.append("")
     md.append("Share of its unit's wins that the least relevant piece had when it was removed (argmax, mean over "
               "units, from each step's `relevance.json`): " + ", ".join(shares) + ".")
-    md.append("")
-    md.append(speedups(reports["argmax"], RUNS / "prune-argmax"))
     wall = sum(r["seconds"] for rep in reports.values() for r in rep["rows"])
     md.append("")
-    md.append(f"Wall time of the four schedules: {wall / 60:.0f} min on this machine (2 threads).")
+    threads = os.environ.get("RAYON_NUM_THREADS")
+    threads = f"{threads} thread(s)" if threads else "all cores"
+    md.append(f"Recorded time of the four schedules: {wall / 60:.0f} min ({cpu_name()}, {threads}; other runs may have "
+              "shared the machine).")
     write_block("neurons", "\n".join(md))
 
 
