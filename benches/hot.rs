@@ -7,7 +7,8 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use criterion::{Criterion, criterion_group, criterion_main};
-use maxprune::data::dataset::{Dataset, Split};
+use maxprune::data::dataset::Dataset;
+use maxprune::data::split::Split;
 use maxprune::model::conv::conv2d;
 use maxprune::model::network::Network;
 use maxprune::model::presets::Preset;

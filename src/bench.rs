@@ -243,7 +243,7 @@ pub fn bench(net: &Network, config: &BenchConfig) -> BenchResult {
             let _ = eval_net.forward(x1.clone()).into_data();
         }
     });
-    let images = crate::data::dataset::Split {
+    let images = crate::data::split::Split {
         rows: net.spec().input.height,
         cols: net.spec().input.width,
         pixels: (0..1000 * net.spec().input.height * net.spec().input.width)

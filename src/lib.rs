@@ -4,7 +4,7 @@
 //! Compressing Deep Networks Using Maxout Architectures*, GCPR 2017), built on burn.
 //!
 //! Data flows one way: [`data`] (IDX files, named datasets) -> [`model`] (spec -> network) ->
-//! [`train`] (recipe, SGD, checkpoints in a [`run::RunDir`]) -> [`relevance`] (scores per piece)
+//! [`train`] (recipe, SGD, checkpoints in a [`train::RunDir`]) -> [`relevance`] (scores per piece)
 //! -> [`prune::select`] (scores -> plan) -> [`prune::neuron`] (plan -> smaller network) -> train
 //! -> [`report`].
 //!
@@ -20,6 +20,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod demo;
 pub mod error;
 pub mod fsio;
 pub mod model;
@@ -30,7 +31,6 @@ pub mod relevance;
 pub mod report;
 pub mod reproduce;
 pub mod rng;
-pub mod run;
 pub mod sparse;
 pub mod train;
 pub mod verify;

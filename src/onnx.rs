@@ -20,7 +20,6 @@ use burn::tensor::TensorData;
 use crate::error::{Error, Result};
 use crate::model::network::{LayerParams, Network};
 use crate::model::spec::{ActShape, LayerSpec, Pieces};
-use crate::relevance::spec_fingerprint;
 
 /// The ONNX operator set the graph uses.
 pub const OPSET: i64 = 13;
@@ -342,7 +341,7 @@ pub fn export(net: &Network) -> Result<Vec<u8>> {
     let input = spec.input;
     let batch = || DimensionValue::DimParam("batch".into());
     let fixed = |n: usize| DimensionValue::DimValue(n as i64);
-    let fingerprint = spec_fingerprint(spec);
+    let fingerprint = spec.fingerprint();
     let version = env!("CARGO_PKG_VERSION");
     let model = ModelProto {
         ir_version: IR_VERSION,

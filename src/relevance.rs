@@ -10,13 +10,13 @@ use burn::tensor::{Tensor, TensorData};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
-use crate::data::dataset::Split;
+use crate::data::split::Split;
+use crate::data::split::batch;
 use crate::error::{Error, Result};
 use crate::model::layout;
 use crate::model::network::{LayerParams, Network};
 use crate::model::spec::{ArchSpec, LayerSpec};
 use crate::rng::SplitMix64;
-use crate::train::batch;
 
 /// Who is credited when several pieces of a unit share the maximum.
 ///
@@ -105,7 +105,7 @@ pub struct Relevance {
 impl Relevance {
     /// Checks that these scores were made for `spec`: same fingerprint and piece counts.
     pub fn check_spec(&self, spec: &ArchSpec, source: &str) -> Result<()> {
-        let fp = spec_fingerprint(spec);
+        let fp = spec.fingerprint();
         if self.spec_fingerprint != fp {
             return Err(Error::invalid(
                 "relevance",
@@ -146,13 +146,6 @@ impl Relevance {
         }
         Ok(())
     }
-}
-
-/// A stable fingerprint of a spec: SHA-256 of its JSON, first 16 hex digits.
-pub fn spec_fingerprint(spec: &ArchSpec) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(serde_json::to_vec(spec).expect("spec serializes"));
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Scores every piece of every maxout layer of a network.
@@ -251,7 +244,7 @@ fn relevance(
         criterion: kind,
         ties,
         examples,
-        spec_fingerprint: spec_fingerprint(net.spec()),
+        spec_fingerprint: net.spec().fingerprint(),
         layers,
     }
 }

@@ -87,26 +87,32 @@ pub fn markdown_table(rows: &[StepRow]) -> String {
          |---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|\n",
     );
     for r in rows {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1}% | {:.1}% | {} | {:.2}x | {} | {} → {} | {} → {} | {:.0} s | {} |\n",
-            r.step,
-            units_by_pieces(r),
-            r.params,
-            r.nonzeros,
-            r.removed_vs_start,
-            r.removed_vs_lenet5,
-            r.flops,
-            r.flop_ratio,
-            r.speedup.map_or("1.00x".into(), |s| s.cell()),
-            pct(r.val_before),
-            pct(r.val_after),
-            pct(Some(r.test_before)),
-            pct(Some(r.test_after)),
-            r.seconds,
-            if r.accepted { "yes" } else { "**no**" }
-        ));
+        s.push_str(&markdown_row(r));
+        s.push('\n');
     }
     s
+}
+
+/// One row of [`markdown_table`], without its newline.
+pub fn markdown_row(r: &StepRow) -> String {
+    format!(
+        "| {} | {} | {} | {} | {:.1}% | {:.1}% | {} | {:.2}x | {} | {} → {} | {} → {} | {:.0} s | {} |",
+        r.step,
+        units_by_pieces(r),
+        r.params,
+        r.nonzeros,
+        r.removed_vs_start,
+        r.removed_vs_lenet5,
+        r.flops,
+        r.flop_ratio,
+        r.speedup.map_or("1.00x".into(), |s| s.cell()),
+        pct(r.val_before),
+        pct(r.val_after),
+        pct(Some(r.test_before)),
+        pct(Some(r.test_after)),
+        r.seconds,
+        if r.accepted { "yes" } else { "**no**" }
+    )
 }
 
 /// Accuracy against parameters over a schedule's steps, in percent: test accuracy before and
@@ -218,6 +224,10 @@ mod tests {
         assert_eq!(new.speedup, Some(s));
         row["speedup"] = serde_json::Value::Null;
         let first: StepRow = serde_json::from_value(row).unwrap();
-        assert!(markdown_table(&[first]).contains("| 1.00x |"));
+        assert!(markdown_table(std::slice::from_ref(&first)).contains("| 1.00x |"));
+        // A row printed alone is the table's row: header, separator, then it.
+        let table = markdown_table(&[first.clone(), new.clone()]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[2..], [markdown_row(&first), markdown_row(&new)]);
     }
 }

@@ -17,12 +17,13 @@ use crate::fsio;
 use crate::model::network::Network;
 use crate::model::presets::Preset;
 use crate::plot::{Chart, Mark, Series};
-use crate::prune::schedule::{Pruner, Retrain, ScheduleConfig, ScheduleReport, nonzeros, run_schedule};
+use crate::prune::pruner::{Pruner, Retrain, nonzeros};
+use crate::prune::schedule::{ScheduleConfig, ScheduleReport, run_schedule};
 use crate::prune::select::Policy;
 use crate::prune::weight::{WeightRule, WeightSchedule, dense_sparsity_for};
 use crate::relevance::{CriterionKind, TiePolicy};
 use crate::report::LENET5_PARAMS;
-use crate::run::RunDir;
+use crate::train::RunDir;
 use crate::train::{Observer, Splits, TrainConfig, evaluate, train};
 
 /// What to reproduce.
@@ -331,62 +332,71 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+impl ReproduceReport {
+    /// The report as Markdown (what `REPORT.md` holds): the settings, the table with the
+    /// paper's figure beside each row, and the per-seed table.
+    pub fn markdown(&self) -> String {
+        let r = self;
+        let c = &r.config;
+        let mut md = format!(
+            "# LeNet-5 on `{}`: neuron and weight pruning\n\n{} seed(s) ({}); {} training epochs, {} retraining epochs per pruning step, \
+             {} validation examples, tolerance {} points; weight pruning in {} steps to conv/dense sparsity {:?} after neuron pruning \
+             and {:?} on plain LeNet-5; the last row prunes the dense weights of the row above it further, in one step to {:.0}% removed (the sparsity follows from that \
+             budget), and retrains with the tolerance off (100 points). Accuracy on the test split, mean ± sample std over seeds; time per seed. Recorded time of all stages, summed over \
+             seeds: {:.0} min (this invocation: {:.0} s, less when it resumed finished stages).\n\n",
+            c.dataset,
+            c.seeds.len(),
+            c.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+            c.epochs,
+            c.retrain_epochs,
+            c.val,
+            c.tolerance,
+            c.weight_steps,
+            c.after_neurons,
+            c.lenet5_alone,
+            100.0 * c.paper_removed,
+            r.rows.iter().flat_map(|(_, ms)| ms).map(|m| m.seconds).sum::<f64>() / 60.0,
+            r.wall_seconds
+        );
+        md += "| network | params | nonzeros | removed vs 431,080 | paper (MNIST) | sparse file | dense file | FLOPs | test accuracy | time |\n\
+               |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        for ((name, ms), (_, paper)) in r.rows.iter().zip(ROWS) {
+            let avg = |f: &dyn Fn(&Measured) -> f64| mean_std(&ms.iter().map(f).collect::<Vec<_>>()).0;
+            let (acc, sd) = mean_std(&ms.iter().map(|m| 100.0 * m.accuracy).collect::<Vec<_>>());
+            let nz = avg(&|m| m.nonzeros as f64);
+            md += &format!(
+                "| {name} | {:.0} | {nz:.0} | {:.1}% | {paper} | {:.0} B | {:.0} B | {:.0} | {acc:.2} ± {sd:.2}% | {:.0} s |\n",
+                avg(&|m| m.params as f64),
+                100.0 * (1.0 - nz / LENET5_PARAMS as f64),
+                avg(&|m| m.sparse_bytes as f64),
+                avg(&|m| m.dense_bytes as f64),
+                avg(&|m| m.flops as f64),
+                avg(&|m| m.seconds)
+            );
+        }
+        // Each seed's stopping rules decide for themselves, so a mean row can mix networks.
+        md += &format!(
+            "\nPer seed, nonzeros and test accuracy:\n\n| network |{}\n|---|{}\n",
+            c.seeds.iter().map(|s| format!(" seed {s} |")).collect::<String>(),
+            "---:|".repeat(c.seeds.len())
+        );
+        for (name, ms) in &r.rows {
+            let cells: String = ms
+                .iter()
+                .map(|m| format!(" {} / {:.2}% |", m.nonzeros, 100.0 * m.accuracy))
+                .collect();
+            md += &format!("| {name} |{cells}\n");
+        }
+        md
+    }
+}
+
 fn write(out: &Path, r: &ReproduceReport) -> Result<()> {
     fsio::write_atomic(
         &out.join("report.json"),
         serde_json::to_string_pretty(r).expect("serializes").as_bytes(),
     )?;
-    let c = &r.config;
-    let mut md = format!(
-        "# LeNet-5 on `{}`: neuron and weight pruning\n\n{} seed(s) ({}); {} training epochs, {} retraining epochs per pruning step, \
-         {} validation examples, tolerance {} points; weight pruning in {} steps to conv/dense sparsity {:?} after neuron pruning \
-         and {:?} on plain LeNet-5; the last row prunes the dense weights of the row above it further, in one step to {:.0}% removed (the sparsity follows from that \
-         budget), and retrains with the tolerance off (100 points). Accuracy on the test split, mean ± sample std over seeds; time per seed. Recorded time of all stages, summed over \
-         seeds: {:.0} min (this invocation: {:.0} s, less when it resumed finished stages).\n\n",
-        c.dataset,
-        c.seeds.len(),
-        c.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
-        c.epochs,
-        c.retrain_epochs,
-        c.val,
-        c.tolerance,
-        c.weight_steps,
-        c.after_neurons,
-        c.lenet5_alone,
-        100.0 * c.paper_removed,
-        r.rows.iter().flat_map(|(_, ms)| ms).map(|m| m.seconds).sum::<f64>() / 60.0,
-        r.wall_seconds
-    );
-    md += "| network | params | nonzeros | removed vs 431,080 | paper (MNIST) | sparse file | dense file | FLOPs | test accuracy | time |\n\
-           |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-    for ((name, ms), (_, paper)) in r.rows.iter().zip(ROWS) {
-        let avg = |f: &dyn Fn(&Measured) -> f64| mean_std(&ms.iter().map(f).collect::<Vec<_>>()).0;
-        let (acc, sd) = mean_std(&ms.iter().map(|m| 100.0 * m.accuracy).collect::<Vec<_>>());
-        let nz = avg(&|m| m.nonzeros as f64);
-        md += &format!(
-            "| {name} | {:.0} | {nz:.0} | {:.1}% | {paper} | {:.0} B | {:.0} B | {:.0} | {acc:.2} ± {sd:.2}% | {:.0} s |\n",
-            avg(&|m| m.params as f64),
-            100.0 * (1.0 - nz / LENET5_PARAMS as f64),
-            avg(&|m| m.sparse_bytes as f64),
-            avg(&|m| m.dense_bytes as f64),
-            avg(&|m| m.flops as f64),
-            avg(&|m| m.seconds)
-        );
-    }
-    // Each seed's stopping rules decide for themselves, so a mean row can mix networks.
-    md += &format!(
-        "\nPer seed, nonzeros and test accuracy:\n\n| network |{}\n|---|{}\n",
-        c.seeds.iter().map(|s| format!(" seed {s} |")).collect::<String>(),
-        "---:|".repeat(c.seeds.len())
-    );
-    for (name, ms) in &r.rows {
-        let cells: String = ms
-            .iter()
-            .map(|m| format!(" {} / {:.2}% |", m.nonzeros, 100.0 * m.accuracy))
-            .collect();
-        md += &format!("| {name} |{cells}\n");
-    }
-    fsio::write_atomic(&out.join("REPORT.md"), md.as_bytes())?;
+    fsio::write_atomic(&out.join("REPORT.md"), r.markdown().as_bytes())?;
     let mut chart = Chart::new(
         "Test accuracy vs nonzero parameters",
         "nonzero parameters",

@@ -3,7 +3,8 @@
 //! predictions) on the embedded test images.
 
 use burn::tensor::{Device, Tensor as BurnTensor, TensorData};
-use maxprune::data::dataset::{Dataset, Split};
+use maxprune::data::dataset::Dataset;
+use maxprune::data::split::Split;
 use maxprune::model::network::Network;
 use maxprune::model::presets::Preset;
 use maxprune::model::spec::{ArchSpec, InputShape, LayerSpec, Pieces};

@@ -8,7 +8,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::idx::{self, IdxImages};
+use super::idx;
+use super::split::Split;
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
 
@@ -130,64 +131,6 @@ impl TryFrom<String> for DatasetName {
     }
 }
 
-/// One split: grayscale images with their labels.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Split {
-    /// Image rows.
-    pub rows: usize,
-    /// Image columns.
-    pub cols: usize,
-    /// `len * rows * cols` pixel bytes, row-major, one image after the other.
-    pub pixels: Vec<u8>,
-    /// One class per image.
-    pub labels: Vec<u8>,
-}
-
-impl Split {
-    /// Number of examples.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Whether the split holds no example.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// The pixels of example `i`.
-    pub fn image(&self, i: usize) -> &[u8] {
-        let n = self.rows * self.cols;
-        &self.pixels[i * n..(i + 1) * n]
-    }
-
-    /// A new split holding the examples at `indices`, in that order.
-    pub fn subset(&self, indices: &[usize]) -> Split {
-        Split {
-            rows: self.rows,
-            cols: self.cols,
-            pixels: indices.iter().flat_map(|&i| self.image(i)).copied().collect(),
-            labels: indices.iter().map(|&i| self.labels[i]).collect(),
-        }
-    }
-
-    fn from_idx(images: IdxImages, labels: Vec<u8>, name: &str) -> Result<Split> {
-        if images.count() != labels.len() {
-            return Err(Error::Format {
-                path: name.to_string(),
-                what: "example count".into(),
-                expected: format!("as many labels as images ({})", images.count()),
-                found: format!("{} labels", labels.len()),
-            });
-        }
-        Ok(Split {
-            rows: images.rows,
-            cols: images.cols,
-            pixels: images.pixels,
-            labels,
-        })
-    }
-}
-
 /// A dataset with its train and test splits.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -300,6 +243,17 @@ pub fn search_dirs(name: &DatasetName, data_dir: Option<&Path>) -> Vec<PathBuf> 
     dirs
 }
 
+/// Where a download of the named dataset goes by default: `$MAXPRUNE_DATA/<name>` when that
+/// variable is set, else `./data/<name>` (the first two places [`search_dirs`] looks). `None`
+/// for datasets without a directory name (`embedded`, `idx:`, `folder:`).
+pub fn download_dir(name: &DatasetName) -> Option<PathBuf> {
+    let sub = name.dir_name()?;
+    Some(match std::env::var_os("MAXPRUNE_DATA") {
+        Some(root) => PathBuf::from(root).join(sub),
+        None => PathBuf::from("data").join(sub),
+    })
+}
+
 /// The IDX file in `dir` whose name starts with `prefix` (`train-images`, `t10k-labels`, ...),
 /// preferring the gzip-compressed one.
 fn find_file(dir: &Path, prefix: &str) -> Option<PathBuf> {
@@ -343,6 +297,17 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::idx::IdxImages;
+
+    #[test]
+    fn downloads_go_where_the_search_looks_first() {
+        for name in [DatasetName::Mnist, DatasetName::FashionMnist] {
+            let dir = download_dir(&name).unwrap();
+            assert_eq!(search_dirs(&name, None)[0], dir);
+            assert!(dir.ends_with(name.dir_name().unwrap()), "{}", dir.display());
+        }
+        assert_eq!(download_dir(&DatasetName::Embedded), None);
+    }
 
     #[test]
     fn names_round_trip() {

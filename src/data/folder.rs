@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use image::DynamicImage;
 use image::imageops::FilterType;
 
-use super::dataset::Split;
+use super::split::Split;
 use crate::error::{Error, Result};
 
 /// The class folders of `dir`, sorted by name.

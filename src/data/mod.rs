@@ -4,3 +4,4 @@ pub mod dataset;
 pub mod fetch;
 pub mod folder;
 pub mod idx;
+pub mod split;

@@ -328,6 +328,14 @@ fn invalid(index: usize, layer: &LayerSpec, message: impl fmt::Display) -> Error
 }
 
 impl ArchSpec {
+    /// A stable fingerprint of the spec: SHA-256 of its JSON, first 16 hex digits. Plans and
+    /// relevance files carry it, so that they are refused on another network.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(serde_json::to_vec(self).expect("spec serializes"));
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Checks the spec and infers every layer's shapes, parameters and FLOPs.
     ///
     /// Errors name the layer and say what was expected: k >= 1, the producer's width equal

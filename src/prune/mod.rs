@@ -3,6 +3,7 @@
 
 pub mod neuron;
 pub mod plan;
+pub mod pruner;
 pub mod schedule;
 pub mod select;
 pub mod sensitivity;

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::spec::{ArchSpec, LayerSpec, Pieces};
-use crate::relevance::spec_fingerprint;
 
 /// Version of the plan format.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -42,7 +41,7 @@ impl PrunePlan {
                 self.format_version
             ));
         }
-        let fp = spec_fingerprint(spec);
+        let fp = spec.fingerprint();
         if self.spec_fingerprint != fp {
             return bad(format!(
                 "made for another spec (fingerprint {}, the network's is {fp})",

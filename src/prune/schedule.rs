@@ -19,68 +19,23 @@ use serde::{Deserialize, Serialize};
 
 use super::neuron::apply;
 use super::plan::{PLAN_FORMAT_VERSION, PrunePlan};
+use super::pruner::{Pruned, Pruner, Retrain, nonzeros};
 use super::select::{Policy, select};
 use crate::bench::{SPEEDUP_ROUNDS, speedup};
-use crate::data::dataset::Split;
+use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::fsio;
-use crate::model::network::{Network, ParamVisitor};
+use crate::model::network::Network;
 use crate::model::spec::{ArchSpec, LayerSpec};
-use crate::relevance::{CriterionKind, Relevance, TiePolicy, criterion, spec_fingerprint};
+use crate::relevance::{CriterionKind, Relevance, TiePolicy, criterion};
 use crate::report::{self, LENET5_PARAMS, StepRow};
-use crate::run::RunDir;
-use crate::train::{Distillation, Masks, Observer, Splits, Teacher, TrainConfig, evaluate, train};
-use burn::tensor::Tensor;
+use crate::train::RunDir;
+use crate::train::{Masks, Observer, Splits, Teacher, TrainConfig, evaluate, train};
 
-/// Retraining and stopping settings shared by every pruning schedule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Retrain {
-    /// Retraining epochs per step (the recipe restarts each step, as in the original code).
-    pub retrain_epochs: usize,
-    /// Stop when validation accuracy falls more than this many percentage points below the
-    /// starting network's; the last step within tolerance is the result.
-    pub tolerance: f64,
-    /// Validation examples carved off train (0 disables the stopping rule).
-    pub val: usize,
-    /// Dataset.
-    pub dataset: String,
-    /// Seed of retraining (and of the random criterion).
-    pub seed: u64,
-    /// Retrain with knowledge distillation from the starting network (none by default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distill: Option<Distillation>,
-    /// Base learning rate of each retraining (default: the starting run's recipe).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retrain_lr: Option<f64>,
-}
-
-impl Retrain {
-    /// Checks every number for range and finiteness: a tolerance of at least 0 points, a
-    /// positive retraining learning rate, a distillation weight in `[0, 1]` and a positive
-    /// temperature.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, expected: &str, found: f64| {
-            Err(Error::invalid(
-                "retraining",
-                format!("{field}: expected {expected}, found {found}"),
-            ))
-        };
-        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
-            return bad("tolerance", "a finite number of points >= 0", self.tolerance);
-        }
-        if let Some(lr) = self.retrain_lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
-            return bad("retraining learning rate", "a positive number", lr);
-        }
-        if let Some(d) = &self.distill {
-            if !(0.0..=1.0).contains(&d.alpha) {
-                return bad("distillation weight", "a value in [0, 1]", d.alpha);
-            }
-            if !(d.temperature.is_finite() && d.temperature > 0.0) {
-                return bad("distillation temperature", "a positive number", d.temperature);
-            }
-        }
-        Ok(())
-    }
+/// The piece count a schedule stops at: `until_k` when given; without it and without a step
+/// limit, one piece per unit (the paper's end point); with only a step limit, none.
+pub fn default_until_k(until_k: Option<usize>, steps: Option<usize>) -> Option<usize> {
+    until_k.or(if steps.is_none() { Some(1) } else { None })
 }
 
 /// A neuron-pruning schedule.
@@ -101,33 +56,6 @@ pub struct ScheduleConfig {
     /// Retraining and stopping.
     #[serde(flatten)]
     pub retrain: Retrain,
-}
-
-/// What one pruning step produced.
-pub struct Pruned {
-    /// The pruned network.
-    pub net: Network,
-    /// Weight masks to hold through retraining.
-    pub masks: Masks,
-    /// Files for the step directory: `(name, content)`.
-    pub files: Vec<(String, String)>,
-    /// Plots for the schedule directory: `(name suffix, SVG)`.
-    pub plots: Vec<(String, String)>,
-}
-
-/// One kind of pruning step, run by [`run_schedule`].
-pub trait Pruner {
-    /// Retraining and stopping settings.
-    fn retrain(&self) -> &Retrain;
-    /// A sentence describing the schedule, for reports.
-    fn describe(&self) -> String;
-    /// The configuration as JSON (saved as `schedule.json`, compared on resume).
-    fn config_json(&self) -> serde_json::Value;
-    /// Whether the schedule is complete, before step `steps_done + 1`.
-    fn finished(&self, net: &Network, steps_done: usize) -> bool;
-    /// Step `step` (1-based): prunes `net` (whose weights are held by `masks`), scoring on
-    /// `train` if needed; `None` when nothing more can be removed (the schedule then ends).
-    fn prune(&self, step: usize, net: &Network, masks: &Masks, train: &Split, batch: usize) -> Result<Option<Pruned>>;
 }
 
 impl ScheduleConfig {
@@ -183,8 +111,7 @@ impl Pruner for ScheduleConfig {
     }
 
     fn finished(&self, net: &Network, steps_done: usize) -> bool {
-        // Without either limit, prune down to one piece per unit.
-        let until_k = self.until_k.or(if self.steps.is_none() { Some(1) } else { None });
+        let until_k = default_until_k(self.until_k, self.steps);
         self.steps.is_some_and(|n| steps_done >= n) || until_k.is_some_and(|k| !self.control && k_max(net.spec()) <= k)
     }
 
@@ -193,7 +120,7 @@ impl Pruner for ScheduleConfig {
         let plan = if self.control {
             PrunePlan {
                 format_version: PLAN_FORMAT_VERSION,
-                spec_fingerprint: spec_fingerprint(net.spec()),
+                spec_fingerprint: net.spec().fingerprint(),
                 layers: Vec::new(),
             }
         } else {
@@ -546,19 +473,6 @@ pub fn pruned_and_source(path: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
     Ok(Some((step, report.source)))
 }
 
-/// Parameters that are not exactly zero.
-pub fn nonzeros(net: &Network) -> usize {
-    struct Count(usize);
-    impl ParamVisitor for Count {
-        fn visit<const D: usize>(&mut self, _: &str, t: &Tensor<D>) {
-            self.0 += t.clone().not_equal_elem(0.0).int().sum().into_scalar::<i64>() as usize;
-        }
-    }
-    let mut c = Count(0);
-    net.visit_params(&mut c);
-    c.0
-}
-
 /// One SVG histogram of scores per maxout layer: `(file-name suffix, SVG)`.
 fn relevance_plots(rel: &Relevance) -> Result<Vec<(String, String)>> {
     rel.layers
@@ -601,6 +515,13 @@ fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_limits_a_schedule_prunes_to_one_piece() {
+        assert_eq!(default_until_k(None, None), Some(1));
+        assert_eq!(default_until_k(None, Some(2)), None);
+        assert_eq!(default_until_k(Some(3), Some(2)), Some(3));
+    }
 
     #[test]
     fn a_drop_of_exactly_the_tolerance_is_within_it() {

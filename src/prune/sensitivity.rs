@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::neuron::apply;
 use super::plan::PrunePlan;
 use super::select::{Policy, select};
-use crate::data::dataset::Split;
+use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::model::network::Network;
 use crate::model::spec::LayerSpec;

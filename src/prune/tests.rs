@@ -5,15 +5,15 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::neuron::apply;
 use super::plan::{LayerPlan, PLAN_FORMAT_VERSION, PrunePlan};
 use super::select::{Policy, select};
-use crate::data::dataset::Split;
+use crate::data::split::Split;
+use crate::data::split::batch;
 use crate::model::layout;
 use crate::model::network::tests::conv_maxout_spec;
 use crate::model::network::{LayerParams, Network};
 use crate::model::presets::Preset;
 use crate::model::spec::{ArchSpec, Init, InputShape, LayerSpec, Pieces, SPEC_FORMAT_VERSION};
-use crate::relevance::{ArgmaxFrequency, Contribution, Criterion, RandomScores, TiePolicy, spec_fingerprint};
+use crate::relevance::{ArgmaxFrequency, Contribution, Criterion, RandomScores, TiePolicy};
 use crate::rng::SplitMix64;
-use crate::train::batch;
 
 fn images(n: usize, seed: u64) -> Split {
     let mut rng = SplitMix64::new(seed);
@@ -82,7 +82,7 @@ fn edit(net: &Network, layer: usize, f: impl FnOnce(&mut Vec<f32>, &[usize], &mu
 fn plan_keeping(spec: &ArchSpec, keep: impl Fn(usize, usize, usize) -> bool) -> PrunePlan {
     PrunePlan {
         format_version: PLAN_FORMAT_VERSION,
-        spec_fingerprint: spec_fingerprint(spec),
+        spec_fingerprint: spec.fingerprint(),
         layers: spec
             .maxout_layers()
             .into_iter()
@@ -571,8 +571,9 @@ fn threshold_and_global_policies_make_ragged_units() {
 #[test]
 fn conv_maxout_network_prunes_end_to_end_and_resumes() {
     use crate::data::dataset::{Dataset, DatasetName};
-    use crate::prune::schedule::{Retrain, ScheduleConfig, run_schedule};
-    use crate::run::RunDir;
+    use crate::prune::pruner::Retrain;
+    use crate::prune::schedule::{ScheduleConfig, run_schedule};
+    use crate::train::RunDir;
     use crate::train::{Distillation, Silent, Splits, TrainConfig, train};
 
     let full = Dataset::embedded().unwrap();

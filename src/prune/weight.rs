@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::schedule::{Pruned, Pruner, Retrain};
-use crate::data::dataset::Split;
+use super::pruner::{Pruned, Pruner, Retrain, nonzeros};
+use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::model::network::{Network, ParamMapper, ParamVisitor};
 use crate::model::spec::{ArchSpec, LayerSpec};
@@ -202,7 +202,7 @@ pub fn magnitude_masks(net: &Network, masks: &Masks, rule: &WeightRule, step: us
 /// nonzero parameters, conv weights and biases untouched. `None` when `net` is already there,
 /// or when zeroing every dense weight would not get there.
 pub fn dense_sparsity_for(net: &Network, max_nonzeros: usize) -> Option<f64> {
-    let total = crate::prune::schedule::nonzeros(net);
+    let total = nonzeros(net);
     if total <= max_nonzeros {
         return None;
     }
@@ -461,7 +461,7 @@ mod tests {
             start.clone(),
             &magnitude_masks(&start, &masks, &targets(conv, dense), 1, 1),
         );
-        let count = crate::prune::schedule::nonzeros(&pruned);
+        let count = nonzeros(&pruned);
         assert!(count <= budget, "{count} > {budget}");
         let dense_len: usize = sparsity(&start)
             .iter()
@@ -470,10 +470,7 @@ mod tests {
             .sum();
         let looser = targets(conv, dense - 5.0 / dense_len as f64);
         let more = apply_masks(start.clone(), &magnitude_masks(&start, &masks, &looser, 1, 1));
-        assert!(
-            crate::prune::schedule::nonzeros(&more) > budget,
-            "the fraction is the smallest that fits"
-        );
+        assert!(nonzeros(&more) > budget, "the fraction is the smallest that fits");
         assert_eq!(dense_sparsity_for(&pruned, budget), None, "already within the budget");
         assert_eq!(dense_sparsity_for(&start, 100), None, "conv weights alone exceed 100");
     }

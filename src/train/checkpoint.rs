@@ -19,11 +19,13 @@ use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, TensorView};
 use serde::Serialize;
 
+use super::config::TrainConfig;
+use super::events::EpochMetrics;
+use super::sgd::{Masks, Sgd};
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::model::network::{Network, ParamVisitor};
 use crate::model::spec::{ArchSpec, SPEC_METADATA_KEY};
-use crate::train::{EpochMetrics, Masks, Sgd, TrainConfig};
 
 /// A network with its optimizer state and history after some epochs.
 #[derive(Debug, Clone)]

@@ -1,0 +1,164 @@
+//! Argument groups shared by several commands.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use maxprune::model::spec::ArchSpec;
+use maxprune::prune::pruner::Retrain;
+use maxprune::prune::select::Policy;
+use maxprune::relevance::{CriterionKind, TiePolicy};
+use maxprune::train::Distillation;
+
+#[derive(Args)]
+pub(crate) struct RetrainArgs {
+    /// Retraining epochs per step.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) retrain_epochs: usize,
+    /// Stop when validation accuracy drops more than this many points below the start.
+    #[arg(long, default_value_t = 0.3)]
+    pub(crate) tolerance: f64,
+    /// Validation examples carved off train (must match the starting run's; 0: no stopping rule).
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) val: usize,
+    /// Seed of retraining (and of the random criterion).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Continue an interrupted schedule in --out.
+    #[arg(long)]
+    pub(crate) resume: bool,
+    /// Retrain with knowledge distillation from the starting network: the weight in [0, 1] of
+    /// its softened predictions in the loss (the labels get the rest).
+    #[arg(long, value_name = "ALPHA")]
+    pub(crate) distill: Option<f64>,
+    /// Softmax temperature of the distillation term.
+    #[arg(long, default_value_t = 4.0, requires = "distill")]
+    pub(crate) temperature: f64,
+    /// Base learning rate of each retraining (default: the starting run's); its schedule
+    /// restarts every step.
+    #[arg(long)]
+    pub(crate) retrain_lr: Option<f64>,
+}
+
+impl RetrainArgs {
+    pub(crate) fn retrain(&self, dataset: String) -> Retrain {
+        Retrain {
+            retrain_epochs: self.retrain_epochs,
+            tolerance: self.tolerance,
+            val: self.val,
+            dataset,
+            seed: self.seed,
+            distill: self.distill.map(|alpha| Distillation {
+                alpha,
+                temperature: self.temperature,
+            }),
+            retrain_lr: self.retrain_lr,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum PolicyName {
+    /// Drop the --per-step least relevant pieces of every unit.
+    PerUnit,
+    /// Drop pieces scored below --tau.
+    Threshold,
+    /// Drop the lowest-scored --fraction of each layer's pieces.
+    Global,
+    /// Drop whole units: the --fraction of each layer's units whose scores sum lowest.
+    Units,
+}
+
+#[derive(Args)]
+pub(crate) struct PolicyArgs {
+    /// Selection policy.
+    #[arg(long, value_enum, default_value = "per-unit")]
+    pub(crate) policy: PolicyName,
+    /// Pieces removed per unit and step (per-unit).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) per_step: usize,
+    /// Score threshold (threshold).
+    #[arg(long, default_value_t = 0.05)]
+    pub(crate) tau: f64,
+    /// Fraction of each layer's pieces (global) or units (units) removed per step.
+    #[arg(long, default_value_t = 0.25)]
+    pub(crate) fraction: f64,
+}
+
+impl PolicyArgs {
+    pub(crate) fn policy(&self) -> Policy {
+        match self.policy {
+            PolicyName::PerUnit => Policy::PerUnit { n: self.per_step },
+            PolicyName::Threshold => Policy::Threshold { tau: self.tau },
+            PolicyName::Global => Policy::Global {
+                fraction: self.fraction,
+            },
+            PolicyName::Units => Policy::Units {
+                fraction: self.fraction,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum SplitName {
+    Train,
+    Test,
+}
+
+#[derive(Args)]
+pub(crate) struct CriterionArgs {
+    /// Relevance criterion.
+    #[arg(long, value_enum, default_value = "argmax")]
+    pub(crate) criterion: CriterionKind,
+    /// Who gets the credit when pieces tie for the maximum (argmax).
+    #[arg(long, value_enum, default_value = "split")]
+    pub(crate) ties: TiePolicy,
+}
+
+#[derive(Args)]
+pub(crate) struct DataArgs {
+    /// mnist, fashion-mnist, embedded, or idx:<dir>.
+    #[arg(long)]
+    pub(crate) dataset: Option<String>,
+    /// Directory holding the dataset's IDX files (searched first).
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+/// Resizing an architecture (see `ArchSpec::scaled`).
+#[derive(Args)]
+pub(crate) struct ScaleArgs {
+    /// Multiply conv filters, hidden dense widths and maxout units by this.
+    #[arg(long)]
+    pub(crate) width: Option<f64>,
+    /// Square input size in pixels (channels are kept).
+    #[arg(long)]
+    pub(crate) input_size: Option<usize>,
+    /// Outputs of the last layer.
+    #[arg(long)]
+    pub(crate) classes: Option<usize>,
+}
+
+impl ScaleArgs {
+    pub(crate) fn is_none(&self) -> bool {
+        self.width.is_none() && self.input_size.is_none() && self.classes.is_none()
+    }
+
+    pub(crate) fn apply(&self, spec: ArchSpec) -> Result<ArchSpec> {
+        if self.is_none() {
+            return Ok(spec);
+        }
+        let mut input = spec.input;
+        if let Some(n) = self.input_size {
+            (input.height, input.width) = (n, n);
+        }
+        let classes = match self.classes {
+            Some(c) => c,
+            None => spec.classes()?,
+        };
+        let mut scaled = spec.scaled(self.width.unwrap_or(1.0), input, classes)?;
+        scaled.name = format!("{}-w{}-{}px", spec.name, self.width.unwrap_or(1.0), input.height);
+        Ok(scaled)
+    }
+}

@@ -1,0 +1,141 @@
+//! The command line: global options and the commands, as clap parses them.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::commands::bench::BenchArgs;
+use crate::commands::demo::DemoArgs;
+use crate::commands::eval::EvalArgs;
+use crate::commands::export::ExportArgs;
+use crate::commands::fetch::FetchArgs;
+use crate::commands::import::ImportArgs;
+use crate::commands::inspect::InspectArgs;
+use crate::commands::prune::PruneCommand;
+use crate::commands::relevance::RelevanceArgs;
+use crate::commands::reproduce::ReproduceArgs;
+use crate::commands::sensitivity::SensitivityArgs;
+use crate::commands::train::TrainArgs;
+use crate::commands::verify::VerifyArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "maxprune",
+    version,
+    about = "Prune whole neurons out of maxout networks (Moya Rueda et al., GCPR 2017)"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    pub(crate) quiet: bool,
+    /// Threads for the CPU backend (default: all cores).
+    #[arg(long, global = true)]
+    pub(crate) threads: Option<usize>,
+    /// Compute backend.
+    #[arg(long, global = true, value_enum, default_value = "flex")]
+    pub(crate) device: Backend,
+    /// Convolution and pooling kernels: maxprune's own (flex) or burn's, for comparisons.
+    #[arg(long, global = true, value_enum, default_value = "own")]
+    pub(crate) kernels: KernelsArg,
+}
+
+/// `--kernels`.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum KernelsArg {
+    /// maxprune's own convolution and pooling with their own backward passes (flex, f32).
+    Own,
+    /// burn's `conv2d` and `max_pool2d`.
+    Burn,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Train a network and write a run directory.
+    Train(TrainArgs),
+    /// Evaluate a run directory on a dataset's test split.
+    Eval(EvalArgs),
+    /// Per-layer shapes, units, pieces, parameters and FLOPs.
+    Inspect(InspectArgs),
+    /// Download a dataset (verified by SHA-256).
+    Fetch(FetchArgs),
+    /// Train on the built-in Fashion-MNIST subset: no data, no network needed.
+    Demo(DemoArgs),
+    /// Measure training and inference speed.
+    Bench(BenchArgs),
+    /// Score every maxout piece (how often it wins its unit, or another criterion).
+    Relevance(RelevanceArgs),
+    /// Cut each maxout layer alone by given fractions, without retraining, and measure
+    /// validation accuracy: how much each layer can lose.
+    Sensitivity(SensitivityArgs),
+    /// Prune maxout networks.
+    #[command(subcommand)]
+    Prune(PruneCommand),
+    /// Write the model as a sparse or dense file.
+    Export(ExportArgs),
+    /// Reproduce the paper's LeNet-5 table (train, neuron pruning, weight pruning, over seeds).
+    Reproduce(ReproduceArgs),
+    /// Start a run directory from pretrained torchvision-named weights (safetensors).
+    Import(ImportArgs),
+    /// Face verification on LFW's protocol (10 folds, threshold chosen on 9, tested on 1).
+    Verify(VerifyArgs),
+}
+
+impl Command {
+    /// The run directory, schedule directory or file this command writes, when `--out` names
+    /// it (reproduce derives its default output from the dataset, and locks it itself).
+    pub(crate) fn output(&self) -> Option<&Path> {
+        match self {
+            Command::Train(a) => Some(&a.out),
+            Command::Demo(a) => Some(&a.out),
+            Command::Relevance(a) => Some(&a.out),
+            Command::Sensitivity(a) => Some(&a.out),
+            Command::Prune(PruneCommand::Neurons(a)) => Some(&a.out),
+            Command::Prune(PruneCommand::Plan(a)) => Some(&a.out),
+            Command::Prune(PruneCommand::Apply(a)) => Some(&a.out),
+            Command::Prune(PruneCommand::Weights(a)) => Some(&a.out),
+            Command::Export(a) => Some(&a.out),
+            Command::Import(a) => Some(&a.out),
+            Command::Verify(a) => a.out.as_deref(),
+            Command::Reproduce(_) | Command::Eval(_) | Command::Inspect(_) | Command::Fetch(_) | Command::Bench(_) => {
+                None
+            }
+        }
+    }
+}
+
+/// Compute backends this build can use.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Backend {
+    /// Pure-Rust CPU backend (always built).
+    Flex,
+    /// GPU through wgpu (Vulkan on Linux); needs `--features wgpu`.
+    Wgpu,
+    /// NVIDIA GPU through CUDA; needs `--features cuda` (its build downloads LLVM).
+    Cuda,
+}
+
+impl Backend {
+    pub(crate) fn device(self) -> Result<Device> {
+        match self {
+            Backend::Flex => Ok(Device::flex()),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => Ok(Device::cuda(0)),
+            #[allow(unreachable_patterns)]
+            other => {
+                let name = other
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default();
+                bail!(
+                    "this maxprune was built without the {name} backend; rebuild with `cargo build --release --features {name}`"
+                )
+            }
+        }
+    }
+}

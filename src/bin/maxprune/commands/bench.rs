@@ -1,0 +1,103 @@
+//! `maxprune bench`: arguments and glue to the library.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use maxprune::bench::{BenchConfig, Comparison, MAX_SPREAD, SPEEDUP_ROUNDS, bench, speedup};
+use maxprune::model::network::Network;
+use maxprune::model::presets::Preset;
+use maxprune::prune::schedule::pruned_and_source;
+use maxprune::train::RunDir;
+
+use crate::args::ScaleArgs;
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// Run directory to measure; a schedule directory (from `prune`) measures its last accepted
+    /// step, and a pruned run is compared with the run its schedule started from.
+    #[arg(required_unless_present = "preset")]
+    pub(crate) run: Option<PathBuf>,
+    /// Compare inference speed with this run directory instead (the unpruned network).
+    #[arg(long, conflicts_with = "preset")]
+    pub(crate) against: Option<PathBuf>,
+    /// Alternating rounds of each speedup measurement (median and quartiles reported).
+    #[arg(long, default_value_t = SPEEDUP_ROUNDS)]
+    pub(crate) rounds: usize,
+    /// Measure a freshly initialised preset instead.
+    #[arg(long, conflicts_with = "run")]
+    pub(crate) preset: Option<Preset>,
+    #[command(flatten)]
+    pub(crate) scale: ScaleArgs,
+    /// Timed repetitions (median reported).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) reps: usize,
+    /// Batch size of the training measurement (1,280 images per repetition).
+    #[arg(long, default_value_t = 64)]
+    pub(crate) train_batch: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) fn cmd_bench(a: BenchArgs) -> Result<()> {
+    let (net, base) = match (&a.preset, &a.run) {
+        (Some(p), _) => (Network::init(&a.scale.apply(p.spec())?, 1, &maxprune::device())?, None),
+        (None, Some(r)) if a.scale.is_none() => {
+            let found = pruned_and_source(r)?;
+            let measured = found.as_ref().map_or(r.clone(), |(step, _)| step.clone());
+            let base = a.against.clone().or(found.map(|(_, source)| source));
+            (RunDir::open(&measured)?.network(&maxprune::device())?, base)
+        }
+        (None, Some(_)) => bail!("--width, --input-size and --classes resize a --preset, not a trained run"),
+        (None, None) => bail!("give a run directory or --preset"),
+    };
+    let mut r = bench(
+        &net,
+        &BenchConfig {
+            reps: a.reps,
+            train_batch: a.train_batch,
+            ..BenchConfig::default()
+        },
+    );
+    if let Some(base) = base {
+        let base_net = RunDir::open(&base)?.network(&maxprune::device())?;
+        r.against = Some(Comparison {
+            base: base.display().to_string(),
+            speedups: [1, 64, 256].map(|b| speedup(&base_net, &net, b, a.rounds)).to_vec(),
+        });
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{} on {} with {} threads, {:?} kernels ({} parameters)",
+        net.spec().name,
+        r.backend,
+        r.threads,
+        r.kernels,
+        r.params
+    );
+    let train = format!("train (batch {}):", r.train_batch);
+    println!("  {train:<24}{:>9.0} img/s", r.train_img_per_s);
+    println!("  inference (batch 256):  {:>9.0} img/s", r.infer_img_per_s);
+    println!("  latency (batch 1):      {:>9.3} ms", r.latency_ms_b1);
+    println!("  relevance pass:         {:>9.0} img/s", r.relevance_img_per_s);
+    if let Some(c) = &r.against {
+        println!(
+            "  inference speedup against {} (median of {} alternating rounds, quartiles in brackets):",
+            c.base, a.rounds
+        );
+        for s in &c.speedups {
+            println!("    {:<20}{}", format!("batch {}:", s.batch), s.cell());
+        }
+        if c.speedups.iter().any(|s| s.too_noisy()) {
+            println!(
+                "  noisy: quartiles more than {:.0}% of the median apart (a busy machine?); rerun when it is quiet, or with more --rounds",
+                100.0 * MAX_SPREAD
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! `maxprune eval`: arguments and glue to the library.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use maxprune::model::network::Network;
+use maxprune::sparse;
+use maxprune::train::{RunDir, TrainConfig, evaluate};
+
+use crate::args::DataArgs;
+use crate::files::{load_dataset, sparse_file};
+
+#[derive(Args)]
+pub(crate) struct EvalArgs {
+    /// Run directory, or a sparse model file written by `export`.
+    pub(crate) run: PathBuf,
+    /// Evaluate this model file (sparse or safetensors) with the run directory's spec.
+    #[arg(long)]
+    pub(crate) model: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) fn cmd_eval(a: EvalArgs) -> Result<()> {
+    let (net, recorded, batch) = if a.run.is_file() {
+        let (net, dataset) = sparse_file(&a.run)?;
+        (net, dataset, TrainConfig::default().eval_batch_size)
+    } else {
+        let dir = RunDir::open(&a.run)?;
+        let config = dir.config()?;
+        let net = match &a.model {
+            None => dir.network(&maxprune::device())?,
+            Some(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let source = path.display().to_string();
+                let spec = dir.spec()?;
+                if sparse::is_sparse(&bytes) {
+                    let (net, _) = sparse::decode(&bytes, &source, &maxprune::device())?;
+                    if net.spec() != &spec {
+                        bail!(
+                            "{source}: made for another spec than {} ({} vs {})",
+                            a.run.display(),
+                            net.spec().name,
+                            spec.name
+                        );
+                    }
+                    net
+                } else {
+                    Network::from_safetensors(&spec, &bytes, &source, &maxprune::device())?
+                }
+            }
+        };
+        (net, Some(config.dataset), config.eval_batch_size)
+    };
+    let Some(name) = a.data.dataset.or(recorded) else {
+        bail!("{}: no dataset recorded; give --dataset", a.run.display());
+    };
+    let data = load_dataset(&name, a.data.data_dir.as_deref())?;
+    let e = evaluate(&net, &data.test, data.classes, batch)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+    } else {
+        println!(
+            "{name} test: accuracy {:.2}% ({} examples), loss {:.4}",
+            100.0 * e.accuracy,
+            e.examples,
+            e.loss
+        );
+        for (c, acc) in e.per_class.iter().enumerate() {
+            println!("  class {c}: {:.2}%", 100.0 * acc);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! `maxprune export`: arguments and glue to the library.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use maxprune::sparse;
+use maxprune::train::RunDir;
+
+use crate::files::{sparse_file, write_file};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// maxprune's sparse file (CSR for pruned weight matrices).
+    Sparse,
+    /// safetensors, dense f32.
+    Dense,
+    /// ONNX (opset 13), standard operators only; weight-pruned networks export dense.
+    Onnx,
+}
+
+#[derive(Args)]
+pub(crate) struct ExportArgs {
+    /// Run directory, or a sparse `.mxs` file.
+    pub(crate) run: PathBuf,
+    /// Format.
+    #[arg(long, value_enum, default_value = "sparse")]
+    pub(crate) format: ExportFormat,
+    /// Output file.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+pub(crate) fn cmd_export(a: ExportArgs) -> Result<()> {
+    // A run directory, or a sparse file (which records its dataset).
+    let (net, dataset) = if a.run.is_file() {
+        sparse_file(&a.run)?
+    } else {
+        let dir = RunDir::open(&a.run)?;
+        (dir.network(&maxprune::device())?, Some(dir.config()?.dataset))
+    };
+    let dense = net.to_safetensors();
+    let bytes = match a.format {
+        ExportFormat::Sparse => sparse::encode(&net, dataset.as_deref()),
+        ExportFormat::Dense => dense.clone(),
+        ExportFormat::Onnx => maxprune::onnx::export(&net)?,
+    };
+    write_file(&a.out, &bytes)?;
+    println!(
+        "{}: {} bytes ({} bytes as dense safetensors)",
+        a.out.display(),
+        bytes.len(),
+        dense.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! `maxprune import`: arguments and glue to the library.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use maxprune::model::import::torchvision;
+use maxprune::model::presets::Preset;
+use maxprune::train::{RunDir, TrainConfig};
+
+use crate::args::{DataArgs, ScaleArgs};
+
+#[derive(Args)]
+pub(crate) struct ImportArgs {
+    /// Safetensors file with torchvision's VGG names (features.<i>.*, classifier.<i>.*).
+    pub(crate) file: PathBuf,
+    /// Architecture to fill.
+    #[arg(long)]
+    pub(crate) preset: Preset,
+    #[command(flatten)]
+    pub(crate) scale: ScaleArgs,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    /// Seed of the layers that are not imported, and of the training config.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Run directory to create (continue with `train --resume --out DIR --epochs N`).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+pub(crate) fn cmd_import(a: ImportArgs) -> Result<()> {
+    let spec = a.scale.apply(a.preset.spec())?;
+    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let (net, report) = torchvision(
+        &spec,
+        &bytes,
+        &a.file.display().to_string(),
+        a.seed,
+        &maxprune::device(),
+    )?;
+    let config = TrainConfig {
+        dataset: a.data.dataset.clone().unwrap_or(TrainConfig::default().dataset),
+        seed: a.seed,
+        epochs: 0,
+        ..TrainConfig::default()
+    };
+    RunDir::create(&a.out, &net, &config)?;
+    for (ours, theirs) in &report.copied {
+        println!("copied  {ours} <- {theirs}");
+    }
+    for (ours, theirs, k) in &report.summed {
+        println!("summed  {ours} <- {theirs} (columns summed in groups of {k})");
+    }
+    for (ours, why) in &report.fresh {
+        println!("fresh   {ours}: {why}");
+    }
+    println!("wrote {} ({} parameters)", a.out.display(), net.num_params());
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! `maxprune prune`: arguments and glue to the library.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use maxprune::prune::neuron::apply;
+use maxprune::prune::plan::PrunePlan;
+use maxprune::prune::schedule::{ScheduleConfig, default_until_k};
+use maxprune::prune::select::select;
+use maxprune::prune::weight::{WeightRule, WeightSchedule, parse_sparsity, sparsity, sparsity_markdown};
+use maxprune::relevance::Relevance;
+use maxprune::train::{RunDir, TrainConfig};
+
+use crate::args::{CriterionArgs, DataArgs, PolicyArgs, RetrainArgs};
+use crate::files::{load_dataset, read_json, write_file};
+use crate::progress::run_and_print;
+
+#[derive(Subcommand)]
+pub(crate) enum PruneCommand {
+    /// Iterative neuron pruning with retraining (the paper's method).
+    Neurons(NeuronsArgs),
+    /// Turn a relevance file into a prune plan.
+    Plan(PlanArgs),
+    /// Apply a prune plan to a run directory (no retraining).
+    Apply(ApplyArgs),
+    /// Iterative magnitude weight pruning with masks held through retraining (Han et al.).
+    Weights(WeightsArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct WeightsArgs {
+    /// Run directory to prune.
+    pub(crate) run: PathBuf,
+    /// Output directory (one run directory per step inside).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    /// Han's rule: remove |w| < quality x std of the layer's surviving weights, every step.
+    #[arg(long, conflicts_with = "sparsity")]
+    pub(crate) quality: Option<f64>,
+    /// Quality factor for conv layers (default: --quality).
+    #[arg(long, requires = "quality")]
+    pub(crate) conv_quality: Option<f64>,
+    /// Target sparsity per layer, reached in equal increments: conv=0.5,dense=0.9 or by layer name.
+    #[arg(long)]
+    pub(crate) sparsity: Option<String>,
+    /// Pruning steps.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) steps: usize,
+    #[command(flatten)]
+    pub(crate) retrain: RetrainArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct NeuronsArgs {
+    /// Run directory to prune.
+    pub(crate) run: PathBuf,
+    /// Output directory (one run directory per step inside).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    #[command(flatten)]
+    pub(crate) criterion: CriterionArgs,
+    #[command(flatten)]
+    pub(crate) policy: PolicyArgs,
+    /// Stop once every unit has at most this many pieces.
+    #[arg(long)]
+    pub(crate) until_k: Option<usize>,
+    /// Stop after this many steps.
+    #[arg(long)]
+    pub(crate) steps: Option<usize>,
+    /// Control: retrain exactly as the schedule would, but prune nothing (needs --steps).
+    #[arg(long)]
+    pub(crate) control: bool,
+    #[command(flatten)]
+    pub(crate) retrain: RetrainArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct PlanArgs {
+    /// Run directory the relevance was computed on.
+    pub(crate) run: PathBuf,
+    /// Relevance file.
+    #[arg(long)]
+    pub(crate) relevance: PathBuf,
+    #[command(flatten)]
+    pub(crate) policy: PolicyArgs,
+    /// Output plan file.
+    #[arg(long, default_value = "plan.json")]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct ApplyArgs {
+    /// Run directory to prune.
+    pub(crate) run: PathBuf,
+    /// Plan file.
+    #[arg(long)]
+    pub(crate) plan: PathBuf,
+    /// Output run directory (the pruned network, not retrained).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+pub(crate) fn cmd_weights(a: WeightsArgs, quiet: bool) -> Result<()> {
+    let source = RunDir::open(&a.run)?;
+    let spec = source.spec()?;
+    let rule = match (a.quality, &a.sparsity) {
+        (Some(q), _) => WeightRule::Quality {
+            conv: a.conv_quality.unwrap_or(q),
+            dense: q,
+        },
+        (None, Some(text)) => WeightRule::Sparsity {
+            targets: parse_sparsity(text, &spec)?,
+        },
+        (None, None) => WeightRule::Quality { conv: 1.0, dense: 1.0 },
+    };
+    rule.validate()?;
+    let dataset = a.data.dataset.clone().unwrap_or(source.config()?.dataset);
+    let data = load_dataset(&dataset, a.data.data_dir.as_deref())?;
+    let schedule = WeightSchedule {
+        rule,
+        steps: a.steps,
+        retrain: a.retrain.retrain(dataset),
+    };
+    let report = run_and_print(&source, &a.out, &schedule, &data, a.retrain.resume, quiet)?;
+    if report.final_step > 0 {
+        let final_dir = a.out.join(format!("step-{:02}", report.final_step));
+        let net = RunDir::open(&final_dir)?.network(&maxprune::device())?;
+        print!("{}", sparsity_markdown(&sparsity(&net)));
+    }
+    Ok(())
+}
+
+pub(crate) fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
+    let source = RunDir::open(&a.run)?;
+    let dataset = a.data.dataset.clone().unwrap_or(source.config()?.dataset);
+    let data = load_dataset(&dataset, a.data.data_dir.as_deref())?;
+    if a.control && a.steps.is_none() {
+        bail!("--control needs --steps (the number of retraining rounds to match)");
+    }
+    let config = ScheduleConfig {
+        criterion: a.criterion.criterion,
+        ties: a.criterion.ties,
+        policy: a.policy.policy(),
+        until_k: default_until_k(a.until_k, a.steps),
+        steps: a.steps,
+        control: a.control,
+        retrain: a.retrain.retrain(dataset),
+    };
+    config.validate()?;
+    run_and_print(&source, &a.out, &config, &data, a.retrain.resume, quiet)?;
+    Ok(())
+}
+
+pub(crate) fn cmd_plan(a: PlanArgs) -> Result<()> {
+    let spec = RunDir::open(&a.run)?.spec()?;
+    let rel: Relevance = read_json(&a.relevance)?;
+    let plan = select(&rel, &spec, a.policy.policy()).with_context(|| format!("{}", a.relevance.display()))?;
+    write_file(&a.out, plan.to_json().as_bytes())?;
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+pub(crate) fn cmd_apply(a: ApplyArgs) -> Result<()> {
+    let dir = RunDir::open(&a.run)?;
+    let net = dir.network(&maxprune::device())?;
+    let text = std::fs::read_to_string(&a.plan).with_context(|| format!("reading {}", a.plan.display()))?;
+    let plan = PrunePlan::from_json(&text, &a.plan.display().to_string())?;
+    let pruned = apply(&net, &plan).with_context(|| format!("{}", a.plan.display()))?;
+    let config = TrainConfig {
+        epochs: 0,
+        ..dir.config()?
+    };
+    RunDir::create(&a.out, &pruned, &config)?;
+    println!(
+        "{}: {} -> {} parameters",
+        a.out.display(),
+        net.num_params(),
+        pruned.num_params()
+    );
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! `maxprune relevance`: arguments and glue to the library.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use maxprune::relevance::criterion;
+use maxprune::report::relevance_histogram;
+use maxprune::train::{RunDir, check_classes};
+
+use crate::args::{CriterionArgs, DataArgs, SplitName};
+use crate::files::{load_dataset, write_file};
+
+#[derive(Args)]
+pub(crate) struct RelevanceArgs {
+    /// Run directory.
+    pub(crate) run: PathBuf,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    /// Split to count on.
+    #[arg(long, value_enum, default_value = "train")]
+    pub(crate) split: SplitName,
+    #[command(flatten)]
+    pub(crate) criterion: CriterionArgs,
+    /// Output JSON file (an SVG histogram per layer is written beside it).
+    #[arg(long, default_value = "relevance.json")]
+    pub(crate) out: PathBuf,
+}
+
+pub(crate) fn cmd_relevance(a: RelevanceArgs) -> Result<()> {
+    let dir = RunDir::open(&a.run)?;
+    let config = dir.config()?;
+    let data = load_dataset(
+        a.data.dataset.as_deref().unwrap_or(&config.dataset),
+        a.data.data_dir.as_deref(),
+    )?;
+    let split = match a.split {
+        SplitName::Train => &data.train,
+        SplitName::Test => &data.test,
+    };
+    let net = dir.network(&maxprune::device())?;
+    check_classes(net.spec(), data.classes, &data.name.to_string())?;
+    let rel =
+        criterion(a.criterion.criterion, a.criterion.ties, config.seed).score(&net, split, config.eval_batch_size)?;
+    write_file(&a.out, serde_json::to_string_pretty(&rel)?.as_bytes())?;
+    for l in &rel.layers {
+        let values: Vec<f64> = l.scores.iter().flatten().copied().collect();
+        let svg = relevance_histogram(&rel, l)?;
+        let path = a.out.with_file_name(format!(
+            "{}-{}.svg",
+            a.out.file_stem().and_then(|s| s.to_str()).unwrap_or("relevance"),
+            l.producer
+        ));
+        write_file(&path, svg.as_bytes())?;
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "layer {} ('{}'): {} pieces over {} contests; lowest score {:.4}; histogram {}",
+            l.layer,
+            l.producer,
+            values.len(),
+            l.contests,
+            min,
+            path.display()
+        );
+    }
+    println!("wrote {}", a.out.display());
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! `maxprune sensitivity`: arguments and glue to the library.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use maxprune::relevance::criterion;
+use maxprune::train::{RunDir, Splits, check_classes};
+
+use crate::args::{CriterionArgs, DataArgs};
+use crate::files::{load_dataset, write_file};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum CutArg {
+    /// The lowest-scored fraction of the layer's pieces (at least one stays per unit).
+    Pieces,
+    /// The lowest-scored fraction of the layer's units (needs a criterion that ranks units,
+    /// such as contribution).
+    Units,
+}
+
+#[derive(Args)]
+pub(crate) struct SensitivityArgs {
+    /// Run directory (trained with validation examples: `train --val N`).
+    pub(crate) run: PathBuf,
+    /// Maxout layers to cut, by the name of the layer that produces their pieces (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) layers: Vec<String>,
+    /// Fractions to remove, each in (0, 1).
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")]
+    pub(crate) fractions: Vec<f64>,
+    /// What a fraction counts.
+    #[arg(long, value_enum, default_value = "pieces")]
+    pub(crate) cut: CutArg,
+    #[command(flatten)]
+    pub(crate) criterion: CriterionArgs,
+    /// Validation examples (default: the run's own `val`; another count is refused, since the
+    /// network has seen some of them).
+    #[arg(long)]
+    pub(crate) val: Option<usize>,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    /// Output directory: sensitivity.json, sensitivity.md, sensitivity.svg.
+    #[arg(long, default_value = "sensitivity")]
+    pub(crate) out: PathBuf,
+}
+
+pub(crate) fn cmd_sensitivity(a: SensitivityArgs) -> Result<()> {
+    use maxprune::prune::sensitivity::{Cut, sensitivity};
+    maxprune::prune::sensitivity::check_fractions(&a.fractions).context("--fractions")?;
+    let dir = RunDir::open(&a.run)?;
+    let config = dir.config()?;
+    let val = a.val.unwrap_or(config.val);
+    if val == 0 || val != config.val {
+        bail!(
+            "--val {val}: sensitivity is measured on validation examples the network has not seen, and {} was \
+             trained with val = {}; train it with --val N (and give the same N here)",
+            a.run.display(),
+            config.val
+        );
+    }
+    let net = dir.network(&maxprune::device())?;
+    let spec = net.spec();
+    let maxouts = spec.maxout_layers();
+    let producer = |m: usize| spec.producer_of(m).and_then(|p| spec.layers[p].name()).unwrap_or("");
+    let names: Vec<&str> = maxouts.iter().map(|&m| producer(m)).collect();
+    let layers = if a.layers.is_empty() {
+        maxouts.clone()
+    } else {
+        a.layers
+            .iter()
+            .map(|name| match maxouts.iter().find(|&&m| producer(m) == name) {
+                Some(&m) => Ok(m),
+                None => bail!(
+                    "--layers: '{name}' does not produce the pieces of a maxout layer of {}; expected one of {}",
+                    spec.name,
+                    names.join(", ")
+                ),
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    let data = load_dataset(
+        a.data.dataset.as_deref().unwrap_or(&config.dataset),
+        a.data.data_dir.as_deref(),
+    )?;
+    check_classes(spec, data.classes, &data.name.to_string())?;
+    let splits = Splits::new(&data, &config)?;
+    let Some(val_split) = &splits.val else {
+        bail!("{}: no validation split", a.run.display());
+    };
+    let rel = criterion(a.criterion.criterion, a.criterion.ties, config.seed).score(
+        &net,
+        &splits.train,
+        config.eval_batch_size,
+    )?;
+    let cut = match a.cut {
+        CutArg::Pieces => Cut::Pieces,
+        CutArg::Units => Cut::Units,
+    };
+    let s = sensitivity(
+        &net,
+        &rel,
+        cut,
+        &layers,
+        &a.fractions,
+        (val_split, data.classes, config.eval_batch_size),
+    )?;
+    maxprune::fsio::create_dir(&a.out)?;
+    write_file(
+        &a.out.join("sensitivity.json"),
+        serde_json::to_string_pretty(&s)?.as_bytes(),
+    )?;
+    let md = s.to_markdown();
+    write_file(&a.out.join("sensitivity.md"), md.as_bytes())?;
+    write_file(&a.out.join("sensitivity.svg"), s.chart()?.as_bytes())?;
+    print!("{md}");
+    println!("wrote {}", a.out.display());
+    Ok(())
+}

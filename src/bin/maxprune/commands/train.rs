@@ -1,0 +1,116 @@
+//! `maxprune train`: arguments and glue to the library.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use maxprune::model::network::Network;
+use maxprune::model::presets::Preset;
+use maxprune::model::spec::ArchSpec;
+use maxprune::train::{RunDir, Splits, TrainConfig, check_trainable, train};
+
+use crate::args::{DataArgs, ScaleArgs};
+use crate::files::load_dataset;
+use crate::progress::observer;
+
+#[derive(Args)]
+pub(crate) struct TrainArgs {
+    /// Architecture preset.
+    #[arg(long, conflicts_with = "spec")]
+    pub(crate) preset: Option<Preset>,
+    /// Architecture from a spec.json file.
+    #[arg(long)]
+    pub(crate) spec: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) scale: ScaleArgs,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    /// Training config (TOML); flags override it.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Epochs (with --resume: the new total).
+    #[arg(long)]
+    pub(crate) epochs: Option<usize>,
+    /// Seed of initialisation, shuffling and dropout.
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+    /// Examples per SGD step.
+    #[arg(long)]
+    pub(crate) batch_size: Option<usize>,
+    /// Base learning rate.
+    #[arg(long)]
+    pub(crate) lr: Option<f64>,
+    /// Carve N training examples off as a validation split.
+    #[arg(long)]
+    pub(crate) val: Option<usize>,
+    /// Run directory to write.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Continue the run in --out from its last finished epoch.
+    #[arg(long)]
+    pub(crate) resume: bool,
+}
+
+pub(crate) fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
+    if a.epochs == Some(0) {
+        bail!("--epochs: expected at least 1, found 0");
+    }
+    let (dir, splits) = if a.resume {
+        let dir = RunDir::open(&a.out)?;
+        if let Some(e) = a.epochs {
+            let mut c = dir.config()?;
+            c.epochs = e;
+            dir.set_config(&c)?;
+        }
+        (dir, None)
+    } else {
+        let mut config = match &a.config {
+            Some(p) => TrainConfig::from_toml(
+                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                &p.display().to_string(),
+            )?,
+            None => TrainConfig::default(),
+        };
+        if let Some(d) = &a.data.dataset {
+            config.dataset = d.clone();
+        }
+        config.epochs = a.epochs.unwrap_or(config.epochs);
+        config.seed = a.seed.unwrap_or(config.seed);
+        config.batch_size = a.batch_size.unwrap_or(config.batch_size);
+        config.base_lr = a.lr.unwrap_or(config.base_lr);
+        config.val = a.val.unwrap_or(config.val);
+        if config.epochs == 0 {
+            bail!("epochs: expected at least 1 for a new run, found 0 (from --config)");
+        }
+        let spec = match (&a.preset, &a.spec) {
+            (Some(p), _) => p.spec(),
+            (None, Some(path)) => ArchSpec::from_json(
+                &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+                &path.display().to_string(),
+            )?,
+            (None, None) => bail!("give --preset or --spec"),
+        };
+        let net = Network::init(&a.scale.apply(spec)?, config.seed, &maxprune::device())?;
+        // Checked before the directory exists, so a refused run leaves nothing that blocks a retry.
+        let data = load_dataset(&config.dataset, a.data.data_dir.as_deref())?;
+        let splits = Splits::new(&data, &config)?;
+        check_trainable(&net, &splits, &config.dataset)?;
+        (RunDir::create(&a.out, &net, &config)?, Some(splits))
+    };
+    let config = dir.config()?;
+    let splits = match splits {
+        Some(splits) => splits,
+        None => Splits::new(&load_dataset(&config.dataset, a.data.data_dir.as_deref())?, &config)?,
+    };
+    let ckpt = train(&dir, &splits, observer(quiet).as_mut())?;
+    if let Some(m) = ckpt.history.last() {
+        println!(
+            "{}: test accuracy {:.2}% after {} epochs ({})",
+            dir.path().display(),
+            100.0 * m.test.accuracy,
+            m.epoch,
+            config.dataset
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! Small file helpers the commands share: reading a dataset, JSON and model files, writing files atomically.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use maxprune::data::dataset::{Dataset, DatasetName};
+use maxprune::model::network::Network;
+use maxprune::sparse;
+
+pub(crate) fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> {
+    let name: DatasetName = name.parse()?;
+    Ok(Dataset::load(&name, data_dir)?)
+}
+
+/// The network in a sparse `.mxs` file, and the dataset it records.
+pub(crate) fn sparse_file(path: &Path) -> Result<(Network, Option<String>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(sparse::decode(
+        &bytes,
+        &path.display().to_string(),
+        &maxprune::device(),
+    )?)
+}
+
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a valid file of this kind", path.display()))
+}
+
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    Ok(maxprune::fsio::write_atomic(path, bytes)?)
+}
+
+/// Holds the advisory lock on `out` for the rest of the command: one writer per output.
+pub(crate) fn lock_output(out: &Path) -> Result<maxprune::fsio::OutputLock> {
+    let command: Vec<String> = std::env::args().collect();
+    Ok(maxprune::fsio::OutputLock::acquire(out, &command.join(" "))?)
+}

@@ -1,0 +1,265 @@
+//! The epoch loop: trains the network of a [`RunDir`], checkpointing every epoch.
+
+use std::time::Instant;
+
+use burn::tensor::Device;
+
+use super::checkpoint::{Checkpoint, RunDir};
+use super::config::{Teacher, TrainConfig};
+use super::eval::{check_classes, evaluate};
+use super::events::{EpochMetrics, Event, Observer};
+use super::loss::{cross_entropy, distillation_loss};
+use crate::data::dataset::Dataset;
+use crate::data::split::{Split, batch};
+use crate::error::{Error, Result};
+use crate::model::network::Network;
+use crate::rng::SplitMix64;
+
+/// Loads the teacher a config names, checking that it reads the same inputs and predicts the
+/// same classes as `student`.
+fn load_teacher(teacher: &Teacher, student: &Network, device: &Device) -> Result<Network> {
+    let run = RunDir::open(std::path::Path::new(&teacher.run))?;
+    let net = run.network(device)?;
+    let (s, t) = (student.spec(), net.spec());
+    if s.input != t.input || s.classes()? != t.classes()? {
+        return Err(Error::invalid(
+            "teacher",
+            format!(
+                "{}: the teacher's input {:?} / {} outputs differ from the student's {:?} / {}",
+                teacher.run,
+                t.input,
+                t.classes()?,
+                s.input,
+                s.classes()?
+            ),
+        ));
+    }
+    Ok(net)
+}
+
+/// The splits a run trains and evaluates on.
+pub struct Splits {
+    /// Examples SGD sees.
+    pub train: Split,
+    /// Validation examples (carved from train), if any.
+    pub val: Option<Split>,
+    /// The test split.
+    pub test: Split,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl Splits {
+    /// Carves the validation split that `config.val` asks for.
+    pub fn new(data: &Dataset, config: &TrainConfig) -> Result<Splits> {
+        let (train, val) = if config.val > 0 {
+            let (t, v) = data.carve_val(config.val)?;
+            (t, Some(v))
+        } else {
+            (data.train.clone(), None)
+        };
+        for (split, n) in [("training", train.len()), ("test", data.test.len())] {
+            if n == 0 {
+                return Err(Error::invalid(
+                    "dataset",
+                    format!("{}: 0 {split} images; expected at least 1", config.dataset),
+                ));
+            }
+        }
+        Ok(Splits {
+            train,
+            val,
+            test: data.test.clone(),
+            classes: data.classes,
+        })
+    }
+}
+
+/// Checks that `net` can be trained on `splits` (of the dataset named `dataset`): it has
+/// parameters, and an output for every class. [`train`] checks it too; a caller that creates a
+/// run directory checks it first, so that a refused run leaves nothing behind.
+pub fn check_trainable(net: &Network, splits: &Splits, dataset: &str) -> Result<()> {
+    check_classes(net.spec(), splits.classes, dataset)?;
+    if net.num_params() == 0 {
+        return Err(Error::invalid(
+            "network",
+            format!(
+                "{}: no conv or dense layer, so nothing to train; expected at least one",
+                net.spec().name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Trains the network checkpointed in `dir` until `config.epochs`, resuming after the last
+/// finished epoch. Each epoch ends with an atomic checkpoint, so an interrupted run loses at
+/// most the epoch in progress. A non-finite loss stops the run with [`Error::Diverged`] and
+/// leaves the last checkpoint in place.
+pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Result<Checkpoint> {
+    let config = dir.config()?;
+    let mut ckpt = dir.checkpoint()?;
+    check_trainable(&ckpt.net, splits, &config.dataset)?;
+    let device = ckpt.net.device().clone().without_autodiff();
+    let input = ckpt.net.spec().input;
+    let n = splits.train.len();
+    let steps = n.div_ceil(config.batch_size);
+    let teacher = match &config.teacher {
+        Some(t) => Some((load_teacher(t, &ckpt.net, &device)?, t.weights())),
+        None => None,
+    };
+    for epoch in ckpt.epoch + 1..=config.epochs {
+        observer.event(&Event::EpochStart {
+            epoch,
+            epochs: config.epochs,
+            steps,
+        });
+        let mut net = ckpt.net.clone().into_trainable();
+        let mut order: Vec<usize> = (0..n).collect();
+        SplitMix64::derive(config.seed, "shuffle", epoch as u64).shuffle(&mut order);
+        let mut drop_rng = SplitMix64::derive(config.seed, "dropout", epoch as u64);
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let mut lr = config.lr_at(ckpt.iteration);
+        let start = Instant::now();
+        for (step, chunk) in order.chunks(config.batch_size).enumerate() {
+            let (x, y) = batch(&splits.train, chunk, &input, &device);
+            let soft = teacher.as_ref().map(|(t, weights)| (t.forward(x.clone()), *weights));
+            let logits = net.forward_train(x, &mut drop_rng);
+            correct += logits
+                .clone()
+                .inner()
+                .argmax(1)
+                .reshape([chunk.len()])
+                .equal(y.clone())
+                .int()
+                .sum()
+                .into_scalar::<i64>() as usize;
+            let loss = match soft {
+                Some((teacher_logits, weights)) => distillation_loss(logits, teacher_logits, y, weights),
+                None => cross_entropy(logits, y),
+            };
+            let loss_value = loss.clone().into_scalar::<f32>();
+            if !loss_value.is_finite() {
+                return Err(Error::Diverged {
+                    epoch,
+                    step,
+                    loss: loss_value,
+                });
+            }
+            let grads = loss.backward();
+            lr = config.lr_at(ckpt.iteration);
+            net = ckpt.sgd.step(net, &grads, lr, &config);
+            ckpt.iteration += 1;
+            loss_sum += f64::from(loss_value) * chunk.len() as f64;
+            observer.event(&Event::Step { step, loss: loss_value });
+        }
+        let train_seconds = start.elapsed().as_secs_f64();
+        ckpt.net = net.into_inference();
+        ckpt.epoch = epoch;
+        let metrics = EpochMetrics {
+            epoch,
+            iteration: ckpt.iteration,
+            lr,
+            train_loss: loss_sum / n as f64,
+            train_accuracy: correct as f64 / n as f64,
+            val: splits
+                .val
+                .as_ref()
+                .map(|v| evaluate(&ckpt.net, v, splits.classes, config.eval_batch_size))
+                .transpose()?,
+            test: evaluate(&ckpt.net, &splits.test, splits.classes, config.eval_batch_size)?,
+            train_seconds,
+            train_img_per_s: n as f64 / train_seconds,
+        };
+        ckpt.history.push(metrics);
+        dir.save_checkpoint(&ckpt)?;
+        observer.event(&Event::EpochEnd(ckpt.history.last().expect("just pushed")));
+    }
+    Ok(ckpt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::events::Silent;
+
+    #[test]
+    fn own_kernels_train_as_burns_do_and_reproduce_bit_for_bit() {
+        use crate::model::network::Kernels;
+        use crate::model::presets::Preset;
+        let data = Dataset::embedded().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let run = |tag: &str, data: &Dataset, kernels: Kernels, seed: u64, epochs: usize| {
+            let config = TrainConfig {
+                dataset: "embedded".into(),
+                epochs,
+                val: 0,
+                seed,
+                ..TrainConfig::default()
+            };
+            crate::TEST_KERNELS.set(Some(kernels));
+            let net = Network::init(&Preset::Lenet5Maxout.spec(), seed, &Device::flex()).unwrap();
+            assert_eq!(net.kernels(), kernels);
+            let name = format!("{tag}-{kernels:?}-{seed}");
+            let dir = RunDir::create(&tmp.path().join(name), &net, &config).unwrap();
+            let ckpt = train(&dir, &Splits::new(data, &config).unwrap(), &mut Silent).unwrap();
+            crate::TEST_KERNELS.set(None);
+            ckpt
+        };
+        let accuracy = |c: &Checkpoint| 100.0 * c.history.last().unwrap().test.accuracy;
+        let (mut own, mut burn) = (0.0, 0.0);
+        for seed in 1..=3 {
+            let (a, b) = (
+                accuracy(&run("full", &data, Kernels::Own, seed, 5)),
+                accuracy(&run("full", &data, Kernels::Burn, seed, 5)),
+            );
+            assert!(
+                a > 60.0 && (a - b).abs() <= 2.5,
+                "seed {seed}: own {a:.1}% vs burn's {b:.1}%"
+            );
+            (own, burn) = (own + a / 3.0, burn + b / 3.0);
+        }
+        assert!(
+            (own - burn).abs() <= 0.5,
+            "mean of 3 seeds: own {own:.2}% vs burn's {burn:.2}%"
+        );
+        let small = Dataset {
+            train: data.train.subset(&(0..300).collect::<Vec<_>>()),
+            ..data.clone()
+        };
+        let (a, b) = (
+            run("a", &small, Kernels::Own, 1, 1),
+            run("b", &small, Kernels::Own, 1, 1),
+        );
+        assert_eq!(a.net.to_safetensors(), b.net.to_safetensors());
+    }
+
+    #[test]
+    fn a_teacher_must_predict_the_same_classes() {
+        use crate::model::presets::Preset;
+        let d = Device::flex();
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = Preset::Lenet5Maxout.spec();
+        let five = spec.scaled(1.0, spec.input, 5).unwrap();
+        let student = Network::init(&spec, 1, &d).unwrap();
+        let run = RunDir::create(
+            &tmp.path().join("t"),
+            &Network::init(&five, 1, &d).unwrap(),
+            &TrainConfig::default(),
+        )
+        .unwrap();
+        let teacher = Teacher {
+            run: run.path().display().to_string(),
+            alpha: 0.5,
+            temperature: 4.0,
+        };
+        let e = load_teacher(&teacher, &student, &d).unwrap_err().to_string();
+        assert!(e.contains("teacher") && e.contains("5"), "{e}");
+        let ok = RunDir::create(&tmp.path().join("s"), &student, &TrainConfig::default()).unwrap();
+        let same = Teacher {
+            run: ok.path().display().to_string(),
+            ..teacher
+        };
+        assert!(load_teacher(&same, &student, &d).is_ok());
+    }
+}

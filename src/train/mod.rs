@@ -1,0 +1,30 @@
+//! Training: the recipe as data ([`TrainConfig`]), Caffe/PyTorch-style SGD, the epoch loop with
+//! checkpoints in a [`RunDir`], and evaluation. Progress goes to an [`Observer`].
+//!
+//! | file | holds |
+//! |---|---|
+//! | `config.rs` | [`TrainConfig`], [`Teacher`], [`Distillation`] |
+//! | `sgd.rs` | [`Sgd`] and weight [`Masks`] |
+//! | `loss.rs` | [`cross_entropy`], [`distillation_loss`] |
+//! | `eval.rs` | [`evaluate`], [`Evaluation`], [`check_classes`] |
+//! | `events.rs` | [`EpochMetrics`], [`Event`], [`Observer`] |
+//! | `checkpoint.rs` | the run directory ([`RunDir`], [`Checkpoint`]) |
+//! | `fit.rs` | the epoch loop ([`train`]) and the [`Splits`] it reads |
+//!
+//! Imports run one way: config <- sgd, loss <- eval <- events <- checkpoint <- fit.
+
+pub mod checkpoint;
+pub mod config;
+pub mod eval;
+pub mod events;
+pub mod fit;
+pub mod loss;
+pub mod sgd;
+
+pub use checkpoint::{Checkpoint, RunDir, Summary};
+pub use config::{Distillation, Teacher, TrainConfig};
+pub use eval::{Evaluation, check_classes, evaluate};
+pub use events::{EpochMetrics, Event, Observer, Silent};
+pub use fit::{Splits, check_trainable, train};
+pub use loss::{cross_entropy, distillation_loss};
+pub use sgd::{Masks, Sgd};
