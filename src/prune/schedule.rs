@@ -21,7 +21,8 @@ use super::neuron::apply;
 use super::plan::{PLAN_FORMAT_VERSION, PrunePlan};
 use super::pruner::{Pruned, Pruner, Retrain, nonzeros};
 use super::select::{Policy, select};
-use crate::bench::{SPEEDUP_ROUNDS, speedup};
+use crate::bench::{SPEEDUP_ROUNDS, Speedup, speedup};
+use crate::data::dataset::Dataset;
 use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -30,7 +31,7 @@ use crate::model::spec::{ArchSpec, LayerSpec};
 use crate::relevance::{CriterionKind, Relevance, TiePolicy, criterion};
 use crate::report::{self, LENET5_PARAMS, StepRow};
 use crate::train::RunDir;
-use crate::train::{Masks, Observer, Splits, Teacher, TrainConfig, evaluate, train};
+use crate::train::{Checkpoint, Masks, Observer, Splits, Teacher, TrainConfig, evaluate, train};
 
 /// The piece count a schedule stops at: `until_k` when given; without it and without a step
 /// limit, one piece per unit (the paper's end point); with only a step limit, none.
@@ -230,18 +231,42 @@ fn accuracies(net: &Network, splits: &Splits, batch: usize) -> Result<(Option<f6
     ))
 }
 
-/// Runs (or resumes) a pruning schedule on the network in `source`, writing into `out`.
-/// `on_step` is called with every finished row (resumed ones included).
-pub fn run_schedule(
-    source: &RunDir,
-    out: &Path,
-    pruner: &dyn Pruner,
-    data: &crate::data::dataset::Dataset,
-    resume: bool,
-    observer: &mut dyn Observer,
-    on_step: &mut dyn FnMut(&StepRow),
-) -> Result<ScheduleReport> {
-    let config = pruner.retrain();
+/// The work of a schedule that takes time: retraining a step, measuring accuracy, timing a
+/// network. [`run_schedule`] does it for real ([`Retraining`]); the schedule's rules are
+/// tested with a fake that trains nothing.
+pub trait StepWork {
+    /// Trains the step's run directory to its configured epochs (resuming a started one).
+    fn train(&mut self, run: &RunDir, splits: &Splits) -> Result<Checkpoint>;
+    /// Validation (if carved) and test accuracy of `net`.
+    fn accuracies(&mut self, net: &Network, splits: &Splits, batch: usize) -> Result<(Option<f64>, f64)>;
+    /// Measured inference speed of `net` against the starting network `base`.
+    fn speedup(&mut self, base: &Network, net: &Network) -> Option<Speedup>;
+}
+
+/// The real [`StepWork`]: [`train`], evaluation, and [`speedup`] at batch 256.
+pub struct Retraining<'a> {
+    /// Receives the retraining's progress.
+    pub observer: &'a mut dyn Observer,
+}
+
+impl StepWork for Retraining<'_> {
+    fn train(&mut self, run: &RunDir, splits: &Splits) -> Result<Checkpoint> {
+        train(run, splits, self.observer)
+    }
+
+    fn accuracies(&mut self, net: &Network, splits: &Splits, batch: usize) -> Result<(Option<f64>, f64)> {
+        accuracies(net, splits, batch)
+    }
+
+    fn speedup(&mut self, base: &Network, net: &Network) -> Option<Speedup> {
+        Some(speedup(base, net, 256, SPEEDUP_ROUNDS))
+    }
+}
+
+/// Refuses, before anything is written, an output that is a run directory or the source, and a
+/// validation split the starting network was not trained with; checks the settings and that
+/// the network predicts the dataset's classes. Returns the starting run's recipe.
+fn check_start(source: &RunDir, out: &Path, config: &Retrain, data: &Dataset) -> Result<TrainConfig> {
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
@@ -256,7 +281,6 @@ pub fn run_schedule(
             ),
         ));
     }
-    // Checked before anything is written, so a refused schedule leaves nothing that blocks a retry.
     let base_train = source.config()?;
     if config.val > 0 && base_train.val != config.val {
         return Err(Error::invalid(
@@ -274,29 +298,39 @@ pub fn run_schedule(
     }
     config.validate()?;
     crate::train::check_classes(&source.spec()?, data.classes, &data.name.to_string())?;
+    Ok(base_train)
+}
+
+/// Creates the schedule directory with its `schedule.json`, or, resuming, checks that the saved
+/// configuration is this one.
+fn open_schedule(out: &Path, config_json: &serde_json::Value, resume: bool) -> Result<()> {
     let cfg_path = out.join("schedule.json");
-    let config_json = pruner.config_json();
-    if cfg_path.exists() {
-        if !resume {
-            return Err(Error::invalid(
-                "output directory",
-                format!(
-                    "{} already holds a schedule; use --resume to continue it",
-                    out.display()
-                ),
-            ));
-        }
-        let saved: serde_json::Value = read_json(&cfg_path)?;
-        if saved != config_json {
-            return Err(Error::invalid(
-                "schedule",
-                format!("--resume with options that differ from {}", cfg_path.display()),
-            ));
-        }
-    } else {
+    if !cfg_path.exists() {
         fsio::create_dir(out)?;
-        write_json(&cfg_path, &config_json)?;
+        return write_json(&cfg_path, config_json);
     }
+    if !resume {
+        return Err(Error::invalid(
+            "output directory",
+            format!(
+                "{} already holds a schedule; use --resume to continue it",
+                out.display()
+            ),
+        ));
+    }
+    let saved: serde_json::Value = read_json(&cfg_path)?;
+    if &saved != config_json {
+        return Err(Error::invalid(
+            "schedule",
+            format!("--resume with options that differ from {}", cfg_path.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// The recipe of every step's retraining: the starting run's, with the schedule's epochs,
+/// seed, validation split, learning rate and teacher.
+fn retrain_config(config: &Retrain, base_train: TrainConfig, source: &RunDir) -> Result<TrainConfig> {
     let retrain = TrainConfig {
         dataset: config.dataset.clone(),
         epochs: config.retrain_epochs,
@@ -310,51 +344,104 @@ pub fn run_schedule(
         ..base_train
     };
     retrain.validate()?;
+    Ok(retrain)
+}
+
+/// The starting network and what every row is measured against.
+struct Start {
+    net: Network,
+    nonzeros: usize,
+    flops: usize,
+    accuracy: (Option<f64>, f64),
+    tolerance: f64,
+}
+
+impl Start {
+    /// Whether a step's validation accuracy keeps it (always, without a validation split).
+    fn accepts(&self, val: Option<f64>) -> bool {
+        match (self.accuracy.0, val) {
+            (Some(v0), Some(v)) => within_tolerance(v0, v, self.tolerance),
+            _ => true,
+        }
+    }
+
+    /// The report row of `net` after step `step`.
+    fn row(
+        &self,
+        step: usize,
+        net: &Network,
+        accuracy: [(Option<f64>, f64); 2],
+        speedup: Option<Speedup>,
+        seconds: f64,
+    ) -> StepRow {
+        let (pieces, pieces_histogram) = pieces_of(net.spec());
+        let nz = nonzeros(net);
+        let [before, after] = accuracy;
+        StepRow {
+            step,
+            pieces,
+            pieces_histogram,
+            params: net.num_params(),
+            nonzeros: nz,
+            removed_vs_start: 100.0 * (1.0 - nz as f64 / self.nonzeros as f64),
+            removed_vs_lenet5: 100.0 * (1.0 - nz as f64 / LENET5_PARAMS as f64),
+            flops: net.spec().flops().unwrap_or(0),
+            flop_ratio: self.flops as f64 / net.spec().flops().unwrap_or(1).max(1) as f64,
+            speedup,
+            val_before: before.0,
+            test_before: before.1,
+            val_after: after.0,
+            test_after: after.1,
+            seconds,
+            accepted: self.accepts(after.0),
+        }
+    }
+}
+
+/// Runs (or resumes) a pruning schedule on the network in `source`, writing into `out`.
+/// `on_step` is called with every finished row (resumed ones included).
+pub fn run_schedule(
+    source: &RunDir,
+    out: &Path,
+    pruner: &dyn Pruner,
+    data: &Dataset,
+    resume: bool,
+    observer: &mut dyn Observer,
+    on_step: &mut dyn FnMut(&StepRow),
+) -> Result<ScheduleReport> {
+    run_schedule_with(source, out, pruner, data, resume, &mut Retraining { observer }, on_step)
+}
+
+/// [`run_schedule`] with the retraining, evaluation and timing done by `work`.
+pub fn run_schedule_with(
+    source: &RunDir,
+    out: &Path,
+    pruner: &dyn Pruner,
+    data: &Dataset,
+    resume: bool,
+    work: &mut dyn StepWork,
+    on_step: &mut dyn FnMut(&StepRow),
+) -> Result<ScheduleReport> {
+    let config = pruner.retrain();
+    // Checked before anything is written, so a refused schedule leaves nothing that blocks a retry.
+    let base_train = check_start(source, out, config, data)?;
+    let config_json = pruner.config_json();
+    open_schedule(out, &config_json, resume)?;
+    let retrain = retrain_config(config, base_train, source)?;
     let splits = Splits::new(data, &retrain)?;
     let batch = retrain.eval_batch_size;
 
-    let start = Instant::now();
+    let clock = Instant::now();
     let base = source.checkpoint()?;
     let (mut net, mut masks) = (base.net, base.sgd.masks);
-    let base_nonzeros = nonzeros(&net);
-    let base_flops = net.spec().flops()?;
-    let base_net = net.clone();
-    let (val0, test0) = accuracies(&net, &splits, batch)?;
-    let accept = |val: Option<f64>| match (val0, val) {
-        (Some(v0), Some(v)) => within_tolerance(v0, v, config.tolerance),
-        _ => true,
+    let start = Start {
+        nonzeros: nonzeros(&net),
+        flops: net.spec().flops()?,
+        accuracy: work.accuracies(&net, &splits, batch)?,
+        tolerance: config.tolerance,
+        net: net.clone(),
     };
-    let row =
-        |step: usize, net: &Network, before: (Option<f64>, f64), after: (Option<f64>, f64), secs: f64| -> StepRow {
-            let (pieces, pieces_histogram) = pieces_of(net.spec());
-            let nz = nonzeros(net);
-            let accepted = accept(after.0);
-            StepRow {
-                step,
-                pieces,
-                pieces_histogram,
-                params: net.num_params(),
-                nonzeros: nz,
-                removed_vs_start: 100.0 * (1.0 - nz as f64 / base_nonzeros as f64),
-                removed_vs_lenet5: 100.0 * (1.0 - nz as f64 / LENET5_PARAMS as f64),
-                flops: net.spec().flops().unwrap_or(0),
-                flop_ratio: base_flops as f64 / net.spec().flops().unwrap_or(1).max(1) as f64,
-                speedup: (step > 0).then(|| speedup(&base_net, net, 256, SPEEDUP_ROUNDS)),
-                val_before: before.0,
-                test_before: before.1,
-                val_after: after.0,
-                test_after: after.1,
-                seconds: secs,
-                accepted,
-            }
-        };
-    let mut rows = vec![row(
-        0,
-        &net,
-        (val0, test0),
-        (val0, test0),
-        start.elapsed().as_secs_f64(),
-    )];
+    let mut rows = vec![start.row(0, &net, [start.accuracy; 2], None, clock.elapsed().as_secs_f64())];
     on_step(&rows[0]);
     let mut final_step = 0;
     let mut step = 0;
@@ -368,7 +455,7 @@ pub fn run_schedule(
             (net, masks) = (ckpt.net, ckpt.sgd.masks);
             // The measurements are read back; the decision follows the current rule.
             let mut r: StepRow = read_json(&done)?;
-            r.accepted = accept(r.val_after);
+            r.accepted = start.accepts(r.val_after);
             r
         } else {
             let run = if dir.join("spec.json").exists() {
@@ -377,31 +464,23 @@ pub fn run_schedule(
                 let Some(pruned) = pruner.prune(step, &net, &masks, &splits.train, batch)? else {
                     break;
                 };
-                let run = RunDir::create_with_masks(&dir, &pruned.net, pruned.masks, &retrain)?;
-                for (name, content) in &pruned.files {
-                    fsio::write_atomic(&dir.join(name), content.as_bytes())?;
-                }
-                for (suffix, svg) in &pruned.plots {
-                    fsio::write_atomic(
-                        &out.join(format!("relevance-step-{step:02}{suffix}.svg")),
-                        svg.as_bytes(),
-                    )?;
-                }
-                run
+                write_step(out, step, &pruned, &retrain)?
             };
             let before_path = dir.join("before.json");
             let before = if before_path.exists() {
                 read_json::<(Option<f64>, f64)>(&before_path)?
             } else {
                 // Measured on the freshly pruned network, before any retraining epoch.
-                let b = accuracies(&run.checkpoint()?.net, &splits, batch)?;
+                let b = work.accuracies(&run.checkpoint()?.net, &splits, batch)?;
                 write_json(&before_path, &b)?;
                 b
             };
-            let ckpt = train(&run, &splits, observer)?;
+            let ckpt = work.train(&run, &splits)?;
             (net, masks) = (ckpt.net, ckpt.sgd.masks);
-            let after = accuracies(&net, &splits, batch)?;
-            let r = row(step, &net, before, after, t.elapsed().as_secs_f64());
+            let after = work.accuracies(&net, &splits, batch)?;
+            let seconds = t.elapsed().as_secs_f64();
+            let speedup = work.speedup(&start.net, &net);
+            let r = start.row(step, &net, [before, after], speedup, seconds);
             write_json(&done, &r)?;
             r
         };
@@ -422,6 +501,23 @@ pub fn run_schedule(
     };
     write_report(out, &report, config)?;
     Ok(report)
+}
+
+/// Writes a freshly pruned step: its run directory (retraining recipe, held masks), the
+/// pruner's files in it and its plots beside it.
+fn write_step(out: &Path, step: usize, pruned: &Pruned, retrain: &TrainConfig) -> Result<RunDir> {
+    let dir = step_dir(out, step);
+    let run = RunDir::create_with_masks(&dir, &pruned.net, pruned.masks.clone(), retrain)?;
+    for (name, content) in &pruned.files {
+        fsio::write_atomic(&dir.join(name), content.as_bytes())?;
+    }
+    for (suffix, svg) in &pruned.plots {
+        fsio::write_atomic(
+            &out.join(format!("relevance-step-{step:02}{suffix}.svg")),
+            svg.as_bytes(),
+        )?;
+    }
+    Ok(run)
 }
 
 /// What a pruned run is compared with: given a schedule directory, its last accepted step and
@@ -529,5 +625,149 @@ mod tests {
         assert!(within_tolerance(0.9056, 0.9100, 0.3));
         assert!(!within_tolerance(0.9056, 0.9024, 0.3));
         assert!(!within_tolerance(0.9, 0.9, -0.1));
+    }
+
+    /// Trains nothing and times nothing; validation accuracy is a function of the network.
+    struct Fake {
+        trained: usize,
+        val: fn(&Network) -> f64,
+    }
+
+    impl StepWork for Fake {
+        fn train(&mut self, run: &RunDir, _: &Splits) -> Result<Checkpoint> {
+            self.trained += 1;
+            run.checkpoint()
+        }
+
+        fn accuracies(&mut self, net: &Network, _: &Splits, _: usize) -> Result<(Option<f64>, f64)> {
+            Ok((Some((self.val)(net)), 0.5))
+        }
+
+        fn speedup(&mut self, _: &Network, _: &Network) -> Option<Speedup> {
+            None
+        }
+    }
+
+    /// Full accuracy down to k=2, a collapse at k=1 (126,955 parameters).
+    fn collapses_at_k1(net: &Network) -> f64 {
+        if net.num_params() > 200_000 { 0.9 } else { 0.5 }
+    }
+
+    /// An untrained `lenet5-maxout` run with a validation split of `val`, and the paper's
+    /// schedule (weight-norm scores: no pass over data) with the same split.
+    fn start(dir: &Path, val: usize) -> (RunDir, ScheduleConfig, Dataset) {
+        let net = Network::init(
+            &crate::model::presets::Preset::Lenet5Maxout.spec(),
+            1,
+            &burn::tensor::Device::flex(),
+        )
+        .unwrap();
+        let config = TrainConfig {
+            dataset: "embedded".into(),
+            epochs: 0,
+            val,
+            ..TrainConfig::default()
+        };
+        let run = RunDir::create(&dir.join("start"), &net, &config).unwrap();
+        let retrain = Retrain {
+            retrain_epochs: 1,
+            tolerance: 0.3,
+            val: 100,
+            dataset: "embedded".into(),
+            seed: 1,
+            distill: None,
+            retrain_lr: None,
+        };
+        let schedule = ScheduleConfig {
+            criterion: CriterionKind::WeightNorm,
+            ..ScheduleConfig::paper(None, None, retrain)
+        };
+        (run, schedule, Dataset::embedded().unwrap())
+    }
+
+    fn run(
+        source: &RunDir,
+        out: &Path,
+        s: &ScheduleConfig,
+        data: &Dataset,
+        resume: bool,
+        fake: &mut Fake,
+    ) -> Result<ScheduleReport> {
+        run_schedule_with(source, out, s, data, resume, fake, &mut |_| {})
+    }
+
+    #[test]
+    fn a_rejected_step_ends_the_schedule_and_resuming_reads_finished_steps_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (source, schedule, data) = start(tmp.path(), 100);
+        let out = tmp.path().join("pruned");
+        let mut fake = Fake {
+            trained: 0,
+            val: collapses_at_k1,
+        };
+        let report = run(&source, &out, &schedule, &data, false, &mut fake).unwrap();
+        let accepted: Vec<bool> = report.rows.iter().map(|r| r.accepted).collect();
+        assert_eq!(accepted, [true, true, true, false]);
+        assert_eq!((report.final_step, fake.trained), (2, 3));
+        assert_eq!(report.rows[3].params, 126_955);
+        // Again without --resume: refused. With it: every step read back, nothing retrained.
+        let e = run(&source, &out, &schedule, &data, false, &mut fake)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("already holds a schedule"), "{e}");
+        let mut again = Fake {
+            trained: 0,
+            val: collapses_at_k1,
+        };
+        let resumed = run(&source, &out, &schedule, &data, true, &mut again).unwrap();
+        assert_eq!((resumed.final_step, again.trained), (2, 0));
+        assert_eq!(resumed.rows[1..], report.rows[1..]);
+        // A resume that changes an option is refused.
+        let mut looser = schedule.clone();
+        looser.retrain.tolerance = 50.0;
+        let e = run(&source, &out, &looser, &data, true, &mut again)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("options that differ"), "{e}");
+    }
+
+    #[test]
+    fn a_control_run_retrains_without_pruning() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (source, schedule, data) = start(tmp.path(), 100);
+        let control = ScheduleConfig {
+            control: true,
+            steps: Some(2),
+            ..schedule
+        };
+        let mut fake = Fake {
+            trained: 0,
+            val: collapses_at_k1,
+        };
+        let report = run(&source, &tmp.path().join("control"), &control, &data, false, &mut fake).unwrap();
+        let params: Vec<usize> = report.rows.iter().map(|r| r.params).collect();
+        assert_eq!(params, [427_330; 3]);
+        assert_eq!((report.final_step, fake.trained), (2, 2));
+    }
+
+    #[test]
+    fn a_validation_split_the_start_was_trained_on_is_refused_before_anything_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (source, schedule, data) = start(tmp.path(), 0);
+        let out = tmp.path().join("pruned");
+        let mut fake = Fake {
+            trained: 0,
+            val: collapses_at_k1,
+        };
+        let e = run(&source, &out, &schedule, &data, false, &mut fake)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trained with val = 0"), "{e}");
+        assert!(!out.exists() && fake.trained == 0);
+        // Nor may the output be the starting run itself.
+        let e = run(&source, source.path(), &schedule, &data, false, &mut fake)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("holds a run directory"), "{e}");
     }
 }
