@@ -15,7 +15,7 @@ use crate::data::split::batch;
 use crate::error::{Error, Result};
 use crate::model::layout;
 use crate::model::network::{LayerParams, Network};
-use crate::model::spec::{ArchSpec, LayerSpec};
+use crate::model::spec::ArchSpec;
 use crate::rng::SplitMix64;
 
 /// Who is credited when several pieces of a unit share the maximum.
@@ -66,6 +66,12 @@ impl CriterionKind {
             CriterionKind::Random => "random",
             CriterionKind::Contribution => "contribution",
         }
+    }
+
+    /// Whether the sums of a unit's piece scores rank units (`--policy units`): not for
+    /// `argmax`, whose frequencies sum to 1 in every unit.
+    pub fn ranks_units(self) -> bool {
+        self != CriterionKind::Argmax
     }
 }
 
@@ -126,9 +132,9 @@ impl Relevance {
             ));
         }
         for l in &self.layers {
-            let LayerSpec::Maxout { pieces } = &spec.layers[l.layer] else {
-                unreachable!("maxout_layers yields maxout layers")
-            };
+            let pieces = spec
+                .pieces(l.layer)
+                .expect("the layers were checked to be the maxout layers");
             let found: Vec<usize> = l.scores.iter().map(Vec::len).collect();
             if found != pieces.counts() || l.counts.len() != pieces.units() {
                 return Err(Error::invalid(
@@ -196,12 +202,9 @@ pub struct RandomScores {
 }
 
 fn maxout_pieces(spec: &ArchSpec) -> Vec<(usize, Vec<usize>, String)> {
-    spec.maxout_layers()
+    spec.maxouts()
         .into_iter()
-        .map(|m| {
-            let LayerSpec::Maxout { pieces } = &spec.layers[m] else {
-                unreachable!("maxout_layers yields maxout layers")
-            };
+        .map(|(m, pieces)| {
             let producer = spec
                 .producer_of(m)
                 .and_then(|p| spec.layers[p].name())
@@ -424,9 +427,7 @@ impl Criterion for WeightNorm {
     fn score(&self, net: &Network, _: &Split, _: usize) -> Result<Relevance> {
         let spec = net.spec();
         Ok(data_free(net, self.kind(), |layer, counts| {
-            let LayerSpec::Maxout { pieces } = &spec.layers[layer] else {
-                unreachable!("maxout layer")
-            };
+            let pieces = spec.pieces(layer).expect("data_free visits maxout layers");
             let p = spec.producer_of(layer).expect("validated maxout has a producer");
             let norms = row_norms(&net.params()[p]);
             counts

@@ -151,6 +151,18 @@ pub fn read_labels(reader: impl Read, name: &str, classes: usize) -> Result<Vec<
 /// Reads an IDX image file (magic 2051).
 ///
 /// `name` is used in error messages (usually the file's path).
+///
+/// ```
+/// use maxprune::data::idx::{IdxImages, read_images, write_images};
+///
+/// let images = IdxImages { rows: 2, cols: 3, pixels: (0..12).collect() };
+/// let mut file = Vec::new();
+/// write_images(&mut file, &images, true).unwrap(); // gzip, as the datasets ship
+/// let back = read_images(&file[..], "two.idx.gz").unwrap();
+/// assert_eq!((back.count(), back.pixels), (2, images.pixels));
+/// let e = read_images(&file[..5], "cut.idx.gz").unwrap_err().to_string();
+/// assert!(e.contains("cut.idx.gz"), "{e}");
+/// ```
 pub fn read_images(reader: impl Read, name: &str) -> Result<IdxImages> {
     let bytes = read_all(reader, name)?;
     let (dims, pixels) = parse(&bytes, name, IMAGES_MAGIC)?;

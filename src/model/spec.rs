@@ -276,6 +276,19 @@ pub struct LayerInfo {
 }
 
 /// A network's architecture: the single source of truth for building, pruning and loading it.
+///
+/// ```
+/// use maxprune::model::presets::Preset;
+/// use maxprune::model::spec::ArchSpec;
+///
+/// let spec = Preset::Lenet5Maxout.spec();
+/// let again = ArchSpec::from_json(&spec.to_json(), "spec.json").unwrap();
+/// assert_eq!(again.fingerprint(), spec.fingerprint());
+/// // One maxout layer: 125 units of 4 pieces, fed by fc1's 500 outputs.
+/// let [(layer, pieces)] = spec.maxouts()[..] else { panic!() };
+/// assert_eq!((pieces.units(), pieces.k_max(), pieces.total()), (125, 4, 500));
+/// assert_eq!(spec.pieces(layer), Some(pieces));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchSpec {
@@ -698,6 +711,26 @@ impl ArchSpec {
     pub fn rectified_pieces(&self, maxout: usize) -> bool {
         self.producer_of(maxout)
             .is_some_and(|p| self.layers[p + 1..maxout].contains(&LayerSpec::Relu))
+    }
+
+    /// The maxout layers with their pieces, in order: `(layer index, pieces)`.
+    pub fn maxouts(&self) -> Vec<(usize, &Pieces)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l {
+                LayerSpec::Maxout { pieces } => Some((i, pieces)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The pieces of layer `layer`, when it is a maxout layer.
+    pub fn pieces(&self, layer: usize) -> Option<&Pieces> {
+        match self.layers.get(layer) {
+            Some(LayerSpec::Maxout { pieces }) => Some(pieces),
+            _ => None,
+        }
     }
 
     /// Indices of the maxout layers.

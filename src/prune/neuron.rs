@@ -63,9 +63,7 @@ pub fn apply(net: &Network, plan: &PrunePlan) -> Result<Network> {
     let mut params = net.params().to_vec();
     for lp in &plan.layers {
         let m = lp.layer;
-        let LayerSpec::Maxout { pieces } = &spec.layers[m] else {
-            unreachable!("validated plan names maxout layers")
-        };
+        let pieces = spec.pieces(m).expect("a validated plan names maxout layers");
         let p = spec.producer_of(m).expect("a validated maxout layer has a producer");
         let rows: Vec<usize> = lp
             .keep

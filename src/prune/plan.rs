@@ -20,6 +20,26 @@ pub struct LayerPlan {
 }
 
 /// What survives a pruning step.
+///
+/// ```
+/// use maxprune::model::{network::Network, presets::Preset};
+/// use maxprune::prune::{neuron::apply, plan::{LayerPlan, PLAN_FORMAT_VERSION, PrunePlan}};
+///
+/// let spec = Preset::Lenet5Maxout.spec();
+/// let (layer, _) = spec.maxouts()[0];
+/// // Keep the first two pieces of every unit, then drop unit 0 altogether.
+/// let mut keep = vec![vec![0, 1]; 125];
+/// keep[0].clear();
+/// let plan = PrunePlan {
+///     format_version: PLAN_FORMAT_VERSION,
+///     spec_fingerprint: spec.fingerprint(),
+///     layers: vec![LayerPlan { layer, keep }],
+/// };
+/// plan.validate(&spec).unwrap();
+/// let net = Network::init(&spec, 1, &burn::tensor::Device::flex()).unwrap();
+/// let pruned = apply(&net, &plan).unwrap();
+/// assert_eq!(pruned.spec().maxouts()[0].1.total(), 124 * 2);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrunePlan {
     /// [`PLAN_FORMAT_VERSION`].

@@ -27,7 +27,7 @@ use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::model::network::Network;
-use crate::model::spec::{ArchSpec, LayerSpec};
+use crate::model::spec::ArchSpec;
 use crate::relevance::{CriterionKind, Relevance, TiePolicy, criterion};
 use crate::report::{self, LENET5_PARAMS, StepRow};
 use crate::train::RunDir;
@@ -128,9 +128,10 @@ impl Pruner for ScheduleConfig {
             select(&rel, net.spec(), self.policy)?
         };
         let removes = plan.layers.iter().any(|l| {
-            let LayerSpec::Maxout { pieces } = &net.spec().layers[l.layer] else {
-                unreachable!("validated plan")
-            };
+            let pieces = net
+                .spec()
+                .pieces(l.layer)
+                .expect("a validated plan names maxout layers");
             l.keep.iter().map(Vec::len).sum::<usize>() < pieces.total()
         });
         if !self.control && !removes {
@@ -173,12 +174,9 @@ fn step_dir(out: &Path, step: usize) -> PathBuf {
 
 /// Pieces per unit of every maxout layer, as text and as a histogram.
 fn pieces_of(spec: &ArchSpec) -> (Vec<String>, Vec<Vec<usize>>) {
-    spec.maxout_layers()
+    spec.maxouts()
         .into_iter()
-        .map(|m| {
-            let LayerSpec::Maxout { pieces } = &spec.layers[m] else {
-                unreachable!("maxout layer")
-            };
+        .map(|(_, pieces)| {
             let mut hist = vec![0; pieces.k_max() + 1];
             pieces.counts().into_iter().for_each(|c| hist[c] += 1);
             (pieces.to_string(), hist)
@@ -187,12 +185,9 @@ fn pieces_of(spec: &ArchSpec) -> (Vec<String>, Vec<Vec<usize>>) {
 }
 
 fn k_max(spec: &ArchSpec) -> usize {
-    spec.maxout_layers()
+    spec.maxouts()
         .into_iter()
-        .map(|m| match &spec.layers[m] {
-            LayerSpec::Maxout { pieces } => pieces.k_max(),
-            _ => 0,
-        })
+        .map(|(_, pieces)| pieces.k_max())
         .max()
         .unwrap_or(0)
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::plan::{LayerPlan, PLAN_FORMAT_VERSION, PrunePlan};
 use crate::error::{Error, Result};
 use crate::model::spec::ArchSpec;
-use crate::relevance::{CriterionKind, Relevance};
+use crate::relevance::Relevance;
 
 /// How many pieces to remove, given their scores. Every policy but `units` keeps at least one
 /// piece per unit. Among equal scores the piece (or unit) with the higher index goes first.
@@ -66,7 +66,7 @@ fn removal_order(scores: &[f64]) -> Vec<usize> {
 pub fn select(relevance: &Relevance, spec: &ArchSpec, policy: Policy) -> Result<PrunePlan> {
     relevance.check_spec(spec, "relevance")?;
     policy.validate()?;
-    if matches!(policy, Policy::Units { .. }) && relevance.criterion == CriterionKind::Argmax {
+    if matches!(policy, Policy::Units { .. }) && !relevance.criterion.ranks_units() {
         return Err(Error::invalid(
             "policy",
             "units: arg-max frequencies sum to 1 in every unit, so they cannot rank units; use the \

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Dataset name (`mnist`, `fashion-mnist`, `embedded`, `idx:<dir>`).
+    /// Dataset name (`mnist`, `fashion-mnist`, `embedded`, `idx:<dir>`, `folder:<dir>[@size]`).
     pub dataset: String,
     /// Epochs to train.
     pub epochs: usize,

@@ -118,7 +118,7 @@ pub(crate) struct CriterionArgs {
 
 #[derive(Args)]
 pub(crate) struct DataArgs {
-    /// mnist, fashion-mnist, embedded, or idx:<dir>.
+    /// mnist, fashion-mnist, embedded, idx:<dir> or folder:<dir>[@size].
     #[arg(long)]
     pub(crate) dataset: Option<String>,
     /// Directory holding the dataset's IDX files (searched first).
