@@ -15,7 +15,7 @@ use maxprune::model::presets::Preset;
 use maxprune::model::spec::{ArchSpec, InputShape, LayerSpec, Pieces, SPEC_FORMAT_VERSION};
 use maxprune::prune::neuron;
 use maxprune::prune::select::{Policy, select};
-use maxprune::prune::weight::{WeightRule, apply_masks, magnitude_masks};
+use maxprune::prune::weight::{Target, WeightRule, apply_masks, magnitude_masks};
 use maxprune::relevance::{CriterionKind, TiePolicy, criterion};
 use maxprune::rng::SplitMix64;
 use maxprune::train::{Masks, cross_entropy};
@@ -139,7 +139,7 @@ fn pruning(c: &mut Criterion) {
         })
     });
     let rule = WeightRule::Sparsity {
-        targets: [("conv".to_string(), 0.6), ("dense".to_string(), 0.9)].into(),
+        targets: [(Target::Conv, 0.6), (Target::Dense, 0.9)].into(),
     };
     c.bench_function("magnitude masks for lenet5-maxout", |b| {
         b.iter(|| magnitude_masks(&net, &Masks::new(), &rule, 1, 1))

@@ -81,10 +81,15 @@ def maxprune_runs():
     return {n: as_rows(report) for n, report in names.items()}
 
 
+def largest_k(histogram):
+    """The most pieces any unit of a layer has: `histogram[k]` units have k pieces."""
+    return max(k for k, units in enumerate(histogram) if units)
+
+
 def as_rows(report):
     """A maxprune schedule report as the PyTorch script's rows (accuracies in %)."""
     return [
-        {"k": int(r["pieces"][0]), "params": r["params"]}
+        {"k": largest_k(r["pieces_histogram"][0]), "params": r["params"]}
         | {f"{s}_{w}": 100 * r[f"{s}_{w}"] for s in ("val", "test") for w in ("before", "after")}
         for r in report["rows"]
     ]

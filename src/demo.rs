@@ -7,17 +7,18 @@
 //! | `train/` | the trained run directory |
 //! | `prune/` | the one-step schedule directory |
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Dataset, DatasetName};
 use crate::error::{Error, Result};
 use crate::model::network::Network;
 use crate::model::presets::Preset;
+use crate::progress::{Observer, forward};
 use crate::prune::pruner::Retrain;
-use crate::prune::schedule::{ScheduleConfig, ScheduleReport, run_schedule};
-use crate::train::{EpochMetrics, Observer, RunDir, Splits, TrainConfig, train};
+use crate::prune::schedule::{ScheduleConfig, ScheduleEvent, ScheduleReport, run_schedule};
+use crate::train::{EpochMetrics, RunDir, Splits, TrainConfig, train};
 
 /// The file that marks a directory as a demo's.
 pub const DEMO_MARKER: &str = ".maxprune-demo";
@@ -25,9 +26,9 @@ pub const DEMO_MARKER: &str = ".maxprune-demo";
 /// Validation examples the demo carves off the subset's training split.
 const DEMO_VAL: usize = 300;
 
-/// What the demo tells as it goes.
-#[derive(Debug)]
-pub enum DemoEvent<'a> {
+/// The demo's progress (see [`crate::progress`]).
+#[derive(Debug, Clone)]
+pub enum DemoEvent {
     /// Training starts.
     Training {
         /// Parameters of the network.
@@ -38,15 +39,17 @@ pub enum DemoEvent<'a> {
     /// Training ended.
     Trained {
         /// The last epoch's metrics.
-        last: &'a EpochMetrics,
+        last: Box<EpochMetrics>,
         /// The run directory.
-        dir: &'a Path,
+        dir: PathBuf,
     },
     /// The prune step starts.
     Pruning {
         /// Retraining epochs after the cut.
         retrain_epochs: usize,
     },
+    /// Progress of the training, or of the prune step.
+    Work(ScheduleEvent),
 }
 
 /// Empties `out` for a new demo: creates it, or replaces it when it holds an earlier demo
@@ -54,13 +57,11 @@ pub enum DemoEvent<'a> {
 pub fn prepare(out: &Path) -> Result<()> {
     if out.exists() {
         if !out.join(DEMO_MARKER).exists() {
-            return Err(Error::invalid(
-                "output directory",
-                format!(
-                    "{} exists and is not an earlier demo; choose another directory",
-                    out.display()
-                ),
-            ));
+            return Err(Error::Occupied {
+                path: out.to_path_buf(),
+                holds: "files that are not an earlier demo",
+                resumable: false,
+            });
         }
         std::fs::remove_dir_all(out).map_err(|e| Error::io("removing the earlier demo in", out, e))?;
     }
@@ -75,12 +76,11 @@ pub fn demo(
     epochs: usize,
     retrain_epochs: usize,
     device: &Device,
-    observer: &mut dyn Observer,
-    events: &mut dyn FnMut(DemoEvent<'_>),
+    observer: &mut dyn Observer<DemoEvent>,
 ) -> Result<ScheduleReport> {
     prepare(out)?;
     let config = TrainConfig {
-        dataset: "embedded".into(),
+        dataset: DatasetName::Embedded,
         epochs,
         val: DEMO_VAL,
         ..TrainConfig::default()
@@ -90,17 +90,25 @@ pub fn demo(
     let dir = RunDir::create(&train_dir, &net, &config)?;
     let data = Dataset::embedded()?;
     let splits = Splits::new(&data, &config)?;
-    events(DemoEvent::Training {
+    observer.event(&DemoEvent::Training {
         params: net.num_params(),
         examples: [splits.train.len(), config.val, splits.test.len()],
     });
-    let ckpt = train(&dir, &splits, observer)?;
+    let ckpt = train(
+        &dir,
+        &splits,
+        device,
+        &mut forward(&mut *observer, |e| DemoEvent::Work(ScheduleEvent::Train(e))),
+    )?;
     let last = ckpt
         .history
         .last()
         .ok_or_else(|| Error::invalid("demo", "epochs: expected at least 1, found 0"))?;
-    events(DemoEvent::Trained { last, dir: &train_dir });
-    events(DemoEvent::Pruning { retrain_epochs });
+    observer.event(&DemoEvent::Trained {
+        last: Box::new(last.clone()),
+        dir: train_dir,
+    });
+    observer.event(&DemoEvent::Pruning { retrain_epochs });
     let schedule = ScheduleConfig::paper(
         None,
         Some(1),
@@ -114,7 +122,8 @@ pub fn demo(
             retrain_lr: None,
         },
     );
-    run_schedule(&dir, &out.join("prune"), &schedule, &data, false, observer, &mut |_| {})
+    let mut pruning = forward(observer, DemoEvent::Work);
+    run_schedule(&dir, &out.join("prune"), &schedule, &data, false, device, &mut pruning)
 }
 
 #[cfg(test)]

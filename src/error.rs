@@ -29,12 +29,13 @@ pub enum Error {
         found: String,
     },
     /// A JSON or TOML document could not be parsed or does not match its schema.
-    #[error("{path}: cannot parse: {message}")]
+    #[error("{path}: cannot parse")]
     Parse {
         /// The file concerned.
         path: String,
-        /// The parser's message (it names line and column).
-        message: String,
+        /// The parser's error (it names line and column).
+        #[source]
+        source: BoxError,
     },
     /// An architecture spec, plan or config is inconsistent.
     #[error("invalid {what}: {message}")]
@@ -63,6 +64,19 @@ pub enum Error {
         url: String,
         /// What went wrong.
         message: String,
+        /// The transport's error, when it reported one.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// An output already holds earlier work, which is never overwritten by accident.
+    #[error("{} already holds {holds}", .path.display())]
+    Occupied {
+        /// The output directory.
+        path: PathBuf,
+        /// What it holds ("a run (spec.json)", "a schedule", ...).
+        holds: &'static str,
+        /// Whether the work there can be continued (resumed) rather than only replaced.
+        resumable: bool,
     },
     /// Training diverged.
     #[error("training diverged at epoch {epoch}, step {step}: loss is {loss}; the last good checkpoint is kept")]
@@ -75,6 +89,9 @@ pub enum Error {
         loss: f32,
     },
 }
+
+/// An underlying error kept as the source of an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -89,6 +106,14 @@ impl Error {
         }
     }
 
+    /// An [`Error::Parse`] of `path`, keeping the parser's error as the source.
+    pub fn parse(path: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Parse {
+            path: path.into(),
+            source: source.into(),
+        }
+    }
+
     /// An [`Error::Invalid`] with a formatted message.
     pub fn invalid(what: &'static str, message: impl Into<String>) -> Self {
         Error::Invalid {
@@ -96,4 +121,16 @@ impl Error {
             message: message.into(),
         }
     }
+}
+
+/// `error` and its sources, joined by `": "` (as the CLI prints them).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }

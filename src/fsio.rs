@@ -39,6 +39,11 @@ pub fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))
 }
 
+/// Reads and parses a JSON file; a parse error names the file and keeps serde's error as its source.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    serde_json::from_str(&read_text(path)?).map_err(|e| Error::parse(path.display().to_string(), e))
+}
+
 /// Creates a directory and its parents, naming it in the error.
 pub fn create_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| Error::io("creating directory", path, e))

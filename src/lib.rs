@@ -26,6 +26,7 @@ pub mod fsio;
 pub mod model;
 pub mod onnx;
 pub mod plot;
+pub mod progress;
 pub mod prune;
 pub mod relevance;
 pub mod report;

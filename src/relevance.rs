@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::layout;
 use crate::model::network::{LayerParams, Network};
 use crate::model::spec::ArchSpec;
+use crate::progress::{Observer, Silent};
 use crate::rng::SplitMix64;
 
 /// Who is credited when several pieces of a unit share the maximum.
@@ -158,8 +159,32 @@ impl Relevance {
 pub trait Criterion {
     /// Which criterion this is.
     fn kind(&self) -> CriterionKind;
-    /// Scores `net`'s pieces, using `data` if the criterion needs data.
-    fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance>;
+    /// Scores `net`'s pieces, using `data` if the criterion needs data, and reports each batch
+    /// of a pass over the data to `observer`.
+    fn score_observed(
+        &self,
+        net: &Network,
+        data: &Split,
+        batch_size: usize,
+        observer: &mut dyn Observer<RelevanceEvent>,
+    ) -> Result<Relevance>;
+
+    /// [`score_observed`](Self::score_observed) with nobody listening.
+    fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance> {
+        self.score_observed(net, data, batch_size, &mut Silent)
+    }
+}
+
+/// A relevance pass's progress (see [`crate::progress`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelevanceEvent {
+    /// `done` of the pass's `total` examples have been traced.
+    Traced {
+        /// Examples traced so far.
+        done: usize,
+        /// Examples in the pass.
+        total: usize,
+    },
 }
 
 /// Builds the criterion of the given kind.
@@ -221,10 +246,12 @@ fn for_each_trace(
     net: &Network,
     data: &Split,
     batch_size: usize,
+    observer: &mut dyn Observer<RelevanceEvent>,
     mut visit: impl FnMut(usize, &[f32], usize, usize, usize),
 ) {
     let net = net.clone().into_inference();
     let order: Vec<usize> = (0..data.len()).collect();
+    let mut done = 0;
     for chunk in order.chunks(batch_size.max(1)) {
         let (x, _) = batch(data, chunk, &net.spec().input, net.device());
         let (_, traces) = net.forward_traced(x);
@@ -233,6 +260,11 @@ fn for_each_trace(
             let values: Vec<f32> = t.pieces.into_data().iter::<f32>().collect();
             visit(slot, &values, n, units, k);
         }
+        done += chunk.len();
+        observer.event(&RelevanceEvent::Traced {
+            done,
+            total: data.len(),
+        });
     }
 }
 
@@ -260,6 +292,7 @@ fn accumulate(
     net: &Network,
     data: &Split,
     batch_size: usize,
+    observer: &mut dyn Observer<RelevanceEvent>,
     mut add: impl FnMut(&[f32], &mut [f64]),
 ) -> Vec<LayerRelevance> {
     let meta = maxout_pieces(net.spec());
@@ -268,7 +301,7 @@ fn accumulate(
         .map(|(_, c, _)| c.iter().map(|&k| vec![0.0; k]).collect())
         .collect();
     let mut contests = vec![0usize; meta.len()];
-    for_each_trace(net, data, batch_size, |slot, values, n, units, k_max| {
+    for_each_trace(net, data, batch_size, observer, |slot, values, n, units, k_max| {
         contests[slot] += n;
         for c in 0..n {
             for (u, unit) in acc[slot].iter_mut().enumerate().take(units) {
@@ -297,9 +330,15 @@ impl Criterion for ArgmaxFrequency {
         CriterionKind::Argmax
     }
 
-    fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance> {
+    fn score_observed(
+        &self,
+        net: &Network,
+        data: &Split,
+        batch_size: usize,
+        observer: &mut dyn Observer<RelevanceEvent>,
+    ) -> Result<Relevance> {
         let mut tied = Vec::new();
-        let layers = accumulate(net, data, batch_size, |row, wins| {
+        let layers = accumulate(net, data, batch_size, observer, |row, wins| {
             credit_winners(row, self.ties, &mut tied, wins, |_| 1.0);
         });
         Ok(relevance(self.kind(), self.ties, net, data.len(), layers))
@@ -330,16 +369,10 @@ fn consumer_norms(net: &Network, layer: usize, units: usize) -> Vec<f64> {
             .map(f64::from)
             .collect()
     };
-    let per_input = match net.spec().consumer_of(layer).map(|c| &net.params()[c]) {
-        // [outputs, inputs] -> one sum per input feature
-        Some(LayerParams::Dense { weight, .. }) => squares(weight.clone().transpose()),
-        // [outputs, inputs, kh, kw] -> one sum per input channel
-        Some(LayerParams::Conv { weight, .. }) => {
-            let inputs = weight.dims()[1];
-            squares(weight.clone().swap_dims(0, 1).reshape([inputs as i64, -1]))
-        }
-        _ => return vec![1.0; units],
+    let Some(rows) = net.spec().consumer_of(layer).and_then(|c| net.params()[c].input_rows()) else {
+        return vec![1.0; units];
     };
+    let per_input = squares(rows);
     let spatial = per_input.len() / units.max(1);
     (0..units)
         .map(|u| {
@@ -357,9 +390,15 @@ impl Criterion for Contribution {
         CriterionKind::Contribution
     }
 
-    fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance> {
+    fn score_observed(
+        &self,
+        net: &Network,
+        data: &Split,
+        batch_size: usize,
+        observer: &mut dyn Observer<RelevanceEvent>,
+    ) -> Result<Relevance> {
         let mut tied = Vec::new();
-        let mut layers = accumulate(net, data, batch_size, |row, acc| {
+        let mut layers = accumulate(net, data, batch_size, observer, |row, acc| {
             credit_winners(row, self.ties, &mut tied, acc, |max| f64::from(max.abs()));
         });
         for l in &mut layers {
@@ -377,8 +416,14 @@ impl Criterion for MeanActivation {
         CriterionKind::MeanActivation
     }
 
-    fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance> {
-        let layers = accumulate(net, data, batch_size, |row, sums| {
+    fn score_observed(
+        &self,
+        net: &Network,
+        data: &Split,
+        batch_size: usize,
+        observer: &mut dyn Observer<RelevanceEvent>,
+    ) -> Result<Relevance> {
+        let layers = accumulate(net, data, batch_size, observer, |row, sums| {
             sums.iter_mut().zip(row).for_each(|(s, &v)| *s += f64::from(v));
         });
         Ok(relevance(self.kind(), TiePolicy::default(), net, data.len(), layers))
@@ -387,18 +432,13 @@ impl Criterion for MeanActivation {
 
 /// L2 norm (not squared) of each output row (dense) or filter (conv), bias included.
 fn row_norms(params: &LayerParams) -> Vec<f64> {
-    fn norms<const D: usize>(w: &Tensor<D>, b: &Tensor<1>) -> Vec<f64> {
-        let rows = w.dims()[0];
-        let w2: Tensor<2> = w.clone().reshape([rows as i64, -1]);
-        let sq = (w2.clone() * w2).sum_dim(1).reshape([rows]) + b.clone() * b.clone();
-        let data: TensorData = sq.sqrt().into_data();
-        data.iter::<f32>().map(f64::from).collect()
-    }
-    match params {
-        LayerParams::Dense { weight, bias } => norms(weight, bias),
-        LayerParams::Conv { weight, bias } => norms(weight, bias),
-        LayerParams::None => Vec::new(),
-    }
+    let Some((w, b)) = params.output_rows() else {
+        return Vec::new();
+    };
+    let rows = w.dims()[0];
+    let sq = (w.clone() * w).sum_dim(1).reshape([rows]) + b.clone() * b;
+    let data: TensorData = sq.sqrt().into_data();
+    data.iter::<f32>().map(f64::from).collect()
 }
 
 /// Scores that need no data: `score(layer, pieces per unit)` gives one score per piece.
@@ -424,7 +464,13 @@ impl Criterion for WeightNorm {
         CriterionKind::WeightNorm
     }
 
-    fn score(&self, net: &Network, _: &Split, _: usize) -> Result<Relevance> {
+    fn score_observed(
+        &self,
+        net: &Network,
+        _: &Split,
+        _: usize,
+        _: &mut dyn Observer<RelevanceEvent>,
+    ) -> Result<Relevance> {
         let spec = net.spec();
         Ok(data_free(net, self.kind(), |layer, counts| {
             let pieces = spec.pieces(layer).expect("data_free visits maxout layers");
@@ -444,7 +490,13 @@ impl Criterion for RandomScores {
         CriterionKind::Random
     }
 
-    fn score(&self, net: &Network, _: &Split, _: usize) -> Result<Relevance> {
+    fn score_observed(
+        &self,
+        net: &Network,
+        _: &Split,
+        _: usize,
+        _: &mut dyn Observer<RelevanceEvent>,
+    ) -> Result<Relevance> {
         Ok(data_free(net, self.kind(), |layer, counts| {
             let mut rng = SplitMix64::derive(self.seed, "random-relevance", layer as u64);
             counts

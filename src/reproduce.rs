@@ -6,31 +6,33 @@
 //! where it stopped.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Dataset, DatasetName};
 use crate::error::Result;
 use crate::fsio;
 use crate::model::network::Network;
 use crate::model::presets::Preset;
 use crate::plot::{Chart, Mark, Series};
+use crate::progress::{Observer, forward};
 use crate::prune::pruner::{Pruner, Retrain, nonzeros};
-use crate::prune::schedule::{ScheduleConfig, ScheduleReport, run_schedule};
+use crate::prune::schedule::{ScheduleConfig, ScheduleEvent, ScheduleReport, run_schedule};
 use crate::prune::select::Policy;
-use crate::prune::weight::{WeightRule, WeightSchedule, dense_sparsity_for};
+use crate::prune::weight::{Target, WeightRule, WeightSchedule, dense_sparsity_for};
 use crate::relevance::{CriterionKind, TiePolicy};
 use crate::report::LENET5_PARAMS;
 use crate::train::RunDir;
-use crate::train::{Observer, Splits, TrainConfig, evaluate, train};
+use crate::train::{Splits, TrainConfig, evaluate, train};
 
 /// What to reproduce.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReproduceConfig {
-    /// Dataset name.
-    pub dataset: String,
+    /// Dataset.
+    pub dataset: DatasetName,
     /// Seeds; every number is reported as mean ± std over them.
     pub seeds: Vec<u64>,
     /// Training epochs of the starting networks.
@@ -85,9 +87,9 @@ const ROWS: [(&str, &str); 7] = [
 impl ReproduceConfig {
     /// The full experiment on `dataset`: 10 epochs, 5 retraining epochs per step, 5,000
     /// validation examples, 0.3 points tolerance, 3 weight-pruning steps.
-    pub fn full(dataset: &str, seeds: Vec<u64>) -> Self {
+    pub fn full(dataset: DatasetName, seeds: Vec<u64>) -> Self {
         ReproduceConfig {
-            dataset: dataset.into(),
+            dataset,
             seeds,
             epochs: 10,
             retrain_epochs: 5,
@@ -106,7 +108,7 @@ impl ReproduceConfig {
     /// row pushed to 95% removed (the neuron- and weight-pruned row is already past 92%).
     pub fn quick(seeds: Vec<u64>) -> Self {
         ReproduceConfig {
-            dataset: "embedded".into(),
+            dataset: DatasetName::Embedded,
             epochs: 1,
             retrain_epochs: 1,
             val: 200,
@@ -114,7 +116,7 @@ impl ReproduceConfig {
             weight_steps: 1,
             unit_steps: 1,
             paper_removed: 0.95,
-            ..ReproduceConfig::full("embedded", seeds)
+            ..ReproduceConfig::full(DatasetName::Embedded, seeds)
         }
     }
 }
@@ -149,8 +151,8 @@ pub struct ReproduceReport {
     pub wall_seconds: f64,
 }
 
-fn measure(dir: &RunDir, data: &Dataset, seconds: f64) -> Result<Measured> {
-    let net: Network = dir.network(&crate::device())?;
+fn measure(dir: &RunDir, data: &Dataset, seconds: f64, device: &Device) -> Result<Measured> {
+    let net: Network = dir.network(device)?;
     let config = dir.config()?;
     Ok(Measured {
         params: net.num_params(),
@@ -171,22 +173,50 @@ fn final_dir(out: &Path, report: &ScheduleReport, source: &RunDir) -> RunDir {
     }
 }
 
-/// What one seed's stages share: where they write and whom they tell.
+/// The reproduction's progress (see [`crate::progress`]).
+#[derive(Debug, Clone)]
+pub enum ReproduceEvent {
+    /// A stage starts (or resumes).
+    Stage {
+        /// 1-based number of the stage.
+        number: usize,
+        /// Stages in the whole reproduction.
+        total: usize,
+        /// What the stage does, and where it writes.
+        label: String,
+    },
+    /// Progress of the stage's training or schedule.
+    Work(ScheduleEvent),
+}
+
+/// What the stages share: where they write, on which device, and whom they tell.
 struct Stages<'a> {
     config: &'a ReproduceConfig,
     data: &'a Dataset,
+    device: &'a Device,
     seed: u64,
-    seed_dir: &'a Path,
-    observer: &'a mut dyn Observer,
-    stage: &'a mut dyn FnMut(&str),
+    seed_dir: PathBuf,
+    observer: &'a mut dyn Observer<ReproduceEvent>,
+    /// Stages started so far.
+    started: usize,
 }
 
 impl Stages<'_> {
+    /// Tells the observer that the next stage starts.
+    fn stage(&mut self, label: String) {
+        self.started += 1;
+        self.observer.event(&ReproduceEvent::Stage {
+            number: self.started,
+            total: STAGES_PER_SEED * self.config.seeds.len(),
+            label: format!("seed {}: {label}", self.seed),
+        });
+    }
+
     /// Trains (or resumes) `preset` for this seed; returns its run and its recorded seconds.
     fn train(&mut self, preset: Preset) -> Result<(RunDir, f64)> {
         let name = serde_json::to_value(preset).expect("serializes");
         let dir_path = self.seed_dir.join(name.as_str().expect("preset names are strings"));
-        (self.stage)(&format!("seed {}: train {}", self.seed, dir_path.display()));
+        self.stage(format!("train {}", dir_path.display()));
         let tc = TrainConfig {
             dataset: self.config.dataset.clone(),
             epochs: self.config.epochs,
@@ -197,13 +227,10 @@ impl Stages<'_> {
         let dir = if dir_path.join("spec.json").exists() {
             RunDir::open(&dir_path)?
         } else {
-            RunDir::create(
-                &dir_path,
-                &Network::init(&preset.spec(), self.seed, &crate::device())?,
-                &tc,
-            )?
+            RunDir::create(&dir_path, &Network::init(&preset.spec(), self.seed, self.device)?, &tc)?
         };
-        let ckpt = train(&dir, &Splits::new(self.data, &tc)?, self.observer)?;
+        let mut observer = forward(&mut *self.observer, |e| ReproduceEvent::Work(ScheduleEvent::Train(e)));
+        let ckpt = train(&dir, &Splits::new(self.data, &tc)?, self.device, &mut observer)?;
         // Recorded per epoch, so a resumed stage reports the time it really took.
         Ok((dir, ckpt.history.iter().map(|m| m.train_seconds).sum::<f64>()))
     }
@@ -212,21 +239,22 @@ impl Stages<'_> {
     /// run and the seconds its steps took.
     fn schedule(&mut self, source: &RunDir, name: &str, pruner: &dyn Pruner) -> Result<(RunDir, f64)> {
         let dir = self.seed_dir.join(name);
-        (self.stage)(&format!("seed {}: {}", self.seed, dir.display()));
+        self.stage(dir.display().to_string());
         let resume = dir.join("schedule.json").exists();
-        let report = run_schedule(source, &dir, pruner, self.data, resume, self.observer, &mut |_| {})?;
+        let mut observer = forward(&mut *self.observer, ReproduceEvent::Work);
+        let report = run_schedule(source, &dir, pruner, self.data, resume, self.device, &mut observer)?;
         let seconds = report.rows.iter().skip(1).map(|r| r.seconds).sum();
         Ok((final_dir(&dir, &report, source), seconds))
     }
 }
 
-/// Runs (or resumes) every stage into `out`; `stage` is told what starts.
+/// Runs (or resumes) every stage into `out`, with the networks on `device`.
 pub fn reproduce(
     config: &ReproduceConfig,
     data: &Dataset,
     out: &Path,
-    observer: &mut dyn Observer,
-    stage: &mut dyn FnMut(&str),
+    device: &Device,
+    observer: &mut dyn Observer<ReproduceEvent>,
 ) -> Result<ReproduceReport> {
     let start = Instant::now();
     fsio::create_dir(out)?;
@@ -245,23 +273,24 @@ pub fn reproduce(
     };
     let weights = |(conv, dense): (f64, f64), seed| WeightSchedule {
         rule: WeightRule::Sparsity {
-            targets: BTreeMap::from([("conv".into(), conv), ("dense".into(), dense)]),
+            targets: BTreeMap::from([(Target::Conv, conv), (Target::Dense, dense)]),
         },
         steps: config.weight_steps,
         retrain: retrain(seed),
     };
     let mut rows: Vec<(String, Vec<Measured>)> = ROWS.iter().map(|(n, _)| (n.to_string(), Vec::new())).collect();
+    let mut ctx = Stages {
+        config,
+        data,
+        device,
+        seed: 0,
+        seed_dir: PathBuf::new(),
+        observer,
+        started: 0,
+    };
     for &seed in &config.seeds {
-        let seed_dir = out.join(format!("seed-{seed}"));
+        (ctx.seed, ctx.seed_dir) = (seed, out.join(format!("seed-{seed}")));
         // The maxout network's stages first: they are the paper's, and the longest.
-        let mut ctx = Stages {
-            config,
-            data,
-            seed,
-            seed_dir: &seed_dir,
-            observer: &mut *observer,
-            stage: &mut *stage,
-        };
         let maxout = ctx.train(Preset::Lenet5Maxout)?;
         let neurons = ScheduleConfig::paper(Some(1), None, retrain(seed));
         let maxout_n = ctx.schedule(&maxout.0, "lenet5-maxout-neurons", &neurons)?;
@@ -283,12 +312,12 @@ pub fn reproduce(
             &weights(config.after_neurons, seed),
         )?;
         let budget = ((1.0 - config.paper_removed) * LENET5_PARAMS as f64).floor() as usize;
-        let pushed = match dense_sparsity_for(&maxout_nw.0.network(&crate::device())?, budget) {
+        let pushed = match dense_sparsity_for(&maxout_nw.0.network(device)?, budget) {
             Some(dense) => {
                 // Dense layers only: the budget was computed with the conv weights as they are.
                 let push = WeightSchedule {
                     rule: WeightRule::Sparsity {
-                        targets: BTreeMap::from([("dense".into(), dense)]),
+                        targets: BTreeMap::from([(Target::Dense, dense)]),
                     },
                     steps: 1,
                     retrain: Retrain {
@@ -299,9 +328,7 @@ pub fn reproduce(
                 ctx.schedule(&maxout_nw.0, "lenet5-maxout-paper-reduction", &push)?
             }
             None => {
-                (ctx.stage)(&format!(
-                    "seed {seed}: the row above already reaches the paper's figure"
-                ));
+                ctx.stage("the row above already reaches the paper's figure".into());
                 (maxout_nw.0.clone(), 0.0)
             }
         };
@@ -309,7 +336,7 @@ pub fn reproduce(
         let lenet_w = ctx.schedule(&lenet.0, "lenet5-weights", &weights(config.lenet5_alone, seed))?;
         let all = [&lenet, &lenet_w, &maxout, &maxout_n, &maxout_u, &maxout_nw, &pushed];
         for (row, (dir, secs)) in rows.iter_mut().zip(all) {
-            row.1.push(measure(dir, data, *secs)?);
+            row.1.push(measure(dir, data, *secs, device)?);
         }
     }
     let report = ReproduceReport {

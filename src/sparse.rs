@@ -26,6 +26,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::data::dataset::DatasetName;
 use crate::error::{Error, Result};
 use crate::model::network::{Network, ParamMapper, ParamVisitor, non_finite};
 use crate::model::spec::ArchSpec;
@@ -61,7 +62,7 @@ struct Entry {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Header {
     spec: ArchSpec,
-    dataset: Option<String>,
+    dataset: Option<DatasetName>,
     tensors: Vec<Entry>,
     /// Version 1 only: the payload's SHA-256 (version 2 checks the whole file instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,7 +74,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Encodes `net` (and the dataset it was trained on) as a sparse model file.
-pub fn encode(net: &Network, dataset: Option<&str>) -> Vec<u8> {
+pub fn encode(net: &Network, dataset: Option<&DatasetName>) -> Vec<u8> {
     struct Collect {
         payload: Vec<u8>,
         entries: Vec<Entry>,
@@ -131,7 +132,7 @@ pub fn encode(net: &Network, dataset: Option<&str>) -> Vec<u8> {
     net.visit_params(&mut c);
     let header = Header {
         spec: net.spec().clone(),
-        dataset: dataset.map(str::to_string),
+        dataset: dataset.cloned(),
         tensors: c.entries,
         payload_sha256: None,
     };
@@ -152,6 +153,23 @@ fn framed(json: &[u8], payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Reads a model file made for `spec`, in either format (told apart by the first bytes):
+/// safetensors, as a run's `model.safetensors`, or this sparse format, whose own spec must be
+/// `spec`. `source` names the file in errors.
+pub fn read_model(spec: &ArchSpec, bytes: &[u8], source: &str, device: &Device) -> Result<Network> {
+    if !is_sparse(bytes) {
+        return Network::from_safetensors(spec, bytes, source, device);
+    }
+    let (net, _) = decode(bytes, source, device)?;
+    if net.spec() != spec {
+        return Err(Error::invalid(
+            "model file",
+            format!("{source}: made for another spec ({} vs {})", net.spec().name, spec.name),
+        ));
+    }
+    Ok(net)
+}
+
 /// Whether `bytes` start like a sparse model file.
 pub fn is_sparse(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
@@ -159,7 +177,7 @@ pub fn is_sparse(bytes: &[u8]) -> bool {
 
 /// Decodes a sparse model file; `source` names it in errors. Returns the network and the
 /// dataset recorded in it.
-pub fn decode(bytes: &[u8], source: &str, device: &Device) -> Result<(Network, Option<String>)> {
+pub fn decode(bytes: &[u8], source: &str, device: &Device) -> Result<(Network, Option<DatasetName>)> {
     let bad = |what: &str, expected: String, found: String| Error::Format {
         path: source.to_string(),
         what: what.to_string(),
@@ -409,7 +427,7 @@ mod tests {
         let net = Network::init(&Preset::SeedLenet.spec(), 1, &Device::flex())
             .unwrap()
             .map_params(&mut Thin);
-        let bytes = encode(&net, Some("embedded"));
+        let bytes = encode(&net, Some(&DatasetName::Embedded));
         let h = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
         let header = serde_json::from_slice(&bytes[20..20 + h]).unwrap();
         (header, bytes[20 + h..bytes.len() - 32].to_vec())
@@ -470,6 +488,20 @@ mod tests {
     }
 
     #[test]
+    fn model_files_of_either_format_read_for_their_spec_only() {
+        let spec = Preset::SeedLenet.spec();
+        let net = Network::init(&spec, 1, &Device::flex()).unwrap().map_params(&mut Thin);
+        let same = |other: &Network| other.to_safetensors() == net.to_safetensors();
+        for bytes in [net.to_safetensors(), encode(&net, None)] {
+            assert!(same(&read_model(&spec, &bytes, "m", &Device::flex()).unwrap()));
+        }
+        let other = Preset::Lenet5.spec();
+        let e = read_model(&other, &encode(&net, None), "m.mxs", &Device::flex()).unwrap_err();
+        assert!(e.to_string().contains("m.mxs: made for another spec"), "{e}");
+        assert!(read_model(&other, &net.to_safetensors(), "m", &Device::flex()).is_err());
+    }
+
+    #[test]
     fn version_1_files_still_read() {
         let (mut header, payload) = parts();
         header["payload_sha256"] = hex(&Sha256::digest(&payload)).into();
@@ -478,7 +510,7 @@ mod tests {
         v1.extend_from_slice(&json);
         v1.extend_from_slice(&payload);
         let (net, dataset) = decode(&v1, "m.mxs", &Device::flex()).unwrap();
-        assert_eq!((net.num_params(), dataset.as_deref()), (240_470, Some("embedded")));
+        assert_eq!((net.num_params(), dataset), (240_470, Some(DatasetName::Embedded)));
         let last = v1.len() - 1;
         v1[last] ^= 0x40;
         assert!(error(&v1).contains("payload checksum"));

@@ -247,12 +247,12 @@ fn safetensors_weights() {
 fn sparse_mxs() {
     fuzz(
         "model.mxs",
-        maxprune::sparse::encode(tiny_net(), Some("embedded")),
+        maxprune::sparse::encode(tiny_net(), Some(&maxprune::data::dataset::DatasetName::Embedded)),
         |b| maxprune::sparse::decode(b, "model.mxs", &device()).map(|(n, _)| runs(&n)),
     );
     // Past the checksum: edits of the header and payload with the trailer recomputed, so the
     // table and tensor checks are what refuses them.
-    let file = maxprune::sparse::encode(tiny_net(), Some("embedded"));
+    let file = maxprune::sparse::encode(tiny_net(), Some(&maxprune::data::dataset::DatasetName::Embedded));
     let body = file[..file.len() - 32].to_vec();
     fuzz("model.mxs (checksum recomputed)", body, |b| {
         let mut file = b.to_vec();
@@ -269,7 +269,7 @@ fn checkpoints() {
     let valid = std::fs::read(&path).unwrap();
     fuzz("checkpoint.safetensors", valid, |b| {
         std::fs::write(&path, b).unwrap();
-        dir.checkpoint().map(|c| runs(&c.net))
+        dir.checkpoint(&maxprune::device()).map(|c| runs(&c.net))
     });
 }
 

@@ -158,7 +158,7 @@ impl Dataset {
         if n >= total {
             return Err(Error::invalid(
                 "validation size",
-                format!("--val {n}: expected fewer than the {total} training examples"),
+                format!("val = {n}: expected fewer than the {total} training examples"),
             ));
         }
         let mut order: Vec<usize> = (0..total).collect();

@@ -7,8 +7,9 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::dataset::DatasetName;
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result, error_chain};
 use crate::fsio;
+use crate::progress::Observer;
 
 /// One file of a dataset, with the SHA-256 of its published bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,13 +111,13 @@ pub fn fetch_files(
     files: &[RemoteFile],
     mirrors: &[String],
     dest: &Path,
-    progress: &mut dyn FnMut(&FetchEvent),
+    progress: &mut dyn Observer<FetchEvent>,
 ) -> Result<()> {
     fsio::create_dir(dest)?;
     for file in files {
         let target = dest.join(file.name);
         if sha256_file(&target).as_deref() == Some(file.sha256) {
-            progress(&FetchEvent::Done {
+            progress.event(&FetchEvent::Done {
                 name: file.name.into(),
                 cached: true,
             });
@@ -128,7 +129,7 @@ pub fn fetch_files(
             match download(&url, file, &target, progress) {
                 Ok(()) => true,
                 Err(e) => {
-                    failures.push(e.to_string());
+                    failures.push(error_chain(&e));
                     false
                 }
             }
@@ -137,9 +138,10 @@ pub fn fetch_files(
             return Err(Error::Download {
                 url: file.name.into(),
                 message: format!("every mirror failed:\n  {}", failures.join("\n  ")),
+                source: None,
             });
         }
-        progress(&FetchEvent::Done {
+        progress.event(&FetchEvent::Done {
             name: file.name.into(),
             cached: false,
         });
@@ -147,14 +149,17 @@ pub fn fetch_files(
     Ok(())
 }
 
-fn download(url: &str, file: &RemoteFile, target: &Path, progress: &mut dyn FnMut(&FetchEvent)) -> Result<()> {
-    let fail = |message: String| Error::Download {
+fn download(url: &str, file: &RemoteFile, target: &Path, progress: &mut dyn Observer<FetchEvent>) -> Result<()> {
+    let fail = |message: String, source: Option<BoxError>| Error::Download {
         url: url.to_string(),
         message,
+        source,
     };
-    let mut response = ureq::get(url).call().map_err(|e| fail(e.to_string()))?;
+    let mut response = ureq::get(url)
+        .call()
+        .map_err(|e| fail("request failed".into(), Some(e.into())))?;
     let total = response.body().content_length();
-    progress(&FetchEvent::Start {
+    progress.event(&FetchEvent::Start {
         name: file.name.into(),
         total,
     });
@@ -171,7 +176,7 @@ fn download(url: &str, file: &RemoteFile, target: &Path, progress: &mut dyn FnMu
     loop {
         let n = reader
             .read(&mut buf)
-            .map_err(|e| fail(format!("after {received} bytes: {e}")))?;
+            .map_err(|e| fail(format!("reading after {received} bytes"), Some(e.into())))?;
         if n == 0 {
             break;
         }
@@ -179,14 +184,17 @@ fn download(url: &str, file: &RemoteFile, target: &Path, progress: &mut dyn FnMu
         tmp.write_all(&buf[..n])
             .map_err(|e| Error::io("writing", tmp.path(), e))?;
         received += n as u64;
-        progress(&FetchEvent::Progress(received));
+        progress.event(&FetchEvent::Progress(received));
     }
     if let Some(t) = total.filter(|&t| t != received) {
-        return Err(fail(format!("connection ended after {received} of {t} bytes")));
+        return Err(fail(format!("connection ended after {received} of {t} bytes"), None));
     }
     let got = hex(&hasher.finalize());
     if got != file.sha256 {
-        return Err(fail(format!("SHA-256 mismatch: expected {}, found {got}", file.sha256)));
+        return Err(fail(
+            format!("SHA-256 mismatch: expected {}, found {got}", file.sha256),
+            None,
+        ));
     }
     tmp.as_file()
         .sync_all()
@@ -244,9 +252,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = serve(vec![ok_reply(BODY)]);
         let mut events = Vec::new();
-        fetch_files(&[file()], std::slice::from_ref(&url), dir.path(), &mut |e| {
-            events.push(e.clone())
-        })
+        fetch_files(
+            &[file()],
+            std::slice::from_ref(&url),
+            dir.path(),
+            &mut |e: &FetchEvent| events.push(e.clone()),
+        )
         .unwrap();
         assert_eq!(std::fs::read(dir.path().join("f.gz")).unwrap(), BODY);
         assert!(events.contains(&FetchEvent::Done {
@@ -255,7 +266,10 @@ mod tests {
         }));
         // second time: no server needed
         events.clear();
-        fetch_files(&[file()], &[url], dir.path(), &mut |e| events.push(e.clone())).unwrap();
+        fetch_files(&[file()], &[url], dir.path(), &mut |e: &FetchEvent| {
+            events.push(e.clone())
+        })
+        .unwrap();
         assert_eq!(
             events,
             vec![FetchEvent::Done {
@@ -269,7 +283,7 @@ mod tests {
     fn checksum_mismatch_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let url = serve(vec![ok_reply(b"tampered bytes")]);
-        let e = fetch_files(&[file()], &[url], dir.path(), &mut |_| {})
+        let e = fetch_files(&[file()], &[url], dir.path(), &mut crate::progress::Silent)
             .unwrap_err()
             .to_string();
         assert!(e.contains("SHA-256 mismatch"), "{e}");
@@ -286,13 +300,13 @@ mod tests {
         .into_bytes();
         cut.extend_from_slice(&BODY[..5]);
         let bad = serve(vec![cut.clone()]);
-        let e = fetch_files(&[file()], &[bad], dir.path(), &mut |_| {})
+        let e = fetch_files(&[file()], &[bad], dir.path(), &mut crate::progress::Silent)
             .unwrap_err()
             .to_string();
         assert!(e.contains("every mirror failed") && e.contains("127.0.0.1"), "{e}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let (bad, good) = (serve(vec![cut]), serve(vec![ok_reply(BODY)]));
-        fetch_files(&[file()], &[bad, good], dir.path(), &mut |_| {}).unwrap();
+        fetch_files(&[file()], &[bad, good], dir.path(), &mut crate::progress::Silent).unwrap();
         assert_eq!(std::fs::read(dir.path().join("f.gz")).unwrap(), BODY);
     }
 }

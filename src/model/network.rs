@@ -34,6 +34,77 @@ pub enum LayerParams {
     None,
 }
 
+fn index(indices: &[usize], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(v, [indices.len()]), device)
+}
+
+/// What pruning needs of a layer's parameters, whatever its kind: selecting outputs or inputs,
+/// and the weights as one matrix row per output or per input.
+impl LayerParams {
+    /// Keeps the outputs `rows` (dense rows, conv filters: dim 0 of weight and bias).
+    pub fn keep_outputs(&self, rows: &[usize]) -> LayerParams {
+        match self {
+            LayerParams::Dense { weight, bias } => {
+                let i = index(rows, &weight.device());
+                LayerParams::Dense {
+                    weight: weight.clone().select(0, i.clone()),
+                    bias: bias.clone().select(0, i),
+                }
+            }
+            LayerParams::Conv { weight, bias } => {
+                let i = index(rows, &weight.device());
+                LayerParams::Conv {
+                    weight: weight.clone().select(0, i.clone()),
+                    bias: bias.clone().select(0, i),
+                }
+            }
+            LayerParams::None => LayerParams::None,
+        }
+    }
+
+    /// Keeps the inputs `cols` (dense input features, conv input channels: dim 1 of the weight).
+    pub fn keep_inputs(&self, cols: &[usize]) -> LayerParams {
+        match self {
+            LayerParams::Dense { weight, bias } => LayerParams::Dense {
+                weight: weight.clone().select(1, index(cols, &weight.device())),
+                bias: bias.clone(),
+            },
+            LayerParams::Conv { weight, bias } => LayerParams::Conv {
+                weight: weight.clone().select(1, index(cols, &weight.device())),
+                bias: bias.clone(),
+            },
+            LayerParams::None => LayerParams::None,
+        }
+    }
+
+    /// The weight as `[outputs, fan-in]` (a conv filter flattened) and the bias; `None`
+    /// without parameters.
+    pub fn output_rows(&self) -> Option<(Tensor<2>, Tensor<1>)> {
+        match self {
+            LayerParams::Dense { weight, bias } => Some((weight.clone(), bias.clone())),
+            LayerParams::Conv { weight, bias } => {
+                let filters = weight.dims()[0];
+                Some((weight.clone().reshape([filters as i64, -1]), bias.clone()))
+            }
+            LayerParams::None => None,
+        }
+    }
+
+    /// The weight as `[inputs, outputs x kernel]`: one row per input feature (dense) or input
+    /// channel (conv); `None` without parameters.
+    pub fn input_rows(&self) -> Option<Tensor<2>> {
+        match self {
+            LayerParams::Dense { weight, .. } => Some(weight.clone().transpose()),
+            LayerParams::Conv { weight, .. } => {
+                let inputs = weight.dims()[1];
+                Some(weight.clone().swap_dims(0, 1).reshape([inputs as i64, -1]))
+            }
+            LayerParams::None => None,
+        }
+    }
+}
+
 /// Visits every parameter tensor, in spec order (`<layer>.weight` before `<layer>.bias`).
 pub trait ParamVisitor {
     /// Called once per parameter.

@@ -202,6 +202,16 @@ impl LayerSpec {
         }
     }
 
+    /// Sets the outputs (filters, dense outputs) of a layer with parameters; other layers have
+    /// no outputs of their own and are left as they are.
+    pub fn set_outputs(&mut self, n: usize) {
+        match self {
+            LayerSpec::Conv2d { filters, .. } => *filters = n,
+            LayerSpec::Dense { outputs, .. } => *outputs = n,
+            _ => {}
+        }
+    }
+
     /// The layer's name, for layers with parameters.
     pub fn name(&self) -> Option<&str> {
         match self {
@@ -759,10 +769,7 @@ impl ArchSpec {
     pub fn from_json(text: &str, source: &str) -> Result<ArchSpec> {
         // A UTF-8 byte-order mark (as some editors write) is not part of the document.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let spec: ArchSpec = serde_json::from_str(text).map_err(|e| Error::Parse {
-            path: source.to_string(),
-            message: e.to_string(),
-        })?;
+        let spec: ArchSpec = serde_json::from_str(text).map_err(|e| Error::parse(source, e))?;
         spec.validate()
             .map_err(|e| Error::invalid("spec", format!("{source}: {e}")))?;
         Ok(spec)
@@ -1014,9 +1021,7 @@ mod tests {
             ArchSpec::from_json(&format!("\u{feff}{}", s.to_json()), "x").unwrap(),
             s
         );
-        let e = ArchSpec::from_json("{\"format_version\": 1}", "spec.json")
-            .unwrap_err()
-            .to_string();
+        let e = crate::error::error_chain(&ArchSpec::from_json("{\"format_version\": 1}", "spec.json").unwrap_err());
         assert!(e.contains("spec.json") && e.contains("missing field"), "{e}");
     }
 

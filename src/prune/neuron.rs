@@ -5,54 +5,11 @@
 //! removes the consumer's inputs that read it (through a `flatten`, every spatial position of
 //! that channel).
 
-use burn::tensor::{Int, Tensor, TensorData};
-
 use super::plan::PrunePlan;
 use crate::error::{Error, Result};
 use crate::model::layout;
-use crate::model::network::{LayerParams, Network};
+use crate::model::network::Network;
 use crate::model::spec::LayerSpec;
-
-fn index(indices: &[usize], device: &burn::tensor::Device) -> Tensor<1, Int> {
-    let v: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-    Tensor::from_data(TensorData::new(v, [indices.len()]), device)
-}
-
-/// Keeps the outputs `rows` of a conv or dense layer (dim 0 of weight and bias).
-fn keep_outputs(p: &LayerParams, rows: &[usize]) -> LayerParams {
-    match p {
-        LayerParams::Dense { weight, bias } => {
-            let i = index(rows, &weight.device());
-            LayerParams::Dense {
-                weight: weight.clone().select(0, i.clone()),
-                bias: bias.clone().select(0, i),
-            }
-        }
-        LayerParams::Conv { weight, bias } => {
-            let i = index(rows, &weight.device());
-            LayerParams::Conv {
-                weight: weight.clone().select(0, i.clone()),
-                bias: bias.clone().select(0, i),
-            }
-        }
-        LayerParams::None => LayerParams::None,
-    }
-}
-
-/// Keeps the inputs `cols` of a conv (input channels) or dense (input features) layer.
-fn keep_inputs(p: &LayerParams, cols: &[usize]) -> LayerParams {
-    match p {
-        LayerParams::Dense { weight, bias } => LayerParams::Dense {
-            weight: weight.clone().select(1, index(cols, &weight.device())),
-            bias: bias.clone(),
-        },
-        LayerParams::Conv { weight, bias } => LayerParams::Conv {
-            weight: weight.clone().select(1, index(cols, &weight.device())),
-            bias: bias.clone(),
-        },
-        LayerParams::None => LayerParams::None,
-    }
-}
 
 /// Applies `plan` to `net`, returning the smaller network (the input is not modified).
 pub fn apply(net: &Network, plan: &PrunePlan) -> Result<Network> {
@@ -71,12 +28,8 @@ pub fn apply(net: &Network, plan: &PrunePlan) -> Result<Network> {
             .enumerate()
             .flat_map(|(u, keep)| keep.iter().map(move |&j| layout::piece_index(pieces, u, j)))
             .collect();
-        params[p] = keep_outputs(&params[p], &rows);
-        match &mut new_spec.layers[p] {
-            LayerSpec::Conv2d { filters, .. } => *filters = rows.len(),
-            LayerSpec::Dense { outputs, .. } => *outputs = rows.len(),
-            _ => unreachable!("producers are conv or dense"),
-        }
+        params[p] = params[p].keep_outputs(&rows);
+        new_spec.layers[p].set_outputs(rows.len());
         new_spec.layers[m] = LayerSpec::Maxout {
             pieces: plan.new_pieces(m, pieces),
         };
@@ -94,7 +47,7 @@ pub fn apply(net: &Network, plan: &PrunePlan) -> Result<Network> {
             LayerSpec::Dense { .. } => layout::flat_features(&units, infos[consumer].input.numel() / pieces.units()),
             _ => units,
         };
-        params[consumer] = keep_inputs(&params[consumer], &cols);
+        params[consumer] = params[consumer].keep_inputs(&cols);
     }
     Network::from_params(&new_spec, params, net.device())
 }

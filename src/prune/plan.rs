@@ -117,10 +117,7 @@ impl PrunePlan {
     /// Parses a plan file; `source` names it in errors.
     pub fn from_json(text: &str, source: &str) -> Result<PrunePlan> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        serde_json::from_str(text).map_err(|e| Error::Parse {
-            path: source.into(),
-            message: e.to_string(),
-        })
+        serde_json::from_str(text).map_err(|e| Error::parse(source, e))
     }
 
     /// Pretty JSON.

@@ -4,9 +4,12 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::data::dataset::DatasetName;
 use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::model::network::{Network, ParamVisitor};
+use crate::progress::Observer;
+use crate::relevance::RelevanceEvent;
 use crate::train::{Distillation, Masks};
 
 /// Retraining and stopping settings shared by every pruning schedule.
@@ -20,7 +23,7 @@ pub struct Retrain {
     /// Validation examples carved off train (0 disables the stopping rule).
     pub val: usize,
     /// Dataset.
-    pub dataset: String,
+    pub dataset: DatasetName,
     /// Seed of retraining (and of the random criterion).
     pub seed: u64,
     /// Retrain with knowledge distillation from the starting network (none by default).
@@ -83,8 +86,17 @@ pub trait Pruner {
     /// Whether the schedule is complete, before step `steps_done + 1`.
     fn finished(&self, net: &Network, steps_done: usize) -> bool;
     /// Step `step` (1-based): prunes `net` (whose weights are held by `masks`), scoring on
-    /// `train` if needed; `None` when nothing more can be removed (the schedule then ends).
-    fn prune(&self, step: usize, net: &Network, masks: &Masks, train: &Split, batch: usize) -> Result<Option<Pruned>>;
+    /// `train` if needed (a pass reported to `observer`); `None` when nothing more can be
+    /// removed (the schedule then ends).
+    fn prune(
+        &self,
+        step: usize,
+        net: &Network,
+        masks: &Masks,
+        train: &Split,
+        batch: usize,
+        observer: &mut dyn Observer<RelevanceEvent>,
+    ) -> Result<Option<Pruned>>;
 }
 
 /// Parameters that are not exactly zero.

@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::neuron::apply;
@@ -28,10 +29,11 @@ use crate::error::{Error, Result};
 use crate::fsio;
 use crate::model::network::Network;
 use crate::model::spec::ArchSpec;
-use crate::relevance::{CriterionKind, Relevance, TiePolicy, criterion};
+use crate::progress::{Observer, forward};
+use crate::relevance::{CriterionKind, Relevance, RelevanceEvent, TiePolicy, criterion};
 use crate::report::{self, LENET5_PARAMS, StepRow};
 use crate::train::RunDir;
-use crate::train::{Checkpoint, Masks, Observer, Splits, Teacher, TrainConfig, evaluate, train};
+use crate::train::{Checkpoint, Event, Masks, Splits, Teacher, TrainConfig, evaluate, train};
 
 /// The piece count a schedule stops at: `until_k` when given; without it and without a step
 /// limit, one piece per unit (the paper's end point); with only a step limit, none.
@@ -101,8 +103,9 @@ impl Pruner for ScheduleConfig {
             "Control run: identical retraining, nothing pruned".into()
         } else {
             format!(
-                "Neuron pruning, criterion `{:?}`, policy `{:?}`",
-                self.criterion, self.policy
+                "Neuron pruning, criterion `{}`, policy `{}`",
+                self.criterion.name(),
+                self.policy
             )
         }
     }
@@ -116,8 +119,17 @@ impl Pruner for ScheduleConfig {
         self.steps.is_some_and(|n| steps_done >= n) || until_k.is_some_and(|k| !self.control && k_max(net.spec()) <= k)
     }
 
-    fn prune(&self, _: usize, net: &Network, masks: &Masks, train: &Split, batch: usize) -> Result<Option<Pruned>> {
-        let rel = criterion(self.criterion, self.ties, self.retrain.seed).score(net, train, batch)?;
+    fn prune(
+        &self,
+        _: usize,
+        net: &Network,
+        masks: &Masks,
+        train: &Split,
+        batch: usize,
+        observer: &mut dyn Observer<RelevanceEvent>,
+    ) -> Result<Option<Pruned>> {
+        let rel =
+            criterion(self.criterion, self.ties, self.retrain.seed).score_observed(net, train, batch, observer)?;
         let plan = if self.control {
             PrunePlan {
                 format_version: PLAN_FORMAT_VERSION,
@@ -199,13 +211,6 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     )
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    serde_json::from_str(&fsio::read_text(path)?).map_err(|e| Error::Parse {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
-}
-
 /// Whether `accuracy` is at most `tolerance` percentage points below `start` (both fractions).
 /// A drop of exactly the tolerance is within it: the margin absorbs the rounding of the
 /// fractions (0.9056 - 0.9026 is 0.30000000000000027 points in f64).
@@ -226,10 +231,27 @@ fn accuracies(net: &Network, splits: &Splits, batch: usize) -> Result<(Option<f6
     ))
 }
 
-/// The work of a schedule that takes time: retraining a step, measuring accuracy, timing a
-/// network. [`run_schedule`] does it for real ([`Retraining`]); the schedule's rules are
-/// tested with a fake that trains nothing.
+/// A schedule's progress (see [`crate::progress`]): its steps' relevance passes and
+/// retraining, and every finished row (resumed ones included).
+#[derive(Debug, Clone)]
+pub enum ScheduleEvent {
+    /// A step's relevance pass.
+    Relevance(RelevanceEvent),
+    /// A step's retraining.
+    Train(Event),
+    /// A row of the schedule's table is final.
+    Row(Box<StepRow>),
+}
+
+/// What a schedule needs from outside: the device its networks are loaded on, and the work
+/// that takes time: retraining a step, measuring accuracy, timing a network. [`run_schedule`]
+/// does it for real ([`Retraining`]); the schedule's rules are tested with a fake that trains
+/// nothing.
 pub trait StepWork {
+    /// The device networks are loaded on.
+    fn device(&self) -> &Device;
+    /// Receives the schedule's progress.
+    fn observer(&mut self) -> &mut dyn Observer<ScheduleEvent>;
     /// Trains the step's run directory to its configured epochs (resuming a started one).
     fn train(&mut self, run: &RunDir, splits: &Splits) -> Result<Checkpoint>;
     /// Validation (if carved) and test accuracy of `net`.
@@ -240,13 +262,28 @@ pub trait StepWork {
 
 /// The real [`StepWork`]: [`train`], evaluation, and [`speedup`] at batch 256.
 pub struct Retraining<'a> {
-    /// Receives the retraining's progress.
-    pub observer: &'a mut dyn Observer,
+    /// Where the networks are loaded and retrained.
+    pub device: &'a Device,
+    /// Receives the schedule's progress.
+    pub observer: &'a mut dyn Observer<ScheduleEvent>,
 }
 
 impl StepWork for Retraining<'_> {
+    fn device(&self) -> &Device {
+        self.device
+    }
+
+    fn observer(&mut self) -> &mut dyn Observer<ScheduleEvent> {
+        self.observer
+    }
+
     fn train(&mut self, run: &RunDir, splits: &Splits) -> Result<Checkpoint> {
-        train(run, splits, self.observer)
+        train(
+            run,
+            splits,
+            self.device,
+            &mut forward(self.observer, ScheduleEvent::Train),
+        )
     }
 
     fn accuracies(&mut self, net: &Network, splits: &Splits, batch: usize) -> Result<(Option<f64>, f64)> {
@@ -281,9 +318,9 @@ fn check_start(source: &RunDir, out: &Path, config: &Retrain, data: &Dataset) ->
         return Err(Error::invalid(
             "schedule",
             format!(
-                "--val {}: the starting network in {} was trained with val = {}, so it has seen (some of) these \
+                "val = {}: the starting network in {} was trained with val = {}, so it has seen (some of) these \
                  validation examples and the stopping rule would compare against an inflated accuracy; train it \
-                 with --val {} (the same fixed carve), or pass --val 0 to disable the stopping rule",
+                 with val = {} (the same fixed carve), or set val = 0 to disable the stopping rule",
                 config.val,
                 source.path().display(),
                 base_train.val,
@@ -305,19 +342,17 @@ fn open_schedule(out: &Path, config_json: &serde_json::Value, resume: bool) -> R
         return write_json(&cfg_path, config_json);
     }
     if !resume {
-        return Err(Error::invalid(
-            "output directory",
-            format!(
-                "{} already holds a schedule; use --resume to continue it",
-                out.display()
-            ),
-        ));
+        return Err(Error::Occupied {
+            path: out.to_path_buf(),
+            holds: "a schedule (schedule.json)",
+            resumable: true,
+        });
     }
-    let saved: serde_json::Value = read_json(&cfg_path)?;
+    let saved: serde_json::Value = fsio::read_json(&cfg_path)?;
     if &saved != config_json {
         return Err(Error::invalid(
             "schedule",
-            format!("--resume with options that differ from {}", cfg_path.display()),
+            format!("resuming with options that differ from {}", cfg_path.display()),
         ));
     }
     Ok(())
@@ -393,18 +428,18 @@ impl Start {
     }
 }
 
-/// Runs (or resumes) a pruning schedule on the network in `source`, writing into `out`.
-/// `on_step` is called with every finished row (resumed ones included).
+/// Runs (or resumes) a pruning schedule on the network in `source`, writing into `out`, with
+/// the networks on `device`; progress, every finished row included, goes to `observer`.
 pub fn run_schedule(
     source: &RunDir,
     out: &Path,
     pruner: &dyn Pruner,
     data: &Dataset,
     resume: bool,
-    observer: &mut dyn Observer,
-    on_step: &mut dyn FnMut(&StepRow),
+    device: &Device,
+    observer: &mut dyn Observer<ScheduleEvent>,
 ) -> Result<ScheduleReport> {
-    run_schedule_with(source, out, pruner, data, resume, &mut Retraining { observer }, on_step)
+    run_schedule_with(source, out, pruner, data, resume, &mut Retraining { device, observer })
 }
 
 /// [`run_schedule`] with the retraining, evaluation and timing done by `work`.
@@ -415,7 +450,6 @@ pub fn run_schedule_with(
     data: &Dataset,
     resume: bool,
     work: &mut dyn StepWork,
-    on_step: &mut dyn FnMut(&StepRow),
 ) -> Result<ScheduleReport> {
     let config = pruner.retrain();
     // Checked before anything is written, so a refused schedule leaves nothing that blocks a retry.
@@ -427,7 +461,7 @@ pub fn run_schedule_with(
     let batch = retrain.eval_batch_size;
 
     let clock = Instant::now();
-    let base = source.checkpoint()?;
+    let base = source.checkpoint(work.device())?;
     let (mut net, mut masks) = (base.net, base.sgd.masks);
     let start = Start {
         nonzeros: nonzeros(&net),
@@ -437,7 +471,7 @@ pub fn run_schedule_with(
         net: net.clone(),
     };
     let mut rows = vec![start.row(0, &net, [start.accuracy; 2], None, clock.elapsed().as_secs_f64())];
-    on_step(&rows[0]);
+    work.observer().event(&ScheduleEvent::Row(Box::new(rows[0].clone())));
     let mut final_step = 0;
     let mut step = 0;
     while !pruner.finished(&net, step) {
@@ -446,27 +480,28 @@ pub fn run_schedule_with(
         let done = dir.join("step.json");
         let t = Instant::now();
         let r = if done.exists() {
-            let ckpt = RunDir::open(&dir)?.checkpoint()?;
+            let ckpt = RunDir::open(&dir)?.checkpoint(work.device())?;
             (net, masks) = (ckpt.net, ckpt.sgd.masks);
             // The measurements are read back; the decision follows the current rule.
-            let mut r: StepRow = read_json(&done)?;
+            let mut r: StepRow = fsio::read_json(&done)?;
             r.accepted = start.accepts(r.val_after);
             r
         } else {
             let run = if dir.join("spec.json").exists() {
                 RunDir::open(&dir)?
             } else {
-                let Some(pruned) = pruner.prune(step, &net, &masks, &splits.train, batch)? else {
+                let mut observer = forward(work.observer(), ScheduleEvent::Relevance);
+                let Some(pruned) = pruner.prune(step, &net, &masks, &splits.train, batch, &mut observer)? else {
                     break;
                 };
                 write_step(out, step, &pruned, &retrain)?
             };
             let before_path = dir.join("before.json");
             let before = if before_path.exists() {
-                read_json::<(Option<f64>, f64)>(&before_path)?
+                fsio::read_json::<(Option<f64>, f64)>(&before_path)?
             } else {
                 // Measured on the freshly pruned network, before any retraining epoch.
-                let b = work.accuracies(&run.checkpoint()?.net, &splits, batch)?;
+                let b = work.accuracies(&run.checkpoint(work.device())?.net, &splits, batch)?;
                 write_json(&before_path, &b)?;
                 b
             };
@@ -479,7 +514,7 @@ pub fn run_schedule_with(
             write_json(&done, &r)?;
             r
         };
-        on_step(&r);
+        work.observer().event(&ScheduleEvent::Row(Box::new(r.clone())));
         let accepted = r.accepted;
         rows.push(r);
         if !accepted {
@@ -537,7 +572,7 @@ pub fn pruned_and_source(path: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
             ),
         ));
     }
-    let report: ScheduleReport = read_json(&report_path)?;
+    let report: ScheduleReport = fsio::read_json(&report_path)?;
     let step = match step {
         Some(s) => s,
         None if report.final_step == 0 => {
@@ -608,6 +643,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_description_names_criterion_and_policy_as_users_write_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, schedule, _) = start(tmp.path(), 100);
+        assert_eq!(
+            schedule.describe(),
+            "Neuron pruning, criterion `weight-norm`, policy `per-unit, 1 per unit`"
+        );
+    }
+
+    #[test]
     fn without_limits_a_schedule_prunes_to_one_piece() {
         assert_eq!(default_until_k(None, None), Some(1));
         assert_eq!(default_until_k(None, Some(2)), None);
@@ -624,14 +669,24 @@ mod tests {
 
     /// Trains nothing and times nothing; validation accuracy is a function of the network.
     struct Fake {
+        device: Device,
+        silent: crate::progress::Silent,
         trained: usize,
         val: fn(&Network) -> f64,
     }
 
     impl StepWork for Fake {
+        fn device(&self) -> &Device {
+            &self.device
+        }
+
+        fn observer(&mut self) -> &mut dyn Observer<ScheduleEvent> {
+            &mut self.silent
+        }
+
         fn train(&mut self, run: &RunDir, _: &Splits) -> Result<Checkpoint> {
             self.trained += 1;
-            run.checkpoint()
+            run.checkpoint(&burn::tensor::Device::flex())
         }
 
         fn accuracies(&mut self, net: &Network, _: &Splits, _: usize) -> Result<(Option<f64>, f64)> {
@@ -658,7 +713,7 @@ mod tests {
         )
         .unwrap();
         let config = TrainConfig {
-            dataset: "embedded".into(),
+            dataset: crate::data::dataset::DatasetName::Embedded,
             epochs: 0,
             val,
             ..TrainConfig::default()
@@ -668,7 +723,7 @@ mod tests {
             retrain_epochs: 1,
             tolerance: 0.3,
             val: 100,
-            dataset: "embedded".into(),
+            dataset: crate::data::dataset::DatasetName::Embedded,
             seed: 1,
             distill: None,
             retrain_lr: None,
@@ -688,7 +743,7 @@ mod tests {
         resume: bool,
         fake: &mut Fake,
     ) -> Result<ScheduleReport> {
-        run_schedule_with(source, out, s, data, resume, fake, &mut |_| {})
+        run_schedule_with(source, out, s, data, resume, fake)
     }
 
     #[test]
@@ -697,6 +752,8 @@ mod tests {
         let (source, schedule, data) = start(tmp.path(), 100);
         let out = tmp.path().join("pruned");
         let mut fake = Fake {
+            device: Device::flex(),
+            silent: crate::progress::Silent,
             trained: 0,
             val: collapses_at_k1,
         };
@@ -711,6 +768,8 @@ mod tests {
             .to_string();
         assert!(e.contains("already holds a schedule"), "{e}");
         let mut again = Fake {
+            device: Device::flex(),
+            silent: crate::progress::Silent,
             trained: 0,
             val: collapses_at_k1,
         };
@@ -736,6 +795,8 @@ mod tests {
             ..schedule
         };
         let mut fake = Fake {
+            device: Device::flex(),
+            silent: crate::progress::Silent,
             trained: 0,
             val: collapses_at_k1,
         };
@@ -751,6 +812,8 @@ mod tests {
         let (source, schedule, data) = start(tmp.path(), 0);
         let out = tmp.path().join("pruned");
         let mut fake = Fake {
+            device: Device::flex(),
+            silent: crate::progress::Silent,
             trained: 0,
             val: collapses_at_k1,
         };

@@ -36,6 +36,18 @@ pub enum Policy {
     },
 }
 
+/// As reports show it: the policy's name as `--policy` takes it, and its number.
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Policy::PerUnit { n } => write!(f, "per-unit, {n} per unit"),
+            Policy::Threshold { tau } => write!(f, "threshold, tau {tau}"),
+            Policy::Global { fraction } => write!(f, "global, fraction {fraction}"),
+            Policy::Units { fraction } => write!(f, "units, fraction {fraction}"),
+        }
+    }
+}
+
 impl Policy {
     /// Checks the policy's number: `n >= 1` pieces per step, a finite threshold `tau >= 0`, a
     /// fraction in `[0, 1)` (NaN is none of these).

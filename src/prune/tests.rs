@@ -571,10 +571,11 @@ fn threshold_and_global_policies_make_ragged_units() {
 #[test]
 fn conv_maxout_network_prunes_end_to_end_and_resumes() {
     use crate::data::dataset::{Dataset, DatasetName};
+    use crate::progress::Silent;
     use crate::prune::pruner::Retrain;
     use crate::prune::schedule::{ScheduleConfig, run_schedule};
     use crate::train::RunDir;
-    use crate::train::{Distillation, Silent, Splits, TrainConfig, train};
+    use crate::train::{Distillation, Splits, TrainConfig, train};
 
     let full = Dataset::embedded().unwrap();
     let first = |s: &Split, n: usize| s.subset(&(0..n).collect::<Vec<_>>());
@@ -586,14 +587,20 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let config = TrainConfig {
-        dataset: "embedded".into(),
+        dataset: crate::data::dataset::DatasetName::Embedded,
         epochs: 1,
         val: 100,
         ..TrainConfig::default()
     };
     let net = Network::init(&conv_maxout_spec(), 1, &Device::flex()).unwrap();
     let run = RunDir::create(&tmp.path().join("base"), &net, &config).unwrap();
-    train(&run, &Splits::new(&data, &config).unwrap(), &mut Silent).unwrap();
+    train(
+        &run,
+        &Splits::new(&data, &config).unwrap(),
+        &burn::tensor::Device::flex(),
+        &mut crate::progress::Silent,
+    )
+    .unwrap();
     let schedule = ScheduleConfig::paper(
         None,
         Some(1),
@@ -601,19 +608,28 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
             retrain_epochs: 1,
             tolerance: 100.0,
             val: 100,
-            dataset: "embedded".into(),
+            dataset: crate::data::dataset::DatasetName::Embedded,
             seed: 1,
             distill: None,
             retrain_lr: None,
         },
     );
     let out = tmp.path().join("pruned");
-    let report = run_schedule(&run, &out, &schedule, &data, false, &mut Silent, &mut |_| {}).unwrap();
+    let report = run_schedule(
+        &run,
+        &out,
+        &schedule,
+        &data,
+        false,
+        &burn::tensor::Device::flex(),
+        &mut Silent,
+    )
+    .unwrap();
     assert_eq!(report.rows.len(), 2);
     assert_eq!(report.rows[1].pieces, vec!["3".to_string(), "1..3".to_string()]);
     assert!(report.rows[1].params < report.rows[0].params);
     let step = RunDir::open(&out.join("step-01")).unwrap();
-    assert_eq!(step.checkpoint().unwrap().epoch, 1);
+    assert_eq!(step.checkpoint(&burn::tensor::Device::flex()).unwrap().epoch, 1);
     for f in ["plan.json", "relevance.json", "step.json", "before.json"] {
         assert!(out.join("step-01").join(f).exists(), "{f}");
     }
@@ -626,8 +642,28 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
         assert!(out.join(f).exists(), "{f}");
     }
     // Without --resume an existing schedule is refused; with it, finished steps are reused.
-    assert!(run_schedule(&run, &out, &schedule, &data, false, &mut Silent, &mut |_| {}).is_err());
-    let again = run_schedule(&run, &out, &schedule, &data, true, &mut Silent, &mut |_| {}).unwrap();
+    assert!(
+        run_schedule(
+            &run,
+            &out,
+            &schedule,
+            &data,
+            false,
+            &burn::tensor::Device::flex(),
+            &mut Silent
+        )
+        .is_err()
+    );
+    let again = run_schedule(
+        &run,
+        &out,
+        &schedule,
+        &data,
+        true,
+        &burn::tensor::Device::flex(),
+        &mut Silent,
+    )
+    .unwrap();
     assert_eq!(
         again.rows[1..],
         report.rows[1..],
@@ -640,7 +676,16 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
         temperature: 4.0,
     });
     let out = tmp.path().join("distilled");
-    let report = run_schedule(&run, &out, &distilled, &data, false, &mut Silent, &mut |_| {}).unwrap();
+    let report = run_schedule(
+        &run,
+        &out,
+        &distilled,
+        &data,
+        false,
+        &burn::tensor::Device::flex(),
+        &mut Silent,
+    )
+    .unwrap();
     assert_eq!(report.rows.len(), 2);
     let teacher = RunDir::open(&out.join("step-01"))
         .unwrap()
@@ -654,7 +699,16 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
     let mut slower = schedule.clone();
     slower.retrain.retrain_lr = Some(0.002);
     let out = tmp.path().join("slower");
-    run_schedule(&run, &out, &slower, &data, false, &mut Silent, &mut |_| {}).unwrap();
+    run_schedule(
+        &run,
+        &out,
+        &slower,
+        &data,
+        false,
+        &burn::tensor::Device::flex(),
+        &mut Silent,
+    )
+    .unwrap();
     let step = RunDir::open(&out.join("step-01")).unwrap().config().unwrap();
     assert_eq!((step.base_lr, config.base_lr), (0.002, 0.01));
     assert!(
@@ -669,8 +723,8 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
         &slower,
         &data,
         false,
+        &burn::tensor::Device::flex(),
         &mut Silent,
-        &mut |_| {},
     );
     assert!(
         e.unwrap_err()

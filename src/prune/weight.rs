@@ -4,6 +4,7 @@
 //! removed; the masks are kept in the optimizer state so masked weights stay exactly zero.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,8 @@ use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::model::network::{Network, ParamMapper, ParamVisitor};
 use crate::model::spec::{ArchSpec, LayerSpec};
+use crate::progress::Observer;
+use crate::relevance::RelevanceEvent;
 use crate::train::Masks;
 
 /// How much of each layer to remove.
@@ -28,11 +31,101 @@ pub enum WeightRule {
         dense: f64,
     },
     /// Reach a target sparsity per layer in equal increments over the schedule's steps.
-    /// Keys are layer names, or `conv` / `dense` for every layer of that kind.
+    /// A layer's own target takes precedence over its kind's.
     Sparsity {
         /// Target fraction of zero weights, in `[0, 1)`.
-        targets: BTreeMap<String, f64>,
+        targets: BTreeMap<Target, f64>,
     },
+}
+
+/// What a sparsity target applies to; written as `conv`, `dense` or the layer's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum Target {
+    /// Every conv layer without a target of its own.
+    Conv,
+    /// Every dense layer without a target of its own.
+    Dense,
+    /// One layer, by name.
+    Layer(String),
+}
+
+impl Target {
+    /// The kind's target for a weight of this kind.
+    fn of_kind(kind: WeightKind) -> Target {
+        match kind {
+            WeightKind::Conv => Target::Conv,
+            WeightKind::Dense => Target::Dense,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Target::Conv => "conv",
+            Target::Dense => "dense",
+            Target::Layer(name) => name,
+        })
+    }
+}
+
+impl From<String> for Target {
+    fn from(s: String) -> Target {
+        match s.as_str() {
+            "conv" => Target::Conv,
+            "dense" => Target::Dense,
+            _ => Target::Layer(s),
+        }
+    }
+}
+
+impl From<Target> for String {
+    fn from(t: Target) -> String {
+        t.to_string()
+    }
+}
+
+/// Ordered by the written form, so files list targets as they always have.
+impl Ord for Target {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.to_string().cmp(&other.to_string())
+    }
+}
+
+impl PartialOrd for Target {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The two kinds of weight tensor the rules prune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WeightKind {
+    Conv,
+    Dense,
+}
+
+/// A weight tensor that rules apply to.
+struct Prunable {
+    /// Parameter name (`<layer>.weight`).
+    param: String,
+    /// Layer name.
+    layer: String,
+    kind: WeightKind,
+}
+
+/// As reports show it: `quality, conv 1, dense 1` or `sparsity, conv 0.6, dense 0.8, fc1 0.9`.
+impl fmt::Display for WeightRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WeightRule::Quality { conv, dense } => write!(f, "quality, conv {conv}, dense {dense}"),
+            WeightRule::Sparsity { targets } => {
+                f.write_str("sparsity")?;
+                targets.iter().try_for_each(|(t, v)| write!(f, ", {t} {v}"))
+            }
+        }
+    }
 }
 
 impl WeightRule {
@@ -55,7 +148,7 @@ impl WeightRule {
 }
 
 /// Every target sparsity must lie in `[0, 1)` (NaN does not).
-fn check_targets(targets: &BTreeMap<String, f64>) -> Result<()> {
+fn check_targets(targets: &BTreeMap<Target, f64>) -> Result<()> {
     match targets.iter().find(|(_, v)| !(0.0..1.0).contains(*v)) {
         Some((key, v)) => Err(Error::invalid(
             "sparsity targets",
@@ -67,7 +160,7 @@ fn check_targets(targets: &BTreeMap<String, f64>) -> Result<()> {
 
 /// Parses `conv=0.5,dense=0.9,fc1=0.95` against `spec`: every key must be `conv`, `dense` or
 /// a conv/dense layer's name, and every value in `[0, 1)`.
-pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<String, f64>> {
+pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<Target, f64>> {
     let names: Vec<&str> = spec.layers.iter().filter_map(LayerSpec::name).collect();
     let mut targets = BTreeMap::new();
     for item in text.split(',').filter(|s| !s.trim().is_empty()) {
@@ -75,7 +168,8 @@ pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<String, f6
             .split_once('=')
             .ok_or_else(|| Error::invalid("sparsity targets", format!("'{item}': expected NAME=FRACTION")))?;
         let key = key.trim();
-        if key != "conv" && key != "dense" && !names.contains(&key) {
+        let target = Target::from(key.to_string());
+        if matches!(&target, Target::Layer(name) if !names.contains(&name.as_str())) {
             return Err(Error::invalid(
                 "sparsity targets",
                 format!(
@@ -88,7 +182,7 @@ pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<String, f6
             .trim()
             .parse()
             .map_err(|_| Error::invalid("sparsity targets", format!("{key}: '{value}' is not a number")))?;
-        if targets.insert(key.to_string(), v).is_some() {
+        if targets.insert(target, v).is_some() {
             return Err(Error::invalid(
                 "sparsity targets",
                 format!("'{key}' is given twice; expected each name once"),
@@ -105,14 +199,22 @@ pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<String, f6
     Ok(targets)
 }
 
-/// A weight tensor that rules apply to: `(parameter name, layer name, is conv)`.
-fn prunable(spec: &ArchSpec) -> Vec<(String, String, bool)> {
+/// The weight tensors that rules apply to, in layer order.
+fn prunable(spec: &ArchSpec) -> Vec<Prunable> {
     spec.layers
         .iter()
-        .filter_map(|l| match l {
-            LayerSpec::Conv2d { name, .. } => Some((format!("{name}.weight"), name.clone(), true)),
-            LayerSpec::Dense { name, .. } => Some((format!("{name}.weight"), name.clone(), false)),
-            _ => None,
+        .filter_map(|l| {
+            let kind = match l {
+                LayerSpec::Conv2d { .. } => WeightKind::Conv,
+                LayerSpec::Dense { .. } => WeightKind::Dense,
+                _ => return None,
+            };
+            let layer = l.name()?.to_string();
+            Some(Prunable {
+                param: format!("{layer}.weight"),
+                layer,
+                kind,
+            })
         })
         .collect()
 }
@@ -148,7 +250,7 @@ pub fn magnitude_masks(net: &Network, masks: &Masks, rule: &WeightRule, step: us
     let vals = values(net);
     let device = net.device().clone().without_autodiff();
     let mut out = masks.clone();
-    for (param, layer, conv) in prunable(net.spec()) {
+    for Prunable { param, layer, kind } in prunable(net.spec()) {
         let w = &vals[&param];
         let old: Vec<f32> = match masks.get(&param) {
             Some(m) => m.to_data().iter::<f32>().collect(),
@@ -156,7 +258,10 @@ pub fn magnitude_masks(net: &Network, masks: &Masks, rule: &WeightRule, step: us
         };
         let keep: Vec<bool> = match rule {
             WeightRule::Quality { conv: qc, dense: qd } => {
-                let q = if conv { *qc } else { *qd };
+                let q = match kind {
+                    WeightKind::Conv => *qc,
+                    WeightKind::Dense => *qd,
+                };
                 let alive: Vec<f64> = w
                     .iter()
                     .zip(&old)
@@ -173,7 +278,10 @@ pub fn magnitude_masks(net: &Network, masks: &Masks, rule: &WeightRule, step: us
                     .collect()
             }
             WeightRule::Sparsity { targets } => {
-                let Some(target) = targets.get(&layer).or(targets.get(if conv { "conv" } else { "dense" })) else {
+                let Some(target) = targets
+                    .get(&Target::Layer(layer))
+                    .or(targets.get(&Target::of_kind(kind)))
+                else {
                     continue;
                 };
                 let goal = (target * step as f64 / steps.max(1) as f64 * w.len() as f64).round() as usize;
@@ -209,8 +317,8 @@ pub fn dense_sparsity_for(net: &Network, max_nonzeros: usize) -> Option<f64> {
     let vals = values(net);
     let dense: Vec<&Vec<f32>> = prunable(net.spec())
         .iter()
-        .filter(|(_, _, conv)| !conv)
-        .map(|(param, _, _)| &vals[param])
+        .filter(|p| p.kind == WeightKind::Dense)
+        .map(|p| &vals[&p.param])
         .collect();
     let dense_nonzeros: usize = dense.iter().map(|w| w.iter().filter(|x| **x != 0.0).count()).sum();
     let allowed = max_nonzeros.checked_sub(total - dense_nonzeros)?;
@@ -267,7 +375,7 @@ impl Pruner for WeightSchedule {
 
     fn describe(&self) -> String {
         format!(
-            "Weight pruning (Han et al. 2015), rule `{:?}`, {} steps",
+            "Weight pruning (Han et al. 2015), rule `{}`, {} steps",
             self.rule, self.steps
         )
     }
@@ -280,7 +388,15 @@ impl Pruner for WeightSchedule {
         steps_done >= self.steps
     }
 
-    fn prune(&self, step: usize, net: &Network, masks: &Masks, _: &Split, _: usize) -> Result<Option<Pruned>> {
+    fn prune(
+        &self,
+        step: usize,
+        net: &Network,
+        masks: &Masks,
+        _: &Split,
+        _: usize,
+        _: &mut dyn Observer<RelevanceEvent>,
+    ) -> Result<Option<Pruned>> {
         let new = magnitude_masks(net, masks, &self.rule, step, self.steps);
         let pruned = apply_masks(net.clone(), &new);
         let table = sparsity_markdown(&sparsity(&pruned));
@@ -316,7 +432,7 @@ pub fn sparsity(net: &Network) -> Vec<LayerSparsity> {
     let shapes = shapes(net);
     prunable(net.spec())
         .into_iter()
-        .map(|(param, _, _)| {
+        .map(|Prunable { param, .. }| {
             let w = &vals[&param];
             let nonzeros = w.iter().filter(|x| **x != 0.0).count();
             let rows = shapes[&param][0];
@@ -361,8 +477,27 @@ mod tests {
 
     fn targets(conv: f64, dense: f64) -> WeightRule {
         WeightRule::Sparsity {
-            targets: BTreeMap::from([("conv".to_string(), conv), ("dense".to_string(), dense)]),
+            targets: BTreeMap::from([(Target::Conv, conv), (Target::Dense, dense)]),
         }
+    }
+
+    #[test]
+    fn rules_read_in_reports_as_their_flags_write_them() {
+        assert_eq!(targets(0.5, 0.9).to_string(), "sparsity, conv 0.5, dense 0.9");
+        let rule = WeightRule::Quality { conv: 1.0, dense: 1.5 };
+        assert_eq!(rule.to_string(), "quality, conv 1, dense 1.5");
+        let spec = Preset::Lenet5.spec();
+        let parsed = parse_sparsity("fc1=0.9,conv=0.5", &spec).unwrap();
+        assert_eq!(
+            (
+                parsed.keys().cloned().collect::<Vec<_>>(),
+                serde_json::to_string(&parsed).unwrap()
+            ),
+            (
+                vec![Target::Conv, Target::Layer("fc1".into())],
+                r#"{"conv":0.5,"fc1":0.9}"#.to_string()
+            )
+        );
     }
 
     #[test]
@@ -509,14 +644,14 @@ mod tests {
         for s in [0.5, 0.7, 0.9] {
             let masks = magnitude_masks(&net, &Masks::new(), &targets(s, s), 1, 1);
             let pruned = apply_masks(net.clone(), &masks);
-            let bytes = crate::sparse::encode(&pruned, Some("embedded"));
+            let bytes = crate::sparse::encode(&pruned, Some(&crate::data::dataset::DatasetName::Embedded));
             assert!(
                 bytes.len() < pruned.to_safetensors().len(),
                 "sparsity {s}: {} bytes",
                 bytes.len()
             );
             let (back, dataset) = crate::sparse::decode(&bytes, "m.mxs", &d).unwrap();
-            assert_eq!(dataset.as_deref(), Some("embedded"));
+            assert_eq!(dataset, Some(crate::data::dataset::DatasetName::Embedded));
             let a: Vec<f32> = pruned.forward(x.clone()).into_data().iter().collect();
             let b: Vec<f32> = back.forward(x.clone()).into_data().iter().collect();
             assert_eq!(a, b);

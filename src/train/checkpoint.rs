@@ -22,6 +22,7 @@ use serde::Serialize;
 use super::config::TrainConfig;
 use super::events::EpochMetrics;
 use super::sgd::{Masks, Sgd};
+use crate::data::dataset::DatasetName;
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::model::network::{Network, ParamVisitor};
@@ -48,7 +49,7 @@ pub struct Summary<'a> {
     /// Architecture name.
     pub arch: &'a str,
     /// Dataset trained on.
-    pub dataset: &'a str,
+    pub dataset: &'a DatasetName,
     /// Parameters.
     pub params: usize,
     /// FLOPs per example.
@@ -90,13 +91,11 @@ impl RunDir {
     pub fn create_with_masks(path: &Path, net: &Network, masks: Masks, config: &TrainConfig) -> Result<RunDir> {
         config.validate()?;
         if path.join(SPEC).exists() {
-            return Err(Error::invalid(
-                "output directory",
-                format!(
-                    "{} already holds a run (spec.json); use --resume to continue it, or another --out",
-                    path.display()
-                ),
-            ));
+            return Err(Error::Occupied {
+                path: path.to_path_buf(),
+                holds: "a run (spec.json)",
+                resumable: true,
+            });
         }
         fsio::create_dir(path)?;
         let dir = RunDir {
@@ -172,8 +171,8 @@ impl RunDir {
         Network::load(&self.spec()?, &self.file(MODEL), device)
     }
 
-    /// The last checkpoint, on the process's device ([`crate::device`]).
-    pub fn checkpoint(&self) -> Result<Checkpoint> {
+    /// The last checkpoint, loaded on `device`.
+    pub fn checkpoint(&self, device: &Device) -> Result<Checkpoint> {
         let path = self.file(CHECKPOINT);
         let source = path.display().to_string();
         let bytes = std::fs::read(&path).map_err(|e| Error::io("reading", &path, e))?;
@@ -203,7 +202,6 @@ impl RunDir {
         let history: Vec<EpochMetrics> =
             serde_json::from_str(field("history")?).map_err(|e| parse_err("history", &e))?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| parse_err("tensors", &e))?;
-        let device = crate::device();
         let mut sgd = Sgd::default();
         let mut model: Vec<(String, TensorView<'_>)> = Vec::new();
         for (name, view) in st.tensors() {
@@ -220,7 +218,7 @@ impl RunDir {
                         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                         .collect();
                     let n = values.len();
-                    map.insert(param, Tensor::<1>::from_data(TensorData::new(values, [n]), &device));
+                    map.insert(param, Tensor::<1>::from_data(TensorData::new(values, [n]), device));
                 }
                 None => model.push((name, view)),
             }
@@ -230,7 +228,7 @@ impl RunDir {
             &self.spec_for_checkpoint(&meta, &source)?,
             &model_bytes,
             &source,
-            &device,
+            device,
         )?;
         check_optimizer_state(&net, &sgd, iteration, &source)?;
         check_history(epoch, iteration, &history, &source)?;
@@ -424,7 +422,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let net = Network::init(&Preset::Lenet5Maxout.spec(), 1, &Device::flex()).unwrap();
         let run = RunDir::create(&tmp.path().join("r"), &net, &TrainConfig::default()).unwrap();
-        let fits = run.checkpoint().unwrap();
+        let fits = run.checkpoint(&burn::tensor::Device::flex()).unwrap();
         let d = Device::flex();
         for (name, n) in [("fc2.weight", 7), ("fc9.weight", 3)] {
             let mut ckpt = fits.clone();
@@ -433,7 +431,7 @@ mod tests {
                 Tensor::<1>::from_data(TensorData::new(vec![0.0f32; n], [n]), &d),
             );
             run.save_checkpoint(&ckpt).unwrap();
-            let e = run.checkpoint().unwrap_err().to_string();
+            let e = run.checkpoint(&burn::tensor::Device::flex()).unwrap_err().to_string();
             assert!(
                 e.contains("checkpoint.safetensors") && e.contains(&format!("'sgd.velocity.{name}'")),
                 "{e}"
@@ -445,7 +443,7 @@ mod tests {
     fn trained(dir: &Path, epochs: usize) -> (RunDir, Checkpoint) {
         let data = crate::data::dataset::Dataset::embedded().unwrap();
         let config = TrainConfig {
-            dataset: "embedded".into(),
+            dataset: crate::data::dataset::DatasetName::Embedded,
             epochs,
             batch_size: 1000,
             ..TrainConfig::default()
@@ -453,7 +451,13 @@ mod tests {
         let net = Network::init(&Preset::SeedLenet.spec(), 1, &Device::flex()).unwrap();
         let run = RunDir::create(dir, &net, &config).unwrap();
         let splits = crate::train::Splits::new(&data, &config).unwrap();
-        let ckpt = crate::train::train(&run, &splits, &mut crate::train::Silent).unwrap();
+        let ckpt = crate::train::train(
+            &run,
+            &splits,
+            &burn::tensor::Device::flex(),
+            &mut crate::progress::Silent,
+        )
+        .unwrap();
         (run, ckpt)
     }
 
@@ -465,7 +469,10 @@ mod tests {
             let mut c = fits.clone();
             f(&mut c);
             run.save_checkpoint(&c).unwrap();
-            run.checkpoint().map(|_| ()).unwrap_err().to_string()
+            run.checkpoint(&burn::tensor::Device::flex())
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
         };
         let e = broken(&|c| c.epoch = 3);
         assert!(
@@ -483,6 +490,6 @@ mod tests {
         });
         assert!(e.contains("'sgd.velocity.fc1.bias'") && e.contains("missing"), "{e}");
         run.save_checkpoint(&fits).unwrap();
-        assert_eq!(run.checkpoint().unwrap().epoch, 2);
+        assert_eq!(run.checkpoint(&burn::tensor::Device::flex()).unwrap().epoch, 2);
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::dataset::DatasetName;
 use crate::error::{Error, Result};
 
 /// The training recipe. Defaults are the original code's Caffe solver (the paper's LeNet-5): SGD, momentum 0.9,
@@ -9,8 +10,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Dataset name (`mnist`, `fashion-mnist`, `embedded`, `idx:<dir>`, `folder:<dir>[@size]`).
-    pub dataset: String,
+    /// Dataset (written as `mnist`, `fashion-mnist`, `embedded`, `idx:<dir>`, `folder:<dir>[@size]`).
+    pub dataset: DatasetName,
     /// Epochs to train.
     pub epochs: usize,
     /// Examples per SGD step.
@@ -82,7 +83,7 @@ impl Teacher {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            dataset: "fashion-mnist".into(),
+            dataset: DatasetName::FashionMnist,
             epochs: 10,
             batch_size: 64,
             base_lr: 0.01,
@@ -135,17 +136,13 @@ impl TrainConfig {
                 return bad("teacher.temperature", "expected a positive number");
             }
         }
-        self.dataset.parse::<crate::data::dataset::DatasetName>()?;
         Ok(())
     }
 
     /// Parses a TOML config; `source` names it in errors. Missing fields take the defaults.
     pub fn from_toml(text: &str, source: &str) -> Result<TrainConfig> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let c: TrainConfig = toml::from_str(text).map_err(|e| Error::Parse {
-            path: source.into(),
-            message: e.to_string(),
-        })?;
+        let c: TrainConfig = toml::from_str(text).map_err(|e| Error::parse(source, e))?;
         c.validate()?;
         Ok(c)
     }
@@ -202,9 +199,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("momentum"), "{e}");
-        let e = TrainConfig::from_toml("epoch = 2", "train.toml")
-            .unwrap_err()
-            .to_string();
+        let e = crate::error::error_chain(&TrainConfig::from_toml("epoch = 2", "train.toml").unwrap_err());
         assert!(e.contains("train.toml") && e.contains("epoch"), "{e}");
+        // A dataset name is parsed with the file: a bad one is the file's error.
+        let e = crate::error::error_chain(&TrainConfig::from_toml("dataset = \"cifar\"", "train.toml").unwrap_err());
+        assert!(e.contains("train.toml") && e.contains("'cifar': expected mnist"), "{e}");
     }
 }

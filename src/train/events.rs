@@ -27,9 +27,9 @@ pub struct EpochMetrics {
     pub train_img_per_s: f64,
 }
 
-/// Progress events, for progress bars or logs. The library never prints.
-#[derive(Debug)]
-pub enum Event<'a> {
+/// Training's progress events (see [`crate::progress`]).
+#[derive(Debug, Clone)]
+pub enum Event {
     /// An epoch begins.
     EpochStart {
         /// 1-based epoch.
@@ -47,18 +47,5 @@ pub enum Event<'a> {
         loss: f32,
     },
     /// An epoch ended and was checkpointed.
-    EpochEnd(&'a EpochMetrics),
-}
-
-/// Receives progress events.
-pub trait Observer {
-    /// Called for every event.
-    fn event(&mut self, event: &Event<'_>);
-}
-
-/// An observer that ignores everything.
-pub struct Silent;
-
-impl Observer for Silent {
-    fn event(&mut self, _: &Event<'_>) {}
+    EpochEnd(Box<EpochMetrics>),
 }

@@ -7,12 +7,13 @@ use burn::tensor::Device;
 use super::checkpoint::{Checkpoint, RunDir};
 use super::config::{Teacher, TrainConfig};
 use super::eval::{check_classes, evaluate};
-use super::events::{EpochMetrics, Event, Observer};
+use super::events::{EpochMetrics, Event};
 use super::loss::{cross_entropy, distillation_loss};
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Dataset, DatasetName};
 use crate::data::split::{Split, batch};
 use crate::error::{Error, Result};
 use crate::model::network::Network;
+use crate::progress::Observer;
 use crate::rng::SplitMix64;
 
 /// Loads the teacher a config names, checking that it reads the same inputs and predicts the
@@ -78,8 +79,8 @@ impl Splits {
 /// Checks that `net` can be trained on `splits` (of the dataset named `dataset`): it has
 /// parameters, and an output for every class. [`train`] checks it too; a caller that creates a
 /// run directory checks it first, so that a refused run leaves nothing behind.
-pub fn check_trainable(net: &Network, splits: &Splits, dataset: &str) -> Result<()> {
-    check_classes(net.spec(), splits.classes, dataset)?;
+pub fn check_trainable(net: &Network, splits: &Splits, dataset: &DatasetName) -> Result<()> {
+    check_classes(net.spec(), splits.classes, &dataset.to_string())?;
     if net.num_params() == 0 {
         return Err(Error::invalid(
             "network",
@@ -95,10 +96,10 @@ pub fn check_trainable(net: &Network, splits: &Splits, dataset: &str) -> Result<
 /// Trains the network checkpointed in `dir` until `config.epochs`, resuming after the last
 /// finished epoch. Each epoch ends with an atomic checkpoint, so an interrupted run loses at
 /// most the epoch in progress. A non-finite loss stops the run with [`Error::Diverged`] and
-/// leaves the last checkpoint in place.
-pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Result<Checkpoint> {
+/// leaves the last checkpoint in place. The network is trained on `device`.
+pub fn train(dir: &RunDir, splits: &Splits, device: &Device, observer: &mut dyn Observer<Event>) -> Result<Checkpoint> {
     let config = dir.config()?;
-    let mut ckpt = dir.checkpoint()?;
+    let mut ckpt = dir.checkpoint(device)?;
     check_trainable(&ckpt.net, splits, &config.dataset)?;
     let device = ckpt.net.device().clone().without_autodiff();
     let input = ckpt.net.spec().input;
@@ -173,7 +174,9 @@ pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Resu
         };
         ckpt.history.push(metrics);
         dir.save_checkpoint(&ckpt)?;
-        observer.event(&Event::EpochEnd(ckpt.history.last().expect("just pushed")));
+        observer.event(&Event::EpochEnd(Box::new(
+            ckpt.history.last().expect("just pushed").clone(),
+        )));
     }
     Ok(ckpt)
 }
@@ -181,7 +184,6 @@ pub fn train(dir: &RunDir, splits: &Splits, observer: &mut dyn Observer) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::events::Silent;
 
     #[test]
     fn own_kernels_train_as_burns_do_and_reproduce_bit_for_bit() {
@@ -191,7 +193,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let run = |tag: &str, data: &Dataset, kernels: Kernels, seed: u64, epochs: usize| {
             let config = TrainConfig {
-                dataset: "embedded".into(),
+                dataset: crate::data::dataset::DatasetName::Embedded,
                 epochs,
                 val: 0,
                 seed,
@@ -202,7 +204,13 @@ mod tests {
             assert_eq!(net.kernels(), kernels);
             let name = format!("{tag}-{kernels:?}-{seed}");
             let dir = RunDir::create(&tmp.path().join(name), &net, &config).unwrap();
-            let ckpt = train(&dir, &Splits::new(data, &config).unwrap(), &mut Silent).unwrap();
+            let ckpt = train(
+                &dir,
+                &Splits::new(data, &config).unwrap(),
+                &burn::tensor::Device::flex(),
+                &mut crate::progress::Silent,
+            )
+            .unwrap();
             crate::TEST_KERNELS.set(None);
             ckpt
         };

@@ -1,5 +1,5 @@
 //! Training: the recipe as data ([`TrainConfig`]), Caffe/PyTorch-style SGD, the epoch loop with
-//! checkpoints in a [`RunDir`], and evaluation. Progress goes to an [`Observer`].
+//! checkpoints in a [`RunDir`], and evaluation. Progress goes to a [`crate::progress::Observer`] of [`Event`]s.
 //!
 //! | file | holds |
 //! |---|---|
@@ -7,7 +7,7 @@
 //! | `sgd.rs` | [`Sgd`] and weight [`Masks`] |
 //! | `loss.rs` | [`cross_entropy`], [`distillation_loss`] |
 //! | `eval.rs` | [`evaluate`], [`Evaluation`], [`check_classes`] |
-//! | `events.rs` | [`EpochMetrics`], [`Event`], [`Observer`] |
+//! | `events.rs` | [`EpochMetrics`], [`Event`] |
 //! | `checkpoint.rs` | the run directory ([`RunDir`], [`Checkpoint`]) |
 //! | `fit.rs` | the epoch loop ([`train`]) and the [`Splits`] it reads |
 //!
@@ -24,7 +24,7 @@ pub mod sgd;
 pub use checkpoint::{Checkpoint, RunDir, Summary};
 pub use config::{Distillation, Teacher, TrainConfig};
 pub use eval::{Evaluation, check_classes, evaluate};
-pub use events::{EpochMetrics, Event, Observer, Silent};
+pub use events::{EpochMetrics, Event};
 pub use fit::{Splits, check_trainable, train};
 pub use loss::{cross_entropy, distillation_loss};
 pub use sgd::{Masks, Sgd};

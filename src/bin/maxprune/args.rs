@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
+use maxprune::data::dataset::{Dataset, DatasetName};
 use maxprune::model::spec::ArchSpec;
 use maxprune::prune::pruner::Retrain;
 use maxprune::prune::select::Policy;
@@ -41,7 +42,7 @@ pub(crate) struct RetrainArgs {
 }
 
 impl RetrainArgs {
-    pub(crate) fn retrain(&self, dataset: String) -> Retrain {
+    pub(crate) fn retrain(&self, dataset: DatasetName) -> Retrain {
         Retrain {
             retrain_epochs: self.retrain_epochs,
             tolerance: self.tolerance,
@@ -124,6 +125,28 @@ pub(crate) struct DataArgs {
     /// Directory holding the dataset's IDX files (searched first).
     #[arg(long)]
     pub(crate) data_dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// `--dataset`, parsed, or `recorded` (the run's) when none was given.
+    pub(crate) fn name_or(&self, recorded: DatasetName) -> Result<DatasetName> {
+        Ok(self.name()?.unwrap_or(recorded))
+    }
+
+    /// `--dataset`, parsed, if given.
+    pub(crate) fn name(&self) -> Result<Option<DatasetName>> {
+        Ok(self.dataset.as_deref().map(str::parse).transpose()?)
+    }
+
+    /// Loads `--dataset`, or `recorded` when none was given.
+    pub(crate) fn load_or(&self, recorded: DatasetName) -> Result<Dataset> {
+        self.load(&self.name_or(recorded)?)
+    }
+
+    /// Loads `name`, looking in `--data-dir` first.
+    pub(crate) fn load(&self, name: &DatasetName) -> Result<Dataset> {
+        Ok(Dataset::load(name, self.data_dir.as_deref())?)
+    }
 }
 
 /// Resizing an architecture (see `ArchSpec::scaled`).

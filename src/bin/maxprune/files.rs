@@ -3,17 +3,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use maxprune::data::dataset::{Dataset, DatasetName};
+use maxprune::data::dataset::DatasetName;
 use maxprune::model::network::Network;
 use maxprune::sparse;
 
-pub(crate) fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> {
-    let name: DatasetName = name.parse()?;
-    Ok(Dataset::load(&name, data_dir)?)
-}
-
 /// The network in a sparse `.mxs` file, and the dataset it records.
-pub(crate) fn sparse_file(path: &Path) -> Result<(Network, Option<String>)> {
+pub(crate) fn sparse_file(path: &Path) -> Result<(Network, Option<DatasetName>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(sparse::decode(
         &bytes,

@@ -41,6 +41,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(maxprune::Error::Occupied { resumable, .. }) = e.downcast_ref() {
+                let resume = if *resumable {
+                    "use --resume to continue it, or "
+                } else {
+                    "use "
+                };
+                eprintln!("hint: {resume}another --out");
+            }
             ExitCode::FAILURE
         }
     }

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use maxprune::demo::{DemoEvent, demo};
+use maxprune::demo::demo;
 use maxprune::report::markdown_table;
 
-use crate::progress::observer;
+use crate::progress::Bars;
 
 #[derive(Args)]
 pub(crate) struct DemoArgs {
@@ -28,24 +28,7 @@ pub(crate) fn cmd_demo(a: DemoArgs, quiet: bool) -> Result<()> {
         a.epochs,
         a.retrain_epochs,
         &maxprune::device(),
-        observer(quiet).as_mut(),
-        &mut |e| match e {
-            DemoEvent::Training {
-                params,
-                examples: [train, val, test],
-            } => eprintln!(
-                "demo 1/2: train lenet5-maxout ({params} parameters) on the built-in Fashion-MNIST subset ({train} train, {val} val, {test} test)"
-            ),
-            DemoEvent::Trained { last, dir } => println!(
-                "demo: trained, test accuracy {:.2}% after {} epochs ({})",
-                100.0 * last.test.accuracy,
-                last.epoch,
-                dir.display()
-            ),
-            DemoEvent::Pruning { retrain_epochs } => eprintln!(
-                "demo 2/2: arg-max relevance -> drop the least relevant piece of every unit -> retrain {retrain_epochs} epochs"
-            ),
-        },
+        &mut Bars::new(quiet),
     )?;
     print!("{}", markdown_table(&report.rows));
     println!("demo: report in {}", a.out.join("prune").join("report.md").display());

@@ -4,12 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use maxprune::model::network::Network;
 use maxprune::sparse;
 use maxprune::train::{RunDir, TrainConfig, evaluate};
 
 use crate::args::DataArgs;
-use crate::files::{load_dataset, sparse_file};
+use crate::files::sparse_file;
 
 #[derive(Args)]
 pub(crate) struct EvalArgs {
@@ -36,30 +35,15 @@ pub(crate) fn cmd_eval(a: EvalArgs) -> Result<()> {
             None => dir.network(&maxprune::device())?,
             Some(path) => {
                 let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-                let source = path.display().to_string();
-                let spec = dir.spec()?;
-                if sparse::is_sparse(&bytes) {
-                    let (net, _) = sparse::decode(&bytes, &source, &maxprune::device())?;
-                    if net.spec() != &spec {
-                        bail!(
-                            "{source}: made for another spec than {} ({} vs {})",
-                            a.run.display(),
-                            net.spec().name,
-                            spec.name
-                        );
-                    }
-                    net
-                } else {
-                    Network::from_safetensors(&spec, &bytes, &source, &maxprune::device())?
-                }
+                sparse::read_model(&dir.spec()?, &bytes, &path.display().to_string(), &maxprune::device())?
             }
         };
         (net, Some(config.dataset), config.eval_batch_size)
     };
-    let Some(name) = a.data.dataset.or(recorded) else {
+    let Some(name) = a.data.name()?.or(recorded) else {
         bail!("{}: no dataset recorded; give --dataset", a.run.display());
     };
-    let data = load_dataset(&name, a.data.data_dir.as_deref())?;
+    let data = a.data.load(&name)?;
     let e = evaluate(&net, &data.test, data.classes, batch)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&e)?);

@@ -41,7 +41,7 @@ pub(crate) fn cmd_export(a: ExportArgs) -> Result<()> {
     };
     let dense = net.to_safetensors();
     let bytes = match a.format {
-        ExportFormat::Sparse => sparse::encode(&net, dataset.as_deref()),
+        ExportFormat::Sparse => sparse::encode(&net, dataset.as_ref()),
         ExportFormat::Dense => dense.clone(),
         ExportFormat::Onnx => maxprune::onnx::export(&net)?,
     };

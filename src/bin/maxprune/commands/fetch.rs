@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use maxprune::data::dataset::{DatasetName, download_dir};
-use maxprune::data::fetch::{FetchEvent, fetch_files, sources};
+use maxprune::data::fetch::{fetch_files, sources};
+
+use crate::progress::Bars;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum FetchName {
@@ -43,38 +44,7 @@ pub(crate) fn cmd_fetch(a: FetchArgs, quiet: bool) -> Result<()> {
             .map(|m| if m.ends_with('/') { m.clone() } else { format!("{m}/") })
             .collect()
     };
-    let mut bar: Option<ProgressBar> = None;
-    fetch_files(&files, &mirrors, &dest, &mut |e| match e {
-        FetchEvent::Start { name, total } if !quiet => {
-            let b = ProgressBar::new(total.unwrap_or(0)).with_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                    .expect("valid template"),
-            );
-            b.set_message(name.clone());
-            bar = Some(b);
-        }
-        FetchEvent::Progress(n) => {
-            if let Some(b) = &bar {
-                b.set_position(*n);
-            }
-        }
-        FetchEvent::Done { name, cached } => {
-            if let Some(b) = bar.take() {
-                b.finish_and_clear();
-            }
-            if !quiet {
-                eprintln!(
-                    "{name}: {}",
-                    if *cached {
-                        "already present, checksum ok"
-                    } else {
-                        "downloaded, checksum ok"
-                    }
-                );
-            }
-        }
-        _ => {}
-    })?;
+    fetch_files(&files, &mirrors, &dest, &mut Bars::new(quiet))?;
     println!("{name} is in {}", dest.display());
     Ok(())
 }

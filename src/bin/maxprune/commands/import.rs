@@ -40,7 +40,7 @@ pub(crate) fn cmd_import(a: ImportArgs) -> Result<()> {
         &maxprune::device(),
     )?;
     let config = TrainConfig {
-        dataset: a.data.dataset.clone().unwrap_or(TrainConfig::default().dataset),
+        dataset: a.data.name_or(TrainConfig::default().dataset)?,
         seed: a.seed,
         epochs: 0,
         ..TrainConfig::default()

@@ -26,7 +26,7 @@ pub(crate) fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
         Command::Fetch(a) => fetch::cmd_fetch(a, quiet),
         Command::Demo(a) => demo::cmd_demo(a, quiet),
         Command::Bench(a) => bench::cmd_bench(a),
-        Command::Relevance(a) => relevance::cmd_relevance(a),
+        Command::Relevance(a) => relevance::cmd_relevance(a, quiet),
         Command::Sensitivity(a) => sensitivity::cmd_sensitivity(a),
         Command::Prune(PruneCommand::Neurons(a)) => prune::cmd_neurons(a, quiet),
         Command::Prune(PruneCommand::Plan(a)) => prune::cmd_plan(a),

@@ -13,7 +13,7 @@ use maxprune::relevance::Relevance;
 use maxprune::train::{RunDir, TrainConfig};
 
 use crate::args::{CriterionArgs, DataArgs, PolicyArgs, RetrainArgs};
-use crate::files::{load_dataset, read_json, write_file};
+use crate::files::{read_json, write_file};
 use crate::progress::run_and_print;
 
 #[derive(Subcommand)]
@@ -119,8 +119,8 @@ pub(crate) fn cmd_weights(a: WeightsArgs, quiet: bool) -> Result<()> {
         (None, None) => WeightRule::Quality { conv: 1.0, dense: 1.0 },
     };
     rule.validate()?;
-    let dataset = a.data.dataset.clone().unwrap_or(source.config()?.dataset);
-    let data = load_dataset(&dataset, a.data.data_dir.as_deref())?;
+    let dataset = a.data.name_or(source.config()?.dataset)?;
+    let data = a.data.load(&dataset)?;
     let schedule = WeightSchedule {
         rule,
         steps: a.steps,
@@ -137,8 +137,8 @@ pub(crate) fn cmd_weights(a: WeightsArgs, quiet: bool) -> Result<()> {
 
 pub(crate) fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
     let source = RunDir::open(&a.run)?;
-    let dataset = a.data.dataset.clone().unwrap_or(source.config()?.dataset);
-    let data = load_dataset(&dataset, a.data.data_dir.as_deref())?;
+    let dataset = a.data.name_or(source.config()?.dataset)?;
+    let data = a.data.load(&dataset)?;
     if a.control && a.steps.is_none() {
         bail!("--control needs --steps (the number of retraining rounds to match)");
     }

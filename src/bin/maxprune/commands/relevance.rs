@@ -9,7 +9,8 @@ use maxprune::report::relevance_histogram;
 use maxprune::train::{RunDir, check_classes};
 
 use crate::args::{CriterionArgs, DataArgs, SplitName};
-use crate::files::{load_dataset, write_file};
+use crate::files::write_file;
+use crate::progress::Bars;
 
 #[derive(Args)]
 pub(crate) struct RelevanceArgs {
@@ -27,21 +28,22 @@ pub(crate) struct RelevanceArgs {
     pub(crate) out: PathBuf,
 }
 
-pub(crate) fn cmd_relevance(a: RelevanceArgs) -> Result<()> {
+pub(crate) fn cmd_relevance(a: RelevanceArgs, quiet: bool) -> Result<()> {
     let dir = RunDir::open(&a.run)?;
     let config = dir.config()?;
-    let data = load_dataset(
-        a.data.dataset.as_deref().unwrap_or(&config.dataset),
-        a.data.data_dir.as_deref(),
-    )?;
+    let data = a.data.load_or(config.dataset.clone())?;
     let split = match a.split {
         SplitName::Train => &data.train,
         SplitName::Test => &data.test,
     };
     let net = dir.network(&maxprune::device())?;
     check_classes(net.spec(), data.classes, &data.name.to_string())?;
-    let rel =
-        criterion(a.criterion.criterion, a.criterion.ties, config.seed).score(&net, split, config.eval_batch_size)?;
+    let rel = criterion(a.criterion.criterion, a.criterion.ties, config.seed).score_observed(
+        &net,
+        split,
+        config.eval_batch_size,
+        &mut Bars::new(quiet),
+    )?;
     write_file(&a.out, serde_json::to_string_pretty(&rel)?.as_bytes())?;
     for l in &rel.layers {
         let values: Vec<f64> = l.scores.iter().flatten().copied().collect();

@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
+use maxprune::data::dataset::DatasetName;
 use maxprune::reproduce::{ReproduceConfig, reproduce};
 
 use crate::args::DataArgs;
-use crate::files::{load_dataset, lock_output};
-use crate::progress::observer;
+use crate::files::lock_output;
+use crate::progress::Bars;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum Experiment {
@@ -38,21 +39,14 @@ pub(crate) fn cmd_reproduce(a: ReproduceArgs, quiet: bool) -> Result<()> {
     let config = if a.quick {
         ReproduceConfig::quick(a.seeds.clone())
     } else {
-        ReproduceConfig::full(a.data.dataset.as_deref().unwrap_or("fashion-mnist"), a.seeds.clone())
+        ReproduceConfig::full(a.data.name_or(DatasetName::FashionMnist)?, a.seeds.clone())
     };
-    let data = load_dataset(&config.dataset, a.data.data_dir.as_deref())?;
+    let data = a.data.load(&config.dataset)?;
     let out = a
         .out
         .unwrap_or_else(|| PathBuf::from(format!("results/lenet5-{}", config.dataset)));
     let _lock = lock_output(&out)?;
-    let total = maxprune::reproduce::STAGES_PER_SEED * config.seeds.len();
-    let mut done = 0;
-    let report = reproduce(&config, &data, &out, observer(quiet).as_mut(), &mut |stage| {
-        done += 1;
-        if !quiet {
-            eprintln!("[{done}/{total}] {stage}");
-        }
-    })?;
+    let report = reproduce(&config, &data, &out, &maxprune::device(), &mut Bars::new(quiet))?;
     print!("{}", report.markdown());
     println!(
         "wrote {} ({:.0} s)",

@@ -8,7 +8,7 @@ use maxprune::relevance::criterion;
 use maxprune::train::{RunDir, Splits, check_classes};
 
 use crate::args::{CriterionArgs, DataArgs};
-use crate::files::{load_dataset, write_file};
+use crate::files::write_file;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum CutArg {
@@ -79,10 +79,7 @@ pub(crate) fn cmd_sensitivity(a: SensitivityArgs) -> Result<()> {
             })
             .collect::<Result<Vec<_>>>()?
     };
-    let data = load_dataset(
-        a.data.dataset.as_deref().unwrap_or(&config.dataset),
-        a.data.data_dir.as_deref(),
-    )?;
+    let data = a.data.load_or(config.dataset.clone())?;
     check_classes(spec, data.classes, &data.name.to_string())?;
     let splits = Splits::new(&data, &config)?;
     let Some(val_split) = &splits.val else {

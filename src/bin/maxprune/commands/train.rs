@@ -10,8 +10,7 @@ use maxprune::model::spec::ArchSpec;
 use maxprune::train::{RunDir, Splits, TrainConfig, check_trainable, train};
 
 use crate::args::{DataArgs, ScaleArgs};
-use crate::files::load_dataset;
-use crate::progress::observer;
+use crate::progress::Bars;
 
 #[derive(Args)]
 pub(crate) struct TrainArgs {
@@ -71,9 +70,7 @@ pub(crate) fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
             )?,
             None => TrainConfig::default(),
         };
-        if let Some(d) = &a.data.dataset {
-            config.dataset = d.clone();
-        }
+        config.dataset = a.data.name_or(config.dataset)?;
         config.epochs = a.epochs.unwrap_or(config.epochs);
         config.seed = a.seed.unwrap_or(config.seed);
         config.batch_size = a.batch_size.unwrap_or(config.batch_size);
@@ -92,7 +89,7 @@ pub(crate) fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
         };
         let net = Network::init(&a.scale.apply(spec)?, config.seed, &maxprune::device())?;
         // Checked before the directory exists, so a refused run leaves nothing that blocks a retry.
-        let data = load_dataset(&config.dataset, a.data.data_dir.as_deref())?;
+        let data = a.data.load(&config.dataset)?;
         let splits = Splits::new(&data, &config)?;
         check_trainable(&net, &splits, &config.dataset)?;
         (RunDir::create(&a.out, &net, &config)?, Some(splits))
@@ -100,9 +97,9 @@ pub(crate) fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
     let config = dir.config()?;
     let splits = match splits {
         Some(splits) => splits,
-        None => Splits::new(&load_dataset(&config.dataset, a.data.data_dir.as_deref())?, &config)?,
+        None => Splits::new(&a.data.load(&config.dataset)?, &config)?,
     };
-    let ckpt = train(&dir, &splits, observer(quiet).as_mut())?;
+    let ckpt = train(&dir, &splits, &maxprune::device(), &mut Bars::new(quiet))?;
     if let Some(m) = ckpt.history.last() {
         println!(
             "{}: test accuracy {:.2}% after {} epochs ({})",
