@@ -161,19 +161,16 @@ pub trait Criterion {
     fn kind(&self) -> CriterionKind;
     /// Scores `net`'s pieces, using `data` if the criterion needs data, and reports each batch
     /// of a pass over the data to `observer`.
-    fn score_observed(
-        &self,
-        net: &Network,
-        data: &Split,
-        batch_size: usize,
-        observer: &mut dyn Observer<RelevanceEvent>,
-    ) -> Result<Relevance>;
+    fn score_observed(&self, net: &Network, data: &Split, batch_size: usize, observer: Listener) -> Result<Relevance>;
 
     /// [`score_observed`](Self::score_observed) with nobody listening.
     fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance> {
         self.score_observed(net, data, batch_size, &mut Silent)
     }
 }
+
+/// Who hears of a relevance pass.
+pub type Listener<'a> = &'a mut dyn Observer<RelevanceEvent>;
 
 /// A relevance pass's progress (see [`crate::progress`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -330,13 +327,7 @@ impl Criterion for ArgmaxFrequency {
         CriterionKind::Argmax
     }
 
-    fn score_observed(
-        &self,
-        net: &Network,
-        data: &Split,
-        batch_size: usize,
-        observer: &mut dyn Observer<RelevanceEvent>,
-    ) -> Result<Relevance> {
+    fn score_observed(&self, net: &Network, data: &Split, batch_size: usize, observer: Listener) -> Result<Relevance> {
         let mut tied = Vec::new();
         let layers = accumulate(net, data, batch_size, observer, |row, wins| {
             credit_winners(row, self.ties, &mut tied, wins, |_| 1.0);
@@ -390,13 +381,7 @@ impl Criterion for Contribution {
         CriterionKind::Contribution
     }
 
-    fn score_observed(
-        &self,
-        net: &Network,
-        data: &Split,
-        batch_size: usize,
-        observer: &mut dyn Observer<RelevanceEvent>,
-    ) -> Result<Relevance> {
+    fn score_observed(&self, net: &Network, data: &Split, batch_size: usize, observer: Listener) -> Result<Relevance> {
         let mut tied = Vec::new();
         let mut layers = accumulate(net, data, batch_size, observer, |row, acc| {
             credit_winners(row, self.ties, &mut tied, acc, |max| f64::from(max.abs()));
@@ -416,13 +401,7 @@ impl Criterion for MeanActivation {
         CriterionKind::MeanActivation
     }
 
-    fn score_observed(
-        &self,
-        net: &Network,
-        data: &Split,
-        batch_size: usize,
-        observer: &mut dyn Observer<RelevanceEvent>,
-    ) -> Result<Relevance> {
+    fn score_observed(&self, net: &Network, data: &Split, batch_size: usize, observer: Listener) -> Result<Relevance> {
         let layers = accumulate(net, data, batch_size, observer, |row, sums| {
             sums.iter_mut().zip(row).for_each(|(s, &v)| *s += f64::from(v));
         });
@@ -464,13 +443,7 @@ impl Criterion for WeightNorm {
         CriterionKind::WeightNorm
     }
 
-    fn score_observed(
-        &self,
-        net: &Network,
-        _: &Split,
-        _: usize,
-        _: &mut dyn Observer<RelevanceEvent>,
-    ) -> Result<Relevance> {
+    fn score_observed(&self, net: &Network, _: &Split, _: usize, _: Listener) -> Result<Relevance> {
         let spec = net.spec();
         Ok(data_free(net, self.kind(), |layer, counts| {
             let pieces = spec.pieces(layer).expect("data_free visits maxout layers");
@@ -490,13 +463,7 @@ impl Criterion for RandomScores {
         CriterionKind::Random
     }
 
-    fn score_observed(
-        &self,
-        net: &Network,
-        _: &Split,
-        _: usize,
-        _: &mut dyn Observer<RelevanceEvent>,
-    ) -> Result<Relevance> {
+    fn score_observed(&self, net: &Network, _: &Split, _: usize, _: Listener) -> Result<Relevance> {
         Ok(data_free(net, self.kind(), |layer, counts| {
             let mut rng = SplitMix64::derive(self.seed, "random-relevance", layer as u64);
             counts

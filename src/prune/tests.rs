@@ -568,12 +568,23 @@ fn threshold_and_global_policies_make_ragged_units() {
     }
 }
 
+/// Runs a schedule on the flex device, observed by nobody.
+fn schedule_on(
+    run: &crate::train::RunDir,
+    out: &std::path::Path,
+    pruner: &dyn super::pruner::Pruner,
+    data: &crate::data::dataset::Dataset,
+    resume: bool,
+) -> crate::error::Result<super::schedule::ScheduleReport> {
+    let device = Device::flex();
+    super::schedule::run_schedule(run, out, pruner, data, resume, &device, &mut crate::progress::Silent)
+}
+
 #[test]
 fn conv_maxout_network_prunes_end_to_end_and_resumes() {
     use crate::data::dataset::{Dataset, DatasetName};
-    use crate::progress::Silent;
     use crate::prune::pruner::Retrain;
-    use crate::prune::schedule::{ScheduleConfig, run_schedule};
+    use crate::prune::schedule::ScheduleConfig;
     use crate::train::RunDir;
     use crate::train::{Distillation, Splits, TrainConfig, train};
 
@@ -615,16 +626,7 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
         },
     );
     let out = tmp.path().join("pruned");
-    let report = run_schedule(
-        &run,
-        &out,
-        &schedule,
-        &data,
-        false,
-        &burn::tensor::Device::flex(),
-        &mut Silent,
-    )
-    .unwrap();
+    let report = schedule_on(&run, &out, &schedule, &data, false).unwrap();
     assert_eq!(report.rows.len(), 2);
     assert_eq!(report.rows[1].pieces, vec!["3".to_string(), "1..3".to_string()]);
     assert!(report.rows[1].params < report.rows[0].params);
@@ -642,28 +644,8 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
         assert!(out.join(f).exists(), "{f}");
     }
     // Without --resume an existing schedule is refused; with it, finished steps are reused.
-    assert!(
-        run_schedule(
-            &run,
-            &out,
-            &schedule,
-            &data,
-            false,
-            &burn::tensor::Device::flex(),
-            &mut Silent
-        )
-        .is_err()
-    );
-    let again = run_schedule(
-        &run,
-        &out,
-        &schedule,
-        &data,
-        true,
-        &burn::tensor::Device::flex(),
-        &mut Silent,
-    )
-    .unwrap();
+    assert!(schedule_on(&run, &out, &schedule, &data, false).is_err());
+    let again = schedule_on(&run, &out, &schedule, &data, true).unwrap();
     assert_eq!(
         again.rows[1..],
         report.rows[1..],
@@ -676,16 +658,7 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
         temperature: 4.0,
     });
     let out = tmp.path().join("distilled");
-    let report = run_schedule(
-        &run,
-        &out,
-        &distilled,
-        &data,
-        false,
-        &burn::tensor::Device::flex(),
-        &mut Silent,
-    )
-    .unwrap();
+    let report = schedule_on(&run, &out, &distilled, &data, false).unwrap();
     assert_eq!(report.rows.len(), 2);
     let teacher = RunDir::open(&out.join("step-01"))
         .unwrap()
@@ -699,16 +672,7 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
     let mut slower = schedule.clone();
     slower.retrain.retrain_lr = Some(0.002);
     let out = tmp.path().join("slower");
-    run_schedule(
-        &run,
-        &out,
-        &slower,
-        &data,
-        false,
-        &burn::tensor::Device::flex(),
-        &mut Silent,
-    )
-    .unwrap();
+    schedule_on(&run, &out, &slower, &data, false).unwrap();
     let step = RunDir::open(&out.join("step-01")).unwrap().config().unwrap();
     assert_eq!((step.base_lr, config.base_lr), (0.002, 0.01));
     assert!(
@@ -717,15 +681,7 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
             .contains("learning rate 0.002")
     );
     slower.retrain.retrain_lr = Some(-1.0);
-    let e = run_schedule(
-        &run,
-        &tmp.path().join("bad-lr"),
-        &slower,
-        &data,
-        false,
-        &burn::tensor::Device::flex(),
-        &mut Silent,
-    );
+    let e = schedule_on(&run, &tmp.path().join("bad-lr"), &slower, &data, false);
     assert!(
         e.unwrap_err()
             .to_string()
