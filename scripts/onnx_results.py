@@ -9,15 +9,17 @@ and weight-pruned (one `prune weights` step, exported dense with its zeros); exp
 compares accuracy and mean cross-entropy with `maxprune eval --json` on the same images.
 
     python3 -m venv /tmp/ortenv && /tmp/ortenv/bin/pip install onnxruntime numpy
-    /tmp/ortenv/bin/python scripts/onnx_results.py [RUN ...]
+    /tmp/ortenv/bin/python scripts/onnx_results.py [--reproduced DIR] [RUN ...]
 
-Run directories given as arguments (e.g. the steps of the README's schedules, under runs/) are
-checked too, on the same 500 images; the README block is written only without arguments.
+`--reproduced DIR` adds the networks of the README's LeNet-5 table: every stage's final network
+of seed 1 of a `maxprune reproduce lenet5` output directory (full Fashion-MNIST), checked on the
+same 500 images. Run directories given as arguments are checked too; the README block is
+written only when none are given.
 """
+import argparse
 import gzip
 import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -73,13 +75,33 @@ def networks(tmp):
     return made
 
 
+def reproduced(out):
+    """Seed 1's final network of every stage of a `reproduce lenet5` directory: [(what, run)]."""
+    seed = Path(out) / "seed-1"
+    made = []
+    for stage in sorted(p for p in seed.iterdir() if p.is_dir()):
+        report = stage / "report.json"
+        if not report.exists():
+            made.append((f"reproduce seed 1: {stage.name} (trained)", stage))
+            continue
+        final = json.loads(report.read_text())["final_step"]
+        if final > 0:
+            made.append((f"reproduce seed 1: {stage.name} (step {final})", stage / f"step-{final:02}"))
+    return made
+
+
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reproduced", help="a `maxprune reproduce lenet5` output directory (full data)")
+    ap.add_argument("runs", nargs="*", help="run directories to check (the README block is then not written)")
+    args = ap.parse_args()
     images = (idx("t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0)[:, None, :, :]
     labels = idx("t10k-labels-idx1-ubyte.gz").astype(np.int64)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        given = [(arg, Path(arg)) for arg in sys.argv[1:]]
-        for what, run_dir in given or networks(tmp):
+        given = [(arg, Path(arg)) for arg in args.runs]
+        full = reproduced(args.reproduced) if args.reproduced else []
+        for what, run_dir in (given or networks(tmp)) + full:
             model = Path(tmp) / f"{len(rows)}.onnx"
             run("export", str(run_dir), "--format", "onnx", "--out", str(model))
             ours = maxprune_eval(run_dir)
@@ -93,8 +115,13 @@ def main():
                 print(f"DISAGREES: {what}")
     block = "\n".join(
         [
-            f"`/tmp/ortenv/bin/python scripts/onnx_results.py` (ONNX Runtime {ort.__version__}, CPU; "
-            f"{len(labels)} embedded test images; networks trained 2 epochs on the embedded subset, seed 1):",
+            "`/tmp/ortenv/bin/python scripts/onnx_results.py"
+            + (f" --reproduced {args.reproduced}" if full else "")
+            + f"` (ONNX Runtime {ort.__version__}, CPU; {len(labels)} embedded test images; the first rows' "
+            "networks trained 2 epochs on the embedded subset, seed 1"
+            + ("; the `reproduce seed 1` rows are the final networks of every stage of the README's LeNet-5 "
+               "table, trained and pruned on full Fashion-MNIST by `maxprune reproduce lenet5 --seeds 1`" if full else "")
+            + "):",
             "",
             "| network | maxprune accuracy | ONNX Runtime accuracy | maxprune loss | ONNX Runtime loss | agree |",
             "|---|---:|---:|---:|---:|---|",

@@ -7,7 +7,8 @@ with `--kernels burn` (burn's convolution and pooling, the state before), and
 `bench/torch_reference.py --json` (the same network and measurements) alternately, `--rounds`
 times each, and reports the median of each figure; then training alone at batch 8 and 1 for
 `lenet5-maxout` (`--train-batch`). Writes the table between the README's `results:speed`
-markers. PyTorch comes from `$TORCH_PYTHON` (default `python3`), e.g. a venv made with
+markers, with the ratios against PyTorch drawn as a bar chart (`maxprune chart bars`,
+`docs/charts/speed-ratios.svg`). PyTorch comes from `$TORCH_PYTHON` (default `python3`), e.g. a venv made with
 `python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch numpy`.
 
     cargo build --release && TORCH_PYTHON=/tmp/torch/bin/python3 python3 scripts/speed_results.py
@@ -118,7 +119,19 @@ def main():
         "`lenet5-maxout` against PyTorch: " + ", ".join(lenet) + ". "
         + ("Below PyTorch in this run: " + ", ".join(below) + "." if below else "At or above PyTorch on every row of both networks in this run.")
     ]
-    write_block("speed", "\n".join(header + md + footer))
+    chart = {
+        "title": "maxprune / PyTorch on this CPU (above 1.0: maxprune faster)",
+        "value_label": "throughput ratio (x)",
+        "bars": [[f"{p}, {NAMES[k].split(',')[0]}, {th} thread(s)", r] for (p, th, k), r in at_par.items()],
+        "reference": ["parity (1.0x)", 1.0],
+    }
+    (ROOT / "docs" / "charts").mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(chart, f)
+        f.flush()
+        subprocess.run([str(BIN), "chart", "bars", f.name, "--out", str(ROOT / "docs" / "charts" / "speed-ratios.svg")], check=True, stdout=subprocess.DEVNULL)
+    picture = ["", "![maxprune / PyTorch throughput ratios](docs/charts/speed-ratios.svg)"]
+    write_block("speed", "\n".join(header + md + footer + picture))
 
 
 if __name__ == "__main__":

@@ -314,6 +314,118 @@ pub fn histogram(title: &str, x_label: &str, what: &str, values: &[f64], bins: u
     Ok(svg)
 }
 
+/// A horizontal bar chart of ratios, as `maxprune chart bars` reads it from JSON: one bar per
+/// `(label, value)`, top to bottom in the given order, each with its value printed beside it as
+/// `1.23x`, and an optional vertical reference line `(legend, x)`, e.g. parity at 1.0.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BarChart {
+    /// Title above the plot.
+    pub title: String,
+    /// The value axis' label, with its unit.
+    pub value_label: String,
+    /// The bars, top to bottom.
+    pub bars: Vec<(String, f64)>,
+    /// A vertical reference line `(legend, x)`.
+    #[serde(default)]
+    pub reference: Option<(String, f64)>,
+}
+
+impl BarChart {
+    /// The chart as an SVG document.
+    pub fn to_svg(&self) -> Result<String> {
+        bars(
+            &self.title,
+            &self.value_label,
+            &self.bars,
+            self.reference.as_ref().map(|(l, x)| (l.as_str(), *x)),
+        )
+    }
+}
+
+fn bars(title: &str, value_label: &str, bars: &[(String, f64)], reference: Option<(&str, f64)>) -> Result<String> {
+    let n = bars.len().max(1);
+    let hi = bars
+        .iter()
+        .map(|b| b.1)
+        .chain(reference.map(|r| r.1))
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max)
+        .max(1e-12)
+        * 1.15;
+    let label_width = bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(0) as u32 * 7 + 16;
+    let height = (SIZE.1).max(90 + 26 * n as u32);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0 + label_width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(label_width)
+            .build_cartesian_2d(0.0..hi, (0..n).into_segmented())
+            .map_err(draw_err)?;
+        // Bar i sits in segment n - 1 - i, so the first bar is at the top.
+        let name = |v: &SegmentValue<usize>| match v {
+            SegmentValue::CenterOf(i) => n
+                .checked_sub(1 + i)
+                .and_then(|row| bars.get(row))
+                .map_or(String::new(), |b| b.0.clone()),
+            _ => String::new(),
+        };
+        let fx = tick_format(0.0, hi, TICKS);
+        chart
+            .configure_mesh()
+            .x_labels(TICKS)
+            .y_labels(n)
+            .x_label_formatter(&fx)
+            .y_label_formatter(&name)
+            .x_desc(value_label)
+            .disable_y_mesh()
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(draw_err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+                let row = n - 1 - i;
+                let mut bar = Rectangle::new(
+                    [(0.0, SegmentValue::Exact(row)), (*v, SegmentValue::Exact(row + 1))],
+                    COLORS[0].filled(),
+                );
+                bar.set_margin(4, 4, 0, 0);
+                bar
+            }))
+            .map_err(draw_err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+                let at = (*v + hi * 0.01, SegmentValue::CenterOf(n - 1 - i));
+                Text::new(format!("{v:.2}x"), at, ("sans-serif", 12).into_font())
+            }))
+            .map_err(draw_err)?;
+        if let Some((legend, x)) = reference {
+            let style = COLORS[1].stroke_width(2);
+            chart
+                .draw_series(LineSeries::new(
+                    [(x, SegmentValue::Exact(0)), (x, SegmentValue::Exact(n))],
+                    style,
+                ))
+                .map_err(draw_err)?
+                .label(legend)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], style));
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.4))
+                .draw()
+                .map_err(draw_err)?;
+        }
+        root.present().map_err(draw_err)?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -364,6 +476,42 @@ pub(crate) mod tests {
         let distinct: std::collections::HashSet<_> = ticks.iter().collect();
         assert_eq!(distinct.len(), ticks.len(), "{ticks:?}");
         assert!(t.iter().any(|s| s.ends_with('k')), "parameters in thousands: {t:?}");
+    }
+
+    #[test]
+    fn a_bar_chart_has_one_bar_and_one_value_per_entry_and_its_parity_line() {
+        let entries = [
+            ("lenet5-maxout training, 1 thread".to_string(), 0.92),
+            ("lenet5-maxout inference, 1 thread".to_string(), 1.55),
+            ("vgg16-maxout training, 2 threads".to_string(), 0.39),
+        ];
+        let chart: BarChart = serde_json::from_value(serde_json::json!({
+            "title": "maxprune / PyTorch",
+            "value_label": "speed ratio (x)",
+            "bars": entries,
+            "reference": ["parity", 1.0],
+        }))
+        .unwrap();
+        let svg = chart.to_svg().unwrap();
+        let t = texts(&svg);
+        for needle in [
+            "maxprune / PyTorch",
+            "speed ratio (x)",
+            "parity",
+            "0.92x",
+            "1.55x",
+            "0.39x",
+        ] {
+            assert!(t.iter().any(|s| s == needle), "{needle} missing in {t:?}");
+        }
+        for (label, _) in &entries {
+            assert!(t.iter().any(|s| s == label), "{label} missing in {t:?}");
+        }
+        // one bar per entry, in the first colour
+        assert_eq!(svg.matches(r##"fill="#1F77B4""##).count(), entries.len(), "{svg}");
+        let ticks: Vec<&String> = t.iter().filter(|s| s.parse::<f64>().is_ok()).collect();
+        let distinct: std::collections::HashSet<_> = ticks.iter().collect();
+        assert!(ticks.len() >= 4 && distinct.len() == ticks.len(), "{ticks:?}");
     }
 
     #[test]

@@ -701,3 +701,24 @@ fn sensitivity_cuts_each_maxout_layer_alone_and_refuses_bad_fractions_and_layers
         assert!(!tmp.path().join("bad").exists(), "{extra:?} left an output");
     }
 }
+
+#[test]
+fn chart_bars_draws_ratios_from_json_and_names_a_bad_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let data = r#"{"title": "maxprune / PyTorch", "value_label": "ratio (x)",
+                   "bars": [["training", 0.9], ["inference", 1.5]], "reference": ["parity", 1.0]}"#;
+    std::fs::write(cwd.join("speed.json"), data).unwrap();
+    ok(&maxprune(&["chart", "bars", "speed.json", "--out", "speed.svg"], cwd));
+    let svg = std::fs::read_to_string(cwd.join("speed.svg")).unwrap();
+    assert!(
+        svg.contains("0.90x") && svg.contains("1.50x") && svg.contains("parity"),
+        "{svg}"
+    );
+    std::fs::write(cwd.join("bad.json"), r#"{"title": "t", "bars": []}"#).unwrap();
+    fails_with(
+        &maxprune(&["chart", "bars", "bad.json", "--out", "bad.svg"], cwd),
+        "bad.json: cannot parse: missing field `value_label`",
+    );
+    assert!(!cwd.join("bad.svg").exists());
+}

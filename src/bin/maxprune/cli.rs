@@ -7,6 +7,7 @@ use burn::tensor::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::bench::BenchArgs;
+use crate::commands::chart::ChartCommand;
 use crate::commands::demo::DemoArgs;
 use crate::commands::eval::EvalArgs;
 use crate::commands::export::ExportArgs;
@@ -82,6 +83,10 @@ pub(crate) enum Command {
     Import(ImportArgs),
     /// Face verification on LFW's protocol (10 folds, threshold chosen on 9, tested on 1).
     Verify(VerifyArgs),
+    /// Draw a chart from a JSON file (e.g. speed ratios as bars), by the same plotting code as
+    /// maxprune's own charts.
+    #[command(subcommand)]
+    Chart(ChartCommand),
 }
 
 impl Command {
@@ -100,6 +105,7 @@ impl Command {
             Command::Export(a) => Some(&a.out),
             Command::Import(a) => Some(&a.out),
             Command::Verify(a) => a.out.as_deref(),
+            Command::Chart(ChartCommand::Bars(a)) => Some(&a.out),
             Command::Reproduce(_) | Command::Eval(_) | Command::Inspect(_) | Command::Fetch(_) | Command::Bench(_) => {
                 None
             }

@@ -1,6 +1,7 @@
 //! One file per command: its arguments, and glue that maps them to one library call and prints the result.
 
 pub(crate) mod bench;
+pub(crate) mod chart;
 pub(crate) mod demo;
 pub(crate) mod eval;
 pub(crate) mod export;
@@ -36,5 +37,6 @@ pub(crate) fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
         Command::Reproduce(a) => reproduce::cmd_reproduce(a, quiet),
         Command::Import(a) => import::cmd_import(a),
         Command::Verify(a) => verify::cmd_verify(a),
+        Command::Chart(c) => chart::cmd_chart(c),
     }
 }
