@@ -2,8 +2,8 @@
 """Regenerates the example charts the README shows (`docs/charts/`, block `results:charts`).
 
 Runs `maxprune demo` (train, one neuron-pruning step: the schedule's accuracy chart and a
-relevance histogram), `maxprune reproduce lenet5 --quick` (the accuracy-vs-nonzeros chart) and
-`maxprune verify` (the ROC curve) on the embedded Fashion-MNIST subset, in a temporary
+relevance histogram), `maxprune sensitivity` of the demo's network, `maxprune reproduce lenet5
+--quick` (the accuracy-vs-nonzeros chart) and `maxprune verify` (the ROC curve) on the embedded Fashion-MNIST subset, in a temporary
 directory, and copies their SVGs. LFW cannot be downloaded here, so `verify` runs on LFW's
 layout and protocol filled with the subset's 500 test images, each garment class a "person":
 10 folds of 30 matched pairs (two images of one class) and 30 mismatched pairs (two classes),
@@ -78,6 +78,7 @@ def main():
         t = Path(tmp)
         run("demo", "--out", str(t / "demo"))
         run("reproduce", "lenet5", "--quick", "--seeds", "1", "--out", str(t / "reproduce"))
+        run("sensitivity", str(t / "demo" / "train"), "--out", str(t / "sensitivity"))
         pairs = lfw_layout(t / "lfw")
         run("verify", str(t / "demo" / "train"), "--pairs", str(pairs), "--images", str(t / "lfw" / "images"), "--out", str(t / "verify"))
         charts = [
@@ -85,13 +86,18 @@ def main():
             ("relevance histogram (`relevance`, every schedule step)", t / "demo" / "prune" / "relevance-step-01.svg", "relevance-histogram.svg"),
             ("accuracy vs nonzeros (`reproduce`)", t / "reproduce" / "accuracy-vs-nonzeros.svg", "accuracy-vs-nonzeros.svg"),
             (
+                "sensitivity: validation accuracy vs the fraction cut from each layer, without retraining (`sensitivity`)",
+                t / "sensitivity" / "sensitivity.svg",
+                "sensitivity.svg",
+            ),
+            (
                 "ROC curve (`verify`; LFW's layout and protocol, filled with the subset's test images, classes as identities)",
                 t / "verify" / "roc.svg",
                 "roc.svg",
             ),
         ]
         lines = [
-            "`python3 scripts/charts_results.py` (embedded Fashion-MNIST subset: `maxprune demo`, "
+            "`python3 scripts/charts_results.py` (embedded Fashion-MNIST subset: `maxprune demo` and `sensitivity` of its network, "
             "`maxprune reproduce lenet5 --quick --seeds 1` and `maxprune verify` of the demo's network on "
             f"{FOLDS} folds x {2 * PAIRS} pairs of the subset's test images; 1 to 5 epochs, so the accuracies are "
             "the subset's, not the results above):",
