@@ -1,4 +1,4 @@
-//! Small file helpers the commands share: reading a dataset, JSON and model files, writing files atomically.
+//! Small file helpers the commands share: reading a sparse model file, writing files atomically, the output lock.
 
 use std::path::Path;
 
@@ -15,11 +15,6 @@ pub(crate) fn sparse_file(path: &Path) -> Result<(Network, Option<DatasetName>)>
         &path.display().to_string(),
         &maxprune::device(),
     )?)
-}
-
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not a valid file of this kind", path.display()))
 }
 
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -13,7 +13,7 @@ use maxprune::relevance::Relevance;
 use maxprune::train::{RunDir, TrainConfig};
 
 use crate::args::{CriterionArgs, DataArgs, PolicyArgs, RetrainArgs};
-use crate::files::{read_json, write_file};
+use crate::files::write_file;
 use crate::progress::run_and_print;
 
 #[derive(Subcommand)]
@@ -158,7 +158,7 @@ pub(crate) fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
 
 pub(crate) fn cmd_plan(a: PlanArgs) -> Result<()> {
     let spec = RunDir::open(&a.run)?.spec()?;
-    let rel: Relevance = read_json(&a.relevance)?;
+    let rel: Relevance = maxprune::fsio::read_json(&a.relevance)?;
     let plan = select(&rel, &spec, a.policy.policy()).with_context(|| format!("{}", a.relevance.display()))?;
     write_file(&a.out, plan.to_json().as_bytes())?;
     println!("wrote {}", a.out.display());
