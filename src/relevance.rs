@@ -1,4 +1,5 @@
-//! Relevance of maxout pieces: criteria that score every piece of every maxout layer.
+//! Relevance of maxout pieces: criteria that score every piece of every maxout layer (or of
+//! the unit layers asked for: a plain conv or dense layer's outputs are units of one piece).
 //!
 //! The paper's criterion ([`ArgmaxFrequency`]) counts, over a data split and with the network
 //! in evaluation mode (no dropout), how often each piece is the maximum of its unit. Pieces are
@@ -49,6 +50,9 @@ pub enum CriterionKind {
     MeanActivation,
     /// L2 norm of the piece's incoming weights (its row or filter, with its bias).
     WeightNorm,
+    /// L1 norm of the piece's incoming weights, bias excluded: on a plain layer's units, the
+    /// filter ranking of Li et al. 2017 ("Pruning filters for efficient ConvNets").
+    L1Norm,
     /// Seeded uniform random scores: the baseline any criterion must beat.
     Random,
     /// The unit's output magnitude while the piece wins, times the norm of the weights that
@@ -64,6 +68,7 @@ impl CriterionKind {
             CriterionKind::Argmax => "argmax",
             CriterionKind::MeanActivation => "mean-activation",
             CriterionKind::WeightNorm => "weight-norm",
+            CriterionKind::L1Norm => "l1-norm",
             CriterionKind::Random => "random",
             CriterionKind::Contribution => "contribution",
         }
@@ -76,10 +81,10 @@ impl CriterionKind {
     }
 }
 
-/// Scores of one maxout layer.
+/// Scores of one unit layer (a maxout layer, or a plain layer's units of one piece).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerRelevance {
-    /// Index of the maxout layer in the spec.
+    /// Index of the unit layer in the spec.
     pub layer: usize,
     /// Name of the conv or dense layer that produces the pieces.
     pub producer: String,
@@ -105,12 +110,13 @@ pub struct Relevance {
     pub examples: usize,
     /// Fingerprint of the spec scored; plans and relevance files are checked against it.
     pub spec_fingerprint: String,
-    /// One entry per maxout layer, in spec order.
+    /// One entry per scored unit layer, in spec order (by default every maxout layer).
     pub layers: Vec<LayerRelevance>,
 }
 
 impl Relevance {
-    /// Checks that these scores were made for `spec`: same fingerprint and piece counts.
+    /// Checks that these scores were made for `spec`: same fingerprint, unit layers in spec
+    /// order, and their piece counts.
     pub fn check_spec(&self, spec: &ArchSpec, source: &str) -> Result<()> {
         let fp = spec.fingerprint();
         if self.spec_fingerprint != fp {
@@ -123,19 +129,13 @@ impl Relevance {
             ));
         }
         let layers: Vec<usize> = self.layers.iter().map(|l| l.layer).collect();
-        if layers != spec.maxout_layers() {
-            return Err(Error::invalid(
-                "relevance",
-                format!(
-                    "{source}: scores for layers {layers:?}, expected each maxout layer once: {:?}",
-                    spec.maxout_layers()
-                ),
-            ));
+        if let Some(m) = layers_problem(spec, &layers) {
+            return Err(Error::invalid("relevance", format!("{source}: {m}")));
         }
         for l in &self.layers {
             let pieces = spec
-                .pieces(l.layer)
-                .expect("the layers were checked to be the maxout layers");
+                .unit_pieces(l.layer)
+                .expect("the layers were checked to be unit layers");
             let found: Vec<usize> = l.scores.iter().map(Vec::len).collect();
             if found != pieces.counts() || l.counts.len() != pieces.units() {
                 return Err(Error::invalid(
@@ -155,13 +155,54 @@ impl Relevance {
     }
 }
 
-/// Scores every piece of every maxout layer of a network.
+/// Checks that `layers` are unit layers of `spec` ([`ArchSpec::unit_layers`]), increasing,
+/// at least one.
+pub fn check_layers(spec: &ArchSpec, layers: &[usize]) -> Result<()> {
+    layers_problem(spec, layers).map_or(Ok(()), |m| Err(Error::invalid("layers", m)))
+}
+
+/// What is wrong with `layers` as unit layers of `spec`, if anything.
+fn layers_problem(spec: &ArchSpec, layers: &[usize]) -> Option<String> {
+    let units = spec.unit_layers();
+    if layers.is_empty() {
+        return Some(format!(
+            "{}: expected at least one layer to score, found none",
+            spec.name
+        ));
+    }
+    if let Some(l) = layers.iter().find(|l| !units.contains(l)) {
+        return Some(format!(
+            "layer {l} of {} is not a unit layer; expected some of {units:?}",
+            spec.name
+        ));
+    }
+    layers
+        .windows(2)
+        .any(|w| w[0] >= w[1])
+        .then(|| format!("layers {layers:?}: expected each once, in spec order"))
+}
+
+/// Scores every piece of every unit layer asked for (by default, every maxout layer).
 pub trait Criterion {
     /// Which criterion this is.
     fn kind(&self) -> CriterionKind;
-    /// Scores `net`'s pieces, using `data` if the criterion needs data, and reports each batch
-    /// of a pass over the data to `observer`.
-    fn score_observed(&self, net: &Network, data: &Split, batch_size: usize, observer: Listener) -> Result<Relevance>;
+    /// Scores the pieces of `net`'s unit layers `layers` (checked by [`check_layers`]), using
+    /// `data` if the criterion needs data, and reports each batch of a pass over the data to
+    /// `observer`.
+    fn score_layers(
+        &self,
+        net: &Network,
+        layers: &[usize],
+        data: &Split,
+        batch: usize,
+        obs: Listener,
+    ) -> Result<Relevance>;
+
+    /// [`score_layers`](Self::score_layers) of the default unit layers
+    /// ([`ArchSpec::default_unit_layers`]).
+    fn score_observed(&self, net: &Network, data: &Split, batch_size: usize, observer: Listener) -> Result<Relevance> {
+        self.score_layers(net, &net.spec().default_unit_layers(), data, batch_size, observer)
+    }
 
     /// [`score_observed`](Self::score_observed) with nobody listening.
     fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance> {
@@ -189,7 +230,8 @@ pub fn criterion(kind: CriterionKind, ties: TiePolicy, seed: u64) -> Box<dyn Cri
     match kind {
         CriterionKind::Argmax => Box::new(ArgmaxFrequency { ties }),
         CriterionKind::MeanActivation => Box::new(MeanActivation),
-        CriterionKind::WeightNorm => Box::new(WeightNorm),
+        CriterionKind::WeightNorm => Box::new(WeightNorm { l1: false }),
+        CriterionKind::L1Norm => Box::new(WeightNorm { l1: true }),
         CriterionKind::Random => Box::new(RandomScores { seed }),
         CriterionKind::Contribution => Box::new(Contribution { ties }),
     }
@@ -214,8 +256,11 @@ pub struct Contribution {
     pub ties: TiePolicy,
 }
 
-/// L2 norm of each piece's incoming weights and bias.
-pub struct WeightNorm;
+/// A norm of each piece's incoming weights: L2 with the bias, or L1 without it.
+pub struct WeightNorm {
+    /// L1 of the weights alone (`l1-norm`) instead of L2 of weights and bias (`weight-norm`).
+    pub l1: bool,
+}
 
 /// Seeded random scores.
 pub struct RandomScores {
@@ -223,24 +268,24 @@ pub struct RandomScores {
     pub seed: u64,
 }
 
-fn maxout_pieces(spec: &ArchSpec) -> Vec<(usize, Vec<usize>, String)> {
-    spec.maxouts()
-        .into_iter()
-        .map(|(m, pieces)| {
-            let producer = spec
-                .producer_of(m)
-                .and_then(|p| spec.layers[p].name())
-                .unwrap_or_default()
-                .to_string();
-            (m, pieces.counts(), producer)
+/// The unit layers `layers` (checked): `(layer, pieces per unit, producer name)`.
+fn unit_meta(spec: &ArchSpec, layers: &[usize]) -> Result<Vec<(usize, Vec<usize>, String)>> {
+    check_layers(spec, layers)?;
+    Ok(layers
+        .iter()
+        .map(|&l| {
+            let pieces = spec.unit_pieces(l).expect("checked unit layers");
+            (l, pieces.counts(), spec.unit_name(l).to_string())
         })
-        .collect()
+        .collect())
 }
 
-/// Runs the traced forward over `data` and hands each maxout layer's pieces, as
-/// `[contests, units, k_max]` values, to `visit(layer_slot, values, contests, units, k_max)`.
+/// Runs the traced forward over `data` and hands the pieces of each of the unit layers
+/// `layers`, as `[contests, units, k_max]` values, to `visit(layer_slot, values, contests,
+/// units, k_max)`.
 fn for_each_trace(
     net: &Network,
+    layers: &[usize],
     data: &Split,
     batch_size: usize,
     observer: &mut dyn Observer<RelevanceEvent>,
@@ -251,7 +296,7 @@ fn for_each_trace(
     let mut done = 0;
     for chunk in order.chunks(batch_size.max(1)) {
         let (x, _) = batch(data, chunk, &net.spec().input, net.device());
-        let (_, traces) = net.forward_traced(x);
+        let (_, traces) = net.forward_traced_at(x, layers);
         for (slot, t) in traces.into_iter().enumerate() {
             let [n, units, k] = t.pieces.dims();
             let values: Vec<f32> = t.pieces.into_data().iter::<f32>().collect();
@@ -283,30 +328,37 @@ fn relevance(
 
 /// Runs the traced forward over `data` and folds every contest into per-piece accumulators:
 /// `add(row, acc)` sees one unit's real pieces and its accumulators. Returns one
-/// [`LayerRelevance`] per maxout layer with `counts` = the accumulators and `scores` = the
-/// accumulators divided by the number of contests.
+/// [`LayerRelevance`] per unit layer of `layers` with `counts` = the accumulators and `scores`
+/// = the accumulators divided by the number of contests.
 fn accumulate(
     net: &Network,
-    data: &Split,
-    batch_size: usize,
+    (layers, data, batch_size): (&[usize], &Split, usize),
     observer: &mut dyn Observer<RelevanceEvent>,
     mut add: impl FnMut(&[f32], &mut [f64]),
-) -> Vec<LayerRelevance> {
-    let meta = maxout_pieces(net.spec());
+) -> Result<Vec<LayerRelevance>> {
+    let meta = unit_meta(net.spec(), layers)?;
     let mut acc: Vec<Vec<Vec<f64>>> = meta
         .iter()
         .map(|(_, c, _)| c.iter().map(|&k| vec![0.0; k]).collect())
         .collect();
     let mut contests = vec![0usize; meta.len()];
-    for_each_trace(net, data, batch_size, observer, |slot, values, n, units, k_max| {
-        contests[slot] += n;
-        for c in 0..n {
-            for (u, unit) in acc[slot].iter_mut().enumerate().take(units) {
-                add(&values[(c * units + u) * k_max..][..unit.len()], unit);
+    for_each_trace(
+        net,
+        layers,
+        data,
+        batch_size,
+        observer,
+        |slot, values, n, units, k_max| {
+            contests[slot] += n;
+            for c in 0..n {
+                for (u, unit) in acc[slot].iter_mut().enumerate().take(units) {
+                    add(&values[(c * units + u) * k_max..][..unit.len()], unit);
+                }
             }
-        }
-    });
-    meta.into_iter()
+        },
+    );
+    Ok(meta
+        .into_iter()
         .zip(acc)
         .zip(contests)
         .map(|(((layer, _, producer), counts), contests)| LayerRelevance {
@@ -319,7 +371,7 @@ fn accumulate(
                 .collect(),
             counts,
         })
-        .collect()
+        .collect())
 }
 
 impl Criterion for ArgmaxFrequency {
@@ -327,12 +379,19 @@ impl Criterion for ArgmaxFrequency {
         CriterionKind::Argmax
     }
 
-    fn score_observed(&self, net: &Network, data: &Split, batch_size: usize, observer: Listener) -> Result<Relevance> {
+    fn score_layers(
+        &self,
+        net: &Network,
+        layers: &[usize],
+        data: &Split,
+        batch: usize,
+        obs: Listener,
+    ) -> Result<Relevance> {
         let mut tied = Vec::new();
-        let layers = accumulate(net, data, batch_size, observer, |row, wins| {
+        let scored = accumulate(net, (layers, data, batch), obs, |row, wins| {
             credit_winners(row, self.ties, &mut tied, wins, |_| 1.0);
-        });
-        Ok(relevance(self.kind(), self.ties, net, data.len(), layers))
+        })?;
+        Ok(relevance(self.kind(), self.ties, net, data.len(), scored))
     }
 }
 
@@ -349,7 +408,7 @@ fn credit_winners(row: &[f32], ties: TiePolicy, tied: &mut Vec<usize>, acc: &mut
     }
 }
 
-/// The L2 norm of the consumer weights that read each of the `units` units of the maxout layer
+/// The L2 norm of the consumer weights that read each of the `units` units of the unit layer
 /// `layer` (all 1 when no conv or dense layer reads them).
 fn consumer_norms(net: &Network, layer: usize, units: usize) -> Vec<f64> {
     let squares = |w: Tensor<2>| -> Vec<f64> {
@@ -381,18 +440,25 @@ impl Criterion for Contribution {
         CriterionKind::Contribution
     }
 
-    fn score_observed(&self, net: &Network, data: &Split, batch_size: usize, observer: Listener) -> Result<Relevance> {
+    fn score_layers(
+        &self,
+        net: &Network,
+        layers: &[usize],
+        data: &Split,
+        batch: usize,
+        obs: Listener,
+    ) -> Result<Relevance> {
         let mut tied = Vec::new();
-        let mut layers = accumulate(net, data, batch_size, observer, |row, acc| {
+        let mut scored = accumulate(net, (layers, data, batch), obs, |row, acc| {
             credit_winners(row, self.ties, &mut tied, acc, |max| f64::from(max.abs()));
-        });
-        for l in &mut layers {
+        })?;
+        for l in &mut scored {
             let norms = consumer_norms(net, l.layer, l.scores.len());
             for (unit, norm) in l.scores.iter_mut().zip(norms) {
                 unit.iter_mut().for_each(|s| *s *= norm);
             }
         }
-        Ok(relevance(self.kind(), self.ties, net, data.len(), layers))
+        Ok(relevance(self.kind(), self.ties, net, data.len(), scored))
     }
 }
 
@@ -401,28 +467,46 @@ impl Criterion for MeanActivation {
         CriterionKind::MeanActivation
     }
 
-    fn score_observed(&self, net: &Network, data: &Split, batch_size: usize, observer: Listener) -> Result<Relevance> {
-        let layers = accumulate(net, data, batch_size, observer, |row, sums| {
+    fn score_layers(
+        &self,
+        net: &Network,
+        layers: &[usize],
+        data: &Split,
+        batch: usize,
+        obs: Listener,
+    ) -> Result<Relevance> {
+        let scored = accumulate(net, (layers, data, batch), obs, |row, sums| {
             sums.iter_mut().zip(row).for_each(|(s, &v)| *s += f64::from(v));
-        });
-        Ok(relevance(self.kind(), TiePolicy::default(), net, data.len(), layers))
+        })?;
+        Ok(relevance(self.kind(), TiePolicy::default(), net, data.len(), scored))
     }
 }
 
-/// L2 norm (not squared) of each output row (dense) or filter (conv), bias included.
-fn row_norms(params: &LayerParams) -> Vec<f64> {
+/// Per output row (dense) or filter (conv): the L2 norm (not squared) with the bias, or the
+/// L1 norm of the weights alone.
+fn row_norms(params: &LayerParams, l1: bool) -> Vec<f64> {
     let Some((w, b)) = params.output_rows() else {
         return Vec::new();
     };
     let rows = w.dims()[0];
-    let sq = (w.clone() * w).sum_dim(1).reshape([rows]) + b.clone() * b;
-    let data: TensorData = sq.sqrt().into_data();
+    let norms = if l1 {
+        w.abs().sum_dim(1).reshape([rows])
+    } else {
+        ((w.clone() * w).sum_dim(1).reshape([rows]) + b.clone() * b).sqrt()
+    };
+    let data: TensorData = norms.into_data();
     data.iter::<f32>().map(f64::from).collect()
 }
 
-/// Scores that need no data: `score(layer, pieces per unit)` gives one score per piece.
-fn data_free(net: &Network, kind: CriterionKind, mut score: impl FnMut(usize, &[usize]) -> Vec<Vec<f64>>) -> Relevance {
-    let layers = maxout_pieces(net.spec())
+/// Scores that need no data: `score(layer, pieces per unit)` gives one score per piece of each
+/// of the unit layers `layers`.
+fn data_free(
+    net: &Network,
+    layers: &[usize],
+    kind: CriterionKind,
+    mut score: impl FnMut(usize, &[usize]) -> Vec<Vec<f64>>,
+) -> Result<Relevance> {
+    let layers = unit_meta(net.spec(), layers)?
         .into_iter()
         .map(|(layer, counts, producer)| {
             let scores = score(layer, &counts);
@@ -435,26 +519,30 @@ fn data_free(net: &Network, kind: CriterionKind, mut score: impl FnMut(usize, &[
             }
         })
         .collect();
-    relevance(kind, TiePolicy::default(), net, 0, layers)
+    Ok(relevance(kind, TiePolicy::default(), net, 0, layers))
 }
 
 impl Criterion for WeightNorm {
     fn kind(&self) -> CriterionKind {
-        CriterionKind::WeightNorm
+        if self.l1 {
+            CriterionKind::L1Norm
+        } else {
+            CriterionKind::WeightNorm
+        }
     }
 
-    fn score_observed(&self, net: &Network, _: &Split, _: usize, _: Listener) -> Result<Relevance> {
+    fn score_layers(&self, net: &Network, layers: &[usize], _: &Split, _: usize, _: Listener) -> Result<Relevance> {
         let spec = net.spec();
-        Ok(data_free(net, self.kind(), |layer, counts| {
-            let pieces = spec.pieces(layer).expect("data_free visits maxout layers");
-            let p = spec.producer_of(layer).expect("validated maxout has a producer");
-            let norms = row_norms(&net.params()[p]);
+        data_free(net, layers, self.kind(), |layer, counts| {
+            let pieces = spec.unit_pieces(layer).expect("data_free visits unit layers");
+            let p = spec.producer_of(layer).expect("a unit layer has a producer");
+            let norms = row_norms(&net.params()[p], self.l1);
             counts
                 .iter()
                 .enumerate()
-                .map(|(u, &k)| (0..k).map(|j| norms[layout::piece_index(pieces, u, j)]).collect())
+                .map(|(u, &k)| (0..k).map(|j| norms[layout::piece_index(&pieces, u, j)]).collect())
                 .collect()
-        }))
+        })
     }
 }
 
@@ -463,13 +551,13 @@ impl Criterion for RandomScores {
         CriterionKind::Random
     }
 
-    fn score_observed(&self, net: &Network, _: &Split, _: usize, _: Listener) -> Result<Relevance> {
-        Ok(data_free(net, self.kind(), |layer, counts| {
+    fn score_layers(&self, net: &Network, layers: &[usize], _: &Split, _: usize, _: Listener) -> Result<Relevance> {
+        data_free(net, layers, self.kind(), |layer, counts| {
             let mut rng = SplitMix64::derive(self.seed, "random-relevance", layer as u64);
             counts
                 .iter()
                 .map(|&k| (0..k).map(|_| f64::from(rng.next_f32())).collect())
                 .collect()
-        }))
+        })
     }
 }

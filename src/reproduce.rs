@@ -303,6 +303,8 @@ pub fn reproduce(
             until_k: None,
             steps: Some(config.unit_steps),
             control: false,
+            layers: Vec::new(),
+            budgets: Vec::new(),
             retrain: retrain(seed),
         };
         let maxout_u = ctx.schedule(&maxout_n.0, "lenet5-maxout-units", &units)?;

@@ -117,14 +117,15 @@ pub trait ParamMapper {
     fn map<const D: usize>(&mut self, name: &str, tensor: Tensor<D>) -> Tensor<D>;
 }
 
-/// What a maxout layer saw in a traced forward pass.
+/// What a unit layer (see [`ArchSpec::unit_layers`]) saw in a traced forward pass.
 #[derive(Debug, Clone)]
 pub struct MaxoutTrace {
-    /// Index of the maxout layer in the spec.
+    /// Index of the unit layer in the spec (a maxout layer, or a plain conv or dense layer).
     pub layer: usize,
     /// The pieces' pre-activations, `[contests, units, k_max]`: one contest per example for a
     /// dense producer, one per example and spatial position (row-major) for a conv producer.
-    /// Slots beyond a ragged unit's piece count hold `-inf`.
+    /// Slots beyond a ragged unit's piece count hold `-inf`. A plain layer's units have one
+    /// piece each: the layer's output after the relu that follows it, if any.
     pub pieces: Tensor<3>,
 }
 
@@ -144,6 +145,23 @@ enum Act {
     Map(Tensor<4>),
     /// `[batch, features]`
     Flat(Tensor<2>),
+}
+
+impl Act {
+    /// Every channel or feature as a unit of one piece, `[contests, units, 1]` (one contest per
+    /// example and spatial position, as a conv maxout layer's trace).
+    fn as_units(&self) -> Tensor<3> {
+        match self {
+            Act::Map(x) => {
+                let [b, c, h, w] = x.dims();
+                x.clone().permute([0, 2, 3, 1]).reshape([b * h * w, c, 1])
+            }
+            Act::Flat(x) => {
+                let [b, c] = x.dims();
+                x.clone().reshape([b, c, 1])
+            }
+        }
+    }
 }
 
 /// A maxout network built from its spec.
@@ -400,7 +418,7 @@ impl Network {
     /// - `x`: `[batch, channels, height, width]`
     /// - returns `[batch, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.run(x, None, false, self.spec.layers.len()).0
+        self.run(x, None, &[], self.spec.layers.len()).0
     }
 
     /// The activations after the first `layers` layers in evaluation mode, flattened per
@@ -410,7 +428,7 @@ impl Network {
     /// - `x`: `[batch, channels, height, width]`
     /// - returns `[batch, features]`
     pub fn features(&self, x: Tensor<4>, layers: usize) -> Tensor<2> {
-        self.run(x, None, false, layers).0
+        self.run(x, None, &[], layers).0
     }
 
     /// Class scores in training mode: dropout masks are drawn from `rng`.
@@ -418,7 +436,7 @@ impl Network {
     /// # Shapes
     /// As [`forward`](Self::forward).
     pub fn forward_train(&self, x: Tensor<4>, rng: &mut SplitMix64) -> Tensor<2> {
-        self.run(x, Some(rng), false, self.spec.layers.len()).0
+        self.run(x, Some(rng), &[], self.spec.layers.len()).0
     }
 
     /// Class scores in evaluation mode, with every maxout layer's pieces. Costs nothing extra
@@ -427,19 +445,32 @@ impl Network {
     /// # Shapes
     /// As [`forward`](Self::forward); see [`MaxoutTrace`] for the traces.
     pub fn forward_traced(&self, x: Tensor<4>) -> (Tensor<2>, Vec<MaxoutTrace>) {
-        self.run(x, None, true, self.spec.layers.len())
+        self.forward_traced_at(x, &self.spec.maxout_layers())
+    }
+
+    /// [`forward_traced`](Self::forward_traced) with the traces of the unit layers `layers`
+    /// (spec indices, increasing; see [`ArchSpec::unit_layers`]), one per layer in that order.
+    pub fn forward_traced_at(&self, x: Tensor<4>, layers: &[usize]) -> (Tensor<2>, Vec<MaxoutTrace>) {
+        self.run(x, None, layers, self.spec.layers.len())
     }
 
     fn run(
         &self,
         x: Tensor<4>,
         mut rng: Option<&mut SplitMix64>,
-        trace: bool,
+        traced: &[usize],
         layers: usize,
     ) -> (Tensor<2>, Vec<MaxoutTrace>) {
         let mut act = Act::Map(x);
         let mut traces = Vec::new();
+        // Plain unit layers are read where their output is final: (read at, layer).
+        let plain: Vec<(usize, usize)> = traced
+            .iter()
+            .filter(|&&l| self.spec.pieces(l).is_none())
+            .map(|&l| (self.spec.unit_output(l), l))
+            .collect();
         for (i, layer) in self.spec.layers.iter().enumerate().take(layers) {
+            let trace = traced.contains(&i);
             act = match (layer, &self.params[i], act) {
                 (LayerSpec::Conv2d { stride, padding, .. }, LayerParams::Conv { weight, bias }, Act::Map(x)) => {
                     let (w, b) = (weight.clone(), bias.clone());
@@ -476,6 +507,12 @@ impl Network {
                 }
                 _ => unreachable!("layer {i}: the validated spec guarantees matching parameters and shapes"),
             };
+            if let Some(&(_, l)) = plain.iter().find(|(at, _)| *at == i) {
+                traces.push(MaxoutTrace {
+                    layer: l,
+                    pieces: act.as_units(),
+                });
+            }
         }
         match act {
             Act::Flat(x) => (x, traces),

@@ -16,6 +16,11 @@ pub enum Preset {
     /// 0.5 during training, then 125 maxout units of k=4 over the rectified pieces (427,330
     /// parameters). `experiments/lenet5-maxout-linear.json` is the same without the relu.
     Lenet5Maxout,
+    /// `lenet5-maxout` with conv1 and conv2 as maxout layers too: 40 filters, relu, 20 units of
+    /// k=2 over contiguous channel pairs; 100 filters, relu, 50 units of k=2 (452,900
+    /// parameters). The unit counts are LeNet's channel counts, so everything after each maxout
+    /// is `lenet5-maxout`'s; k=2 keeps the training cost under twice `lenet5-maxout`'s.
+    Lenet5MaxoutConv,
     /// A smaller variant of the same shape: conv 20, conv 52, dense 256, relu, dropout, 64
     /// maxout units of k=4 (240,470 parameters).
     SeedLenet,
@@ -52,13 +57,13 @@ fn maxout(units: usize, k: usize) -> LayerSpec {
 const POOL2: LayerSpec = LayerSpec::MaxPool { kernel: 2, stride: 2 };
 
 fn lenet(name: &str, conv2: usize, hidden: Vec<LayerSpec>) -> ArchSpec {
-    let mut layers = vec![
-        conv("conv1", 20, 5, 0),
-        POOL2,
-        conv("conv2", conv2, 5, 0),
-        POOL2,
-        LayerSpec::Flatten,
-    ];
+    let layers = vec![conv("conv1", 20, 5, 0), POOL2, conv("conv2", conv2, 5, 0), POOL2];
+    lenet_with(name, layers, hidden)
+}
+
+/// LeNet's input, `features` (the conv part), a flatten and `hidden`.
+fn lenet_with(name: &str, mut layers: Vec<LayerSpec>, hidden: Vec<LayerSpec>) -> ArchSpec {
+    layers.push(LayerSpec::Flatten);
     layers.extend(hidden);
     ArchSpec {
         format_version: SPEC_FORMAT_VERSION,
@@ -117,6 +122,26 @@ impl Preset {
                     dense("fc2", 10),
                 ],
             ),
+            Preset::Lenet5MaxoutConv => lenet_with(
+                "lenet5-maxout-conv",
+                vec![
+                    conv("conv1", 40, 5, 0),
+                    LayerSpec::Relu,
+                    maxout(20, 2),
+                    POOL2,
+                    conv("conv2", 100, 5, 0),
+                    LayerSpec::Relu,
+                    maxout(50, 2),
+                    POOL2,
+                ],
+                vec![
+                    dense("fc1", 500),
+                    LayerSpec::Relu,
+                    dropout.clone(),
+                    maxout(125, 4),
+                    dense("fc2", 10),
+                ],
+            ),
             Preset::SeedLenet => lenet(
                 "seed-lenet",
                 52,
@@ -167,6 +192,10 @@ mod tests {
         assert_eq!(Preset::Lenet5.spec().num_params().unwrap(), 431_080);
         assert_eq!(Preset::Lenet5Maxout.spec().num_params().unwrap(), 427_330);
         assert_eq!(Preset::SeedLenet.spec().num_params().unwrap(), 240_470);
+        let conv = Preset::Lenet5MaxoutConv.spec();
+        assert_eq!(conv.num_params().unwrap(), 452_900);
+        assert_eq!(conv.maxout_layers().len(), 3);
+        assert!(conv.maxout_layers().into_iter().all(|m| conv.rectified_pieces(m)));
         assert_eq!(Preset::Vgg16.spec().num_params().unwrap(), 138_357_544);
         assert!(Preset::Vgg16Maxout.spec().validate().is_ok());
     }

@@ -621,12 +621,95 @@ impl ArchSpec {
     }
 
     /// The index of the conv or dense layer whose outputs the maxout layer at `maxout` groups
-    /// (through relu and dropout, which act on each piece alone).
+    /// (through relu and dropout, which act on each piece alone); for a conv or dense layer
+    /// itself (a plain unit layer, see [`unit_layers`](Self::unit_layers)), that layer.
     pub fn producer_of(&self, maxout: usize) -> Option<usize> {
+        if has_outputs(self.layers.get(maxout)?) {
+            return Some(maxout);
+        }
         self.layers[..maxout]
             .iter()
             .rposition(|l| !is_piecewise(l))
-            .filter(|&p| matches!(self.layers[p], LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. }))
+            .filter(|&p| has_outputs(&self.layers[p]))
+    }
+
+    /// The layers whose units can be scored and removed, in order: every maxout layer (its
+    /// units and pieces), and every plain conv or dense layer that feeds another conv or dense
+    /// layer (each output channel or neuron a unit of one piece; the classifier and the producers
+    /// of maxout layers are not among them). A unit layer is named by its producer.
+    pub fn unit_layers(&self) -> Vec<usize> {
+        (0..self.layers.len())
+            .filter(|&i| match &self.layers[i] {
+                LayerSpec::Maxout { .. } => true,
+                l => has_outputs(l) && self.consumer_of(i).is_some(),
+            })
+            .collect()
+    }
+
+    /// The unit layers scored and pruned when none are named: the maxout layers, or in a network
+    /// without any, every plain unit layer.
+    pub fn default_unit_layers(&self) -> Vec<usize> {
+        match self.maxout_layers() {
+            m if m.is_empty() => self.unit_layers(),
+            m => m,
+        }
+    }
+
+    /// The units of unit layer `layer`: a maxout layer's pieces, or a plain layer's outputs as
+    /// units of one piece; `None` for other layers.
+    pub fn unit_pieces(&self, layer: usize) -> Option<Pieces> {
+        match self.layers.get(layer)? {
+            LayerSpec::Maxout { pieces } => Some(pieces.clone()),
+            LayerSpec::Conv2d { filters: units, .. } | LayerSpec::Dense { outputs: units, .. }
+                if self.consumer_of(layer).is_some() =>
+            {
+                Some(Pieces::Uniform { units: *units, k: 1 })
+            }
+            _ => None,
+        }
+    }
+
+    /// The name of unit layer `layer`: its producer's (`""` for a layer that is none).
+    pub fn unit_name(&self, layer: usize) -> &str {
+        self.producer_of(layer)
+            .and_then(|p| self.layers[p].name())
+            .unwrap_or_default()
+    }
+
+    /// The unit layers named in `names` (by producer, as [`unit_name`](Self::unit_name)), in
+    /// spec order; an empty list gives [`default_unit_layers`](Self::default_unit_layers). An
+    /// unknown name is an error that lists the unit layers.
+    pub fn unit_layers_named(&self, names: &[String]) -> Result<Vec<usize>> {
+        if names.is_empty() {
+            return Ok(self.default_unit_layers());
+        }
+        let all = self.unit_layers();
+        let mut found = Vec::new();
+        for name in names {
+            match all.iter().find(|&&l| self.unit_name(l) == name) {
+                Some(&l) => found.push(l),
+                None => {
+                    let known: Vec<&str> = all.iter().map(|&l| self.unit_name(l)).collect();
+                    return Err(Error::Invalid {
+                        what: "layers",
+                        message: format!(
+                            "{}: '{name}' is not a layer whose units can be pruned; expected one of {}",
+                            self.name,
+                            known.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
+    }
+
+    /// The layer whose output a plain unit layer's units are read at: after the relu and
+    /// dropout that follow it (a maxout layer's are its pieces, at the maxout itself).
+    pub fn unit_output(&self, layer: usize) -> usize {
+        layer + self.layers[layer + 1..].iter().take_while(|l| is_piecewise(l)).count()
     }
 
     /// This architecture at another size: conv filters and hidden dense widths multiplied by
@@ -719,8 +802,10 @@ impl ArchSpec {
     /// Whether the maxout layer at `maxout` takes its max over rectified pieces (a `relu`
     /// between it and its producer).
     pub fn rectified_pieces(&self, maxout: usize) -> bool {
-        self.producer_of(maxout)
-            .is_some_and(|p| self.layers[p + 1..maxout].contains(&LayerSpec::Relu))
+        self.pieces(maxout).is_some()
+            && self
+                .producer_of(maxout)
+                .is_some_and(|p| self.layers[p + 1..maxout].contains(&LayerSpec::Relu))
     }
 
     /// The maxout layers with their pieces, in order: `(layer index, pieces)`.
@@ -792,6 +877,11 @@ impl ArchSpec {
 
 /// Layers that may stand between a maxout layer and its producer: they act on every value
 /// alone, so piece `j` of unit `u` stays the producer's output `layout::piece_index(u, j)`.
+/// Conv and dense layers: the layers with outputs of their own.
+fn has_outputs(layer: &LayerSpec) -> bool {
+    matches!(layer, LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. })
+}
+
 fn is_piecewise(layer: &LayerSpec) -> bool {
     matches!(layer, LayerSpec::Relu | LayerSpec::Dropout { .. })
 }

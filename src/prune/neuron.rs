@@ -3,7 +3,8 @@
 //! The producer of a maxout layer loses the rows (dense) or output channels (conv) of removed
 //! pieces. While every unit keeps a piece, the consumer is untouched; a removed unit also
 //! removes the consumer's inputs that read it (through a `flatten`, every spatial position of
-//! that channel).
+//! that channel). A plain conv or dense layer's units are its outputs: the layer loses the
+//! filters or rows of removed units and the consumer the inputs that read them.
 
 use super::plan::PrunePlan;
 use crate::error::{Error, Result};
@@ -20,8 +21,8 @@ pub fn apply(net: &Network, plan: &PrunePlan) -> Result<Network> {
     let mut params = net.params().to_vec();
     for lp in &plan.layers {
         let m = lp.layer;
-        let pieces = spec.pieces(m).expect("a validated plan names maxout layers");
-        let p = spec.producer_of(m).expect("a validated maxout layer has a producer");
+        let pieces = &spec.unit_pieces(m).expect("a validated plan names unit layers");
+        let p = spec.producer_of(m).expect("a validated unit layer has a producer");
         let rows: Vec<usize> = lp
             .keep
             .iter()
@@ -30,9 +31,11 @@ pub fn apply(net: &Network, plan: &PrunePlan) -> Result<Network> {
             .collect();
         params[p] = params[p].keep_outputs(&rows);
         new_spec.layers[p].set_outputs(rows.len());
-        new_spec.layers[m] = LayerSpec::Maxout {
-            pieces: plan.new_pieces(m, pieces),
-        };
+        if p != m {
+            new_spec.layers[m] = LayerSpec::Maxout {
+                pieces: plan.new_pieces(m, pieces),
+            };
+        }
         let units: Vec<usize> = (0..lp.keep.len()).filter(|&u| !lp.keep[u].is_empty()).collect();
         if units.len() == pieces.units() {
             continue;

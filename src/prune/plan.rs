@@ -1,18 +1,19 @@
-//! `PrunePlan`: which pieces of which maxout units survive. Serde data, validated against a
+//! `PrunePlan`: which pieces of which maxout units (or which units of a plain layer) survive. Serde data, validated against a
 //! spec, replayable on the same checkpoint.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::spec::{ArchSpec, LayerSpec, Pieces};
+use crate::model::spec::{ArchSpec, Pieces};
 
 /// Version of the plan format.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 
-/// The survivors of one maxout layer.
+/// The survivors of one unit layer (see [`ArchSpec::unit_layers`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerPlan {
-    /// Index of the maxout layer in the spec.
+    /// Index of the unit layer in the spec: a maxout layer, or a plain conv or dense layer whose
+    /// outputs are units of one piece.
     pub layer: usize,
     /// Per unit, the surviving pieces (indices into the unit's current pieces, increasing).
     /// An empty list removes the whole unit.
@@ -46,12 +47,12 @@ pub struct PrunePlan {
     pub format_version: u32,
     /// Fingerprint of the spec the plan was made for.
     pub spec_fingerprint: String,
-    /// Maxout layers that change; layers not listed keep every piece.
+    /// Unit layers that change; layers not listed keep every piece.
     pub layers: Vec<LayerPlan>,
 }
 
 impl PrunePlan {
-    /// Checks the plan against `spec`: same fingerprint, maxout layers listed once each, one list per unit,
+    /// Checks the plan against `spec`: same fingerprint, unit layers listed once each, one list per unit,
     /// piece indices in range, increasing, without repeats, and at least one unit left.
     pub fn validate(&self, spec: &ArchSpec) -> Result<()> {
         let bad = |m: String| Err(Error::invalid("plan", m));
@@ -70,8 +71,11 @@ impl PrunePlan {
         }
         let mut seen = std::collections::BTreeSet::new();
         for lp in &self.layers {
-            let Some(LayerSpec::Maxout { pieces }) = spec.layers.get(lp.layer) else {
-                return bad(format!("layer {}: expected a maxout layer", lp.layer));
+            let Some(pieces) = spec.unit_pieces(lp.layer) else {
+                return bad(format!(
+                    "layer {}: expected a maxout layer or a conv or dense layer read by another one",
+                    lp.layer
+                ));
             };
             if !seen.insert(lp.layer) {
                 return bad(format!(
@@ -106,7 +110,7 @@ impl PrunePlan {
         Ok(())
     }
 
-    /// The pieces per surviving unit after applying the plan to the maxout layer `layer`.
+    /// The pieces per surviving unit after applying the plan to the unit layer `layer`.
     pub fn new_pieces(&self, layer: usize, current: &Pieces) -> Pieces {
         match self.layers.iter().find(|l| l.layer == layer) {
             Some(lp) => Pieces::from_counts(lp.keep.iter().map(Vec::len).filter(|&c| c > 0).collect()),

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::neuron::apply;
 use super::plan::{PLAN_FORMAT_VERSION, PrunePlan};
 use super::pruner::{Pruned, Pruner, Retrain, nonzeros};
-use super::select::{Policy, select};
+use super::select::{LayerBudget, LayerCut, Policy, select, select_each};
 use crate::bench::{SPEEDUP_ROUNDS, Speedup, speedup};
 use crate::data::dataset::Dataset;
 use crate::data::split::Split;
@@ -56,6 +56,14 @@ pub struct ScheduleConfig {
     pub steps: Option<usize>,
     /// Control run: identical retraining, but nothing is pruned.
     pub control: bool,
+    /// Unit layers scored and pruned, by the name of the layer producing their units (empty:
+    /// [`ArchSpec::default_unit_layers`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
+    /// Per-layer budgets of whole units, reached in equal increments over `steps` (the policy
+    /// must be `units`; its own fraction is then unused). Only these layers are scored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<LayerBudget>,
     /// Retraining and stopping.
     #[serde(flatten)]
     pub retrain: Retrain,
@@ -75,6 +83,23 @@ impl ScheduleConfig {
         if self.steps == Some(0) {
             return Err(Error::invalid("schedule", "steps: expected at least 1, found 0"));
         }
+        if !self.budgets.is_empty() {
+            if !matches!(self.policy, Policy::Units { .. }) {
+                return Err(Error::invalid(
+                    "schedule",
+                    format!(
+                        "per-layer fractions are budgets of whole units: expected the units policy, found {}",
+                        self.policy
+                    ),
+                ));
+            }
+            if self.steps.is_none() {
+                return Err(Error::invalid(
+                    "schedule",
+                    "per-layer fractions are reached over a number of steps: expected steps, found none",
+                ));
+            }
+        }
         self.retrain.validate()
     }
 
@@ -88,8 +113,34 @@ impl ScheduleConfig {
             until_k,
             steps,
             control: false,
+            layers: Vec::new(),
+            budgets: Vec::new(),
             retrain,
         }
+    }
+
+    /// The unit layers a step scores in `spec`: the budgets' layers, the named layers, or the
+    /// default ones.
+    pub fn scored_layers(&self, spec: &ArchSpec) -> Result<Vec<usize>> {
+        if self.budgets.is_empty() {
+            spec.unit_layers_named(&self.layers)
+        } else {
+            spec.unit_layers_named(&self.budgets.iter().map(|b| b.layer.clone()).collect::<Vec<_>>())
+        }
+    }
+
+    /// Units each budgeted layer of `spec` loses in step `step`: `(layer, units)`.
+    fn budget_cuts(&self, spec: &ArchSpec, step: usize) -> Result<Vec<(usize, usize)>> {
+        let steps = self.steps.unwrap_or(1);
+        self.budgets
+            .iter()
+            .map(|b| {
+                let layer = spec.unit_layers_named(std::slice::from_ref(&b.layer))?[0];
+                let now = spec.unit_pieces(layer).expect("a unit layer").units();
+                let removed = b.units.saturating_sub(now);
+                Ok((layer, b.removed_after(step, steps).saturating_sub(removed)))
+            })
+            .collect()
     }
 }
 
@@ -102,11 +153,21 @@ impl Pruner for ScheduleConfig {
         if self.control {
             "Control run: identical retraining, nothing pruned".into()
         } else {
-            format!(
-                "Neuron pruning, criterion `{}`, policy `{}`",
-                self.criterion.name(),
-                self.policy
-            )
+            let mut s = format!("Neuron pruning, criterion `{}`, ", self.criterion.name());
+            if self.budgets.is_empty() {
+                s += &format!("policy `{}`", self.policy);
+            } else {
+                let b: Vec<String> = self
+                    .budgets
+                    .iter()
+                    .map(|b| format!("{} {}", b.layer, b.fraction))
+                    .collect();
+                s += &format!("whole units, per-layer budgets `{}`", b.join(", "));
+            }
+            if !self.layers.is_empty() {
+                s += &format!(", layers `{}`", self.layers.join(", "));
+            }
+            s
         }
     }
 
@@ -116,34 +177,42 @@ impl Pruner for ScheduleConfig {
 
     fn finished(&self, net: &Network, steps_done: usize) -> bool {
         let until_k = default_until_k(self.until_k, self.steps);
-        self.steps.is_some_and(|n| steps_done >= n) || until_k.is_some_and(|k| !self.control && k_max(net.spec()) <= k)
+        let has_maxout = !net.spec().maxout_layers().is_empty();
+        self.steps.is_some_and(|n| steps_done >= n)
+            || until_k.is_some_and(|k| !self.control && has_maxout && k_max(net.spec()) <= k)
     }
 
     fn prune(
         &self,
-        _: usize,
+        step: usize,
         net: &Network,
         masks: &Masks,
         train: &Split,
         batch: usize,
         observer: &mut dyn Observer<RelevanceEvent>,
     ) -> Result<Option<Pruned>> {
-        let rel =
-            criterion(self.criterion, self.ties, self.retrain.seed).score_observed(net, train, batch, observer)?;
+        let layers = self.scored_layers(net.spec())?;
+        let rel = criterion(self.criterion, self.ties, self.retrain.seed)
+            .score_layers(net, &layers, train, batch, observer)?;
         let plan = if self.control {
             PrunePlan {
                 format_version: PLAN_FORMAT_VERSION,
                 spec_fingerprint: net.spec().fingerprint(),
                 layers: Vec::new(),
             }
-        } else {
+        } else if self.budgets.is_empty() {
             select(&rel, net.spec(), self.policy)?
+        } else {
+            let cuts = self.budget_cuts(net.spec(), step)?;
+            select_each(&rel, net.spec(), |l| {
+                LayerCut::Units(cuts.iter().find(|c| c.0 == l).map_or(0, |c| c.1))
+            })?
         };
         let removes = plan.layers.iter().any(|l| {
             let pieces = net
                 .spec()
-                .pieces(l.layer)
-                .expect("a validated plan names maxout layers");
+                .unit_pieces(l.layer)
+                .expect("a validated plan names unit layers");
             l.keep.iter().map(Vec::len).sum::<usize>() < pieces.total()
         });
         if !self.control && !removes {

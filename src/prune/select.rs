@@ -74,11 +74,99 @@ fn removal_order(scores: &[f64]) -> Vec<usize> {
     order
 }
 
-/// Turns scores into a plan for `spec` (checked against the relevance's fingerprint).
+/// A per-layer budget (`--fraction-per-layer`): the fraction of a unit layer's units a schedule
+/// removes in all, in equal increments over its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerBudget {
+    /// The unit layer, by the name of the layer that produces its units.
+    pub layer: String,
+    /// Fraction of its units removed by the end of the schedule, in `(0, 1)`.
+    pub fraction: f64,
+    /// Its units in the network the schedule starts from.
+    pub units: usize,
+}
+
+impl LayerBudget {
+    /// Units removed in all after step `step` of `steps`: the budget's share, rounded.
+    pub fn removed_after(&self, step: usize, steps: usize) -> usize {
+        let share = self.fraction * self.units as f64 * step.min(steps) as f64 / steps.max(1) as f64;
+        share.round() as usize
+    }
+}
+
+/// Parses per-layer budgets, `conv1=0.3,conv2=0.5,fc1=0.75`, for `spec`: each name a unit layer
+/// ([`ArchSpec::unit_layers`]) given once, each fraction in `(0, 1)` and leaving the layer at
+/// least one unit.
+pub fn parse_budgets(text: &str, spec: &ArchSpec) -> Result<Vec<LayerBudget>> {
+    let bad = |m: String| Err(Error::invalid("fraction per layer", m));
+    let mut budgets: Vec<LayerBudget> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let Some((name, value)) = item.split_once('=') else {
+            return bad(format!("'{item}': expected LAYER=FRACTION, such as conv1=0.3"));
+        };
+        let name = name.trim();
+        let Ok(fraction) = value.trim().parse::<f64>() else {
+            return bad(format!("{name}: expected a number in (0, 1), found '{}'", value.trim()));
+        };
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return bad(format!("{name}: expected a fraction in (0, 1), found {fraction}"));
+        }
+        let layer = spec.unit_layers_named(&[name.to_string()])?[0];
+        let units = spec.unit_pieces(layer).expect("a unit layer").units();
+        let budget = LayerBudget {
+            layer: name.into(),
+            fraction,
+            units,
+        };
+        if budget.removed_after(1, 1) >= units {
+            return bad(format!(
+                "{name}: {fraction} of its {units} units rounds to {}, which would remove every unit",
+                budget.removed_after(1, 1)
+            ));
+        }
+        if budgets.iter().any(|b| b.layer == name) {
+            return bad(format!("{name}: given twice"));
+        }
+        budgets.push(budget);
+    }
+    if budgets.is_empty() {
+        return bad(format!("'{text}': expected at least one LAYER=FRACTION"));
+    }
+    Ok(budgets)
+}
+
+/// What one layer of a plan loses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerCut {
+    /// What the policy removes.
+    Policy(Policy),
+    /// This many whole units, lowest summed scores first.
+    Units(usize),
+}
+
+/// Marks every piece of the `remove` units whose scores sum lowest (at most all units but one).
+fn drop_lowest_units(scores: &[Vec<f64>], remove: usize, drop: &mut [Vec<usize>]) {
+    let totals: Vec<f64> = scores.iter().map(|s| s.iter().sum()).collect();
+    for u in removal_order(&totals)
+        .into_iter()
+        .take(remove.min(scores.len().saturating_sub(1)))
+    {
+        drop[u] = (0..scores[u].len()).collect();
+    }
+}
+
+/// Turns scores into a plan for `spec` (checked against the relevance's fingerprint): every
+/// scored layer cut by `policy`.
 pub fn select(relevance: &Relevance, spec: &ArchSpec, policy: Policy) -> Result<PrunePlan> {
-    relevance.check_spec(spec, "relevance")?;
     policy.validate()?;
-    if matches!(policy, Policy::Units { .. }) && !relevance.criterion.ranks_units() {
+    select_each(relevance, spec, |_| LayerCut::Policy(policy))
+}
+
+/// Turns scores into a plan for `spec`, each scored layer cut as `cut(layer)` says.
+pub fn select_each(relevance: &Relevance, spec: &ArchSpec, cut: impl Fn(usize) -> LayerCut) -> Result<PrunePlan> {
+    relevance.check_spec(spec, "relevance")?;
+    let by_units = |c: LayerCut| matches!(c, LayerCut::Units(_) | LayerCut::Policy(Policy::Units { .. }));
+    if relevance.layers.iter().any(|l| by_units(cut(l.layer))) && !relevance.criterion.ranks_units() {
         return Err(Error::invalid(
             "policy",
             "units: arg-max frequencies sum to 1 in every unit, so they cannot rank units; use the \
@@ -90,19 +178,19 @@ pub fn select(relevance: &Relevance, spec: &ArchSpec, policy: Policy) -> Result<
         .iter()
         .map(|lr| {
             let mut drop: Vec<Vec<usize>> = vec![Vec::new(); lr.scores.len()];
-            match policy {
-                Policy::PerUnit { n } => {
+            match cut(lr.layer) {
+                LayerCut::Policy(Policy::PerUnit { n }) => {
                     for (u, s) in lr.scores.iter().enumerate() {
                         drop[u] = removal_order(s).into_iter().take(n.min(s.len() - 1)).collect();
                     }
                 }
-                Policy::Threshold { tau } => {
+                LayerCut::Policy(Policy::Threshold { tau }) => {
                     for (u, s) in lr.scores.iter().enumerate() {
                         let below: Vec<usize> = removal_order(s).into_iter().filter(|&j| s[j] < tau).collect();
                         drop[u] = below.into_iter().take(s.len() - 1).collect();
                     }
                 }
-                Policy::Global { fraction } => {
+                LayerCut::Policy(Policy::Global { fraction }) => {
                     let total: usize = lr.scores.iter().map(Vec::len).sum();
                     let mut budget = (fraction * total as f64).floor() as usize;
                     let mut all: Vec<(usize, usize)> = lr
@@ -127,14 +215,11 @@ pub fn select(relevance: &Relevance, spec: &ArchSpec, policy: Policy) -> Result<
                         }
                     }
                 }
-                Policy::Units { fraction } => {
-                    let units = lr.scores.len();
-                    let totals: Vec<f64> = lr.scores.iter().map(|s| s.iter().sum()).collect();
-                    let remove = ((fraction * units as f64).floor() as usize).min(units.saturating_sub(1));
-                    for u in removal_order(&totals).into_iter().take(remove) {
-                        drop[u] = (0..lr.scores[u].len()).collect();
-                    }
+                LayerCut::Policy(Policy::Units { fraction }) => {
+                    let remove = (fraction * lr.scores.len() as f64).floor() as usize;
+                    drop_lowest_units(&lr.scores, remove, &mut drop);
                 }
+                LayerCut::Units(remove) => drop_lowest_units(&lr.scores, remove, &mut drop),
             }
             LayerPlan {
                 layer: lr.layer,
@@ -159,6 +244,34 @@ pub fn select(relevance: &Relevance, spec: &ArchSpec, policy: Policy) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budgets_name_unit_layers_and_leave_every_layer_a_unit() {
+        let spec = crate::model::presets::Preset::Lenet5MaxoutConv.spec();
+        let b = parse_budgets("conv1=0.5, conv2=0.64,fc1=0.3", &spec).unwrap();
+        assert_eq!(
+            b.iter().map(|b| (b.layer.as_str(), b.units)).collect::<Vec<_>>(),
+            [("conv1", 20), ("conv2", 50), ("fc1", 125)]
+        );
+        // 32 of conv2's 50 units in all, in two equal increments.
+        assert_eq!([b[1].removed_after(1, 2), b[1].removed_after(2, 2)], [16, 32]);
+        let err = |text: &str| parse_budgets(text, &spec).unwrap_err().to_string();
+        assert!(err("conv1=1").contains("conv1: expected a fraction in (0, 1), found 1"));
+        assert!(err("conv1=0").contains("found 0"));
+        assert!(err("conv1=x").contains("conv1: expected a number in (0, 1), found 'x'"));
+        assert!(err("conv1").contains("expected LAYER=FRACTION"));
+        let e = err("fc2=0.5");
+        assert!(
+            e.contains("'fc2' is not a layer whose units can be pruned; expected one of conv1, conv2, fc1"),
+            "{e}"
+        );
+        let e = err("conv1=0.98");
+        assert!(
+            e.contains("conv1: 0.98 of its 20 units rounds to 20, which would remove every unit"),
+            "{e}"
+        );
+        assert!(err("conv1=0.1,conv1=0.2").contains("given twice"));
+    }
 
     #[test]
     fn removal_order_is_lowest_first_and_higher_index_on_ties() {

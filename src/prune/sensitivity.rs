@@ -1,5 +1,6 @@
-//! Per-layer sensitivity: how much validation accuracy each maxout layer loses when a fraction
-//! of its pieces (or of its units) is removed, one layer at a time and without retraining. It
+//! Per-layer sensitivity: how much validation accuracy each unit layer (a maxout layer, or a
+//! plain conv or dense layer whose outputs are units of one piece) loses when a fraction of its
+//! pieces (or of its units) is removed, one layer at a time and without retraining. It
 //! tells how much each layer can lose before a schedule is run (NNI's and Distiller's
 //! "sensitivity analysis").
 
@@ -11,7 +12,6 @@ use super::select::{Policy, select};
 use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::model::network::Network;
-use crate::model::spec::LayerSpec;
 use crate::plot::{Chart, Mark, Series};
 use crate::relevance::{CriterionKind, Relevance};
 use crate::train::evaluate;
@@ -20,7 +20,8 @@ use crate::train::evaluate;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Cut {
-    /// The lowest-scored fraction of the layer's pieces (at least one piece stays per unit).
+    /// The lowest-scored fraction of the layer's pieces (at least one piece stays per unit; a
+    /// plain layer's pieces are its units, so there it is [`Cut::Units`]).
     Pieces,
     /// The fraction of the layer's units whose scores sum lowest (at least one unit stays).
     Units,
@@ -29,7 +30,7 @@ pub enum Cut {
 /// One measurement: one layer cut by one fraction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SensitivityRow {
-    /// Index of the maxout layer in the spec.
+    /// Index of the unit layer in the spec.
     pub layer: usize,
     /// Name of the conv or dense layer that produces its pieces.
     pub producer: String,
@@ -77,7 +78,7 @@ pub fn check_fractions(fractions: &[f64]) -> Result<()> {
     }
 }
 
-/// Cuts each maxout layer in `layers` (spec indices) by each of `fractions`, alone, ranked by
+/// Cuts each unit layer in `layers` (spec indices) by each of `fractions`, alone, ranked by
 /// `rel` (made for `net`), and measures accuracy on `val` (`classes` classes, in batches of
 /// `batch`). No retraining.
 pub fn sensitivity(
@@ -90,22 +91,19 @@ pub fn sensitivity(
 ) -> Result<Sensitivity> {
     check_fractions(fractions)?;
     let spec = net.spec();
-    let pieces_of = |n: &Network, m: usize| match &n.spec().layers[m] {
-        LayerSpec::Maxout { pieces } => pieces.total(),
-        _ => 0,
-    };
+    let pieces_of = |n: &Network, m: usize| n.spec().unit_pieces(m).map_or(0, |p| p.total());
     let mut rows = Vec::new();
     for &m in layers {
         let Some(lr) = rel.layers.iter().find(|l| l.layer == m) else {
             return Err(Error::invalid(
                 "layers",
-                format!("layer {m}: expected a maxout layer of {}", spec.name),
+                format!("layer {m}: expected a scored unit layer of {}", spec.name),
             ));
         };
         for &fraction in fractions {
             let policy = match cut {
-                Cut::Pieces => Policy::Global { fraction },
-                Cut::Units => Policy::Units { fraction },
+                Cut::Pieces if spec.pieces(m).is_some() => Policy::Global { fraction },
+                _ => Policy::Units { fraction },
             };
             let all = select(rel, spec, policy)?;
             let plan = PrunePlan {

@@ -545,7 +545,7 @@ fn regression_a_layer_listed_twice_or_short_scores_are_refused() {
     let mut twice = rel.clone();
     twice.layers.push(rel.layers[0].clone());
     let e = select(&twice, &spec, Policy::PerUnit { n: 1 }).unwrap_err().to_string();
-    assert!(e.contains("expected each maxout layer once"), "{e}");
+    assert!(e.contains("layers [8, 8]: expected each once, in spec order"), "{e}");
 }
 
 #[test]
@@ -687,4 +687,105 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
             .to_string()
             .contains("retraining learning rate: expected a positive number, found -1")
     );
+}
+
+/// A plan removing units `gone` of the plain unit layer `layer` of `spec`.
+fn plain_plan(spec: &ArchSpec, layer: usize, gone: &[usize]) -> PrunePlan {
+    let units = spec.unit_pieces(layer).unwrap().units();
+    PrunePlan {
+        format_version: PLAN_FORMAT_VERSION,
+        spec_fingerprint: spec.fingerprint(),
+        layers: vec![LayerPlan {
+            layer,
+            keep: (0..units)
+                .map(|u| if gone.contains(&u) { vec![] } else { vec![0] })
+                .collect(),
+        }],
+    }
+}
+
+#[test]
+fn removing_plain_units_equals_zeroing_their_channels() {
+    // lenet5: conv1 feeds conv2 through a pool, conv2 feeds fc1 through a pool and a flatten,
+    // fc1 feeds fc2 through a relu. Zeroing a unit's filter (or row) and bias zeroes its channel,
+    // which is what removing it does.
+    let d = Device::flex();
+    let data = images(4, 5);
+    let spec = Preset::Lenet5.spec();
+    assert_eq!(spec.unit_layers(), vec![0, 2, 5]);
+    assert_eq!(spec.default_unit_layers(), vec![0, 2, 5]);
+    let net = Network::init(&spec, 6, &d).unwrap();
+    for (layer, gone) in [(0, vec![0, 7, 19]), (2, vec![3, 49]), (5, vec![0, 250, 499])] {
+        let pruned = apply_checked(&net, &plain_plan(&spec, layer, &gone));
+        let zeroed = edit(&net, layer, |w, dims, b| {
+            let per_unit = w.len() / dims[0];
+            for &u in &gone {
+                w[u * per_unit..(u + 1) * per_unit].fill(0.0);
+                b[u] = 0.0;
+            }
+        });
+        assert_close(&outputs(&zeroed, &data), &outputs(&pruned, &data), 1e-6);
+        let units = spec.unit_pieces(layer).unwrap().units();
+        assert_eq!(pruned.spec().unit_pieces(layer).unwrap().units(), units - gone.len());
+        // The consumer lost exactly the inputs that read the removed units.
+        let consumer = spec.consumer_of(layer).unwrap();
+        let before = net.infos()[consumer].params;
+        let after = pruned.infos()[consumer].params;
+        let per_input = match &spec.layers[consumer] {
+            LayerSpec::Conv2d { filters, kernel, .. } => filters * kernel * kernel,
+            LayerSpec::Dense { outputs, .. } => outputs * net.infos()[consumer].input.numel() / units,
+            _ => unreachable!("consumers are conv or dense layers"),
+        };
+        assert_eq!(before - after, gone.len() * per_input, "layer {layer}");
+    }
+}
+
+#[test]
+fn plain_unit_layers_are_scored_and_plans_for_them_are_checked() {
+    let d = Device::flex();
+    let data = images(3, 2);
+    let spec = Preset::Lenet5.spec();
+    let net = Network::init(&spec, 1, &d).unwrap();
+    // L1 of each filter, bias excluded.
+    let rel = crate::relevance::criterion(crate::relevance::CriterionKind::L1Norm, TiePolicy::Split, 1)
+        .score_layers(&net, &[0, 2], &data, 2, &mut crate::progress::Silent)
+        .unwrap();
+    let LayerParams::Conv { weight, .. } = &net.params()[2] else {
+        panic!()
+    };
+    let w: Vec<f32> = weight.to_data().iter::<f32>().collect();
+    let per = w.len() / 50;
+    let l1: f64 = w[7 * per..8 * per].iter().map(|v| f64::from(v.abs())).sum();
+    assert!((rel.layers[1].scores[7][0] - l1).abs() < 1e-4 * l1);
+    assert_eq!(
+        (rel.layers[0].producer.as_str(), rel.layers[1].producer.as_str()),
+        ("conv1", "conv2")
+    );
+    // Traced scores of a plain layer: one piece per unit, one contest per position.
+    let c = Contribution { ties: TiePolicy::Split }
+        .score_layers(&net, &[2], &data, 2, &mut crate::progress::Silent)
+        .unwrap();
+    assert_eq!(c.layers[0].contests, 3 * 8 * 8);
+    assert!(c.layers[0].scores.iter().all(|u| u.len() == 1 && u[0] > 0.0));
+    let plan = select(&c, &spec, Policy::Units { fraction: 0.5 }).unwrap();
+    assert_eq!(apply_checked(&net, &plan).spec().unit_pieces(2).unwrap().units(), 25);
+    // A plain-layer plan for another spec, or naming a layer without units, is refused.
+    let other = Preset::Lenet5.spec().scaled(0.5, spec.input, 10).unwrap();
+    let e = apply(&net, &plain_plan(&other, 0, &[1])).unwrap_err().to_string();
+    assert!(e.contains("another spec"), "{e}");
+    let mut pool = plain_plan(&spec, 0, &[1]);
+    pool.layers[0].layer = 1;
+    let e = apply(&net, &pool).unwrap_err().to_string();
+    assert!(
+        e.contains("layer 1: expected a maxout layer or a conv or dense layer"),
+        "{e}"
+    );
+    // The classifier has no consumer, so it has no units to remove.
+    let e = ArgmaxFrequency { ties: TiePolicy::Split }
+        .score_layers(&net, &[7], &data, 2, &mut crate::progress::Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("layer 7 of lenet5 is not a unit layer"), "{e}");
+    // Scores for a layer subset are checked like any: not for another spec.
+    assert!(select(&c, &other, Policy::Units { fraction: 0.5 }).is_err());
 }

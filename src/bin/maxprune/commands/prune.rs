@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use maxprune::prune::neuron::apply;
 use maxprune::prune::plan::PrunePlan;
 use maxprune::prune::schedule::{ScheduleConfig, default_until_k};
-use maxprune::prune::select::select;
+use maxprune::prune::select::{parse_budgets, select};
 use maxprune::prune::weight::{WeightRule, WeightSchedule, parse_sparsity, sparsity, sparsity_markdown};
 use maxprune::relevance::Relevance;
 use maxprune::train::{RunDir, TrainConfig};
@@ -75,6 +75,15 @@ pub(crate) struct NeuronsArgs {
     /// Control: retrain exactly as the schedule would, but prune nothing (needs --steps).
     #[arg(long)]
     pub(crate) control: bool,
+    /// Unit layers to score and prune, by the name of the layer producing their units: maxout
+    /// layers, or plain conv/dense layers read by another one (default: every maxout layer, or
+    /// in a network without maxout every plain one).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) layers: Vec<String>,
+    /// Per-layer budgets of whole units, conv1=0.3,conv2=0.5: the fraction of each layer's
+    /// units removed in all, in equal increments over --steps (with --policy units).
+    #[arg(long, conflicts_with = "layers")]
+    pub(crate) fraction_per_layer: Option<String>,
     #[command(flatten)]
     pub(crate) retrain: RetrainArgs,
 }
@@ -142,6 +151,10 @@ pub(crate) fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
     if a.control && a.steps.is_none() {
         bail!("--control needs --steps (the number of retraining rounds to match)");
     }
+    let budgets = match &a.fraction_per_layer {
+        Some(text) => parse_budgets(text, &source.spec()?).context("--fraction-per-layer")?,
+        None => Vec::new(),
+    };
     let config = ScheduleConfig {
         criterion: a.criterion.criterion,
         ties: a.criterion.ties,
@@ -149,6 +162,8 @@ pub(crate) fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
         until_k: default_until_k(a.until_k, a.steps),
         steps: a.steps,
         control: a.control,
+        layers: a.layers,
+        budgets,
         retrain: a.retrain.retrain(dataset),
     };
     config.validate()?;

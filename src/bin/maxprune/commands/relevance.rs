@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use maxprune::relevance::criterion;
 use maxprune::report::relevance_histogram;
@@ -23,6 +23,10 @@ pub(crate) struct RelevanceArgs {
     pub(crate) split: SplitName,
     #[command(flatten)]
     pub(crate) criterion: CriterionArgs,
+    /// Unit layers to score, by the name of the layer producing their units (default: every
+    /// maxout layer, or in a network without maxout every plain conv/dense layer read by another).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) layers: Vec<String>,
     /// Output JSON file (an SVG histogram per layer is written beside it).
     #[arg(long, default_value = "relevance.json")]
     pub(crate) out: PathBuf,
@@ -38,8 +42,10 @@ pub(crate) fn cmd_relevance(a: RelevanceArgs, quiet: bool) -> Result<()> {
     };
     let net = dir.network(&maxprune::device())?;
     check_classes(net.spec(), data.classes, &data.name.to_string())?;
-    let rel = criterion(a.criterion.criterion, a.criterion.ties, config.seed).score_observed(
+    let layers = net.spec().unit_layers_named(&a.layers).context("--layers")?;
+    let rel = criterion(a.criterion.criterion, a.criterion.ties, config.seed).score_layers(
         &net,
+        &layers,
         split,
         config.eval_batch_size,
         &mut Bars::new(quiet),

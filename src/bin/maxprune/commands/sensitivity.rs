@@ -23,7 +23,9 @@ pub(crate) enum CutArg {
 pub(crate) struct SensitivityArgs {
     /// Run directory (trained with validation examples: `train --val N`).
     pub(crate) run: PathBuf,
-    /// Maxout layers to cut, by the name of the layer that produces their pieces (default: all).
+    /// Unit layers to cut, by the name of the layer that produces their units: maxout layers, or
+    /// plain conv/dense layers read by another one (default: every maxout layer, or in a network
+    /// without maxout every plain one).
     #[arg(long, value_delimiter = ',')]
     pub(crate) layers: Vec<String>,
     /// Fractions to remove, each in (0, 1).
@@ -61,34 +63,19 @@ pub(crate) fn cmd_sensitivity(a: SensitivityArgs) -> Result<()> {
     }
     let net = dir.network(&maxprune::device())?;
     let spec = net.spec();
-    let maxouts = spec.maxout_layers();
-    let producer = |m: usize| spec.producer_of(m).and_then(|p| spec.layers[p].name()).unwrap_or("");
-    let names: Vec<&str> = maxouts.iter().map(|&m| producer(m)).collect();
-    let layers = if a.layers.is_empty() {
-        maxouts.clone()
-    } else {
-        a.layers
-            .iter()
-            .map(|name| match maxouts.iter().find(|&&m| producer(m) == name) {
-                Some(&m) => Ok(m),
-                None => bail!(
-                    "--layers: '{name}' does not produce the pieces of a maxout layer of {}; expected one of {}",
-                    spec.name,
-                    names.join(", ")
-                ),
-            })
-            .collect::<Result<Vec<_>>>()?
-    };
+    let layers = spec.unit_layers_named(&a.layers).context("--layers")?;
     let data = a.data.load_or(config.dataset.clone())?;
     check_classes(spec, data.classes, &data.name.to_string())?;
     let splits = Splits::new(&data, &config)?;
     let Some(val_split) = &splits.val else {
         bail!("{}: no validation split", a.run.display());
     };
-    let rel = criterion(a.criterion.criterion, a.criterion.ties, config.seed).score(
+    let rel = criterion(a.criterion.criterion, a.criterion.ties, config.seed).score_layers(
         &net,
+        &layers,
         &splits.train,
         config.eval_batch_size,
+        &mut maxprune::progress::Silent,
     )?;
     let cut = match a.cut {
         CutArg::Pieces => Cut::Pieces,
