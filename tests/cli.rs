@@ -690,8 +690,8 @@ fn sensitivity_cuts_each_maxout_layer_alone_and_refuses_bad_fractions_and_layers
         (&["--fractions", "1.5"][..], "found 1.5"),
         (&["--fractions", "NaN"][..], "found NaN"),
         (
-            &["--layers", "conv2"][..],
-            "'conv2' does not produce the pieces of a maxout layer",
+            &["--layers", "fc2"][..],
+            "'fc2' is not a layer whose units can be pruned; expected one of conv1, conv2, fc1",
         ),
         (&["--val", "300"][..], "trained with val = 200"),
         (&["--cut", "units"][..], "use the contribution criterion"),
@@ -700,6 +700,132 @@ fn sensitivity_cuts_each_maxout_layer_alone_and_refuses_bad_fractions_and_layers
         fails_with(&maxprune(&args, tmp.path()), needle);
         assert!(!tmp.path().join("bad").exists(), "{extra:?} left an output");
     }
+}
+
+#[test]
+fn conv_maxout_and_plain_layers_cut_by_units_with_per_layer_budgets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    train_embedded(cwd, "lenet5-maxout-conv", "conv", &["--val", "200"]);
+    train_embedded(cwd, "lenet5", "plain", &["--val", "200"]);
+    // Sensitivity of the conv maxout network: conv1's 40 pieces, fc1's 500.
+    let out = ok(&maxprune(
+        &[
+            "sensitivity",
+            "conv",
+            "--layers",
+            "conv1,fc1",
+            "--fractions",
+            "0.25,0.5",
+            "--out",
+            "s1",
+        ],
+        cwd,
+    ));
+    assert!(
+        out.contains("| conv1 | 0.25 | 40 -> 30 |") && out.contains("| fc1 | 0.50 | 500 -> 250 |"),
+        "{out}"
+    );
+    // Of plain LeNet-5: every layer read by another is a layer of units of one piece.
+    let out = ok(&maxprune(
+        &[
+            "sensitivity",
+            "plain",
+            "--criterion",
+            "l1-norm",
+            "--cut",
+            "units",
+            "--fractions",
+            "0.5",
+            "--out",
+            "s2",
+        ],
+        cwd,
+    ));
+    for row in [
+        "| conv1 | 0.50 | 20 -> 10 |",
+        "| conv2 | 0.50 | 50 -> 25 |",
+        "| fc1 | 0.50 | 500 -> 250 |",
+    ] {
+        assert!(out.contains(row), "{row} in {out}");
+    }
+    // L1 filter pruning of plain LeNet-5's convs by per-layer budgets, in two steps.
+    let prune = |source: &str, out: &str, budgets: &str| {
+        let args = [
+            "prune",
+            "neurons",
+            source,
+            "--out",
+            out,
+            "--dataset",
+            "embedded",
+            "--policy",
+            "units",
+            "--criterion",
+            "l1-norm",
+            "--fraction-per-layer",
+            budgets,
+            "--steps",
+            "2",
+            "--retrain-epochs",
+            "1",
+            "--val",
+            "200",
+            "-q",
+        ];
+        maxprune(&args, cwd)
+    };
+    ok(&prune("plain", "l1", "conv1=0.5,conv2=0.64"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("l1/report.json")).unwrap()).unwrap();
+    assert!(
+        report["description"]
+            .as_str()
+            .unwrap()
+            .contains("per-layer budgets `conv1 0.5, conv2 0.64`")
+    );
+    // conv1 20 -> 15 -> 10 filters, conv2 50 -> 34 -> 18 (unless the stopping rule ended it).
+    let final_step = report["final_step"].as_u64().unwrap();
+    let params = [
+        431_080,
+        15 * 26 + 34 * 376 + 34 * 16 * 500 + 500 + 5010,
+        10 * 26 + 18 * 251 + 18 * 16 * 500 + 500 + 5010,
+    ];
+    assert_eq!(
+        report["rows"][final_step as usize]["params"],
+        params[final_step as usize]
+    );
+    assert_eq!(report["rows"][1]["params"], params[1]);
+    // Bad budgets are refused before anything is written.
+    for (budgets, needle) in [
+        ("conv1=1.0", "conv1: expected a fraction in (0, 1), found 1"),
+        ("conv1=-0.1", "found -0.1"),
+        (
+            "conv9=0.5",
+            "'conv9' is not a layer whose units can be pruned; expected one of conv1, conv2, fc1",
+        ),
+        ("fc2=0.5", "'fc2' is not a layer whose units can be pruned"),
+        (
+            "conv1=0.99",
+            "conv1: 0.99 of its 20 units rounds to 20, which would remove every unit",
+        ),
+    ] {
+        fails_with(&prune("plain", "bad", budgets), needle);
+        assert!(!cwd.join("bad").exists(), "{budgets} left an output");
+    }
+    let args = [
+        "prune",
+        "neurons",
+        "plain",
+        "--out",
+        "bad",
+        "--dataset",
+        "embedded",
+        "--fraction-per-layer",
+        "conv1=0.5",
+    ];
+    fails_with(&maxprune(&args, cwd), "expected the units policy, found per-unit");
+    assert!(!cwd.join("bad").exists());
 }
 
 #[test]

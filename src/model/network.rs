@@ -524,6 +524,11 @@ impl Network {
     fn maxout(&self, i: usize, pieces: &Pieces, act: Act, trace: bool) -> (Act, Option<Tensor<3>>) {
         let units = pieces.units();
         let k = pieces.k_max();
+        if k == 1 && self.gathers[i].is_none() {
+            // The max over one piece is that piece: no copy (a pruned layer's usual end point).
+            let t = trace.then(|| act.as_units());
+            return (act, t);
+        }
         match act {
             Act::Flat(x) => {
                 let [b, _] = x.dims();

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Regenerates the README's "Pruning where the time goes" section (issue: conv channels).
+
+Per seed (default 1, 2, 3), on full Fashion-MNIST, in runs/conv/seed-S/ (every stage resumes):
+
+1. `base`: `lenet5-maxout-conv` trained 10 epochs with 5,000 validation examples carved off train;
+   `lenet5`: plain LeNet-5, the same recipe.
+2. `neurons`: the paper's per-unit schedule on every maxout layer until k=1 (conv1 and conv2 reach
+   one piece per unit after the first step, fc1 after the third).
+3. `units`: from the last accepted step of `neurons`, whole units removed by per-layer budgets
+   (`--fraction-per-layer conv1=0.5,conv2=0.5,fc1=0.5`, contribution criterion) over 3 steps.
+4. `l1`: plain LeNet-5's conv filters ranked by their L1 norm (Li et al. 2017) and removed by
+   budgets chosen, before any run, to reach the FLOPs `units` plans (conv1 10 filters, conv2 18).
+
+Every schedule retrains `--retrain-epochs` (default 3) epochs per step with a 0.3-point validation
+tolerance. Then, with nothing else running, every final network is benchmarked against the
+seed's plain LeNet-5 (`maxprune bench DIR --against LENET5`, alternating rounds at batch 1, 64,
+256, one thread) and the sensitivity of seed 1's `lenet5-maxout-conv` is measured. Writes the
+`results:conv` block of the README and docs/charts/sensitivity-lenet5-maxout-conv.svg.
+
+    cargo build --release && python3 scripts/conv_results.py [--seeds 1,2,3] [--jobs 2]
+"""
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from common import BIN, ROOT, cpu_name, run, write_block
+
+RUNS = ROOT / "runs" / "conv"
+UNIT_BUDGETS = "conv1=0.5,conv2=0.5,fc1=0.5"
+L1_BUDGETS = "conv1=0.5,conv2=0.64"
+STEPS = "3"
+LABELS = {
+    "lenet5": "LeNet-5 (plain, the reference)",
+    "base": "lenet5-maxout-conv, unpruned",
+    "neurons": "+ neuron pruning, k → 1 (paper's schedule)",
+    "units": "+ whole units by per-layer budgets",
+    "l1": "LeNet-5 + L1 filter pruning (Li et al.), same FLOP budget",
+}
+
+
+def train(out, preset, seed, a):
+    """Trains (or finishes) `preset` for `seed` into `out`."""
+    if (out / "spec.json").exists():
+        run("--threads", "1", "train", "--resume", "--out", str(out))
+    else:
+        run("--threads", "1", "train", "--preset", preset, "--dataset", a.dataset, "--epochs", str(a.epochs),
+            "--seed", str(seed), "--val", str(a.val), "--out", str(out))
+
+
+def schedule(source, out, a, *extra):
+    """Runs (or resumes) `prune neurons` from `source` into `out`; returns its final run directory."""
+    args = ["--threads", "1", "prune", "neurons", str(source), "--out", str(out), "--retrain-epochs",
+            str(a.retrain_epochs), "--tolerance", "0.3", "--val", str(a.val), *extra]
+    if (out / "schedule.json").exists():
+        args.append("--resume")
+    run(*args)
+    report = json.loads((out / "report.json").read_text())
+    return out / f"step-{report['final_step']:02}" if report["final_step"] > 0 else source
+
+
+def chain(seed, a):
+    """Every stage of one seed; returns {stage: run directory}."""
+    d = a.runs / f"seed-{seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    train(d / "base", "lenet5-maxout-conv", seed, a)
+    train(d / "lenet5", "lenet5", seed, a)
+    neurons = schedule(d / "base", d / "neurons", a)
+    units = schedule(neurons, d / "units", a, "--policy", "units", "--criterion", "contribution",
+                     "--fraction-per-layer", UNIT_BUDGETS, "--steps", STEPS)
+    l1 = schedule(d / "lenet5", d / "l1", a, "--policy", "units", "--criterion", "l1-norm",
+                  "--fraction-per-layer", L1_BUDGETS, "--steps", STEPS)
+    return {"lenet5": d / "lenet5", "base": d / "base", "neurons": neurons, "units": units, "l1": l1}
+
+
+def bench(run_dir, against, rounds):
+    """`maxprune bench RUN --against AGAINST --json` on one thread."""
+    out = subprocess.run([str(BIN), "-q", "--threads", "1", "bench", str(run_dir), "--against", str(against),
+                          "--rounds", str(rounds), "--json"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def accuracy(run_dir):
+    """Test accuracy (%) of a run directory's network, from its summary."""
+    return 100 * json.loads((run_dir / "summary.json").read_text())["last"]["test"]["accuracy"]
+
+
+def mean_std(values):
+    """`mean ± sample std` (just the value for one seed)."""
+    if len(values) < 2:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--jobs", type=int, default=2, help="seeds trained at a time (one thread each)")
+    p.add_argument("--retrain-epochs", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=7, help="alternating rounds per speedup")
+    p.add_argument("--dataset", default="fashion-mnist", help="a smoke test: embedded")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--val", type=int, default=5000)
+    p.add_argument("--runs", type=Path, default=RUNS, help="where the runs go")
+    p.add_argument("--no-readme", action="store_true", help="print the block instead of writing it")
+    a = p.parse_args()
+    seeds = [int(s) for s in a.seeds.split(",")]
+    start = time.time()
+    with ThreadPoolExecutor(a.jobs) as pool:
+        stages = dict(zip(seeds, pool.map(lambda s: chain(s, a), seeds)))
+    chains_min = (time.time() - start) / 60
+
+    rows = {k: [] for k in LABELS}
+    for seed in seeds:
+        for key, run_dir in stages[seed].items():
+            b = bench(run_dir, stages[seed]["lenet5"], a.rounds)
+            speed = {s["batch"]: s["median"] for s in b["against"]["speedups"]}
+            rows[key].append({"seed": seed, "params": b["params"], "flops": b["flops"], "speed": speed,
+                              "accuracy": accuracy(run_dir), "dir": str(run_dir)})
+    (a.runs / "conv-results.json").write_text(json.dumps(rows, indent=1))
+
+    ref = statistics.mean(r["accuracy"] for r in rows["lenet5"])
+    md = [f"Full Fashion-MNIST, seeds {a.seeds}, mean ± sample std; 10 training epochs, {a.retrain_epochs} "
+          f"retraining epochs per pruning step, 0.3-point tolerance on 5,000 validation examples carved off "
+          f"train. Speedups: inference against the same seed's plain LeNet-5, median of {a.rounds} alternating "
+          f"rounds (`maxprune bench RUN --against runs/conv/seed-S/lenet5`, one thread, nothing else running; "
+          f"{cpu_name()}), the median over seeds shown. Parameters and FLOPs are per seed's final network "
+          f"(mean over seeds).", "",
+          "| network | params | removed vs 431,080 | FLOPs | speedup b1 | b64 | b256 | test accuracy | vs LeNet-5 |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, label in LABELS.items():
+        rs = rows[key]
+        params = statistics.mean(r["params"] for r in rs)
+        flops = statistics.mean(r["flops"] for r in rs)
+        sp = [statistics.median(r["speed"][b] for r in rs) for b in (1, 64, 256)]
+        acc = [r["accuracy"] for r in rs]
+        md.append(f"| {label} | {params:,.0f} | {100 * (1 - params / 431080):.1f}% | {flops:,.0f} | "
+                  + " | ".join(f"{s:.2f}x" for s in sp)
+                  + f" | {mean_std(acc)}% | {statistics.mean(acc) - ref:+.2f} |")
+    md += ["", "Per seed: parameters / FLOPs / speedup at batch 256 vs LeNet-5 / test accuracy.", "",
+           "| network | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---:|" * len(seeds)]
+    for key, label in LABELS.items():
+        cells = [f"{r['params']:,} / {r['flops']:,} / {r['speed'][256]:.2f}x / {r['accuracy']:.2f}%" for r in rows[key]]
+        md.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    units = rows["units"]
+    ok_speed = statistics.median(r["speed"][256] for r in units) >= 2.0
+    ok_acc = statistics.mean(r["accuracy"] for r in units) >= ref - 0.3
+    ok_params = statistics.mean(r["params"] for r in units) <= 0.26 * 431080
+    md += ["", f"Against the targets (throughput at batch 256 at least 2x LeNet-5's, mean test accuracy at most "
+           f"0.3 points below it, at least 74% fewer parameters than 431,080): speed {'met' if ok_speed else 'NOT met'}, "
+           f"accuracy {'met' if ok_acc else 'NOT met'}, parameters {'met' if ok_params else 'NOT met'}."]
+
+    # Sensitivity of seed 1's unpruned lenet5-maxout-conv: every unit layer, whole units cut.
+    sens = a.runs / f"seed-{seeds[0]}" / "sensitivity"
+    if not (sens / "sensitivity.json").exists():
+        shutil.rmtree(sens, ignore_errors=True)
+        run("sensitivity", str(stages[seeds[0]]["base"]), "--cut", "units", "--criterion", "contribution",
+            "--out", str(sens))
+    if not a.no_readme:
+        shutil.copy(sens / "sensitivity.svg", ROOT / "docs" / "charts" / "sensitivity-lenet5-maxout-conv.svg")
+    s = json.loads((sens / "sensitivity.json").read_text())
+    at = {}
+    for r in s["rows"]:
+        at.setdefault(r["producer"], {})[round(r["fraction"], 2)] = 100 * r["val_accuracy"]
+    worst = min(at, key=lambda layer: at[layer][0.5])
+    best = max(at, key=lambda layer: at[layer][0.5])
+    md += ["", f"Sensitivity of seed {seeds[0]}'s unpruned `lenet5-maxout-conv` (`maxprune sensitivity "
+           f"runs/conv/seed-{seeds[0]}/base --cut units --criterion contribution`; one layer cut at a time, no "
+           f"retraining; validation accuracy, uncut {100 * s['baseline']:.2f}%): with half its units removed "
+           f"{worst} falls to {at[worst][0.5]:.2f}% and {best} keeps {at[best][0.5]:.2f}%.", "",
+           "![sensitivity of lenet5-maxout-conv](docs/charts/sensitivity-lenet5-maxout-conv.svg)", "",
+           f"This call of the script took {(time.time() - start) / 60:.0f} min ({chains_min:.0f} min of training "
+           f"and pruning, {a.jobs} seeds at a time, one thread each; less when stages had finished)."]
+    if a.no_readme:
+        print("\n".join(md))
+    else:
+        write_block("conv", "\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
