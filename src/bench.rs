@@ -63,6 +63,10 @@ pub struct BenchResult {
     /// Inference speedups against another network (the unpruned one), when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub against: Option<Comparison>,
+    /// Inference speedups against plain LeNet-5 ([`lenet5_reference`]), for a trained run with
+    /// its input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_lenet5: Option<Comparison>,
 }
 
 /// Inference speedups of a network against a reference network, one per batch size.
@@ -80,6 +84,25 @@ pub const MAX_SPREAD: f64 = 0.2;
 
 /// Alternating rounds per speedup measurement.
 pub const SPEEDUP_ROUNDS: usize = 7;
+
+/// The batch sizes speedups are reported at.
+pub const SPEEDUP_BATCHES: [usize; 3] = [1, 64, 256];
+
+/// [`speedup`] at every batch size of [`SPEEDUP_BATCHES`].
+pub fn speedups(base: &Network, net: &Network, rounds: usize) -> Vec<Speedup> {
+    SPEEDUP_BATCHES.map(|b| speedup(base, net, b, rounds)).to_vec()
+}
+
+/// Plain LeNet-5 (the `lenet5` preset, freshly initialised on `net`'s device: speed does not
+/// depend on the weights), the reference a LeNet-sized network is compared with; `None` unless
+/// `net` takes LeNet-5's 1x28x28 input.
+pub fn lenet5_reference(net: &Network) -> Option<Network> {
+    let spec = crate::model::presets::Preset::Lenet5.spec();
+    (net.spec().input == spec.input)
+        .then(|| Network::init(&spec, 1, net.device()).ok())
+        .flatten()
+        .map(|n| n.with_kernels(net.kernels()))
+}
 
 /// Inference speedup of a network against a reference at one batch size: per round, both are
 /// timed back to back (in alternating order), and the round's ratio is the reference's seconds
@@ -272,6 +295,7 @@ pub fn bench(net: &Network, config: &BenchConfig) -> BenchResult {
         params: net.num_params(),
         flops: net.spec().flops().unwrap_or(0),
         against: None,
+        vs_lenet5: None,
     }
 }
 

@@ -49,6 +49,13 @@ pub struct StepRow {
     /// before alternating runs hold a plain ratio, read as a one-round measurement.
     #[serde(deserialize_with = "speedup_or_ratio", default)]
     pub speedup: Option<Speedup>,
+    /// Measured inference speedups at batch 1, 64 and 256 against the starting network
+    /// (empty at step 0 and in reports written before they were measured).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub speedups: Vec<Speedup>,
+    /// Against plain LeNet-5, for networks with its input (none in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_lenet5: Option<VsLenet5>,
     /// Validation accuracy right after pruning, before retraining.
     pub val_before: Option<f64>,
     /// Test accuracy right after pruning, before retraining.
@@ -61,6 +68,16 @@ pub struct StepRow {
     pub seconds: f64,
     /// Whether validation accuracy stayed within tolerance of the starting network's.
     pub accepted: bool,
+}
+
+/// A network against plain LeNet-5: what pruning for speed is measured by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VsLenet5 {
+    /// LeNet-5's FLOPs over this network's.
+    pub flop_ratio: f64,
+    /// Measured inference speedups at batch 1, 64 and 256 against a LeNet-5 on the same device
+    /// ([`crate::bench::lenet5_reference`]).
+    pub speedups: Vec<Speedup>,
 }
 
 /// Parameters of plain LeNet-5, the paper's reference for "% removed".
@@ -89,6 +106,31 @@ pub fn markdown_table(rows: &[StepRow]) -> String {
     for r in rows {
         s.push_str(&markdown_row(r));
         s.push('\n');
+    }
+    if rows.iter().any(|r| !r.speedups.is_empty() || r.vs_lenet5.is_some()) {
+        s.push_str(&speed_table(rows));
+    }
+    s
+}
+
+/// Every row's measured speedups at batch 1, 64 and 256, against the starting network and
+/// against plain LeNet-5 (with the FLOP ratio to it).
+fn speed_table(rows: &[StepRow]) -> String {
+    let cells = |v: &[Speedup]| match v {
+        [] => "– | – | –".to_string(),
+        v => v.iter().map(Speedup::cell).collect::<Vec<_>>().join(" | "),
+    };
+    let mut s = String::from(
+        "\nMeasured inference speedups (alternating rounds, median and quartiles):\n\n\
+         | step | vs start b1 | b64 | b256 | FLOP ratio vs LeNet-5 | vs LeNet-5 b1 | b64 | b256 |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let (ratio, lenet) = match &r.vs_lenet5 {
+            Some(v) => (format!("{:.2}x", v.flop_ratio), cells(&v.speedups)),
+            None => ("–".into(), cells(&[])),
+        };
+        s += &format!("| {} | {} | {ratio} | {lenet} |\n", r.step, cells(&r.speedups));
     }
     s
 }
@@ -229,5 +271,27 @@ mod tests {
         let table = markdown_table(&[first.clone(), new.clone()]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[2..], [markdown_row(&first), markdown_row(&new)]);
+        assert!(
+            !table.contains("vs LeNet-5 b1"),
+            "no speed table without its measurements"
+        );
+        // With the speedups at every batch, against the start and against LeNet-5.
+        let at = |b: usize, r: f64| Speedup::from_ratios(b, vec![r; 3]);
+        let mut fast = new.clone();
+        fast.speedups = vec![at(1, 1.5), at(64, 1.6), at(256, 1.7)];
+        fast.vs_lenet5 = Some(VsLenet5 {
+            flop_ratio: 3.9,
+            speedups: vec![at(1, 2.5), at(64, 2.6), at(256, 2.7)],
+        });
+        let back: StepRow = serde_json::from_str(&serde_json::to_string(&fast).unwrap()).unwrap();
+        assert_eq!(back, fast);
+        let table = markdown_table(&[first, fast]);
+        assert!(table.contains("| 1 | – | – | – | – | – | – | – |"), "{table}");
+        assert!(
+            table.contains(
+                "| 1 | 1.50x (1.50–1.50) | 1.60x (1.60–1.60) | 1.70x (1.70–1.70) | 3.90x | 2.50x (2.50–2.50) |"
+            ),
+            "{table}"
+        );
     }
 }

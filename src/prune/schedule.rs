@@ -22,7 +22,7 @@ use super::neuron::apply;
 use super::plan::{PLAN_FORMAT_VERSION, PrunePlan};
 use super::pruner::{Pruned, Pruner, Retrain, nonzeros};
 use super::select::{LayerBudget, LayerCut, Policy, select, select_each};
-use crate::bench::{SPEEDUP_ROUNDS, Speedup, speedup};
+use crate::bench::{SPEEDUP_ROUNDS, Speedup, lenet5_reference, speedups};
 use crate::data::dataset::Dataset;
 use crate::data::split::Split;
 use crate::error::{Error, Result};
@@ -31,7 +31,7 @@ use crate::model::network::Network;
 use crate::model::spec::ArchSpec;
 use crate::progress::{Observer, forward};
 use crate::relevance::{CriterionKind, Relevance, RelevanceEvent, TiePolicy, criterion};
-use crate::report::{self, LENET5_PARAMS, StepRow};
+use crate::report::{self, LENET5_PARAMS, StepRow, VsLenet5};
 use crate::train::RunDir;
 use crate::train::{Checkpoint, Event, Masks, Splits, Teacher, TrainConfig, evaluate, train};
 
@@ -325,11 +325,13 @@ pub trait StepWork {
     fn train(&mut self, run: &RunDir, splits: &Splits) -> Result<Checkpoint>;
     /// Validation (if carved) and test accuracy of `net`.
     fn accuracies(&mut self, net: &Network, splits: &Splits, batch: usize) -> Result<(Option<f64>, f64)>;
-    /// Measured inference speed of `net` against the starting network `base`.
-    fn speedup(&mut self, base: &Network, net: &Network) -> Option<Speedup>;
+    /// Measured inference speedups of `net` at batch 1, 64 and 256 against the starting network
+    /// `base` (none when `base` is `None`, at step 0) and against plain LeNet-5 (none for a network
+    /// without its input).
+    fn speedups(&mut self, base: Option<&Network>, net: &Network) -> (Vec<Speedup>, Vec<Speedup>);
 }
 
-/// The real [`StepWork`]: [`train`], evaluation, and [`speedup`] at batch 256.
+/// The real [`StepWork`]: [`train`], evaluation, and [`speedups`] over alternating rounds.
 pub struct Retraining<'a> {
     /// Where the networks are loaded and retrained.
     pub device: &'a Device,
@@ -359,8 +361,10 @@ impl StepWork for Retraining<'_> {
         accuracies(net, splits, batch)
     }
 
-    fn speedup(&mut self, base: &Network, net: &Network) -> Option<Speedup> {
-        Some(speedup(base, net, 256, SPEEDUP_ROUNDS))
+    fn speedups(&mut self, base: Option<&Network>, net: &Network) -> (Vec<Speedup>, Vec<Speedup>) {
+        let start = base.map_or_else(Vec::new, |b| speedups(b, net, SPEEDUP_ROUNDS));
+        let lenet = lenet5_reference(net).map_or_else(Vec::new, |l| speedups(&l, net, SPEEDUP_ROUNDS));
+        (start, lenet)
     }
 }
 
@@ -470,9 +474,11 @@ impl Start {
         step: usize,
         net: &Network,
         accuracy: [(Option<f64>, f64); 2],
-        speedup: Option<Speedup>,
+        (speedups, lenet): (Vec<Speedup>, Vec<Speedup>),
         seconds: f64,
     ) -> StepRow {
+        let flops = net.spec().flops().unwrap_or(1).max(1) as f64;
+        let lenet_flops = crate::model::presets::Preset::Lenet5.spec().flops().unwrap_or(0) as f64;
         let (pieces, pieces_histogram) = pieces_of(net.spec());
         let nz = nonzeros(net);
         let [before, after] = accuracy;
@@ -485,8 +491,13 @@ impl Start {
             removed_vs_start: 100.0 * (1.0 - nz as f64 / self.nonzeros as f64),
             removed_vs_lenet5: 100.0 * (1.0 - nz as f64 / LENET5_PARAMS as f64),
             flops: net.spec().flops().unwrap_or(0),
-            flop_ratio: self.flops as f64 / net.spec().flops().unwrap_or(1).max(1) as f64,
-            speedup,
+            flop_ratio: self.flops as f64 / flops,
+            speedup: speedups.iter().find(|s| s.batch == 256).copied(),
+            vs_lenet5: (!lenet.is_empty()).then(|| VsLenet5 {
+                flop_ratio: lenet_flops / flops,
+                speedups: lenet,
+            }),
+            speedups,
             val_before: before.0,
             test_before: before.1,
             val_after: after.0,
@@ -539,7 +550,8 @@ pub fn run_schedule_with(
         tolerance: config.tolerance,
         net: net.clone(),
     };
-    let mut rows = vec![start.row(0, &net, [start.accuracy; 2], None, clock.elapsed().as_secs_f64())];
+    let speed0 = work.speedups(None, &net);
+    let mut rows = vec![start.row(0, &net, [start.accuracy; 2], speed0, clock.elapsed().as_secs_f64())];
     work.observer().event(&ScheduleEvent::Row(Box::new(rows[0].clone())));
     let mut final_step = 0;
     let mut step = 0;
@@ -578,8 +590,8 @@ pub fn run_schedule_with(
             (net, masks) = (ckpt.net, ckpt.sgd.masks);
             let after = work.accuracies(&net, &splits, batch)?;
             let seconds = t.elapsed().as_secs_f64();
-            let speedup = work.speedup(&start.net, &net);
-            let r = start.row(step, &net, [before, after], speedup, seconds);
+            let speed = work.speedups(Some(&start.net), &net);
+            let r = start.row(step, &net, [before, after], speed, seconds);
             write_json(&done, &r)?;
             r
         };
@@ -762,8 +774,8 @@ mod tests {
             Ok((Some((self.val)(net)), 0.5))
         }
 
-        fn speedup(&mut self, _: &Network, _: &Network) -> Option<Speedup> {
-            None
+        fn speedups(&mut self, _: Option<&Network>, _: &Network) -> (Vec<Speedup>, Vec<Speedup>) {
+            (Vec::new(), Vec::new())
         }
     }
 

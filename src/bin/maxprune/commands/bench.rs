@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use maxprune::bench::{BenchConfig, Comparison, MAX_SPREAD, SPEEDUP_ROUNDS, bench, speedup};
+use maxprune::bench::{BenchConfig, Comparison, MAX_SPREAD, SPEEDUP_ROUNDS, bench, lenet5_reference, speedups};
 use maxprune::model::network::Network;
 use maxprune::model::presets::Preset;
 use maxprune::prune::schedule::pruned_and_source;
@@ -64,7 +64,13 @@ pub(crate) fn cmd_bench(a: BenchArgs) -> Result<()> {
         let base_net = RunDir::open(&base)?.network(&maxprune::device())?;
         r.against = Some(Comparison {
             base: base.display().to_string(),
-            speedups: [1, 64, 256].map(|b| speedup(&base_net, &net, b, a.rounds)).to_vec(),
+            speedups: speedups(&base_net, &net, a.rounds),
+        });
+    }
+    if a.run.is_some() {
+        r.vs_lenet5 = lenet5_reference(&net).map(|lenet| Comparison {
+            base: "plain LeNet-5 (the lenet5 preset)".into(),
+            speedups: speedups(&lenet, &net, a.rounds),
         });
     }
     if a.json {
@@ -84,7 +90,7 @@ pub(crate) fn cmd_bench(a: BenchArgs) -> Result<()> {
     println!("  inference (batch 256):  {:>9.0} img/s", r.infer_img_per_s);
     println!("  latency (batch 1):      {:>9.3} ms", r.latency_ms_b1);
     println!("  relevance pass:         {:>9.0} img/s", r.relevance_img_per_s);
-    if let Some(c) = &r.against {
+    for c in r.against.iter().chain(&r.vs_lenet5) {
         println!(
             "  inference speedup against {} (median of {} alternating rounds, quartiles in brackets):",
             c.base, a.rounds
