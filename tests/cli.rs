@@ -726,6 +726,38 @@ fn conv_maxout_and_plain_layers_cut_by_units_with_per_layer_budgets() {
         out.contains("| conv1 | 0.25 | 40 -> 30 |") && out.contains("| fc1 | 0.50 | 500 -> 250 |"),
         "{out}"
     );
+    // One maxout layer at a time: only conv2's units lose a piece.
+    let args = [
+        "prune",
+        "neurons",
+        "conv",
+        "--out",
+        "c2",
+        "--dataset",
+        "embedded",
+        "--layers",
+        "conv2",
+        "--steps",
+        "1",
+        "--retrain-epochs",
+        "1",
+        "--val",
+        "200",
+        "-q",
+    ];
+    ok(&maxprune(&args, cwd));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("c2/report.json")).unwrap()).unwrap();
+    assert_eq!(report["rows"][1]["pieces"], serde_json::json!(["2", "1", "4"]));
+    let rel: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("c2/step-01/relevance.json")).unwrap()).unwrap();
+    assert_eq!(rel["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(rel["layers"][0]["producer"], "conv2");
+    let out = ok(&maxprune(
+        &["relevance", "conv", "--layers", "fc1", "--out", "r.json"],
+        cwd,
+    ));
+    assert!(out.contains("('fc1')") && !out.contains("conv1"), "{out}");
     // Of plain LeNet-5: every layer read by another is a layer of units of one piece.
     let out = ok(&maxprune(
         &[
