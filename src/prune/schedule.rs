@@ -756,6 +756,17 @@ mod tests {
         val: fn(&Network) -> f64,
     }
 
+    impl Fake {
+        fn new(val: fn(&Network) -> f64) -> Fake {
+            Fake {
+                device: Device::flex(),
+                silent: crate::progress::Silent,
+                trained: 0,
+                val,
+            }
+        }
+    }
+
     impl StepWork for Fake {
         fn device(&self) -> &Device {
             &self.device
@@ -832,12 +843,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (source, schedule, data) = start(tmp.path(), 100);
         let out = tmp.path().join("pruned");
-        let mut fake = Fake {
-            device: Device::flex(),
-            silent: crate::progress::Silent,
-            trained: 0,
-            val: collapses_at_k1,
-        };
+        let mut fake = Fake::new(collapses_at_k1);
         let report = run(&source, &out, &schedule, &data, false, &mut fake).unwrap();
         let accepted: Vec<bool> = report.rows.iter().map(|r| r.accepted).collect();
         assert_eq!(accepted, [true, true, true, false]);
@@ -848,12 +854,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("already holds a schedule"), "{e}");
-        let mut again = Fake {
-            device: Device::flex(),
-            silent: crate::progress::Silent,
-            trained: 0,
-            val: collapses_at_k1,
-        };
+        let mut again = Fake::new(collapses_at_k1);
         let resumed = run(&source, &out, &schedule, &data, true, &mut again).unwrap();
         assert_eq!((resumed.final_step, again.trained), (2, 0));
         assert_eq!(resumed.rows[1..], report.rows[1..]);
@@ -875,12 +876,7 @@ mod tests {
             steps: Some(2),
             ..schedule
         };
-        let mut fake = Fake {
-            device: Device::flex(),
-            silent: crate::progress::Silent,
-            trained: 0,
-            val: collapses_at_k1,
-        };
+        let mut fake = Fake::new(collapses_at_k1);
         let report = run(&source, &tmp.path().join("control"), &control, &data, false, &mut fake).unwrap();
         let params: Vec<usize> = report.rows.iter().map(|r| r.params).collect();
         assert_eq!(params, [427_330; 3]);
@@ -892,12 +888,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (source, schedule, data) = start(tmp.path(), 0);
         let out = tmp.path().join("pruned");
-        let mut fake = Fake {
-            device: Device::flex(),
-            silent: crate::progress::Silent,
-            trained: 0,
-            val: collapses_at_k1,
-        };
+        let mut fake = Fake::new(collapses_at_k1);
         let e = run(&source, &out, &schedule, &data, false, &mut fake)
             .unwrap_err()
             .to_string();
