@@ -81,7 +81,8 @@ pub trait Pruner {
     fn retrain(&self) -> &Retrain;
     /// A sentence describing the schedule, for reports.
     fn describe(&self) -> String;
-    /// The configuration as JSON (saved as `schedule.json`, compared on resume).
+    /// The configuration as JSON (saved as `schedule.json` with the source run's path, compared on
+    /// resume).
     fn config_json(&self) -> serde_json::Value;
     /// Whether the schedule is complete, before step `steps_done + 1`.
     fn finished(&self, net: &Network, steps_done: usize) -> bool;

@@ -5,7 +5,7 @@
 //!
 //! | path | content |
 //! |---|---|
-//! | `schedule.json` | the [`ScheduleConfig`] and the source run |
+//! | `schedule.json` | the [`ScheduleConfig`] and the source run's absolute path |
 //! | `step-NN/` | a normal run directory, plus `relevance.json`, `plan.json` and `step.json` |
 //! | `report.json`, `report.md` | one [`StepRow`] per step |
 //! | `accuracy-vs-params.svg`, `relevance-step-NN.svg` | plots |
@@ -406,13 +406,20 @@ fn check_start(source: &RunDir, out: &Path, config: &Retrain, data: &Dataset) ->
     Ok(base_train)
 }
 
-/// Creates the schedule directory with its `schedule.json`, or, resuming, checks that the saved
-/// configuration is this one.
-fn open_schedule(out: &Path, config_json: &serde_json::Value, resume: bool) -> Result<()> {
+/// Creates the schedule directory with its `schedule.json` (the configuration and the source
+/// run's absolute path), or, resuming, checks that the saved configuration is this one and that
+/// the schedule started from `source` (schedules written before the path was recorded are
+/// checked on their configuration alone).
+fn open_schedule(out: &Path, config_json: &serde_json::Value, source: &Path, resume: bool) -> Result<()> {
     let cfg_path = out.join("schedule.json");
+    let source = source.display().to_string();
     if !cfg_path.exists() {
         fsio::create_dir(out)?;
-        return write_json(&cfg_path, config_json);
+        let mut saved = config_json.clone();
+        if let Some(map) = saved.as_object_mut() {
+            map.insert("source".into(), source.into());
+        }
+        return write_json(&cfg_path, &saved);
     }
     if !resume {
         return Err(Error::Occupied {
@@ -421,7 +428,21 @@ fn open_schedule(out: &Path, config_json: &serde_json::Value, resume: bool) -> R
             resumable: true,
         });
     }
-    let saved: serde_json::Value = fsio::read_json(&cfg_path)?;
+    let mut saved: serde_json::Value = fsio::read_json(&cfg_path)?;
+    let started = saved.as_object_mut().and_then(|m| m.remove("source"));
+    if let Some(started) = started
+        .and_then(|s| s.as_str().map(str::to_string))
+        .filter(|s| *s != source)
+    {
+        return Err(Error::invalid(
+            "schedule",
+            format!(
+                "{} started from {started}, not from {source}: resuming it would continue another network's \
+                 steps; use another output directory",
+                out.display()
+            ),
+        ));
+    }
     if &saved != config_json {
         return Err(Error::invalid(
             "schedule",
@@ -535,7 +556,7 @@ pub fn run_schedule_with(
     // Checked before anything is written, so a refused schedule leaves nothing that blocks a retry.
     let base_train = check_start(source, out, config, data)?;
     let config_json = pruner.config_json();
-    open_schedule(out, &config_json, resume)?;
+    open_schedule(out, &config_json, &fsio::absolute(source.path())?, resume)?;
     let retrain = retrain_config(config, base_train, source)?;
     let splits = Splits::new(data, &retrain)?;
     let batch = retrain.eval_batch_size;
@@ -865,6 +886,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("options that differ"), "{e}");
+        // So is a resume from another starting network with the same options (seen: a schedule
+        // directory reused for another source continued the first source's steps).
+        let other = RunDir::create(
+            &tmp.path().join("other"),
+            &source.network(&Device::flex()).unwrap(),
+            &source.config().unwrap(),
+        )
+        .unwrap();
+        let e = run(&other, &out, &schedule, &data, true, &mut again)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("started from") && e.contains("start, not from") && e.contains("other"),
+            "{e}"
+        );
+        // A schedule.json written before the source was recorded resumes on its options alone.
+        let path = out.join("schedule.json");
+        let mut saved: serde_json::Value = fsio::read_json(&path).unwrap();
+        saved.as_object_mut().unwrap().remove("source");
+        write_json(&path, &saved).unwrap();
+        let old = run(&source, &out, &schedule, &data, true, &mut again).unwrap();
+        assert_eq!((old.final_step, again.trained), (2, 0));
     }
 
     #[test]
