@@ -8,7 +8,9 @@ Per seed (default 1, 2, 3), on full Fashion-MNIST, in runs/conv/seed-S/ (every s
 2. `neurons`: the paper's per-unit schedule on every maxout layer until k=1 (conv1 and conv2 reach
    one piece per unit after the first step, fc1 after the third).
 3. `units`: from the last accepted step of `neurons`, whole units removed by per-layer budgets
-   (`--fraction-per-layer conv1=0.5,conv2=0.5,fc1=0.5`, contribution criterion) over 3 steps.
+   (`--fraction-per-layer conv1=0.5,conv2=0.5,fc1=0.5`, contribution criterion) over 3 steps, the
+   tolerance counted from the seed's plain LeNet-5 (`--tolerance-against`): the target is to stay
+   within 0.3 points of LeNet-5, not of the (more accurate) k=1 network.
 4. `l1`: plain LeNet-5's conv filters ranked by their L1 norm (Li et al. 2017) and removed by
    budgets chosen, before any run, to reach the FLOPs `units` plans (conv1 10 filters, conv2 18).
 
@@ -72,8 +74,8 @@ def chain(seed, a):
     train(d / "lenet5", "lenet5", seed, a)
     r = f"r{a.retrain_epochs}"
     neurons = schedule(d / "base", d / f"neurons-{r}", a)
-    units = schedule(neurons, d / f"units-{r}", a, "--policy", "units", "--criterion", "contribution",
-                     "--fraction-per-layer", UNIT_BUDGETS, "--steps", STEPS)
+    units = schedule(neurons, d / f"units-{r}-vs-lenet5", a, "--policy", "units", "--criterion", "contribution",
+                     "--fraction-per-layer", UNIT_BUDGETS, "--steps", STEPS, "--tolerance-against", str(d / "lenet5"))
     l1 = schedule(d / "lenet5", d / f"l1-{r}", a, "--policy", "units", "--criterion", "l1-norm",
                   "--fraction-per-layer", L1_BUDGETS, "--steps", STEPS)
     return {"lenet5": d / "lenet5", "base": d / "base", "neurons": neurons, "units": units, "l1": l1}

@@ -119,6 +119,7 @@ pub fn demo(
             dataset: config.dataset.clone(),
             seed: config.seed,
             distill: None,
+            tolerance_against: None,
             retrain_lr: None,
         },
     );

@@ -159,9 +159,9 @@ pub fn markdown_row(r: &StepRow) -> String {
 
 /// Accuracy against parameters over a schedule's steps, in percent: test accuracy before and
 /// after retraining, validation accuracy after retraining, the unpruned network's test accuracy
-/// as a reference line, the stopping rule's band (the unpruned validation accuracy minus
-/// `tolerance` points up to it) and the chosen step marked.
-pub fn accuracy_chart(rows: &[StepRow], tolerance: f64, final_step: usize) -> Result<String> {
+/// as a reference line, the stopping rule's band (the validation accuracy it counts from, the
+/// unpruned network's or `from`, minus `tolerance` points up to it) and the chosen step marked.
+pub fn accuracy_chart(rows: &[StepRow], (tolerance, from): (f64, Option<f64>), final_step: usize) -> Result<String> {
     let pct = |f: &dyn Fn(&StepRow) -> Option<f64>| -> Vec<(f64, f64)> {
         rows.iter()
             .filter_map(|r| Some((r.params as f64, 100.0 * f(r)?)))
@@ -176,10 +176,11 @@ pub fn accuracy_chart(rows: &[StepRow], tolerance: f64, final_step: usize) -> Re
     c.series.retain(|s| !s.points.is_empty());
     if let Some(start) = rows.first() {
         c.reference = Some(("unpruned, test".into(), 100.0 * start.test_after));
-        if let Some(val) = start.val_after {
+        if let Some(val) = from.or(start.val_after) {
             let val = 100.0 * val;
+            let of = if from.is_some() { "the reference's" } else { "unpruned" };
             c.band = Some((
-                format!("within {tolerance} points of unpruned validation"),
+                format!("within {tolerance} points of {of} validation"),
                 val - tolerance,
                 val,
             ));
@@ -227,7 +228,7 @@ mod tests {
             row(2, 227_080, 0.9085, 0.9108),
             row(3, 126_955, 0.9072, 0.9100),
         ];
-        let svg = accuracy_chart(&rows, 0.3, 3).unwrap();
+        let svg = accuracy_chart(&rows, (0.3, None), 3).unwrap();
         let t = crate::plot::tests::texts(&svg);
         for needle in [
             "Accuracy vs parameters",

@@ -269,6 +269,7 @@ pub fn reproduce(
         dataset: config.dataset.clone(),
         seed,
         distill: None,
+        tolerance_against: None,
         retrain_lr: None,
     };
     let weights = |(conv, dense): (f64, f64), seed| WeightSchedule {

@@ -22,6 +22,11 @@ pub struct Retrain {
     pub tolerance: f64,
     /// Validation examples carved off train (0 disables the stopping rule).
     pub val: usize,
+    /// Count the tolerance from this run's validation accuracy instead of the starting
+    /// network's (an absolute path; the run must have been trained with the same `val`): prune
+    /// until no more than `tolerance` points below a baseline, such as plain LeNet-5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance_against: Option<std::path::PathBuf>,
     /// Dataset.
     pub dataset: DatasetName,
     /// Seed of retraining (and of the random criterion).

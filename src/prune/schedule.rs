@@ -247,6 +247,10 @@ pub struct ScheduleReport {
     pub rows: Vec<StepRow>,
     /// The last step within tolerance (0: none was).
     pub final_step: usize,
+    /// The validation accuracy the tolerance counted from, when another run's
+    /// (`tolerance_against`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance_from: Option<f64>,
 }
 
 fn step_dir(out: &Path, step: usize) -> PathBuf {
@@ -401,6 +405,21 @@ fn check_start(source: &RunDir, out: &Path, config: &Retrain, data: &Dataset) ->
             ),
         ));
     }
+    if let Some(path) = &config.tolerance_against {
+        let trained = RunDir::open(path)?.config()?.val;
+        if config.val == 0 || trained != config.val {
+            return Err(Error::invalid(
+                "schedule",
+                format!(
+                    "tolerance against {}: it was trained with val = {trained}, the schedule uses val = {}; its \
+                     validation accuracy must be measured on validation examples it never saw, the same as \
+                     the schedule's",
+                    path.display(),
+                    config.val
+                ),
+            ));
+        }
+    }
     config.validate()?;
     crate::train::check_classes(&source.spec()?, data.classes, &data.name.to_string())?;
     Ok(base_train)
@@ -471,6 +490,17 @@ fn retrain_config(config: &Retrain, base_train: TrainConfig, source: &RunDir) ->
     Ok(retrain)
 }
 
+/// The validation accuracy of the run the tolerance counts from (`tolerance_against`; its carve
+/// was checked by [`check_start`]).
+fn reference_accuracy(c: &Retrain, splits: &Splits, batch: usize, work: &mut dyn StepWork) -> Result<Option<f64>> {
+    let Some(path) = &c.tolerance_against else {
+        return Ok(None);
+    };
+    let net = RunDir::open(path)?.network(work.device())?;
+    crate::train::check_classes(net.spec(), splits.classes, &path.display().to_string())?;
+    Ok(work.accuracies(&net, splits, batch)?.0)
+}
+
 /// The starting network and what every row is measured against.
 struct Start {
     net: Network,
@@ -478,12 +508,14 @@ struct Start {
     flops: usize,
     accuracy: (Option<f64>, f64),
     tolerance: f64,
+    /// The validation accuracy the tolerance counts from, when not the start's own.
+    reference: Option<f64>,
 }
 
 impl Start {
     /// Whether a step's validation accuracy keeps it (always, without a validation split).
     fn accepts(&self, val: Option<f64>) -> bool {
-        match (self.accuracy.0, val) {
+        match (self.reference.or(self.accuracy.0), val) {
             (Some(v0), Some(v)) => within_tolerance(v0, v, self.tolerance),
             _ => true,
         }
@@ -569,6 +601,7 @@ pub fn run_schedule_with(
         flops: net.spec().flops()?,
         accuracy: work.accuracies(&net, &splits, batch)?,
         tolerance: config.tolerance,
+        reference: reference_accuracy(config, &splits, batch, work)?,
         net: net.clone(),
     };
     let speed0 = work.speedups(None, &net);
@@ -630,6 +663,7 @@ pub fn run_schedule_with(
         config: config_json,
         rows,
         final_step,
+        tolerance_from: start.reference,
     };
     write_report(out, &report, config)?;
     Ok(report)
@@ -719,12 +753,20 @@ fn relevance_plots(rel: &Relevance) -> Result<Vec<(String, String)>> {
 
 fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain) -> Result<()> {
     write_json(&out.join("report.json"), report)?;
+    let against = match (&c.tolerance_against, report.tolerance_from) {
+        (Some(p), Some(v)) => format!(
+            " below the validation accuracy of `{}` ({:.2}%)",
+            p.display(),
+            100.0 * v
+        ),
+        _ => String::new(),
+    };
     let lr = c
         .retrain_lr
         .map(|lr| format!(" Retraining base learning rate {lr}."))
         .unwrap_or_default();
     let mut md = format!(
-        "# Pruning `{}`\n\n{}; {} retraining epochs per step, tolerance {} points on {} validation examples, dataset `{}`, seed {}.{lr}\n\n",
+        "# Pruning `{}`\n\n{}; {} retraining epochs per step, tolerance {} points{against} on {} validation examples, dataset `{}`, seed {}.{lr}\n\n",
         report.source.display(),
         report.description,
         c.retrain_epochs,
@@ -736,7 +778,7 @@ fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain) -> Result<()> 
     md += &report::markdown_table(&report.rows);
     md += &format!("\nResult: step {} (the last within tolerance).\n", report.final_step);
     fsio::write_atomic(&out.join("report.md"), md.as_bytes())?;
-    let svg = report::accuracy_chart(&report.rows, c.tolerance, report.final_step)?;
+    let svg = report::accuracy_chart(&report.rows, (c.tolerance, report.tolerance_from), report.final_step)?;
     fsio::write_atomic(&out.join("accuracy-vs-params.svg"), svg.as_bytes())
 }
 
@@ -839,6 +881,7 @@ mod tests {
             dataset: crate::data::dataset::DatasetName::Embedded,
             seed: 1,
             distill: None,
+            tolerance_against: None,
             retrain_lr: None,
         };
         let schedule = ScheduleConfig {
@@ -908,6 +951,56 @@ mod tests {
         write_json(&path, &saved).unwrap();
         let old = run(&source, &out, &schedule, &data, true, &mut again).unwrap();
         assert_eq!((old.final_step, again.trained), (2, 0));
+    }
+
+    #[test]
+    fn the_tolerance_can_count_from_another_runs_validation_accuracy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (source, schedule, data) = start(tmp.path(), 100);
+        // A small reference (validation accuracy 0.5 under the fake): the k=1 step (0.5) is within
+        // 0.3 points of it, so the schedule goes one step further than against its own start.
+        let small = Network::init(&crate::model::presets::Preset::Lenet5.spec(), 1, &Device::flex())
+            .unwrap()
+            .into_trainable();
+        let small = crate::prune::neuron::apply(
+            &small,
+            &PrunePlan {
+                format_version: PLAN_FORMAT_VERSION,
+                spec_fingerprint: small.spec().fingerprint(),
+                layers: vec![super::super::plan::LayerPlan {
+                    layer: 5,
+                    keep: (0..500).map(|u| if u < 100 { vec![0] } else { vec![] }).collect(),
+                }],
+            },
+        )
+        .unwrap();
+        let reference = RunDir::create(&tmp.path().join("ref"), &small, &source.config().unwrap()).unwrap();
+        let mut against = schedule.clone();
+        against.retrain.tolerance_against = Some(reference.path().to_path_buf());
+        let mut fake = Fake::new(collapses_at_k1);
+        let report = run(&source, &tmp.path().join("a"), &against, &data, false, &mut fake).unwrap();
+        assert_eq!((report.final_step, report.tolerance_from), (3, Some(0.5)));
+        let md = std::fs::read_to_string(tmp.path().join("a/report.md")).unwrap();
+        assert!(md.contains("tolerance 0.3 points below the validation accuracy of") && md.contains("(50.00%)"));
+        // Its validation accuracy must come from the schedule's carve.
+        let other = RunDir::create(
+            &tmp.path().join("ref200"),
+            &small,
+            &TrainConfig {
+                val: 200,
+                ..source.config().unwrap()
+            },
+        )
+        .unwrap();
+        against.retrain.tolerance_against = Some(other.path().to_path_buf());
+        let e = run(&source, &tmp.path().join("b"), &against, &data, false, &mut fake)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trained with val = 200, the schedule uses val = 100"), "{e}");
+        assert!(
+            !tmp.path().join("b").exists(),
+            "a refused schedule leaves nothing behind"
+        );
     }
 
     #[test]

@@ -622,6 +622,7 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
             dataset: crate::data::dataset::DatasetName::Embedded,
             seed: 1,
             distill: None,
+            tolerance_against: None,
             retrain_lr: None,
         },
     );

@@ -19,6 +19,10 @@ pub(crate) struct RetrainArgs {
     /// Stop when validation accuracy drops more than this many points below the start.
     #[arg(long, default_value_t = 0.3)]
     pub(crate) tolerance: f64,
+    /// Count the tolerance from this run's validation accuracy instead of the start's (a run
+    /// trained with the same --val, such as the baseline the pruned network must stay close to).
+    #[arg(long, value_name = "RUN")]
+    pub(crate) tolerance_against: Option<std::path::PathBuf>,
     /// Validation examples carved off train (must match the starting run's; 0: no stopping rule).
     #[arg(long, default_value_t = 5000)]
     pub(crate) val: usize,
@@ -54,6 +58,11 @@ impl RetrainArgs {
                 temperature: self.temperature,
             }),
             retrain_lr: self.retrain_lr,
+            // Recorded absolute, so a resume from another directory names the same run.
+            tolerance_against: self
+                .tolerance_against
+                .clone()
+                .map(|p| std::path::absolute(&p).unwrap_or(p)),
         }
     }
 }
