@@ -186,28 +186,41 @@ fn layers_problem(spec: &ArchSpec, layers: &[usize]) -> Option<String> {
 pub trait Criterion {
     /// Which criterion this is.
     fn kind(&self) -> CriterionKind;
-    /// Scores the pieces of `net`'s unit layers `layers` (checked by [`check_layers`]), using
-    /// `data` if the criterion needs data, and reports each batch of a pass over the data to
-    /// `observer`.
-    fn score_layers(
-        &self,
-        net: &Network,
-        layers: &[usize],
-        data: &Split,
-        batch: usize,
-        obs: Listener,
-    ) -> Result<Relevance>;
+    /// Scores the pieces of `net`'s unit layers `pass.layers` (checked by [`check_layers`]),
+    /// using `pass.data` if the criterion needs data, and reports each batch of a pass over the
+    /// data to `obs`.
+    fn score_layers(&self, net: &Network, pass: Pass, obs: Listener) -> Result<Relevance>;
 
     /// [`score_layers`](Self::score_layers) of the default unit layers
     /// ([`ArchSpec::default_unit_layers`]).
-    fn score_observed(&self, net: &Network, data: &Split, batch_size: usize, observer: Listener) -> Result<Relevance> {
-        self.score_layers(net, &net.spec().default_unit_layers(), data, batch_size, observer)
+    fn score_observed(&self, net: &Network, data: &Split, batch: usize, observer: Listener) -> Result<Relevance> {
+        let layers = net.spec().default_unit_layers();
+        self.score_layers(
+            net,
+            Pass {
+                layers: &layers,
+                data,
+                batch,
+            },
+            observer,
+        )
     }
 
     /// [`score_observed`](Self::score_observed) with nobody listening.
     fn score(&self, net: &Network, data: &Split, batch_size: usize) -> Result<Relevance> {
         self.score_observed(net, data, batch_size, &mut Silent)
     }
+}
+
+/// What a relevance pass scores, and on what.
+#[derive(Clone, Copy)]
+pub struct Pass<'a> {
+    /// The unit layers scored (spec indices, increasing; see [`ArchSpec::unit_layers`]).
+    pub layers: &'a [usize],
+    /// The examples traced (unused by data-free criteria).
+    pub data: &'a Split,
+    /// Examples per traced batch.
+    pub batch: usize,
 }
 
 /// Who hears of a relevance pass.
@@ -285,16 +298,18 @@ fn unit_meta(spec: &ArchSpec, layers: &[usize]) -> Result<Vec<(usize, Vec<usize>
 /// units, k_max)`.
 fn for_each_trace(
     net: &Network,
-    layers: &[usize],
-    data: &Split,
-    batch_size: usize,
+    Pass {
+        layers,
+        data,
+        batch: size,
+    }: Pass,
     observer: &mut dyn Observer<RelevanceEvent>,
     mut visit: impl FnMut(usize, &[f32], usize, usize, usize),
 ) {
     let net = net.clone().into_inference();
     let order: Vec<usize> = (0..data.len()).collect();
     let mut done = 0;
-    for chunk in order.chunks(batch_size.max(1)) {
+    for chunk in order.chunks(size.max(1)) {
         let (x, _) = batch(data, chunk, &net.spec().input, net.device());
         let (_, traces) = net.forward_traced_at(x, layers);
         for (slot, t) in traces.into_iter().enumerate() {
@@ -328,35 +343,28 @@ fn relevance(
 
 /// Runs the traced forward over `data` and folds every contest into per-piece accumulators:
 /// `add(row, acc)` sees one unit's real pieces and its accumulators. Returns one
-/// [`LayerRelevance`] per unit layer of `layers` with `counts` = the accumulators and `scores`
+/// [`LayerRelevance`] per unit layer of `pass.layers` with `counts` = the accumulators and `scores`
 /// = the accumulators divided by the number of contests.
 fn accumulate(
     net: &Network,
-    (layers, data, batch_size): (&[usize], &Split, usize),
+    pass: Pass,
     observer: &mut dyn Observer<RelevanceEvent>,
     mut add: impl FnMut(&[f32], &mut [f64]),
 ) -> Result<Vec<LayerRelevance>> {
-    let meta = unit_meta(net.spec(), layers)?;
+    let meta = unit_meta(net.spec(), pass.layers)?;
     let mut acc: Vec<Vec<Vec<f64>>> = meta
         .iter()
         .map(|(_, c, _)| c.iter().map(|&k| vec![0.0; k]).collect())
         .collect();
     let mut contests = vec![0usize; meta.len()];
-    for_each_trace(
-        net,
-        layers,
-        data,
-        batch_size,
-        observer,
-        |slot, values, n, units, k_max| {
-            contests[slot] += n;
-            for c in 0..n {
-                for (u, unit) in acc[slot].iter_mut().enumerate().take(units) {
-                    add(&values[(c * units + u) * k_max..][..unit.len()], unit);
-                }
+    for_each_trace(net, pass, observer, |slot, values, n, units, k_max| {
+        contests[slot] += n;
+        for c in 0..n {
+            for (u, unit) in acc[slot].iter_mut().enumerate().take(units) {
+                add(&values[(c * units + u) * k_max..][..unit.len()], unit);
             }
-        },
-    );
+        }
+    });
     Ok(meta
         .into_iter()
         .zip(acc)
@@ -379,19 +387,12 @@ impl Criterion for ArgmaxFrequency {
         CriterionKind::Argmax
     }
 
-    fn score_layers(
-        &self,
-        net: &Network,
-        layers: &[usize],
-        data: &Split,
-        batch: usize,
-        obs: Listener,
-    ) -> Result<Relevance> {
+    fn score_layers(&self, net: &Network, pass: Pass, obs: Listener) -> Result<Relevance> {
         let mut tied = Vec::new();
-        let scored = accumulate(net, (layers, data, batch), obs, |row, wins| {
+        let scored = accumulate(net, pass, obs, |row, wins| {
             credit_winners(row, self.ties, &mut tied, wins, |_| 1.0);
         })?;
-        Ok(relevance(self.kind(), self.ties, net, data.len(), scored))
+        Ok(relevance(self.kind(), self.ties, net, pass.data.len(), scored))
     }
 }
 
@@ -440,16 +441,9 @@ impl Criterion for Contribution {
         CriterionKind::Contribution
     }
 
-    fn score_layers(
-        &self,
-        net: &Network,
-        layers: &[usize],
-        data: &Split,
-        batch: usize,
-        obs: Listener,
-    ) -> Result<Relevance> {
+    fn score_layers(&self, net: &Network, pass: Pass, obs: Listener) -> Result<Relevance> {
         let mut tied = Vec::new();
-        let mut scored = accumulate(net, (layers, data, batch), obs, |row, acc| {
+        let mut scored = accumulate(net, pass, obs, |row, acc| {
             credit_winners(row, self.ties, &mut tied, acc, |max| f64::from(max.abs()));
         })?;
         for l in &mut scored {
@@ -458,7 +452,7 @@ impl Criterion for Contribution {
                 unit.iter_mut().for_each(|s| *s *= norm);
             }
         }
-        Ok(relevance(self.kind(), self.ties, net, data.len(), scored))
+        Ok(relevance(self.kind(), self.ties, net, pass.data.len(), scored))
     }
 }
 
@@ -467,18 +461,17 @@ impl Criterion for MeanActivation {
         CriterionKind::MeanActivation
     }
 
-    fn score_layers(
-        &self,
-        net: &Network,
-        layers: &[usize],
-        data: &Split,
-        batch: usize,
-        obs: Listener,
-    ) -> Result<Relevance> {
-        let scored = accumulate(net, (layers, data, batch), obs, |row, sums| {
+    fn score_layers(&self, net: &Network, pass: Pass, obs: Listener) -> Result<Relevance> {
+        let scored = accumulate(net, pass, obs, |row, sums| {
             sums.iter_mut().zip(row).for_each(|(s, &v)| *s += f64::from(v));
         })?;
-        Ok(relevance(self.kind(), TiePolicy::default(), net, data.len(), scored))
+        Ok(relevance(
+            self.kind(),
+            TiePolicy::default(),
+            net,
+            pass.data.len(),
+            scored,
+        ))
     }
 }
 
@@ -531,9 +524,9 @@ impl Criterion for WeightNorm {
         }
     }
 
-    fn score_layers(&self, net: &Network, layers: &[usize], _: &Split, _: usize, _: Listener) -> Result<Relevance> {
+    fn score_layers(&self, net: &Network, pass: Pass, _: Listener) -> Result<Relevance> {
         let spec = net.spec();
-        data_free(net, layers, self.kind(), |layer, counts| {
+        data_free(net, pass.layers, self.kind(), |layer, counts| {
             let pieces = spec.unit_pieces(layer).expect("data_free visits unit layers");
             let p = spec.producer_of(layer).expect("a unit layer has a producer");
             let norms = row_norms(&net.params()[p], self.l1);
@@ -551,8 +544,8 @@ impl Criterion for RandomScores {
         CriterionKind::Random
     }
 
-    fn score_layers(&self, net: &Network, layers: &[usize], _: &Split, _: usize, _: Listener) -> Result<Relevance> {
-        data_free(net, layers, self.kind(), |layer, counts| {
+    fn score_layers(&self, net: &Network, pass: Pass, _: Listener) -> Result<Relevance> {
+        data_free(net, pass.layers, self.kind(), |layer, counts| {
             let mut rng = SplitMix64::derive(self.seed, "random-relevance", layer as u64);
             counts
                 .iter()

@@ -30,7 +30,7 @@ use crate::fsio;
 use crate::model::network::Network;
 use crate::model::spec::ArchSpec;
 use crate::progress::{Observer, forward};
-use crate::relevance::{CriterionKind, Relevance, RelevanceEvent, TiePolicy, criterion};
+use crate::relevance::{CriterionKind, Pass, Relevance, RelevanceEvent, TiePolicy, criterion};
 use crate::report::{self, LENET5_PARAMS, StepRow, VsLenet5};
 use crate::train::RunDir;
 use crate::train::{Checkpoint, Event, Masks, Splits, Teacher, TrainConfig, evaluate, train};
@@ -192,8 +192,15 @@ impl Pruner for ScheduleConfig {
         observer: &mut dyn Observer<RelevanceEvent>,
     ) -> Result<Option<Pruned>> {
         let layers = self.scored_layers(net.spec())?;
-        let rel = criterion(self.criterion, self.ties, self.retrain.seed)
-            .score_layers(net, &layers, train, batch, observer)?;
+        let rel = criterion(self.criterion, self.ties, self.retrain.seed).score_layers(
+            net,
+            Pass {
+                layers: &layers,
+                data: train,
+                batch,
+            },
+            observer,
+        )?;
         let plan = if self.control {
             PrunePlan {
                 format_version: PLAN_FORMAT_VERSION,

@@ -12,7 +12,7 @@ use crate::model::network::tests::conv_maxout_spec;
 use crate::model::network::{LayerParams, Network};
 use crate::model::presets::Preset;
 use crate::model::spec::{ArchSpec, Init, InputShape, LayerSpec, Pieces, SPEC_FORMAT_VERSION};
-use crate::relevance::{ArgmaxFrequency, Contribution, Criterion, RandomScores, TiePolicy};
+use crate::relevance::{ArgmaxFrequency, Contribution, Criterion, Pass, RandomScores, TiePolicy};
 use crate::rng::SplitMix64;
 
 fn images(n: usize, seed: u64) -> Split {
@@ -749,7 +749,15 @@ fn plain_unit_layers_are_scored_and_plans_for_them_are_checked() {
     let net = Network::init(&spec, 1, &d).unwrap();
     // L1 of each filter, bias excluded.
     let rel = crate::relevance::criterion(crate::relevance::CriterionKind::L1Norm, TiePolicy::Split, 1)
-        .score_layers(&net, &[0, 2], &data, 2, &mut crate::progress::Silent)
+        .score_layers(
+            &net,
+            Pass {
+                layers: &[0, 2],
+                data: &data,
+                batch: 2,
+            },
+            &mut crate::progress::Silent,
+        )
         .unwrap();
     let LayerParams::Conv { weight, .. } = &net.params()[2] else {
         panic!()
@@ -764,7 +772,15 @@ fn plain_unit_layers_are_scored_and_plans_for_them_are_checked() {
     );
     // Traced scores of a plain layer: one piece per unit, one contest per position.
     let c = Contribution { ties: TiePolicy::Split }
-        .score_layers(&net, &[2], &data, 2, &mut crate::progress::Silent)
+        .score_layers(
+            &net,
+            Pass {
+                layers: &[2],
+                data: &data,
+                batch: 2,
+            },
+            &mut crate::progress::Silent,
+        )
         .unwrap();
     assert_eq!(c.layers[0].contests, 3 * 8 * 8);
     assert!(c.layers[0].scores.iter().all(|u| u.len() == 1 && u[0] > 0.0));
@@ -783,7 +799,15 @@ fn plain_unit_layers_are_scored_and_plans_for_them_are_checked() {
     );
     // The classifier has no consumer, so it has no units to remove.
     let e = ArgmaxFrequency { ties: TiePolicy::Split }
-        .score_layers(&net, &[7], &data, 2, &mut crate::progress::Silent)
+        .score_layers(
+            &net,
+            Pass {
+                layers: &[7],
+                data: &data,
+                batch: 2,
+            },
+            &mut crate::progress::Silent,
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("layer 7 of lenet5 is not a unit layer"), "{e}");

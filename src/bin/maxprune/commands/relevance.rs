@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use maxprune::relevance::criterion;
+use maxprune::relevance::{Pass, criterion};
 use maxprune::report::relevance_histogram;
 use maxprune::train::{RunDir, check_classes};
 
@@ -45,9 +45,11 @@ pub(crate) fn cmd_relevance(a: RelevanceArgs, quiet: bool) -> Result<()> {
     let layers = net.spec().unit_layers_named(&a.layers).context("--layers")?;
     let rel = criterion(a.criterion.criterion, a.criterion.ties, config.seed).score_layers(
         &net,
-        &layers,
-        split,
-        config.eval_batch_size,
+        Pass {
+            layers: &layers,
+            data: split,
+            batch: config.eval_batch_size,
+        },
         &mut Bars::new(quiet),
     )?;
     write_file(&a.out, serde_json::to_string_pretty(&rel)?.as_bytes())?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use maxprune::relevance::criterion;
+use maxprune::relevance::{Pass, criterion};
 use maxprune::train::{RunDir, Splits, check_classes};
 
 use crate::args::{CriterionArgs, DataArgs};
@@ -72,9 +72,11 @@ pub(crate) fn cmd_sensitivity(a: SensitivityArgs) -> Result<()> {
     };
     let rel = criterion(a.criterion.criterion, a.criterion.ties, config.seed).score_layers(
         &net,
-        &layers,
-        &splits.train,
-        config.eval_batch_size,
+        Pass {
+            layers: &layers,
+            data: &splits.train,
+            batch: config.eval_batch_size,
+        },
         &mut maxprune::progress::Silent,
     )?;
     let cut = match a.cut {
