@@ -639,10 +639,7 @@ impl ArchSpec {
     /// of maxout layers are not among them). A unit layer is named by its producer.
     pub fn unit_layers(&self) -> Vec<usize> {
         (0..self.layers.len())
-            .filter(|&i| match &self.layers[i] {
-                LayerSpec::Maxout { .. } => true,
-                l => has_outputs(l) && self.consumer_of(i).is_some(),
-            })
+            .filter(|&i| self.unit_pieces(i).is_some())
             .collect()
     }
 
@@ -875,13 +872,13 @@ impl ArchSpec {
     }
 }
 
-/// Layers that may stand between a maxout layer and its producer: they act on every value
-/// alone, so piece `j` of unit `u` stays the producer's output `layout::piece_index(u, j)`.
 /// Conv and dense layers: the layers with outputs of their own.
 fn has_outputs(layer: &LayerSpec) -> bool {
     matches!(layer, LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. })
 }
 
+/// Layers that may stand between a maxout layer and its producer: they act on every value
+/// alone, so piece `j` of unit `u` stays the producer's output `layout::piece_index(u, j)`.
 fn is_piecewise(layer: &LayerSpec) -> bool {
     matches!(layer, LayerSpec::Relu | LayerSpec::Dropout { .. })
 }

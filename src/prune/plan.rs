@@ -1,5 +1,5 @@
-//! `PrunePlan`: which pieces of which maxout units (or which units of a plain layer) survive. Serde data, validated against a
-//! spec, replayable on the same checkpoint.
+//! `PrunePlan`: which pieces of which maxout units (or which units of a plain layer) survive.
+//! Serde data, validated against a spec, replayable on the same checkpoint.
 
 use serde::{Deserialize, Serialize};
 
