@@ -166,6 +166,7 @@ def main():
 
     measured = a.runs / f"conv-results-r{a.retrain_epochs}.json"
     rows = json.loads(measured.read_text()) if a.table_only and measured.exists() else {}
+    call = rows.pop("_call", None)  # how long the call that measured them took
     if set(rows) != set(LABELS):
         rows = {k: [] for k in LABELS}
         for seed in seeds:
@@ -174,7 +175,8 @@ def main():
                 speed = {str(s["batch"]): s["median"] for s in b["against"]["speedups"]}
                 rows[key].append({"seed": seed, "params": b["params"], "flops": b["flops"], "speed": speed,
                                   "accuracy": accuracy(run_dir), "dir": str(run_dir)})
-        measured.write_text(json.dumps(rows, indent=1))
+        call = {"minutes": (time.time() - start) / 60, "chains_min": chains_min}
+        measured.write_text(json.dumps({**rows, "_call": call}, indent=1))
 
     ref = statistics.mean(r["accuracy"] for r in rows["lenet5"])
     md = [f"Full Fashion-MNIST, seeds {a.seeds}, mean ± sample std; 10 training epochs, {a.retrain_epochs} "
@@ -235,8 +237,9 @@ def main():
            f"retraining; validation accuracy, uncut {100 * s['baseline']:.2f}%): with half its units removed "
            f"{worst} falls to {at[worst][0.5]:.2f}% and {best} keeps {at[best][0.5]:.2f}%.", "",
            "![sensitivity of lenet5-maxout-conv](docs/charts/sensitivity-lenet5-maxout-conv.svg)", "",
-           f"This call of the script took {(time.time() - start) / 60:.0f} min ({chains_min:.0f} min of training "
-           f"and pruning, {a.jobs} seeds at a time, one thread each; less when stages had finished)."]
+           f"The call of the script that measured this table took {call['minutes']:.0f} min "
+           f"({call['chains_min']:.0f} min of training and pruning, {a.jobs} seeds at a time, one thread each; less "
+           f"when stages had finished)."]
     if a.no_readme:
         print("\n".join(md))
     else:
