@@ -50,6 +50,7 @@ STEPS = "3"
 DISTILL = "0.5"
 LONG = 10
 GENTLE = "6"
+CONV_CUT = L1_BUDGETS.replace("=", " ").replace(",", ", ")  # "conv1 0.5, conv2 0.64"
 LABELS = {
     "lenet5": "LeNet-5 (plain, the reference)",
     "maxout": "lenet5-maxout (the paper's network), unpruned",
@@ -57,11 +58,11 @@ LABELS = {
     "neurons": "+ neuron pruning, k → 1 (paper's schedule)",
     "units": "+ whole units, budgets conv1, conv2, fc1 0.5, 3 steps",
     "distill": "· the same, retrained with distillation from the k=1 network",
-    "conv": "+ whole conv units only, budgets conv1 0.5, conv2 0.64, 3 steps",
+    "conv": f"+ whole conv units only, budgets {CONV_CUT}, {STEPS} steps",
     "conv-long": f"· the same, {LONG} retraining epochs per step",
     "conv-gentle": f"· the same budgets in {GENTLE} steps",
     "conv-gentle-long": f"· the same budgets in {GENTLE} steps of {LONG} retraining epochs",
-    "l1": "LeNet-5 + L1 filter pruning (Li et al.), budgets conv1 0.5, conv2 0.64, 3 steps",
+    "l1": f"LeNet-5 + L1 filter pruning (Li et al.), budgets {CONV_CUT}, {STEPS} steps",
     "l1-long": f"· the same, {LONG} retraining epochs per step",
 }
 # The schedules held against the targets, as the targets table names them.
@@ -167,7 +168,7 @@ def main():
     measured = a.runs / f"conv-results-r{a.retrain_epochs}.json"
     rows = json.loads(measured.read_text()) if a.table_only and measured.exists() else {}
     call = rows.pop("_call", None)  # how long the call that measured them took
-    if set(rows) != set(LABELS):
+    if set(rows) != set(LABELS) or call is None:
         rows = {k: [] for k in LABELS}
         for seed in seeds:
             for key, run_dir in stages[seed].items():
