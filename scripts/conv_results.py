@@ -18,7 +18,9 @@ Per seed (default 1, 2, 3), on full Fashion-MNIST, in runs/conv/seed-S/ (every s
    its 125 units, which cost about 4% of the k=1 network's FLOPs; the time goes in the convs.
    `conv-long`: that schedule retrained 10 epochs per step; `conv-gentle`: its budgets reached in
    6 steps of 5 epochs (the same 30 epochs, each cut about half as large); `conv-gentle-long`: 6
-   steps of 10 epochs.
+   steps of 10 epochs; `conv-recover`: the 6 steps of 5 epochs, where a step that falls outside
+   the tolerance is trained on for up to 10 more epochs, one at a time, and kept as soon as
+   validation accuracy is back within it (`--recover-epochs 10`).
 5. `l1`: plain LeNet-5's conv filters ranked by their L1 norm (Li et al. 2017) and removed by
    budgets chosen, before any run, to reach the FLOPs `units` plans (conv1 10 filters, conv2 18);
    `l1-long`: the same retrained 10 epochs per step.
@@ -50,6 +52,7 @@ STEPS = "3"
 DISTILL = "0.5"
 LONG = 10
 GENTLE = "6"
+RECOVER = "10"
 CONV_CUT = L1_BUDGETS.replace("=", " ").replace(",", ", ")  # "conv1 0.5, conv2 0.64"
 LABELS = {
     "lenet5": "LeNet-5 (plain, the reference)",
@@ -62,6 +65,7 @@ LABELS = {
     "conv-long": f"· the same, {LONG} retraining epochs per step",
     "conv-gentle": f"· the same budgets in {GENTLE} steps",
     "conv-gentle-long": f"· the same budgets in {GENTLE} steps of {LONG} retraining epochs",
+    "conv-recover": f"· the same budgets in {GENTLE} steps, a step outside tolerance trained up to {RECOVER} more epochs",
     "l1": f"LeNet-5 + L1 filter pruning (Li et al.), budgets {CONV_CUT}, {STEPS} steps",
     "l1-long": f"· the same, {LONG} retraining epochs per step",
 }
@@ -73,6 +77,7 @@ TARGETS = {
     "conv-long": f"whole conv units; 3 steps of {LONG} epochs",
     "conv-gentle": f"whole conv units; {GENTLE} steps",
     "conv-gentle-long": f"whole conv units; {GENTLE} steps of {LONG} epochs",
+    "conv-recover": f"whole conv units; {GENTLE} steps, up to {RECOVER} recovery epochs",
 }
 
 
@@ -115,7 +120,10 @@ def chain(seed, a):
         return schedule(d / "lenet5", d / f"l1-r{epochs}", seed, epochs, a, "--policy", "units", "--criterion",
                         "l1-norm", "--fraction-per-layer", L1_BUDGETS, "--steps", STEPS)
 
-    out = {"lenet5": d / "lenet5", "base": d / "base", "neurons": neurons,
+    # The schedule the targets hang on runs first.
+    recover = units(f"units-conv-r{r}-s{GENTLE}-recover{RECOVER}", L1_BUDGETS, r, "--recover-epochs", RECOVER,
+                    steps=GENTLE)
+    out = {"lenet5": d / "lenet5", "base": d / "base", "neurons": neurons, "conv-recover": recover,
            "units": units(f"units-r{r}", UNIT_BUDGETS, r), "conv": units(f"units-conv-r{r}", L1_BUDGETS, r),
            "conv-long": units(f"units-conv-r{LONG}", L1_BUDGETS, LONG),
            "conv-gentle": units(f"units-conv-r{r}-s{GENTLE}", L1_BUDGETS, r, steps=GENTLE),

@@ -121,6 +121,7 @@ pub fn demo(
             distill: None,
             tolerance_against: None,
             retrain_lr: None,
+            recover_epochs: 0,
         },
     );
     let mut pruning = forward(observer, DemoEvent::Work);

@@ -68,6 +68,15 @@ pub struct StepRow {
     pub seconds: f64,
     /// Whether validation accuracy stayed within tolerance of the starting network's.
     pub accepted: bool,
+    /// Epochs trained beyond the step's retraining because it was outside tolerance after it
+    /// (the schedule's `recover_epochs`; 0 in older reports).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recovery_epochs: usize,
+}
+
+/// Whether a count is zero: serde leaves such optional counts out of the files.
+pub(crate) fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A network against plain LeNet-5: what pruning for speed is measured by.
@@ -153,7 +162,12 @@ pub fn markdown_row(r: &StepRow) -> String {
         pct(Some(r.test_before)),
         pct(Some(r.test_after)),
         r.seconds,
-        if r.accepted { "yes" } else { "**no**" }
+        match (r.accepted, r.recovery_epochs) {
+            (true, 0) => "yes".into(),
+            (true, n) => format!("yes, after {n} more epochs"),
+            (false, 0) => "**no**".into(),
+            (false, n) => format!("**no**, after {n} more epochs"),
+        }
     )
 }
 

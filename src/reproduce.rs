@@ -271,6 +271,7 @@ pub fn reproduce(
         distill: None,
         tolerance_against: None,
         retrain_lr: None,
+        recover_epochs: 0,
     };
     let weights = |(conv, dense): (f64, f64), seed| WeightSchedule {
         rule: WeightRule::Sparsity {

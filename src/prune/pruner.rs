@@ -37,6 +37,11 @@ pub struct Retrain {
     /// Base learning rate of each retraining (default: the starting run's recipe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrain_lr: Option<f64>,
+    /// A step outside tolerance after its retraining is trained on, one epoch at a time, up to
+    /// this many more epochs, and kept as soon as it is within tolerance (0: it ends the
+    /// schedule at once, as in the paper).
+    #[serde(default, skip_serializing_if = "crate::report::is_zero")]
+    pub recover_epochs: usize,
 }
 
 impl Retrain {

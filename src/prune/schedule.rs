@@ -564,6 +564,7 @@ impl Start {
             test_after: after.1,
             seconds,
             accepted: self.accepts(after.0),
+            recovery_epochs: 0,
         }
     }
 }
@@ -647,12 +648,14 @@ pub fn run_schedule_with(
                 write_json(&before_path, &b)?;
                 b
             };
-            let ckpt = work.train(&run, &splits)?;
+            let (ckpt, after, recovery_epochs) = retrain_step(&run, &splits, &retrain, &start, config, work)?;
             (net, masks) = (ckpt.net, ckpt.sgd.masks);
-            let after = work.accuracies(&net, &splits, batch)?;
             let seconds = t.elapsed().as_secs_f64();
             let speed = work.speedups(Some(&start.net), &net);
-            let r = start.row(step, &net, [before, after], speed, seconds);
+            let r = StepRow {
+                recovery_epochs,
+                ..start.row(step, &net, [before, after], speed, seconds)
+            };
             write_json(&done, &r)?;
             r
         };
@@ -674,6 +677,35 @@ pub fn run_schedule_with(
     };
     write_report(out, &report, config)?;
     Ok(report)
+}
+
+/// Retrains a pruned step to its configured epochs (resuming a started one), then, while it is
+/// outside tolerance and the recovery allowance is not spent, one more epoch at a time; the
+/// epochs trained are recorded in the step's own `train.toml`, so an interrupted recovery
+/// resumes where it stopped. Returns the checkpoint, its accuracies and the extra epochs.
+fn retrain_step(
+    run: &RunDir,
+    splits: &Splits,
+    recipe: &TrainConfig,
+    start: &Start,
+    config: &Retrain,
+    work: &mut dyn StepWork,
+) -> Result<(Checkpoint, (Option<f64>, f64), usize)> {
+    let mut ckpt = work.train(run, splits)?;
+    let mut after = work.accuracies(&ckpt.net, splits, recipe.eval_batch_size)?;
+    loop {
+        let trained = run.config()?;
+        let extra = trained.epochs.saturating_sub(recipe.epochs);
+        if start.accepts(after.0) || extra >= config.recover_epochs {
+            return Ok((ckpt, after, extra));
+        }
+        run.set_config(&TrainConfig {
+            epochs: trained.epochs + 1,
+            ..trained
+        })?;
+        ckpt = work.train(run, splits)?;
+        after = work.accuracies(&ckpt.net, splits, recipe.eval_batch_size)?;
+    }
 }
 
 /// Writes a freshly pruned step: its run directory (retraining recipe, held masks), the
@@ -771,7 +803,11 @@ fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain) -> Result<()> 
     let lr = c
         .retrain_lr
         .map(|lr| format!(" Retraining base learning rate {lr}."))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        + &match c.recover_epochs {
+            0 => String::new(),
+            n => format!(" A step outside tolerance is trained up to {n} more epochs before it ends the schedule."),
+        };
     let mut md = format!(
         "# Pruning `{}`\n\n{}; {} retraining epochs per step, tolerance {} points{against} on {} validation examples, dataset `{}`, seed {}.{lr}\n\n",
         report.source.display(),
@@ -823,15 +859,18 @@ mod tests {
         device: Device,
         silent: crate::progress::Silent,
         trained: usize,
-        val: fn(&Network) -> f64,
+        /// The epochs the last trained run was configured for.
+        epochs: usize,
+        val: fn(&Network, usize) -> f64,
     }
 
     impl Fake {
-        fn new(val: fn(&Network) -> f64) -> Fake {
+        fn new(val: fn(&Network, usize) -> f64) -> Fake {
             Fake {
                 device: Device::flex(),
                 silent: crate::progress::Silent,
                 trained: 0,
+                epochs: 0,
                 val,
             }
         }
@@ -848,11 +887,12 @@ mod tests {
 
         fn train(&mut self, run: &RunDir, _: &Splits) -> Result<Checkpoint> {
             self.trained += 1;
+            self.epochs = run.config()?.epochs;
             run.checkpoint(&burn::tensor::Device::flex())
         }
 
         fn accuracies(&mut self, net: &Network, _: &Splits, _: usize) -> Result<(Option<f64>, f64)> {
-            Ok((Some((self.val)(net)), 0.5))
+            Ok((Some((self.val)(net, self.epochs)), 0.5))
         }
 
         fn speedups(&mut self, _: Option<&Network>, _: &Network) -> (Vec<Speedup>, Vec<Speedup>) {
@@ -861,7 +901,7 @@ mod tests {
     }
 
     /// Full accuracy down to k=2, a collapse at k=1 (126,955 parameters).
-    fn collapses_at_k1(net: &Network) -> f64 {
+    fn collapses_at_k1(net: &Network, _epochs: usize) -> f64 {
         if net.num_params() > 200_000 { 0.9 } else { 0.5 }
     }
 
@@ -890,6 +930,7 @@ mod tests {
             distill: None,
             tolerance_against: None,
             retrain_lr: None,
+            recover_epochs: 0,
         };
         let schedule = ScheduleConfig {
             criterion: CriterionKind::WeightNorm,
@@ -1007,6 +1048,49 @@ mod tests {
         assert!(
             !tmp.path().join("b").exists(),
             "a refused schedule leaves nothing behind"
+        );
+    }
+
+    /// Full accuracy down to k=2; at k=1 full accuracy only after 3 epochs of retraining.
+    fn recovers_at_k1_after_3_epochs(net: &Network, epochs: usize) -> f64 {
+        if net.num_params() > 200_000 || epochs >= 3 {
+            0.9
+        } else {
+            0.5
+        }
+    }
+
+    #[test]
+    fn a_step_outside_tolerance_is_trained_on_until_it_recovers_or_the_allowance_is_spent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (source, mut schedule, data) = start(tmp.path(), 100);
+        // One more epoch than the single retraining epoch is not enough: the k=1 step is kept out.
+        schedule.retrain.recover_epochs = 1;
+        let mut fake = Fake::new(recovers_at_k1_after_3_epochs);
+        let short = run(&source, &tmp.path().join("short"), &schedule, &data, false, &mut fake).unwrap();
+        assert_eq!((short.final_step, fake.trained), (2, 4));
+        assert_eq!((short.rows[3].accepted, short.rows[3].recovery_epochs), (false, 1));
+        // Two are: the step is kept after them, and the schedule ends at k=1 as it would anyway.
+        schedule.retrain.recover_epochs = 5;
+        let mut fake = Fake::new(recovers_at_k1_after_3_epochs);
+        let out = tmp.path().join("long");
+        let long = run(&source, &out, &schedule, &data, false, &mut fake).unwrap();
+        assert_eq!((long.final_step, fake.trained), (3, 5));
+        let recovered: Vec<usize> = long.rows.iter().map(|r| r.recovery_epochs).collect();
+        assert_eq!(recovered, [0, 0, 0, 2]);
+        assert_eq!(RunDir::open(&out.join("step-03")).unwrap().config().unwrap().epochs, 3);
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(
+            md.contains("yes, after 2 more epochs") && md.contains("up to 5 more epochs"),
+            "{md}"
+        );
+        // An interrupted recovery resumes from the epochs its step directory records.
+        std::fs::remove_file(out.join("step-03/step.json")).unwrap();
+        let mut again = Fake::new(recovers_at_k1_after_3_epochs);
+        let resumed = run(&source, &out, &schedule, &data, true, &mut again).unwrap();
+        assert_eq!(
+            (resumed.final_step, again.trained, resumed.rows[3].recovery_epochs),
+            (3, 1, 2)
         );
     }
 

@@ -624,6 +624,7 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
             distill: None,
             tolerance_against: None,
             retrain_lr: None,
+            recover_epochs: 0,
         },
     );
     let out = tmp.path().join("pruned");

@@ -43,6 +43,10 @@ pub(crate) struct RetrainArgs {
     /// restarts every step.
     #[arg(long)]
     pub(crate) retrain_lr: Option<f64>,
+    /// A step that falls outside tolerance is trained on, one epoch at a time, up to this many
+    /// more epochs, and kept as soon as it is back within tolerance (0: it ends the schedule).
+    #[arg(long, default_value_t = 0, value_name = "EPOCHS")]
+    pub(crate) recover_epochs: usize,
 }
 
 impl RetrainArgs {
@@ -58,6 +62,7 @@ impl RetrainArgs {
                 temperature: self.temperature,
             }),
             retrain_lr: self.retrain_lr,
+            recover_epochs: self.recover_epochs,
             // Recorded absolute, so a resume from another directory names the same run.
             tolerance_against: self
                 .tolerance_against
