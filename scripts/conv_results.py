@@ -249,10 +249,31 @@ def main():
            f"The call of the script that measured this table took {call['minutes']:.0f} min "
            f"({call['chains_min']:.0f} min of training and pruning, {a.jobs} seeds at a time, one thread each; less "
            f"when stages had finished)."]
+    glance = glance_row("conv-recover", rows, ref, seeds)
     if a.no_readme:
-        print("\n".join(md))
+        print("\n".join(md) + "\n\n" + glance)
     else:
         write_block("conv", "\n".join(md))
+        write_block("glance-conv", glance)
+
+
+def glance_row(key, rows, ref, seeds):
+    """The at-a-glance table of the schedule `key`: per seed, parameters removed, speedup at batch
+    256 against that seed's LeNet-5 and test accuracy; the mean change against LeNet-5's mean."""
+    rs = rows[key]
+
+    def cell(r):
+        return f"{100 * (1 - r['params'] / 431080):.1f}% fewer, {r['speed']['256']:.2f}x, {r['accuracy']:.2f}%"
+
+    return "\n".join([
+        f"Pruned for speed ({TARGETS[key]}; from `lenet5-maxout-conv`, full Fashion-MNIST): per seed, "
+        "parameters removed against LeNet-5's 431,080, measured inference throughput at batch 256 against "
+        "the same seed's plain LeNet-5 (one thread), test accuracy.", "",
+        "| " + " | ".join(f"seed {s}" for s in seeds) + " | mean test vs LeNet-5 | command |",
+        "|" + "---|" * (len(seeds) + 2),
+        "| " + " | ".join(cell(r) for r in rs)
+        + f" | {statistics.mean(r['accuracy'] for r in rs) - ref:+.2f} points | "
+          "`python3 scripts/conv_results.py` (section below) |"])
 
 
 if __name__ == "__main__":
