@@ -11,19 +11,21 @@ Per seed (default 1, 2, 3), on full Fashion-MNIST, in runs/conv/seed-S/ (every s
 3. `units`: from the last accepted step of `neurons`, whole units removed by per-layer budgets
    (`--fraction-per-layer conv1=0.5,conv2=0.5,fc1=0.5`, contribution criterion) over 3 steps, the
    tolerance counted from the seed's plain LeNet-5 (`--tolerance-against`): the target is to stay
-   within 0.3 points of LeNet-5, not of the (more accurate) k=1 network. `distill`: the same
-   schedule, each step retrained with knowledge distillation from the k=1 network (`--distill
-   0.5`, temperature 4).
+   within 0.3 points of LeNet-5, not of the (more accurate) k=1 network.
 4. `conv`: as `units`, but only conv1 and conv2 lose units, by the `l1` stage's budgets: fc1 keeps
    its 125 units, which cost about 4% of the k=1 network's FLOPs; the time goes in the convs.
    `conv-long`: that schedule retrained 10 epochs per step; `conv-gentle`: its budgets reached in
-   6 steps of 5 epochs (the same 30 epochs, each cut about half as large); `conv-gentle-long`: 6
-   steps of 10 epochs; `conv-recover`: the 6 steps of 5 epochs, where a step that falls outside
-   the tolerance is trained on for up to 10 more epochs, one at a time, and kept as soon as
-   validation accuracy is back within it (`--recover-epochs 10`).
-5. `l1`: plain LeNet-5's conv filters ranked by their L1 norm (Li et al. 2017) and removed by
-   budgets chosen, before any run, to reach the FLOPs `units` plans (conv1 10 filters, conv2 18);
-   `l1-long`: the same retrained 10 epochs per step.
+   6 steps of 5 epochs (the same 30 epochs, each cut about half as large); `conv-recover`: the
+   6 steps of 5 epochs, where a step that falls outside the tolerance is trained on for up to 10
+   more epochs, one at a time, and kept as soon as validation accuracy is back within it
+   (`--recover-epochs 10`).
+5. `l1-recover`: plain LeNet-5's conv filters ranked by their L1 norm (Li et al. 2017) and
+   removed by the same budgets (conv1 keeps 10 of 20 filters, conv2 18 of 50, the FLOPs the
+   conv schedules plan) in the same schedule as `conv-recover`.
+
+(Earlier versions of the table also had distillation, 6 steps of 10 epochs, and L1 in 3 steps
+of 5 and 10 epochs; none reached the targets on every seed, and they were left out to keep
+the call under an hour.)
 
 Every schedule retrains `--retrain-epochs` (default 5, as `reproduce`; 10 where named `-r10`)
 epochs per step, with the seed's own shuffles and dropout masks (`--seed S`), and a 0.3-point
@@ -49,7 +51,6 @@ RUNS = ROOT / "runs" / "conv"
 UNIT_BUDGETS = "conv1=0.5,conv2=0.5,fc1=0.5"
 L1_BUDGETS = "conv1=0.5,conv2=0.64"
 STEPS = "3"
-DISTILL = "0.5"
 LONG = 10
 GENTLE = "6"
 RECOVER = "10"
@@ -60,23 +61,18 @@ LABELS = {
     "base": "lenet5-maxout-conv, unpruned",
     "neurons": "+ neuron pruning, k → 1 (paper's schedule)",
     "units": "+ whole units, budgets conv1, conv2, fc1 0.5, 3 steps",
-    "distill": "· the same, retrained with distillation from the k=1 network",
     "conv": f"+ whole conv units only, budgets {CONV_CUT}, {STEPS} steps",
     "conv-long": f"· the same, {LONG} retraining epochs per step",
     "conv-gentle": f"· the same budgets in {GENTLE} steps",
-    "conv-gentle-long": f"· the same budgets in {GENTLE} steps of {LONG} retraining epochs",
     "conv-recover": f"· the same budgets in {GENTLE} steps, a step outside tolerance trained up to {RECOVER} more epochs",
-    "l1": f"LeNet-5 + L1 filter pruning (Li et al.), budgets {CONV_CUT}, {STEPS} steps",
-    "l1-long": f"· the same, {LONG} retraining epochs per step",
+    "l1-recover": f"LeNet-5 + L1 filter pruning (Li et al.), budgets {CONV_CUT}, {GENTLE} steps, up to {RECOVER} recovery epochs",
 }
 # The schedules held against the issue's targets, as the targets table names them.
 TARGETS = {
     "units": "whole units of conv1, conv2, fc1; 3 steps",
-    "distill": "the same, with distillation",
     "conv": "whole conv units; 3 steps",
     "conv-long": f"whole conv units; 3 steps of {LONG} epochs",
     "conv-gentle": f"whole conv units; {GENTLE} steps",
-    "conv-gentle-long": f"whole conv units; {GENTLE} steps of {LONG} epochs",
     "conv-recover": f"whole conv units; {GENTLE} steps, up to {RECOVER} recovery epochs",
 }
 
@@ -116,20 +112,16 @@ def chain(seed, a):
                         "contribution", "--fraction-per-layer", budgets, "--steps", steps, "--tolerance-against",
                         str(d / "lenet5"), *extra)
 
-    def l1(epochs):
-        return schedule(d / "lenet5", d / f"l1-r{epochs}", seed, epochs, a, "--policy", "units", "--criterion",
-                        "l1-norm", "--fraction-per-layer", L1_BUDGETS, "--steps", STEPS)
-
-    # The schedule the targets hang on runs first.
+    # The schedule the targets hang on runs first, then the same schedule on plain LeNet-5's filters.
     recover = units(f"units-conv-r{r}-s{GENTLE}-recover{RECOVER}", L1_BUDGETS, r, "--recover-epochs", RECOVER,
                     steps=GENTLE)
-    out = {"lenet5": d / "lenet5", "base": d / "base", "neurons": neurons, "conv-recover": recover,
+    l1 = schedule(d / "lenet5", d / f"l1-r{r}-s{GENTLE}-recover{RECOVER}", seed, r, a, "--policy", "units",
+                  "--criterion", "l1-norm", "--fraction-per-layer", L1_BUDGETS, "--steps", GENTLE,
+                  "--recover-epochs", RECOVER)
+    out = {"lenet5": d / "lenet5", "base": d / "base", "neurons": neurons, "conv-recover": recover, "l1-recover": l1,
            "units": units(f"units-r{r}", UNIT_BUDGETS, r), "conv": units(f"units-conv-r{r}", L1_BUDGETS, r),
            "conv-long": units(f"units-conv-r{LONG}", L1_BUDGETS, LONG),
-           "conv-gentle": units(f"units-conv-r{r}-s{GENTLE}", L1_BUDGETS, r, steps=GENTLE),
-           "conv-gentle-long": units(f"units-conv-r{LONG}-s{GENTLE}", L1_BUDGETS, LONG, steps=GENTLE),
-           "l1-long": l1(LONG),
-           "distill": units(f"units-r{r}-distill", UNIT_BUDGETS, r, "--distill", DISTILL), "l1": l1(r)}
+           "conv-gentle": units(f"units-conv-r{r}-s{GENTLE}", L1_BUDGETS, r, steps=GENTLE)}
     train(d / "maxout", "lenet5-maxout", seed, a)
     out["maxout"] = d / "maxout"
     return out
@@ -268,7 +260,7 @@ def glance_row(key, rows, ref, seeds):
     return "\n".join([
         f"Pruned for speed ({TARGETS[key]}; from `lenet5-maxout-conv`, full Fashion-MNIST): per seed, "
         "parameters removed against LeNet-5's 431,080, measured inference throughput at batch 256 against "
-        "the same seed's plain LeNet-5 (one thread), test accuracy.", "",
+        f"the same seed's plain LeNet-5 (one thread, {cpu_name()}), test accuracy.", "",
         "| " + " | ".join(f"seed {s}" for s in seeds) + " | mean test vs LeNet-5 | command |",
         "|" + "---|" * (len(seeds) + 2),
         "| " + " | ".join(cell(r) for r in rs)
