@@ -197,10 +197,11 @@ def main():
         md.append(f"| {label} | {params:,.0f} | {100 * (1 - params / 431080):.1f}% | {flops:,.0f} | "
                   + " | ".join(f"{s:.2f}x" for s in sp)
                   + f" | {mean_std(acc)}% | {statistics.mean(acc) - ref:+.2f} |")
-    md += ["", "Per seed: parameters / FLOPs / speedup at batch 256 vs LeNet-5 / test accuracy.", "",
+    md += ["", "Per seed: parameters / FLOPs / speedups at batch 1, 64, 256 vs LeNet-5 / test accuracy.", "",
            "| network | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---:|" * len(seeds)]
     for key, label in LABELS.items():
-        cells = [f"{r['params']:,} / {r['flops']:,} / {r['speed']['256']:.2f}x / {r['accuracy']:.2f}%" for r in rows[key]]
+        cells = [f"{r['params']:,} / {r['flops']:,} / " + ", ".join(f"{r['speed'][b]:.2f}x" for b in ("1", "64", "256"))
+                 + f" / {r['accuracy']:.2f}%" for r in rows[key]]
         md.append(f"| {label} | " + " | ".join(cells) + " |")
 
     md += ["", "Against the targets (every seed's final network at least 2x LeNet-5's throughput at batch 256 "
