@@ -24,8 +24,8 @@ Per seed (default 1, 2, 3), on full Fashion-MNIST, in runs/conv/seed-S/ (every s
    conv schedules plan) in the same schedule as `conv-recover`.
 
 (Earlier versions of the table also had distillation, 6 steps of 10 epochs, and L1 in 3 steps
-of 5 and 10 epochs; none reached the targets on every seed, and they were left out to keep
-the call under an hour.)
+of 5 and 10 epochs; none reached the targets on every seed in the run that measured them, and
+they were left out to shorten the call.)
 
 Every schedule retrains `--retrain-epochs` (default 5, as `reproduce`; 10 where named `-r10`)
 epochs per step, with the seed's own shuffles and dropout masks (`--seed S`), and a 0.3-point
