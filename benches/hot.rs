@@ -10,6 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use maxprune::data::dataset::Dataset;
 use maxprune::data::split::Split;
 use maxprune::model::conv::conv2d;
+use maxprune::model::layers::{Dense, Flatten, Maxout};
 use maxprune::model::network::Network;
 use maxprune::model::presets::Preset;
 use maxprune::model::spec::{ArchSpec, InputShape, LayerSpec, Pieces, SPEC_FORMAT_VERSION};
@@ -23,9 +24,11 @@ use maxprune::train::{Masks, cross_entropy};
 /// `lenet5-maxout`'s dense maxout block on its own: 800 inputs (conv2's 50 x 4 x 4) -> fc1 500
 /// -> maxout 125 x 4 -> fc2 10.
 fn maxout_block() -> ArchSpec {
-    let dense = |name: &str, outputs| LayerSpec::Dense {
-        name: name.into(),
-        outputs,
+    let dense = |name: &str, outputs| {
+        LayerSpec::Dense(Dense {
+            name: name.into(),
+            outputs,
+        })
     };
     ArchSpec {
         format_version: SPEC_FORMAT_VERSION,
@@ -36,11 +39,11 @@ fn maxout_block() -> ArchSpec {
             width: 4,
         },
         layers: vec![
-            LayerSpec::Flatten,
+            LayerSpec::Flatten(Flatten {}),
             dense("fc1", 500),
-            LayerSpec::Maxout {
+            LayerSpec::Maxout(Maxout {
                 pieces: Pieces::Uniform { units: 125, k: 4 },
-            },
+            }),
             dense("fc2", 10),
         ],
         init: Default::default(),

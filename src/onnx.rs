@@ -17,9 +17,9 @@
 
 use burn::tensor::TensorData;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::model::layers::Kind;
 use crate::model::network::{LayerParams, Network};
-use crate::model::spec::{ActShape, LayerSpec, Pieces};
 
 /// The ONNX operator set the graph uses.
 pub const OPSET: i64 = 13;
@@ -170,7 +170,7 @@ use proto::*;
 const FLOAT: i32 = 1;
 const INT64: i32 = 7;
 
-fn ints(name: &str, values: &[usize]) -> AttributeProto {
+pub(crate) fn ints(name: &str, values: &[usize]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         ints: values.iter().map(|&v| v as i64).collect(),
@@ -179,7 +179,7 @@ fn ints(name: &str, values: &[usize]) -> AttributeProto {
     }
 }
 
-fn int(name: &str, value: i64) -> AttributeProto {
+pub(crate) fn int(name: &str, value: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         i: value,
@@ -202,8 +202,9 @@ fn value_info(name: &str, dims: Vec<DimensionValue>) -> ValueInfoProto {
     }
 }
 
-/// Builds the graph node by node; every value gets a fresh name.
-struct Builder {
+/// Builds the graph node by node; every value gets a fresh name. Layer kinds add their nodes
+/// through it ([`Kind::onnx`](crate::model::layers::Kind::onnx)).
+pub struct Builder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     last: String,
@@ -211,7 +212,7 @@ struct Builder {
 
 impl Builder {
     /// Adds `op` reading the current value (and `extra` inputs); its output becomes current.
-    fn node(&mut self, op: &str, name: &str, extra: Vec<String>, attribute: Vec<AttributeProto>) {
+    pub(crate) fn node(&mut self, op: &str, name: &str, extra: Vec<String>, attribute: Vec<AttributeProto>) {
         let output = format!("{name}.out");
         let mut input = vec![std::mem::replace(&mut self.last, output.clone())];
         input.extend(extra);
@@ -224,7 +225,8 @@ impl Builder {
         });
     }
 
-    fn float_tensor(&mut self, name: String, data: TensorData) -> String {
+    /// Adds an f32 initializer; returns its name.
+    pub(crate) fn float_tensor(&mut self, name: String, data: TensorData) -> String {
         let dims = data.shape().iter().map(|&d| d as i64).collect();
         let raw_data = data.iter::<f32>().flat_map(f32::to_le_bytes).collect();
         self.initializers.push(TensorProto {
@@ -236,7 +238,8 @@ impl Builder {
         name
     }
 
-    fn int_tensor(&mut self, name: String, values: &[i64]) -> String {
+    /// Adds an i64 vector initializer; returns its name.
+    pub(crate) fn int_tensor(&mut self, name: String, values: &[i64]) -> String {
         self.initializers.push(TensorProto {
             dims: vec![values.len() as i64],
             data_type: INT64,
@@ -246,32 +249,14 @@ impl Builder {
         name
     }
 
-    /// Maxout over the channel axis of a `[batch, width(, H, W)]` value.
-    fn maxout(&mut self, name: &str, pieces: &Pieces, input: ActShape) {
-        let (units, k) = (pieces.units(), pieces.k_max());
-        if let Pieces::Ragged { per_unit } = pieces {
-            let mut index = Vec::with_capacity(units * k);
-            let mut offset = 0i64;
-            for &c in per_unit {
-                index.extend((0..k as i64).map(|j| offset + if j < c as i64 { j } else { 0 }));
-                offset += c as i64;
-            }
-            let index = self.int_tensor(format!("{name}.gather_index"), &index);
-            self.node("Gather", &format!("{name}.gather"), vec![index], vec![int("axis", 1)]);
-        }
-        // 0 keeps the batch dimension as it is.
-        let mut shape = vec![0, units as i64, k as i64];
-        if let ActShape::Map([_, h, w]) = input {
-            shape.extend([h as i64, w as i64]);
-        }
-        let shape = self.int_tensor(format!("{name}.shape"), &shape);
-        self.node("Reshape", &format!("{name}.reshape"), vec![shape], vec![]);
-        self.node(
-            "ReduceMax",
-            &format!("{name}.max"),
-            vec![],
-            vec![ints("axes", &[2]), int("keepdims", 0)],
-        );
+    /// Adds every tensor of a layer as an initializer `<name>.<role>`, in order; returns their
+    /// names (a node's extra inputs).
+    pub(crate) fn params(&mut self, name: &str, params: &LayerParams) -> Vec<String> {
+        params
+            .params
+            .iter()
+            .map(|p| self.float_tensor(format!("{name}.{}", p.role), p.value.to_data()))
+            .collect()
     }
 }
 
@@ -289,50 +274,7 @@ pub fn export(net: &Network) -> Result<Vec<u8>> {
         let name = layer
             .name()
             .map_or_else(|| format!("{}{i}", layer.kind()), str::to_string);
-        match (layer, params) {
-            (
-                LayerSpec::Conv2d {
-                    kernel,
-                    stride,
-                    padding,
-                    ..
-                },
-                LayerParams::Conv { weight, bias },
-            ) => {
-                let w = b.float_tensor(format!("{name}.weight"), weight.to_data());
-                let bias = b.float_tensor(format!("{name}.bias"), bias.to_data());
-                let attrs = vec![
-                    ints("kernel_shape", &[*kernel, *kernel]),
-                    ints("strides", &[*stride, *stride]),
-                    ints("pads", &[*padding; 4]),
-                ];
-                b.node("Conv", &name, vec![w, bias], attrs);
-            }
-            (LayerSpec::Dense { .. }, LayerParams::Dense { weight, bias }) => {
-                let w = b.float_tensor(format!("{name}.weight"), weight.to_data());
-                let bias = b.float_tensor(format!("{name}.bias"), bias.to_data());
-                b.node("Gemm", &name, vec![w, bias], vec![int("transB", 1)]);
-            }
-            (LayerSpec::MaxPool { kernel, stride }, _) => b.node(
-                "MaxPool",
-                &name,
-                vec![],
-                vec![
-                    ints("kernel_shape", &[*kernel, *kernel]),
-                    ints("strides", &[*stride, *stride]),
-                ],
-            ),
-            (LayerSpec::Flatten, _) => b.node("Flatten", &name, vec![], vec![int("axis", 1)]),
-            (LayerSpec::Relu, _) => b.node("Relu", &name, vec![], vec![]),
-            (LayerSpec::Dropout { .. }, _) => {}
-            (LayerSpec::Maxout { pieces }, _) => b.maxout(&name, pieces, infos[i].input),
-            (LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. }, _) => {
-                return Err(Error::invalid(
-                    "network",
-                    format!("layer {i} ('{name}'): expected its parameters, found none"),
-                ));
-            }
-        }
+        layer.onnx(&mut b, &name, params, infos[i].input);
     }
     // The last value gets the output's name through an Identity, so the names stay fixed.
     b.node("Identity", OUTPUT, vec![], vec![]);

@@ -5,6 +5,7 @@
 use burn::tensor::{Device, Tensor as BurnTensor, TensorData};
 use maxprune::data::dataset::Dataset;
 use maxprune::data::split::Split;
+use maxprune::model::layers::{Maxout, Relu};
 use maxprune::model::network::Network;
 use maxprune::model::presets::Preset;
 use maxprune::model::spec::{ArchSpec, InputShape, LayerSpec, Pieces};
@@ -99,10 +100,10 @@ fn conv_maxout_spec() -> ArchSpec {
     spec.layers.splice(
         1..1,
         [
-            LayerSpec::Relu,
-            LayerSpec::Maxout {
+            LayerSpec::Relu(Relu {}),
+            LayerSpec::Maxout(Maxout {
                 pieces: Pieces::Uniform { units: 5, k: 4 },
-            },
+            }),
         ],
     );
     spec
@@ -121,9 +122,9 @@ fn tract_agrees_with_maxprune_on_every_kind_of_network() {
     let ragged = pruned(&lenet, CriterionKind::WeightNorm, Policy::Global { fraction: 0.4 });
     assert!(ragged.spec().layers.iter().any(|l| matches!(
         l,
-        LayerSpec::Maxout {
+        LayerSpec::Maxout(Maxout {
             pieces: Pieces::Ragged { .. }
-        }
+        })
     )));
     agrees("ragged", &ragged);
     let units = pruned(&lenet, CriterionKind::Contribution, Policy::Units { fraction: 0.5 });

@@ -515,3 +515,35 @@ fn cause_8_thread_counts_out_of_range_are_refused() {
         fails_with(&out, &format!("--threads: expected 1 to 1024, found {n}"));
     }
 }
+
+#[test]
+fn real_cnns_neuron_pruning_after_weight_pruning_keeps_the_masks() {
+    // Seen: `prune weights a --out w`, then `prune neurons w/step-01 --out n` failed with
+    // "tensor 'sgd.mask.fc1.weight': expected 300000 values … found 400000", leaving an
+    // `n/step-01` that could not be resumed: the masks did not follow the pruned rows.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    train_embedded(cwd, "seed-lenet", "a", &[]);
+    let quick = ["--retrain-epochs", "1", "--val", "0", "--steps", "1", "-q"];
+    ok(&maxprune(
+        &[&["prune", "weights", "a", "--out", "w"][..], &quick].concat(),
+        cwd,
+    ));
+    ok(&maxprune(
+        &[&["prune", "neurons", "w/step-01", "--out", "n"][..], &quick].concat(),
+        cwd,
+    ));
+    // The step's network is smaller, and the weights the masks removed are still zero: the
+    // sparsity survives both the cut and the retraining.
+    let row = |schedule: &str| {
+        let path = cwd.join(schedule).join("report.json");
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        report["rows"][1].clone()
+    };
+    let (w, n) = (row("w"), row("n"));
+    assert!(n["params"].as_u64() < w["params"].as_u64(), "{n} vs {w}");
+    assert!(
+        n["nonzeros"].as_u64() < n["params"].as_u64().map(|p| p * 3 / 4),
+        "the weight-pruned zeros were lost: {n}"
+    );
+}

@@ -62,8 +62,8 @@ pub fn torchvision(
     let (mut convs, mut denses) = (features.iter(), classifier.iter());
     for layer in &spec.layers {
         let (ours, theirs) = match layer {
-            LayerSpec::Conv2d { name, .. } => (name, convs.next()),
-            LayerSpec::Dense { name, .. } => (name, denses.next()),
+            LayerSpec::Conv2d(c) => (&c.name, convs.next()),
+            LayerSpec::Dense(d) => (&d.name, denses.next()),
             _ => continue,
         };
         let theirs = theirs.ok_or_else(|| Error::Format {
@@ -147,32 +147,34 @@ pub fn torchvision(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::network::LayerParams;
+    use crate::model::layers::{Conv2d, Dense, Flatten, Maxout, Relu};
     use crate::model::spec::{Init, InputShape, Pieces, SPEC_FORMAT_VERSION};
 
     fn spec(maxout: bool, classes: usize) -> ArchSpec {
-        let dense = |name: &str, outputs| LayerSpec::Dense {
-            name: name.into(),
-            outputs,
+        let dense = |name: &str, outputs| {
+            LayerSpec::Dense(Dense {
+                name: name.into(),
+                outputs,
+            })
         };
         let mut layers = vec![
-            LayerSpec::Conv2d {
+            LayerSpec::Conv2d(Conv2d {
                 name: "conv1_1".into(),
                 filters: 2,
                 kernel: 3,
                 stride: 1,
                 padding: 1,
-            },
-            LayerSpec::Relu,
-            LayerSpec::Flatten,
+            }),
+            LayerSpec::Relu(Relu {}),
+            LayerSpec::Flatten(Flatten {}),
             dense("fc6", 8),
         ];
         layers.push(if maxout {
-            LayerSpec::Maxout {
+            LayerSpec::Maxout(Maxout {
                 pieces: Pieces::Uniform { units: 4, k: 2 },
-            }
+            })
         } else {
-            LayerSpec::Relu
+            LayerSpec::Relu(Relu {})
         });
         layers.push(dense("fc7", classes));
         ArchSpec {
@@ -231,12 +233,7 @@ mod tests {
         // Three classes as in the file: fc7 reads 4 units instead of 8 ReLUs, columns summed in pairs.
         let (net3, report3) = torchvision(&spec(true, 3), &bytes, "vgg.safetensors", 1, &Device::flex()).unwrap();
         assert_eq!(report3.summed, [("fc7.weight".into(), "classifier.3.weight".into(), 2)]);
-        let LayerParams::Dense { weight: w, .. } = &original.params()[5] else {
-            panic!()
-        };
-        let LayerParams::Dense { weight: s, .. } = &net3.params()[5] else {
-            panic!()
-        };
+        let (w, s) = (&original.params()[5].t2("weight"), &net3.params()[5].t2("weight"));
         let (w, s) = (values(w), values(s));
         for row in 0..3 {
             for u in 0..4 {
@@ -253,12 +250,12 @@ mod tests {
         let mut deeper = spec(false, 3);
         deeper.layers.insert(
             5,
-            LayerSpec::Dense {
+            LayerSpec::Dense(Dense {
                 name: "fc6b".into(),
                 outputs: 8,
-            },
+            }),
         );
-        deeper.layers.insert(6, LayerSpec::Relu);
+        deeper.layers.insert(6, LayerSpec::Relu(Relu {}));
         let e = torchvision(&deeper, &bytes, "vgg.safetensors", 1, &Device::flex()).unwrap_err();
         assert!(e.to_string().contains("vgg.safetensors"), "{e}");
         let e = torchvision(&spec(false, 3), b"garbage", "vgg.safetensors", 1, &Device::flex()).unwrap_err();

@@ -3,8 +3,10 @@
 pub mod conv;
 mod host;
 pub mod import;
+pub mod layers;
 pub mod layout;
 pub mod network;
+pub mod params;
 pub mod pool;
 pub mod presets;
 pub mod spec;

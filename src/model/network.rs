@@ -4,118 +4,16 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use safetensors::tensor::{Dtype, TensorView};
 
-use super::spec::{ArchSpec, Init, LayerInfo, LayerSpec, Pieces, SPEC_METADATA_KEY};
-use super::{conv, layout, pool};
+pub use super::layers::Kernels;
+use super::layers::{Act, Forward, Kind};
+pub use super::params::{LayerParams, Masks, ParamMapper, ParamVisitor};
+use super::spec::{ArchSpec, LayerInfo, SPEC_METADATA_KEY};
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::rng::SplitMix64;
-
-/// The parameters of one layer. Weights use PyTorch's layouts.
-#[derive(Debug, Clone)]
-pub enum LayerParams {
-    /// `weight` `[filters, in_channels, kernel, kernel]`, `bias` `[filters]`.
-    Conv {
-        /// Filters.
-        weight: Tensor<4>,
-        /// One bias per filter.
-        bias: Tensor<1>,
-    },
-    /// `weight` `[outputs, inputs]`, `bias` `[outputs]`.
-    Dense {
-        /// Weight matrix, one row per output.
-        weight: Tensor<2>,
-        /// One bias per output.
-        bias: Tensor<1>,
-    },
-    /// A layer without parameters.
-    None,
-}
-
-fn index(indices: &[usize], device: &Device) -> Tensor<1, Int> {
-    let v: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-    Tensor::from_data(TensorData::new(v, [indices.len()]), device)
-}
-
-/// What pruning needs of a layer's parameters, whatever its kind: selecting outputs or inputs,
-/// and the weights as one matrix row per output or per input.
-impl LayerParams {
-    /// Keeps the outputs `rows` (dense rows, conv filters: dim 0 of weight and bias).
-    pub fn keep_outputs(&self, rows: &[usize]) -> LayerParams {
-        match self {
-            LayerParams::Dense { weight, bias } => {
-                let i = index(rows, &weight.device());
-                LayerParams::Dense {
-                    weight: weight.clone().select(0, i.clone()),
-                    bias: bias.clone().select(0, i),
-                }
-            }
-            LayerParams::Conv { weight, bias } => {
-                let i = index(rows, &weight.device());
-                LayerParams::Conv {
-                    weight: weight.clone().select(0, i.clone()),
-                    bias: bias.clone().select(0, i),
-                }
-            }
-            LayerParams::None => LayerParams::None,
-        }
-    }
-
-    /// Keeps the inputs `cols` (dense input features, conv input channels: dim 1 of the weight).
-    pub fn keep_inputs(&self, cols: &[usize]) -> LayerParams {
-        match self {
-            LayerParams::Dense { weight, bias } => LayerParams::Dense {
-                weight: weight.clone().select(1, index(cols, &weight.device())),
-                bias: bias.clone(),
-            },
-            LayerParams::Conv { weight, bias } => LayerParams::Conv {
-                weight: weight.clone().select(1, index(cols, &weight.device())),
-                bias: bias.clone(),
-            },
-            LayerParams::None => LayerParams::None,
-        }
-    }
-
-    /// The weight as `[outputs, fan-in]` (a conv filter flattened) and the bias; `None`
-    /// without parameters.
-    pub fn output_rows(&self) -> Option<(Tensor<2>, Tensor<1>)> {
-        match self {
-            LayerParams::Dense { weight, bias } => Some((weight.clone(), bias.clone())),
-            LayerParams::Conv { weight, bias } => {
-                let filters = weight.dims()[0];
-                Some((weight.clone().reshape([filters as i64, -1]), bias.clone()))
-            }
-            LayerParams::None => None,
-        }
-    }
-
-    /// The weight as `[inputs, outputs x kernel]`: one row per input feature (dense) or input
-    /// channel (conv); `None` without parameters.
-    pub fn input_rows(&self) -> Option<Tensor<2>> {
-        match self {
-            LayerParams::Dense { weight, .. } => Some(weight.clone().transpose()),
-            LayerParams::Conv { weight, .. } => {
-                let inputs = weight.dims()[1];
-                Some(weight.clone().swap_dims(0, 1).reshape([inputs as i64, -1]))
-            }
-            LayerParams::None => None,
-        }
-    }
-}
-
-/// Visits every parameter tensor, in spec order (`<layer>.weight` before `<layer>.bias`).
-pub trait ParamVisitor {
-    /// Called once per parameter.
-    fn visit<const D: usize>(&mut self, name: &str, tensor: &Tensor<D>);
-}
-
-/// Replaces every parameter tensor, in spec order.
-pub trait ParamMapper {
-    /// Returns the replacement for `tensor`, which must keep its shape.
-    fn map<const D: usize>(&mut self, name: &str, tensor: Tensor<D>) -> Tensor<D>;
-}
 
 /// What a unit layer (see [`ArchSpec::unit_layers`]) saw in a traced forward pass.
 #[derive(Debug, Clone)]
@@ -139,59 +37,20 @@ impl MaxoutTrace {
     }
 }
 
-/// An activation between layers.
-enum Act {
-    /// `[batch, channels, height, width]`
-    Map(Tensor<4>),
-    /// `[batch, features]`
-    Flat(Tensor<2>),
-}
-
-impl Act {
-    /// Every channel or feature as a unit of one piece, `[contests, units, 1]` (one contest per
-    /// example and spatial position, as a conv maxout layer's trace).
-    fn as_units(&self) -> Tensor<3> {
-        match self {
-            Act::Map(x) => {
-                let [b, c, h, w] = x.dims();
-                x.clone().permute([0, 2, 3, 1]).reshape([b * h * w, c, 1])
-            }
-            Act::Flat(x) => {
-                let [b, c] = x.dims();
-                x.clone().reshape([b, c, 1])
-            }
-        }
-    }
-}
-
 /// A maxout network built from its spec.
 #[derive(Debug, Clone)]
 pub struct Network {
     spec: ArchSpec,
     infos: Vec<LayerInfo>,
     params: Vec<LayerParams>,
-    /// Per layer: for ragged maxout layers, the padded gather index (see
-    /// [`layout::padded_gather_index`]).
-    gathers: Vec<Option<Tensor<1, Int>>>,
     device: Device,
     kernels: Kernels,
 }
 
-/// Which convolution and max-pooling kernels a network runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kernels {
-    /// maxprune's own ([`conv`], [`pool`]): im2col GEMM convolution and arg-max pooling with
-    /// their own backward passes on flex (f32); burn's on any other backend.
-    #[default]
-    Own,
-    /// burn's `conv2d` and `max_pool2d` everywhere (for comparisons).
-    Burn,
-}
-
 impl Network {
-    /// A freshly initialised network: weights uniform by the spec's [`Init`] (`xavier`, Caffe's
-    /// filler: `±sqrt(3 / fan_in)`; `he`: `±sqrt(6 / fan_in)`), zero biases, drawn from `seed`.
+    /// A freshly initialised network: weights uniform by the spec's [`Init`](super::spec::Init)
+    /// (`xavier`, Caffe's filler: `±sqrt(3 / fan_in)`; `he`: `±sqrt(6 / fan_in)`), zero biases,
+    /// each layer's drawn from its own stream of `seed`.
     pub fn init(spec: &ArchSpec, seed: u64, device: &Device) -> Result<Network> {
         let infos = spec.validate()?;
         let params = infos
@@ -199,20 +58,7 @@ impl Network {
             .zip(&spec.layers)
             .map(|(info, layer)| {
                 let mut rng = SplitMix64::derive(seed, "init", info.index as u64);
-                match layer {
-                    LayerSpec::Conv2d { filters, kernel, .. } => {
-                        let shape = [*filters, info.input.channels(), *kernel, *kernel];
-                        LayerParams::Conv {
-                            weight: uniform(shape, spec.init, &mut rng, device),
-                            bias: Tensor::zeros([*filters], device),
-                        }
-                    }
-                    LayerSpec::Dense { outputs, .. } => LayerParams::Dense {
-                        weight: uniform([*outputs, info.input.numel()], spec.init, &mut rng, device),
-                        bias: Tensor::zeros([*outputs], device),
-                    },
-                    _ => LayerParams::None,
-                }
+                LayerParams::init(layer.params(info.input), spec.init, &mut rng, device)
             })
             .collect();
         Network::from_parts(spec.clone(), infos, params, device)
@@ -232,49 +78,36 @@ impl Network {
             ));
         }
         for ((layer, p), info) in spec.layers.iter().zip(&params).zip(&infos) {
-            let (want, got): (Vec<usize>, Vec<usize>) = match (layer, p) {
-                (LayerSpec::Conv2d { filters, kernel, .. }, LayerParams::Conv { weight, bias }) => (
-                    vec![*filters, info.input.channels(), *kernel, *kernel, *filters],
-                    [weight.dims().as_slice(), bias.dims().as_slice()].concat(),
-                ),
-                (LayerSpec::Dense { outputs, .. }, LayerParams::Dense { weight, bias }) => (
-                    vec![*outputs, info.input.numel(), *outputs],
-                    [weight.dims().as_slice(), bias.dims().as_slice()].concat(),
-                ),
-                (LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. }, _) => (vec![1], vec![0]),
-                (_, LayerParams::None) => (vec![], vec![]),
-                (_, _) => (vec![0], vec![1]),
-            };
+            let want: Vec<(&str, Vec<usize>)> = layer
+                .params(info.input)
+                .into_iter()
+                .map(|d| (d.role, d.shape))
+                .collect();
+            let got = p.shapes();
             if want != got {
+                let show = |v: &[(&str, Vec<usize>)]| match v {
+                    [] => "none".to_string(),
+                    v => v
+                        .iter()
+                        .map(|(r, s)| format!("{r} {s:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
                 return Err(Error::invalid(
                     "network",
                     format!(
-                        "layer {} ({}): parameter shapes {got:?}, expected {want:?}",
-                        info.index, info.kind
+                        "layer {} ({layer}): expected parameters {}, found {}",
+                        info.index,
+                        show(&want),
+                        show(&got)
                     ),
                 ));
             }
         }
-        let gathers = spec
-            .layers
-            .iter()
-            .map(|l| match l {
-                LayerSpec::Maxout { pieces } if !pieces.is_uniform() => {
-                    let idx: Vec<i64> = layout::padded_gather_index(pieces, pieces.total())
-                        .into_iter()
-                        .map(|i| i as i64)
-                        .collect();
-                    let n = idx.len();
-                    Some(Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), device))
-                }
-                _ => None,
-            })
-            .collect();
         Ok(Network {
             spec,
             infos,
             params,
-            gathers,
             device: device.clone(),
             kernels: crate::kernels(),
         })
@@ -317,16 +150,8 @@ impl Network {
     pub fn visit_params(&self, visitor: &mut impl ParamVisitor) {
         for (layer, p) in self.spec.layers.iter().zip(&self.params) {
             let name = layer.name().unwrap_or_default();
-            match p {
-                LayerParams::Conv { weight, bias } => {
-                    visitor.visit(&format!("{name}.weight"), weight);
-                    visitor.visit(&format!("{name}.bias"), bias);
-                }
-                LayerParams::Dense { weight, bias } => {
-                    visitor.visit(&format!("{name}.weight"), weight);
-                    visitor.visit(&format!("{name}.bias"), bias);
-                }
-                LayerParams::None => {}
+            for param in &p.params {
+                param.value.visit(&format!("{name}.{}", param.role), visitor);
             }
         }
     }
@@ -341,20 +166,68 @@ impl Network {
             .zip(params)
             .map(|(layer, p)| {
                 let name = layer.name().unwrap_or_default();
-                match p {
-                    LayerParams::Conv { weight, bias } => LayerParams::Conv {
-                        weight: mapper.map(&format!("{name}.weight"), weight),
-                        bias: mapper.map(&format!("{name}.bias"), bias),
-                    },
-                    LayerParams::Dense { weight, bias } => LayerParams::Dense {
-                        weight: mapper.map(&format!("{name}.weight"), weight),
-                        bias: mapper.map(&format!("{name}.bias"), bias),
-                    },
-                    LayerParams::None => LayerParams::None,
-                }
+                p.map(|role, t| t.map_with(&format!("{name}.{role}"), mapper))
             })
             .collect();
         self
+    }
+
+    /// The weight-pruning masks its parameters hold, flattened, by parameter name (see
+    /// [`with_masks`](Self::with_masks)).
+    pub fn masks(&self) -> Masks {
+        let mut masks = Masks::new();
+        for (layer, p) in self.spec.layers.iter().zip(&self.params) {
+            let name = layer.name().unwrap_or_default();
+            for param in &p.params {
+                if let Some(m) = &param.mask {
+                    masks.insert(format!("{name}.{}", param.role), m.flat());
+                }
+            }
+        }
+        masks
+    }
+
+    /// The network with `masks` (flattened, by parameter name) held by the parameters they
+    /// name, replacing every mask it held: training keeps masked weights at zero, and pruning
+    /// slices a mask with its parameter. A mask naming no parameter, or with another number of
+    /// values than its parameter, is an error.
+    pub fn with_masks(mut self, masks: &Masks) -> Result<Network> {
+        let mut used = 0;
+        for (layer, p) in self.spec.layers.iter().zip(&mut self.params) {
+            let name = layer.name().unwrap_or_default();
+            for param in &mut p.params {
+                let full = format!("{name}.{}", param.role);
+                param.mask = match masks.get(&full) {
+                    Some(m) => {
+                        let (found, expected) = (m.dims()[0], param.value.dims().iter().product::<usize>());
+                        if found != expected {
+                            return Err(Error::invalid(
+                                "weight mask",
+                                format!("'{full}': expected {expected} values, one per element, found {found}"),
+                            ));
+                        }
+                        used += 1;
+                        Some(param.value.shaped(m.clone()))
+                    }
+                    None => None,
+                };
+            }
+        }
+        if used != masks.len() {
+            let unknown: Vec<&str> = masks
+                .keys()
+                .filter(|k| !self.masks().contains_key(*k))
+                .map(String::as_str)
+                .collect();
+            return Err(Error::invalid(
+                "weight mask",
+                format!(
+                    "expected masks of the network's parameters, found {}",
+                    unknown.join(", ")
+                ),
+            ));
+        }
+        Ok(self)
     }
 
     /// The convolution and pooling kernels this network runs (the process default,
@@ -378,7 +251,6 @@ impl Network {
             }
         }
         let mut n = self.map_params(&mut Move(device));
-        n.gathers = n.gathers.into_iter().map(|g| g.map(|g| g.to_device(device))).collect();
         n.device = device.clone();
         n
     }
@@ -457,7 +329,7 @@ impl Network {
     fn run(
         &self,
         x: Tensor<4>,
-        mut rng: Option<&mut SplitMix64>,
+        rng: Option<&mut SplitMix64>,
         traced: &[usize],
         layers: usize,
     ) -> (Tensor<2>, Vec<MaxoutTrace>) {
@@ -469,44 +341,18 @@ impl Network {
             .filter(|&&l| self.spec.pieces(l).is_none())
             .map(|&l| (self.spec.unit_output(l), l))
             .collect();
+        let mut ctx = Forward {
+            kernels: self.kernels,
+            rng,
+            trace: false,
+            traced: None,
+        };
         for (i, layer) in self.spec.layers.iter().enumerate().take(layers) {
-            let trace = traced.contains(&i);
-            act = match (layer, &self.params[i], act) {
-                (LayerSpec::Conv2d { stride, padding, .. }, LayerParams::Conv { weight, bias }, Act::Map(x)) => {
-                    let (w, b) = (weight.clone(), bias.clone());
-                    Act::Map(match self.kernels {
-                        Kernels::Own => conv::conv2d(x, w, b, *stride, *padding),
-                        Kernels::Burn => conv::burn_conv2d(x, w, b, *stride, *padding),
-                    })
-                }
-                (LayerSpec::MaxPool { kernel, stride }, _, Act::Map(x)) => Act::Map(match self.kernels {
-                    Kernels::Own => pool::max_pool2d(x, *kernel, *stride),
-                    Kernels::Burn => pool::burn_max_pool2d(x, *kernel, *stride),
-                }),
-                (LayerSpec::Flatten, _, Act::Map(x)) => Act::Flat(x.flatten(1, 3)),
-                (LayerSpec::Flatten, _, flat) => flat,
-                (LayerSpec::Dense { .. }, LayerParams::Dense { weight, bias }, Act::Flat(x)) => {
-                    // [batch, in] x [in, out] + [1, out]
-                    Act::Flat(x.matmul(weight.clone().transpose()) + bias.clone().unsqueeze_dim(0))
-                }
-                (LayerSpec::Relu, _, Act::Map(x)) => Act::Map(activation::relu(x)),
-                (LayerSpec::Relu, _, Act::Flat(x)) => Act::Flat(activation::relu(x)),
-                (LayerSpec::Dropout { p }, _, act) => match rng.as_deref_mut() {
-                    Some(rng) if *p > 0.0 => match act {
-                        Act::Map(x) => Act::Map(dropout(x, *p, rng)),
-                        Act::Flat(x) => Act::Flat(dropout(x, *p, rng)),
-                    },
-                    _ => act,
-                },
-                (LayerSpec::Maxout { pieces }, _, act) => {
-                    let (out, pieces_trace) = self.maxout(i, pieces, act, trace);
-                    if let Some(p) = pieces_trace {
-                        traces.push(MaxoutTrace { layer: i, pieces: p });
-                    }
-                    out
-                }
-                _ => unreachable!("layer {i}: the validated spec guarantees matching parameters and shapes"),
-            };
+            ctx.trace = traced.contains(&i);
+            act = layer.forward(&self.params[i], act, &mut ctx);
+            if let Some(pieces) = ctx.traced.take() {
+                traces.push(MaxoutTrace { layer: i, pieces });
+            }
             if let Some(&(_, l)) = plain.iter().find(|(at, _)| *at == i) {
                 traces.push(MaxoutTrace {
                     layer: l,
@@ -514,45 +360,7 @@ impl Network {
                 });
             }
         }
-        match act {
-            Act::Flat(x) => (x, traces),
-            Act::Map(x) => (x.flatten(1, 3), traces),
-        }
-    }
-
-    /// Maxout over contiguous groups of channels/features.
-    fn maxout(&self, i: usize, pieces: &Pieces, act: Act, trace: bool) -> (Act, Option<Tensor<3>>) {
-        let units = pieces.units();
-        let k = pieces.k_max();
-        if k == 1 && self.gathers[i].is_none() {
-            // The max over one piece is that piece: no copy (a pruned layer's usual end point).
-            let t = trace.then(|| act.as_units());
-            return (act, t);
-        }
-        match act {
-            Act::Flat(x) => {
-                let [b, _] = x.dims();
-                let x = match &self.gathers[i] {
-                    Some(idx) => pad_neg_inf(x, 1).select(1, idx.clone()),
-                    None => x,
-                };
-                let grouped = x.reshape([b, units, k]); // [batch, units, pieces]
-                let out = grouped.clone().max_dim(2).reshape([b, units]);
-                (Act::Flat(out), trace.then_some(grouped))
-            }
-            Act::Map(x) => {
-                let [b, _, h, w] = x.dims();
-                let x = match &self.gathers[i] {
-                    Some(idx) => pad_neg_inf(x, 1).select(1, idx.clone()),
-                    None => x,
-                };
-                let grouped = x.reshape([b, units, k, h * w]); // [batch, units, pieces, positions]
-                let out = grouped.clone().max_dim(2).reshape([b, units, h, w]);
-                // [batch, positions, units, pieces] -> [contests, units, pieces]
-                let t = trace.then(|| grouped.permute([0, 3, 1, 2]).reshape([b * h * w, units, k]));
-                (Act::Map(out), t)
-            }
-        }
+        (act.into_flat(), traces)
     }
 
     /// Writes the parameters as a safetensors file (atomically), with the spec in its metadata.
@@ -709,35 +517,10 @@ pub(crate) fn f32_values(view: &TensorView) -> Vec<f32> {
         .collect()
 }
 
-/// Appends one `-inf` channel/feature along `dim` 1, the padding target of ragged gathers.
-fn pad_neg_inf<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
-    let mut shape = x.dims();
-    shape[dim] = 1;
-    let pad = Tensor::full(shape, f32::NEG_INFINITY, &x.device());
-    Tensor::cat(vec![x, pad], dim)
-}
-
-/// Inverted dropout: keeps each value with probability `1 - p`, scaled by `1 / (1 - p)`.
-fn dropout<const D: usize>(x: Tensor<D>, p: f32, rng: &mut SplitMix64) -> Tensor<D> {
-    let dims = x.dims();
-    let n: usize = dims.iter().product();
-    let scale = 1.0 / (1.0 - p);
-    let mask: Vec<f32> = (0..n).map(|_| if rng.next_f32() < p { 0.0 } else { scale }).collect();
-    let device = x.device().without_autodiff();
-    x * Tensor::<D>::from_data(TensorData::new(mask, dims), &device)
-}
-
-fn uniform<const D: usize>(shape: [usize; D], init: Init, rng: &mut SplitMix64, device: &Device) -> Tensor<D> {
-    let fan_in: usize = shape[1..].iter().product();
-    let a = init.bound(fan_in);
-    let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n).map(|_| (2.0 * rng.next_f32() - 1.0) * a).collect();
-    Tensor::from_data(TensorData::new(values, shape), device)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::model::layers::{Dense, Dropout, Flatten, Maxout};
     use crate::model::presets::Preset;
 
     fn input(batch: usize, seed: u64, device: &Device) -> Tensor<4> {
@@ -756,19 +539,19 @@ pub(crate) mod tests {
         spec.name = "conv-maxout".into();
         spec.layers.insert(
             1,
-            LayerSpec::Maxout {
+            LayerSpec::Maxout(Maxout {
                 pieces: Pieces::Uniform { units: 5, k: 4 },
-            },
+            }),
         );
         let fc1 = spec.layers.iter().position(|l| l.name() == Some("fc1")).unwrap();
-        spec.layers[fc1] = LayerSpec::Dense {
+        spec.layers[fc1] = LayerSpec::Dense(Dense {
             name: "fc1".into(),
             outputs: 9,
-        };
+        });
         let m = spec.maxout_layers()[1];
-        spec.layers[m] = LayerSpec::Maxout {
+        spec.layers[m] = LayerSpec::Maxout(Maxout {
             pieces: Pieces::from_counts(vec![4, 1, 3, 1]),
-        };
+        });
         spec
     }
 
@@ -796,7 +579,7 @@ pub(crate) mod tests {
             assert_eq!(values(net.forward(x)), values(traced));
             assert_eq!(traces.len(), spec.maxout_layers().len());
             for t in &traces {
-                let LayerSpec::Maxout { pieces } = &spec.layers[t.layer] else {
+                let LayerSpec::Maxout(Maxout { pieces }) = &spec.layers[t.layer] else {
                     panic!("trace of a non-maxout layer")
                 };
                 let [contests, units, k] = t.pieces.dims();
@@ -820,14 +603,14 @@ pub(crate) mod tests {
                 width: 3,
             },
             layers: vec![
-                LayerSpec::Flatten,
-                LayerSpec::Dense {
+                LayerSpec::Flatten(Flatten {}),
+                LayerSpec::Dense(Dense {
                     name: "fc".into(),
                     outputs: 9,
-                },
-                LayerSpec::Maxout {
+                }),
+                LayerSpec::Maxout(Maxout {
                     pieces: Pieces::from_counts(vec![4, 1, 3, 1]),
-                },
+                }),
             ],
             init: Init::Xavier,
         };
@@ -885,7 +668,9 @@ pub(crate) mod tests {
             .unwrap()
             .to_safetensors();
         let mut other = Preset::Lenet5Maxout.spec();
-        other.layers.retain(|l| !matches!(l, LayerSpec::Dropout { .. }));
+        other
+            .layers
+            .retain(|l| !matches!(l, LayerSpec::Dropout(Dropout { .. })));
         let e = Network::from_safetensors(&other, &bytes, "m.safetensors", &d)
             .unwrap_err()
             .to_string();

@@ -1,5 +1,6 @@
 //! The paper's architectures as [`ArchSpec`] values.
 
+use crate::model::layers::{Conv2d, Dense, Dropout, Flatten, MaxPool, Maxout, Relu};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
@@ -32,29 +33,29 @@ pub enum Preset {
 }
 
 fn conv(name: &str, filters: usize, kernel: usize, padding: usize) -> LayerSpec {
-    LayerSpec::Conv2d {
+    LayerSpec::Conv2d(Conv2d {
         name: name.into(),
         filters,
         kernel,
         stride: 1,
         padding,
-    }
+    })
 }
 
 fn dense(name: &str, outputs: usize) -> LayerSpec {
-    LayerSpec::Dense {
+    LayerSpec::Dense(Dense {
         name: name.into(),
         outputs,
-    }
+    })
 }
 
 fn maxout(units: usize, k: usize) -> LayerSpec {
-    LayerSpec::Maxout {
+    LayerSpec::Maxout(Maxout {
         pieces: Pieces::Uniform { units, k },
-    }
+    })
 }
 
-const POOL2: LayerSpec = LayerSpec::MaxPool { kernel: 2, stride: 2 };
+const POOL2: LayerSpec = LayerSpec::MaxPool(MaxPool { kernel: 2, stride: 2 });
 
 fn lenet(name: &str, conv2: usize, hidden: Vec<LayerSpec>) -> ArchSpec {
     let layers = vec![conv("conv1", 20, 5, 0), POOL2, conv("conv2", conv2, 5, 0), POOL2];
@@ -63,7 +64,7 @@ fn lenet(name: &str, conv2: usize, hidden: Vec<LayerSpec>) -> ArchSpec {
 
 /// LeNet's input, `features` (the conv part), a flatten and `hidden`.
 fn lenet_with(name: &str, mut layers: Vec<LayerSpec>, hidden: Vec<LayerSpec>) -> ArchSpec {
-    layers.push(LayerSpec::Flatten);
+    layers.push(LayerSpec::Flatten(Flatten {}));
     layers.extend(hidden);
     ArchSpec {
         format_version: SPEC_FORMAT_VERSION,
@@ -86,11 +87,11 @@ fn vgg16(name: &str, head: Vec<LayerSpec>) -> ArchSpec {
     {
         for c in 0..convs {
             layers.push(conv(&format!("conv{}_{}", block + 1, c + 1), filters, 3, 1));
-            layers.push(LayerSpec::Relu);
+            layers.push(LayerSpec::Relu(Relu {}));
         }
         layers.push(POOL2);
     }
-    layers.push(LayerSpec::Flatten);
+    layers.push(LayerSpec::Flatten(Flatten {}));
     layers.extend(head);
     ArchSpec {
         format_version: SPEC_FORMAT_VERSION,
@@ -108,15 +109,19 @@ fn vgg16(name: &str, head: Vec<LayerSpec>) -> ArchSpec {
 impl Preset {
     /// The preset's architecture.
     pub fn spec(self) -> ArchSpec {
-        let dropout = LayerSpec::Dropout { p: 0.5 };
+        let dropout = LayerSpec::Dropout(Dropout { p: 0.5 });
         match self {
-            Preset::Lenet5 => lenet("lenet5", 50, vec![dense("fc1", 500), LayerSpec::Relu, dense("fc2", 10)]),
+            Preset::Lenet5 => lenet(
+                "lenet5",
+                50,
+                vec![dense("fc1", 500), LayerSpec::Relu(Relu {}), dense("fc2", 10)],
+            ),
             Preset::Lenet5Maxout => lenet(
                 "lenet5-maxout",
                 50,
                 vec![
                     dense("fc1", 500),
-                    LayerSpec::Relu,
+                    LayerSpec::Relu(Relu {}),
                     dropout,
                     maxout(125, 4),
                     dense("fc2", 10),
@@ -126,17 +131,17 @@ impl Preset {
                 "lenet5-maxout-conv",
                 vec![
                     conv("conv1", 40, 5, 0),
-                    LayerSpec::Relu,
+                    LayerSpec::Relu(Relu {}),
                     maxout(20, 2),
                     POOL2,
                     conv("conv2", 100, 5, 0),
-                    LayerSpec::Relu,
+                    LayerSpec::Relu(Relu {}),
                     maxout(50, 2),
                     POOL2,
                 ],
                 vec![
                     dense("fc1", 500),
-                    LayerSpec::Relu,
+                    LayerSpec::Relu(Relu {}),
                     dropout.clone(),
                     maxout(125, 4),
                     dense("fc2", 10),
@@ -147,7 +152,7 @@ impl Preset {
                 52,
                 vec![
                     dense("fc1", 256),
-                    LayerSpec::Relu,
+                    LayerSpec::Relu(Relu {}),
                     dropout,
                     maxout(64, 4),
                     dense("fc2", 10),
@@ -157,10 +162,10 @@ impl Preset {
                 "vgg16",
                 vec![
                     dense("fc6", 4096),
-                    LayerSpec::Relu,
+                    LayerSpec::Relu(Relu {}),
                     dropout.clone(),
                     dense("fc7", 4096),
-                    LayerSpec::Relu,
+                    LayerSpec::Relu(Relu {}),
                     dropout,
                     dense("fc8", 1000),
                 ],
@@ -169,11 +174,11 @@ impl Preset {
                 "vgg16-maxout",
                 vec![
                     dense("fc6", 4096),
-                    LayerSpec::Relu,
+                    LayerSpec::Relu(Relu {}),
                     dropout.clone(),
                     maxout(1024, 4),
                     dense("fc7", 4096),
-                    LayerSpec::Relu,
+                    LayerSpec::Relu(Relu {}),
                     dropout,
                     maxout(1024, 4),
                     dense("fc8", 1000),
@@ -230,9 +235,9 @@ mod tests {
         for m in s.maxout_layers() {
             assert!(matches!(
                 s.layers[m],
-                LayerSpec::Maxout {
+                LayerSpec::Maxout(Maxout {
                     pieces: Pieces::Uniform { units: 128, k: 4 }
-                }
+                })
             ));
         }
         let lenet = Preset::Lenet5Maxout.spec();
@@ -271,16 +276,25 @@ mod tests {
         let m = rectified.maxout_layers()[0];
         assert!(rectified.rectified_pieces(m) && !base.rectified_pieces(m));
         let mut unrectified = rectified.layers.clone();
-        unrectified.remove(unrectified.iter().position(|l| *l == LayerSpec::Relu).unwrap());
+        unrectified.remove(unrectified.iter().position(|l| *l == LayerSpec::Relu(Relu {})).unwrap());
         assert_eq!(unrectified, base.layers);
         assert_eq!(base.num_params().unwrap(), 427_330);
         let relu = load("lenet5-maxout-conv-relu.json");
         assert_eq!(relu.num_params().unwrap(), base.num_params().unwrap());
-        let without_relu: Vec<_> = relu.layers.iter().filter(|l| **l != LayerSpec::Relu).cloned().collect();
+        let without_relu: Vec<_> = relu
+            .layers
+            .iter()
+            .filter(|l| **l != LayerSpec::Relu(Relu {}))
+            .cloned()
+            .collect();
         assert_eq!(without_relu, base.layers);
         for (i, layer) in relu.layers.iter().enumerate() {
-            let conv = matches!(layer, LayerSpec::Conv2d { .. });
-            assert_eq!(conv, relu.layers.get(i + 1) == Some(&LayerSpec::Relu), "layer {i}");
+            let conv = matches!(layer, LayerSpec::Conv2d(Conv2d { .. }));
+            assert_eq!(
+                conv,
+                relu.layers.get(i + 1) == Some(&LayerSpec::Relu(Relu {})),
+                "layer {i}"
+            );
         }
         let k1 = load("lenet5-maxout-k1.json");
         assert_eq!(k1.num_params().unwrap(), 126_955);

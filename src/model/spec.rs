@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::layers::LayerSpec;
+use super::layers::{Inferred, Kind, Role};
 use crate::error::{Error, Result};
 
 /// Version of the `spec.json` format written by this build.
@@ -36,6 +38,7 @@ pub const MAX_PARAMS: usize = 1 << 31;
 
 /// Shape of the network's input: channels, height, width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InputShape {
     /// Number of channels (1 for grayscale).
     pub channels: usize,
@@ -50,7 +53,7 @@ pub struct InputShape {
 /// Unit `u` owns the contiguous pieces `offset(u) .. offset(u) + count(u)` of the producing
 /// layer (rows of a dense layer, channels of a conv layer); see [`crate::model::layout`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, try_from = "PiecesFields")]
 pub enum Pieces {
     /// Every unit owns `k` pieces.
     Uniform {
@@ -64,6 +67,54 @@ pub enum Pieces {
         /// Pieces of each unit.
         per_unit: Vec<usize>,
     },
+}
+
+/// The fields a `pieces` object may have, read before deciding which form it is: `units` and
+/// `k` together, or `per_unit` alone (an untagged enum would take the first form that fits
+/// and drop the rest).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PiecesFields {
+    units: Option<usize>,
+    k: Option<usize>,
+    per_unit: Option<Vec<usize>>,
+}
+
+impl TryFrom<PiecesFields> for Pieces {
+    type Error = String;
+
+    fn try_from(f: PiecesFields) -> std::result::Result<Pieces, String> {
+        match f {
+            PiecesFields {
+                units: Some(units),
+                k: Some(k),
+                per_unit: None,
+            } => Ok(Pieces::Uniform { units, k }),
+            PiecesFields {
+                units: None,
+                k: None,
+                per_unit: Some(per_unit),
+            } => Ok(Pieces::Ragged { per_unit }),
+            PiecesFields { units, k, per_unit } => {
+                let found: Vec<&str> = [
+                    ("units", units.is_some()),
+                    ("k", k.is_some()),
+                    ("per_unit", per_unit.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(n, set)| set.then_some(n))
+                .collect();
+                Err(format!(
+                    "pieces: expected either `units` and `k` or `per_unit` alone, found {}",
+                    if found.is_empty() {
+                        "none of them".to_string()
+                    } else {
+                        found.join(", ")
+                    }
+                ))
+            }
+        }
+    }
 }
 
 impl Pieces {
@@ -126,97 +177,6 @@ impl fmt::Display for Pieces {
                 let lo = per_unit.iter().min().unwrap_or(&0);
                 write!(f, "{lo}..{}", self.k_max())
             }
-        }
-    }
-}
-
-/// One layer of an [`ArchSpec`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum LayerSpec {
-    /// 2-D convolution, square kernel.
-    Conv2d {
-        /// Unique name; its tensors are `<name>.weight` `[filters, in, kernel, kernel]` and
-        /// `<name>.bias` `[filters]`.
-        name: String,
-        /// Output channels.
-        filters: usize,
-        /// Kernel side.
-        kernel: usize,
-        /// Stride.
-        #[serde(default = "one")]
-        stride: usize,
-        /// Zero padding on every side.
-        #[serde(default)]
-        padding: usize,
-    },
-    /// 2-D max pooling, square window.
-    MaxPool {
-        /// Window side.
-        kernel: usize,
-        /// Stride.
-        stride: usize,
-    },
-    /// Flattens `[channels, height, width]` to a vector in that (row-major) order.
-    Flatten,
-    /// Fully connected layer.
-    Dense {
-        /// Unique name; its tensors are `<name>.weight` `[outputs, inputs]` and `<name>.bias`
-        /// `[outputs]` (PyTorch's layout).
-        name: String,
-        /// Output width.
-        outputs: usize,
-    },
-    /// Rectified linear unit.
-    Relu,
-    /// Inverted dropout with drop probability `p` during training; identity in evaluation.
-    Dropout {
-        /// Probability of dropping an element, in `[0, 1)`.
-        p: f32,
-    },
-    /// Maxout over groups of the preceding conv or dense layer's outputs: `h_u = max_j z_{u,j}`.
-    /// A `relu` and a `dropout` may stand between them, as in the paper's network
-    /// (`dense -> relu -> dropout -> maxout`): the pieces are then rectified, `h_u = max_j
-    /// relu(z_{u,j}) = relu(max_j z_{u,j})`, and a unit of one piece is a ReLU, not the identity.
-    Maxout {
-        /// Pieces per unit.
-        pieces: Pieces,
-    },
-}
-
-fn one() -> usize {
-    1
-}
-
-impl LayerSpec {
-    /// Short kind name, as printed by `inspect`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LayerSpec::Conv2d { .. } => "conv2d",
-            LayerSpec::MaxPool { .. } => "max-pool",
-            LayerSpec::Flatten => "flatten",
-            LayerSpec::Dense { .. } => "dense",
-            LayerSpec::Relu => "relu",
-            LayerSpec::Dropout { .. } => "dropout",
-            LayerSpec::Maxout { .. } => "maxout",
-        }
-    }
-
-    /// Sets the outputs (filters, dense outputs) of a layer with parameters; other layers have
-    /// no outputs of their own and are left as they are.
-    pub fn set_outputs(&mut self, n: usize) {
-        match self {
-            LayerSpec::Conv2d { filters, .. } => *filters = n,
-            LayerSpec::Dense { outputs, .. } => *outputs = n,
-            _ => {}
-        }
-    }
-
-    /// The layer's name, for layers with parameters.
-    pub fn name(&self) -> Option<&str> {
-        match self {
-            LayerSpec::Conv2d { name, .. } | LayerSpec::Dense { name, .. } => Some(name),
-            _ => None,
         }
     }
 }
@@ -343,11 +303,7 @@ impl Init {
 }
 
 fn invalid(index: usize, layer: &LayerSpec, message: impl fmt::Display) -> Error {
-    let label = match layer.name() {
-        Some(n) => format!("layer {index} ({} '{n}')", layer.kind()),
-        None => format!("layer {index} ({})", layer.kind()),
-    };
-    Error::invalid("spec", format!("{label}: {message}"))
+    Error::invalid("spec", format!("layer {index} ({layer}): {message}"))
 }
 
 impl ArchSpec {
@@ -427,107 +383,17 @@ impl ArchSpec {
                 }
             }
             let input = shape;
-            let (output, params, flops) = match layer {
-                LayerSpec::Conv2d {
-                    filters,
-                    kernel,
-                    stride,
-                    padding,
-                    ..
-                } => {
-                    let ActShape::Map([c, h, w]) = input else {
-                        return Err(invalid(
-                            i,
-                            layer,
-                            format!("expected feature maps as input, found a vector of {input}"),
-                        ));
-                    };
-                    if *filters == 0 || *kernel == 0 || *stride == 0 {
-                        return Err(invalid(i, layer, "expected positive filters, kernel and stride"));
-                    }
-                    check_sides(
-                        i,
-                        layer,
-                        &[("kernel", *kernel), ("stride", *stride), ("padding", *padding)],
-                    )?;
-                    check_elements(i, layer, "filters", &[*filters])?;
-                    let (ho, wo) = (
-                        out_size(h, *kernel, *stride, *padding),
-                        out_size(w, *kernel, *stride, *padding),
-                    );
-                    if ho == 0 || wo == 0 {
-                        return Err(invalid(
-                            i,
-                            layer,
-                            format!("output size {ho}x{wo} from input {input}: expected positive"),
-                        ));
-                    }
-                    let weights = check_elements(i, layer, "weight", &[*filters, c, *kernel, *kernel])?;
-                    let out = ActShape::Map([*filters, ho, wo]);
-                    check_elements(i, layer, "output", &[*filters, ho, wo])?;
-                    (out, weights + filters, flops(&[weights, ho, wo]))
-                }
-                LayerSpec::MaxPool { kernel, stride } => {
-                    let ActShape::Map([c, h, w]) = input else {
-                        return Err(invalid(
-                            i,
-                            layer,
-                            format!("expected feature maps as input, found a vector of {input}"),
-                        ));
-                    };
-                    if *kernel == 0 || *stride == 0 {
-                        return Err(invalid(i, layer, "expected positive kernel and stride"));
-                    }
-                    check_sides(i, layer, &[("kernel", *kernel), ("stride", *stride)])?;
-                    let (ho, wo) = (out_size(h, *kernel, *stride, 0), out_size(w, *kernel, *stride, 0));
-                    if ho == 0 || wo == 0 {
-                        return Err(invalid(
-                            i,
-                            layer,
-                            format!("output size {ho}x{wo} from input {input}: expected positive"),
-                        ));
-                    }
-                    (ActShape::Map([c, ho, wo]), 0, 0)
-                }
-                LayerSpec::Flatten => (ActShape::Flat(input.numel()), 0, 0),
-                LayerSpec::Dense { outputs, .. } => {
-                    let ActShape::Flat(n) = input else {
-                        return Err(invalid(
-                            i,
-                            layer,
-                            format!("expected a vector as input (add a flatten layer), found maps {input}"),
-                        ));
-                    };
-                    if *outputs == 0 {
-                        return Err(invalid(i, layer, "expected at least one output"));
-                    }
-                    let weights = check_elements(i, layer, "weight", &[n, *outputs])?;
-                    (ActShape::Flat(*outputs), weights + outputs, flops(&[weights]))
-                }
-                LayerSpec::Relu => (input, 0, 0),
-                LayerSpec::Dropout { p } => {
-                    if !(0.0..1.0).contains(p) {
-                        return Err(invalid(i, layer, format!("p: expected a value in [0, 1), found {p}")));
-                    }
-                    (input, 0, 0)
-                }
-                LayerSpec::Maxout { pieces } => {
-                    self.validate_maxout(i, pieces, input)?;
-                    let units = pieces.units();
-                    let out = match input {
-                        ActShape::Map([_, h, w]) => ActShape::Map([units, h, w]),
-                        ActShape::Flat(_) => ActShape::Flat(units),
-                    };
-                    (out, 0, 0)
-                }
-            };
-            let (units, k, rectified) = match layer {
-                LayerSpec::Maxout { pieces } => (
+            if layer.role() == Role::Maxout {
+                self.check_producer(i)?;
+            }
+            let Inferred { output, params, flops } = layer.infer(input).map_err(|m| invalid(i, layer, m))?;
+            let (units, k, rectified) = match layer.pieces() {
+                Some(pieces) => (
                     Some(pieces.units()),
                     Some(pieces.to_string()),
                     Some(self.rectified_pieces(i)),
                 ),
-                _ => (None, None, None),
+                None => (None, None, None),
             };
             total_params = total_params.saturating_add(params);
             if total_params > MAX_PARAMS {
@@ -560,50 +426,25 @@ impl ArchSpec {
         Ok(infos)
     }
 
-    fn validate_maxout(&self, i: usize, pieces: &Pieces, input: ActShape) -> Result<()> {
-        let layer = &self.layers[i];
-        if pieces.units() == 0 {
-            return Err(invalid(i, layer, "expected at least one unit"));
+    /// A maxout layer's pieces must be one producer's outputs.
+    fn check_producer(&self, i: usize) -> Result<()> {
+        if self.producer_of(i).is_some() {
+            return Ok(());
         }
-        // Not `(0..units).find(..)`: a uniform layer may claim 2^62 units (seen in fuzzing).
-        let empty = match pieces {
-            Pieces::Uniform { k, .. } => (*k == 0).then_some(0),
-            Pieces::Ragged { per_unit } => per_unit.iter().position(|&c| c == 0),
-        };
-        if let Some(u) = empty {
-            return Err(invalid(i, layer, format!("unit {u}: expected k >= 1 pieces, found 0")));
-        }
-        if self.producer_of(i).is_none() {
-            let found = self.layers[..i]
-                .iter()
-                .rev()
-                .find(|l| !is_piecewise(l))
-                .map_or("the input", LayerSpec::kind);
-            return Err(invalid(
-                i,
-                layer,
-                format!(
-                    "expected a conv2d or dense layer before it (only relu and dropout may stand between, \
-                     since they act on each piece alone), found {found}: its pieces would not be one \
-                     layer's outputs, so they could not be pruned"
-                ),
-            ));
-        }
-        let width = input.channels();
-        if pieces.total() != width {
-            let msg = match pieces {
-                Pieces::Uniform { units, k } => format!(
-                    "{units} units of k={k} need a producer width of {}, found {width} (width must be units x k)",
-                    units.saturating_mul(*k)
-                ),
-                Pieces::Ragged { .. } => format!(
-                    "the per-unit pieces sum to {}, but the producer's width is {width}",
-                    pieces.total()
-                ),
-            };
-            return Err(invalid(i, layer, msg));
-        }
-        Ok(())
+        let found = self.layers[..i]
+            .iter()
+            .rev()
+            .find(|l| !is_piecewise(l))
+            .map_or("the input", |l| l.kind());
+        Err(invalid(
+            i,
+            &self.layers[i],
+            format!(
+                "expected a conv2d or dense layer before it (only relu and dropout may stand between, \
+                 since they act on each piece alone), found {found}: its pieces would not be one \
+                 layer's outputs, so they could not be pruned"
+            ),
+        ))
     }
 
     /// The index of the conv or dense layer that reads the units of the maxout layer at `maxout`
@@ -611,13 +452,8 @@ impl ArchSpec {
     /// of the network comes first.
     pub fn consumer_of(&self, maxout: usize) -> Option<usize> {
         (maxout + 1..self.layers.len())
-            .find(|&c| {
-                matches!(
-                    self.layers[c],
-                    LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. } | LayerSpec::Maxout { .. }
-                )
-            })
-            .filter(|&c| !matches!(self.layers[c], LayerSpec::Maxout { .. }))
+            .find(|&c| matches!(self.layers[c].role(), Role::Producer | Role::Maxout))
+            .filter(|&c| self.layers[c].role() == Role::Producer)
     }
 
     /// The index of the conv or dense layer whose outputs the maxout layer at `maxout` groups
@@ -655,13 +491,10 @@ impl ArchSpec {
     /// The units of unit layer `layer`: a maxout layer's pieces, or a plain layer's outputs as
     /// units of one piece; `None` for other layers.
     pub fn unit_pieces(&self, layer: usize) -> Option<Pieces> {
-        match self.layers.get(layer)? {
-            LayerSpec::Maxout { pieces } => Some(pieces.clone()),
-            LayerSpec::Conv2d { filters: units, .. } | LayerSpec::Dense { outputs: units, .. }
-                if self.consumer_of(layer).is_some() =>
-            {
-                Some(Pieces::Uniform { units: *units, k: 1 })
-            }
+        let l = self.layers.get(layer)?;
+        match (l.pieces(), l.outputs()) {
+            (Some(pieces), _) => Some(pieces.clone()),
+            (None, Some(units)) if self.consumer_of(layer).is_some() => Some(Pieces::Uniform { units, k: 1 }),
             _ => None,
         }
     }
@@ -724,34 +557,29 @@ impl ArchSpec {
         let mut spec = self.clone();
         spec.input = input;
         let scale = |n: usize| ((n as f64 * width).round() as usize).max(1);
-        let last = spec.layers.iter().rposition(|l| l.name().is_some());
+        let last = spec.layers.iter().rposition(|l| l.role() == Role::Producer);
         for (i, layer) in spec.layers.iter_mut().enumerate() {
-            match layer {
-                LayerSpec::Conv2d { filters, .. } if Some(i) != last => *filters = scale(*filters),
-                LayerSpec::Dense { outputs, .. } if Some(i) != last => *outputs = scale(*outputs),
-                LayerSpec::Dense { outputs, .. } => *outputs = classes,
-                LayerSpec::Conv2d { name, .. } => {
-                    return Err(invalid(format!(
-                        "the last layer {name} is a conv layer, not a classifier"
-                    )));
-                }
-                _ => {}
+            let Some(outputs) = layer.outputs() else { continue };
+            if Some(i) != last {
+                layer.set_outputs(scale(outputs));
+            } else if let LayerSpec::Dense(_) = layer {
+                layer.set_outputs(classes);
+            } else {
+                return Err(invalid(format!(
+                    "the last layer {} is a {} layer, not a classifier",
+                    layer.name().unwrap_or_default(),
+                    layer.kind()
+                )));
             }
         }
         for m in spec.maxout_layers() {
-            let LayerSpec::Maxout { pieces } = &mut spec.layers[m] else {
-                unreachable!("a maxout layer")
-            };
-            let Pieces::Uniform { units, k } = *pieces else {
+            let Some(&Pieces::Uniform { units, k }) = spec.layers[m].pieces() else {
                 return Err(invalid(format!("layer {m}: ragged maxout layers cannot be scaled")));
             };
             let units = scale(units);
-            *pieces = Pieces::Uniform { units, k };
+            spec.layers[m] = LayerSpec::maxout(Pieces::Uniform { units, k });
             if let Some(p) = spec.producer_of(m) {
-                match &mut spec.layers[p] {
-                    LayerSpec::Conv2d { filters: n, .. } | LayerSpec::Dense { outputs: n, .. } => *n = units * k,
-                    _ => unreachable!("producers are conv or dense layers"),
-                }
+                spec.layers[p].set_outputs(units * k);
             }
         }
         spec.validate()?;
@@ -776,7 +604,7 @@ impl ArchSpec {
                 }),
             Some(name) => {
                 let i = self.layers.iter().position(|l| l.name() == Some(name)).ok_or_else(|| {
-                    let names: Vec<&str> = self.layers.iter().filter_map(LayerSpec::name).collect();
+                    let names: Vec<&str> = self.layers.iter().filter_map(|l| l.name()).collect();
                     Error::Invalid {
                         what: "layer",
                         message: format!("{}: no layer named '{name}' (layers: {})", self.name, names.join(", ")),
@@ -784,12 +612,7 @@ impl ArchSpec {
                 })?;
                 let activations = self.layers[i + 1..]
                     .iter()
-                    .take_while(|l| {
-                        matches!(
-                            l,
-                            LayerSpec::Relu | LayerSpec::Maxout { .. } | LayerSpec::Dropout { .. }
-                        )
-                    })
+                    .take_while(|l| matches!(l.role(), Role::Piecewise | Role::Maxout))
                     .count();
                 Ok(i + 1 + activations)
             }
@@ -800,9 +623,11 @@ impl ArchSpec {
     /// between it and its producer).
     pub fn rectified_pieces(&self, maxout: usize) -> bool {
         self.pieces(maxout).is_some()
-            && self
-                .producer_of(maxout)
-                .is_some_and(|p| self.layers[p + 1..maxout].contains(&LayerSpec::Relu))
+            && self.producer_of(maxout).is_some_and(|p| {
+                self.layers[p + 1..maxout]
+                    .iter()
+                    .any(|l| matches!(l, LayerSpec::Relu(_)))
+            })
     }
 
     /// The maxout layers with their pieces, in order: `(layer index, pieces)`.
@@ -810,25 +635,19 @@ impl ArchSpec {
         self.layers
             .iter()
             .enumerate()
-            .filter_map(|(i, l)| match l {
-                LayerSpec::Maxout { pieces } => Some((i, pieces)),
-                _ => None,
-            })
+            .filter_map(|(i, l)| Some((i, l.pieces()?)))
             .collect()
     }
 
     /// The pieces of layer `layer`, when it is a maxout layer.
     pub fn pieces(&self, layer: usize) -> Option<&Pieces> {
-        match self.layers.get(layer) {
-            Some(LayerSpec::Maxout { pieces }) => Some(pieces),
-            _ => None,
-        }
+        self.layers.get(layer)?.pieces()
     }
 
     /// Indices of the maxout layers.
     pub fn maxout_layers(&self) -> Vec<usize> {
         (0..self.layers.len())
-            .filter(|&i| matches!(self.layers[i], LayerSpec::Maxout { .. }))
+            .filter(|&i| self.layers[i].role() == Role::Maxout)
             .collect()
     }
 
@@ -852,8 +671,13 @@ impl ArchSpec {
         // A UTF-8 byte-order mark (as some editors write) is not part of the document.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let spec: ArchSpec = serde_json::from_str(text).map_err(|e| Error::parse(source, e))?;
-        spec.validate()
-            .map_err(|e| Error::invalid("spec", format!("{source}: {e}")))?;
+        spec.validate().map_err(|e| match e {
+            Error::Invalid { what, message } => Error::Invalid {
+                what,
+                message: format!("{source}: {message}"),
+            },
+            e => e,
+        })?;
         Ok(spec)
     }
 
@@ -874,60 +698,19 @@ impl ArchSpec {
 
 /// Conv and dense layers: the layers with outputs of their own.
 fn has_outputs(layer: &LayerSpec) -> bool {
-    matches!(layer, LayerSpec::Conv2d { .. } | LayerSpec::Dense { .. })
+    layer.role() == Role::Producer
 }
 
 /// Layers that may stand between a maxout layer and its producer: they act on every value
 /// alone, so piece `j` of unit `u` stays the producer's output `layout::piece_index(u, j)`.
 fn is_piecewise(layer: &LayerSpec) -> bool {
-    matches!(layer, LayerSpec::Relu | LayerSpec::Dropout { .. })
-}
-
-/// Checks kernel, stride and padding against [`MAX_SIDE`].
-fn check_sides(index: usize, layer: &LayerSpec, sides: &[(&str, usize)]) -> Result<()> {
-    match sides.iter().find(|(_, v)| *v > MAX_SIDE) {
-        Some((field, v)) => Err(invalid(
-            index,
-            layer,
-            format!("{field}: {v} exceeds the limit of {MAX_SIDE}"),
-        )),
-        None => Ok(()),
-    }
-}
-
-/// The product of `dims` (the elements of a tensor), checked against [`MAX_TENSOR_ELEMENTS`]
-/// without overflow.
-fn check_elements(index: usize, layer: &LayerSpec, what: &str, dims: &[usize]) -> Result<usize> {
-    let n = dims
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .filter(|&n| n <= MAX_TENSOR_ELEMENTS);
-    n.ok_or_else(|| {
-        let shape: Vec<String> = dims.iter().map(usize::to_string).collect();
-        invalid(
-            index,
-            layer,
-            format!(
-                "{what} of shape [{}] exceeds the limit of {MAX_TENSOR_ELEMENTS} elements",
-                shape.join(", ")
-            ),
-        )
-    })
-}
-
-/// 2 x the product of `factors` (multiply-accumulates), saturating: FLOPs are reported, never
-/// allocated.
-fn flops(factors: &[usize]) -> usize {
-    factors.iter().fold(2usize, |a, &f| a.saturating_mul(f))
-}
-
-fn out_size(size: usize, kernel: usize, stride: usize, padding: usize) -> usize {
-    (size + 2 * padding).checked_sub(kernel).map_or(0, |d| d / stride + 1)
+    layer.role() == Role::Piecewise
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::layers::{Conv2d, Dense, Flatten, Maxout, Relu};
     use crate::model::presets::Preset;
 
     fn err(spec: &ArchSpec) -> String {
@@ -938,7 +721,7 @@ mod tests {
     fn k_zero_is_rejected() {
         let mut s = Preset::Lenet5Maxout.spec();
         for l in &mut s.layers {
-            if let LayerSpec::Maxout { pieces } = l {
+            if let LayerSpec::Maxout(Maxout { pieces }) = l {
                 *pieces = Pieces::Uniform { units: 125, k: 0 };
             }
         }
@@ -950,7 +733,7 @@ mod tests {
     fn width_not_divisible_by_k_is_rejected() {
         let mut s = Preset::Lenet5Maxout.spec();
         for l in &mut s.layers {
-            if let LayerSpec::Maxout { pieces } = l {
+            if let LayerSpec::Maxout(Maxout { pieces }) = l {
                 *pieces = Pieces::Uniform { units: 166, k: 3 };
             }
         }
@@ -972,22 +755,24 @@ mod tests {
     #[test]
     fn dense_needs_flat_input_and_maxout_needs_producer() {
         let mut s = Preset::Lenet5.spec();
-        s.layers.retain(|l| !matches!(l, LayerSpec::Flatten));
+        s.layers.retain(|l| !matches!(l, LayerSpec::Flatten(Flatten {})));
         assert!(err(&s).contains("add a flatten layer"));
         let mut s = Preset::Lenet5.spec();
         s.layers.insert(
             2,
-            LayerSpec::Maxout {
+            LayerSpec::Maxout(Maxout {
                 pieces: Pieces::Uniform { units: 10, k: 2 },
-            },
+            }),
         );
         assert!(err(&s).contains("expected a conv2d or dense layer before it"));
     }
 
     #[test]
     fn relu_and_dropout_may_stand_between_producer_and_maxout_nothing_else() {
-        let maxout = |units, k| LayerSpec::Maxout {
-            pieces: Pieces::Uniform { units, k },
+        let maxout = |units, k| {
+            LayerSpec::Maxout(Maxout {
+                pieces: Pieces::Uniform { units, k },
+            })
         };
         let rectified = Preset::Lenet5Maxout.spec();
         let m = rectified.maxout_layers()[0];
@@ -1002,7 +787,7 @@ mod tests {
         s.layers.remove(7);
         assert!(s.validate().is_ok() && s.rectified_pieces(m - 1));
         let mut s = Preset::Lenet5.spec();
-        s.layers.insert(1, LayerSpec::Relu);
+        s.layers.insert(1, LayerSpec::Relu(Relu {}));
         s.layers.insert(2, maxout(5, 4));
         assert_eq!(s.producer_of(2), Some(0));
         assert!(s.validate().is_ok() && s.rectified_pieces(2));
@@ -1030,7 +815,7 @@ mod tests {
             err(&s)
         };
         let e = with(&|l| {
-            if let LayerSpec::Conv2d { filters, .. } = l {
+            if let LayerSpec::Conv2d(Conv2d { filters, .. }) = l {
                 *filters = 1_000_000_000_000;
             }
         });
@@ -1039,19 +824,19 @@ mod tests {
             "{e}"
         );
         let e = with(&|l| {
-            if let LayerSpec::Conv2d { filters, .. } = l {
+            if let LayerSpec::Conv2d(Conv2d { filters, .. }) = l {
                 *filters = 1 << 62;
             }
         });
         assert!(e.contains("filters of shape [4611686018427387904]"), "{e}");
         let e = with(&|l| {
-            if let LayerSpec::Conv2d { padding, .. } = l {
+            if let LayerSpec::Conv2d(Conv2d { padding, .. }) = l {
                 *padding = 1_000_000_000;
             }
         });
         assert!(e.contains("padding: 1000000000 exceeds the limit of 65536"), "{e}");
         let e = with(&|l| {
-            if let LayerSpec::Dense { outputs, .. } = l {
+            if let LayerSpec::Dense(Dense { outputs, .. }) = l {
                 *outputs = 1 << 40;
             }
         });
@@ -1061,17 +846,17 @@ mod tests {
         );
         let mut s = Preset::Lenet5Maxout.spec();
         let m = s.maxout_layers()[0];
-        s.layers[m] = LayerSpec::Maxout {
+        s.layers[m] = LayerSpec::Maxout(Maxout {
             pieces: Pieces::Ragged {
                 per_unit: vec![usize::MAX, 2],
             },
-        };
+        });
         assert!(err(&s).contains("sum to 18446744073709551615"));
         let mut s = Preset::Lenet5.spec();
         s.input.height = 100_000;
         assert!(err(&s).contains("limits of 65536 per side"));
         let mut s = Preset::Lenet5.spec();
-        s.layers = vec![LayerSpec::Relu; MAX_LAYERS + 1];
+        s.layers = vec![LayerSpec::Relu(Relu {}); MAX_LAYERS + 1];
         assert!(err(&s).contains("exceeds the limit of 10000"));
     }
 
@@ -1080,7 +865,7 @@ mod tests {
         // Seen: a layer named `../evil` or `a/b` was accepted; layer names become file names.
         for bad in ["../evil", "a/b", "a\\b", ".hidden", "", "x y", &"n".repeat(65)] {
             let mut s = Preset::Lenet5.spec();
-            if let LayerSpec::Conv2d { name, .. } = &mut s.layers[0] {
+            if let LayerSpec::Conv2d(Conv2d { name, .. }) = &mut s.layers[0] {
                 *name = bad.into();
             }
             assert!(err(&s).contains("name: expected 1 to 64"), "{bad:?}: {}", err(&s));
@@ -1090,7 +875,7 @@ mod tests {
     #[test]
     fn duplicate_names_and_versions_are_rejected() {
         let mut s = Preset::Lenet5.spec();
-        if let LayerSpec::Dense { name, .. } = &mut s.layers[5] {
+        if let LayerSpec::Dense(Dense { name, .. }) = &mut s.layers[5] {
             *name = "conv1".into();
         }
         assert!(err(&s).contains("unique"));

@@ -8,9 +8,10 @@
 
 use super::plan::PrunePlan;
 use crate::error::{Error, Result};
+use crate::model::layers::Kind;
 use crate::model::layout;
 use crate::model::network::Network;
-use crate::model::spec::LayerSpec;
+use crate::model::spec::{ActShape, LayerSpec};
 
 /// Applies `plan` to `net`, returning the smaller network (the input is not modified).
 pub fn apply(net: &Network, plan: &PrunePlan) -> Result<Network> {
@@ -32,9 +33,7 @@ pub fn apply(net: &Network, plan: &PrunePlan) -> Result<Network> {
         params[p] = params[p].keep_outputs(&rows);
         new_spec.layers[p].set_outputs(rows.len());
         if p != m {
-            new_spec.layers[m] = LayerSpec::Maxout {
-                pieces: plan.new_pieces(m, pieces),
-            };
+            new_spec.layers[m] = LayerSpec::maxout(plan.new_pieces(m, pieces));
         }
         let units: Vec<usize> = (0..lp.keep.len()).filter(|&u| !lp.keep[u].is_empty()).collect();
         if units.len() == pieces.units() {
@@ -46,9 +45,10 @@ pub fn apply(net: &Network, plan: &PrunePlan) -> Result<Network> {
                 format!("layer {m}: units can only be removed when a conv or dense layer reads them"),
             )
         })?;
-        let cols = match spec.layers[consumer] {
-            LayerSpec::Dense { .. } => layout::flat_features(&units, infos[consumer].input.numel() / pieces.units()),
-            _ => units,
+        // A consumer reading a vector reads every spatial position of a unit (through a flatten).
+        let cols = match infos[consumer].input {
+            ActShape::Flat(n) => layout::flat_features(&units, n / pieces.units()),
+            ActShape::Map(_) => units,
         };
         params[consumer] = params[consumer].keep_inputs(&cols);
     }

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::model::network::{Network, ParamVisitor};
 use crate::progress::Observer;
 use crate::relevance::RelevanceEvent;
-use crate::train::{Distillation, Masks};
+use crate::train::Distillation;
 
 /// Retraining and stopping settings shared by every pruning schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,8 +77,6 @@ impl Retrain {
 pub struct Pruned {
     /// The pruned network.
     pub net: Network,
-    /// Weight masks to hold through retraining.
-    pub masks: Masks,
     /// Files for the step directory: `(name, content)`.
     pub files: Vec<(String, String)>,
     /// Plots for the schedule directory: `(name suffix, SVG)`.
@@ -96,14 +94,13 @@ pub trait Pruner {
     fn config_json(&self) -> serde_json::Value;
     /// Whether the schedule is complete, before step `steps_done + 1`.
     fn finished(&self, net: &Network, steps_done: usize) -> bool;
-    /// Step `step` (1-based): prunes `net` (whose weights are held by `masks`), scoring on
+    /// Step `step` (1-based): prunes `net` (with the weight masks it holds), scoring on
     /// `train` if needed (a pass reported to `observer`); `None` when nothing more can be
     /// removed (the schedule then ends).
     fn prune(
         &self,
         step: usize,
         net: &Network,
-        masks: &Masks,
         train: &Split,
         batch: usize,
         observer: &mut dyn Observer<RelevanceEvent>,

@@ -33,7 +33,7 @@ use crate::progress::{Observer, forward};
 use crate::relevance::{CriterionKind, Pass, Relevance, RelevanceEvent, TiePolicy, criterion};
 use crate::report::{self, LENET5_PARAMS, StepRow, VsLenet5};
 use crate::train::RunDir;
-use crate::train::{Checkpoint, Event, Masks, Splits, Teacher, TrainConfig, evaluate, train};
+use crate::train::{Checkpoint, Event, Splits, Teacher, TrainConfig, evaluate, train};
 
 /// The piece count a schedule stops at: `until_k` when given; without it and without a step
 /// limit, one piece per unit (the paper's end point); with only a step limit, none.
@@ -186,7 +186,6 @@ impl Pruner for ScheduleConfig {
         &self,
         step: usize,
         net: &Network,
-        masks: &Masks,
         train: &Split,
         batch: usize,
         observer: &mut dyn Observer<RelevanceEvent>,
@@ -227,7 +226,6 @@ impl Pruner for ScheduleConfig {
         }
         Ok(Some(Pruned {
             net: apply(net, &plan)?,
-            masks: masks.clone(),
             files: vec![
                 (
                     "relevance.json".into(),
@@ -603,7 +601,7 @@ pub fn run_schedule_with(
 
     let clock = Instant::now();
     let base = source.checkpoint(work.device())?;
-    let (mut net, mut masks) = (base.net, base.sgd.masks);
+    let mut net = base.net;
     let start = Start {
         nonzeros: nonzeros(&net),
         flops: net.spec().flops()?,
@@ -624,7 +622,7 @@ pub fn run_schedule_with(
         let t = Instant::now();
         let r = if done.exists() {
             let ckpt = RunDir::open(&dir)?.checkpoint(work.device())?;
-            (net, masks) = (ckpt.net, ckpt.sgd.masks);
+            net = ckpt.net;
             // The measurements are read back; the decision follows the current rule.
             let mut r: StepRow = fsio::read_json(&done)?;
             r.accepted = start.accepts(r.val_after);
@@ -634,7 +632,7 @@ pub fn run_schedule_with(
                 RunDir::open(&dir)?
             } else {
                 let mut observer = forward(work.observer(), ScheduleEvent::Relevance);
-                let Some(pruned) = pruner.prune(step, &net, &masks, &splits.train, batch, &mut observer)? else {
+                let Some(pruned) = pruner.prune(step, &net, &splits.train, batch, &mut observer)? else {
                     break;
                 };
                 write_step(out, step, &pruned, &retrain)?
@@ -649,7 +647,7 @@ pub fn run_schedule_with(
                 b
             };
             let (ckpt, after, recovery_epochs) = retrain_step(&run, &splits, &retrain, &start, config, work)?;
-            (net, masks) = (ckpt.net, ckpt.sgd.masks);
+            net = ckpt.net;
             let seconds = t.elapsed().as_secs_f64();
             let speed = work.speedups(Some(&start.net), &net);
             let r = StepRow {
@@ -712,7 +710,7 @@ fn retrain_step(
 /// pruner's files in it and its plots beside it.
 fn write_step(out: &Path, step: usize, pruned: &Pruned, retrain: &TrainConfig) -> Result<RunDir> {
     let dir = step_dir(out, step);
-    let run = RunDir::create_with_masks(&dir, &pruned.net, pruned.masks.clone(), retrain)?;
+    let run = RunDir::create(&dir, &pruned.net, retrain)?;
     for (name, content) in &pruned.files {
         fsio::write_atomic(&dir.join(name), content.as_bytes())?;
     }

@@ -1,5 +1,6 @@
 //! The invariants of neuron pruning, and regression tests for the original code's defects.
 
+use crate::model::layers::{Conv2d, Dense, Dropout, Flatten, MaxPool, Maxout, Relu};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::neuron::apply;
@@ -8,8 +9,9 @@ use super::select::{Policy, select};
 use crate::data::split::Split;
 use crate::data::split::batch;
 use crate::model::layout;
+use crate::model::network::Network;
 use crate::model::network::tests::conv_maxout_spec;
-use crate::model::network::{LayerParams, Network};
+use crate::model::params::ParamTensor;
 use crate::model::presets::Preset;
 use crate::model::spec::{ArchSpec, Init, InputShape, LayerSpec, Pieces, SPEC_FORMAT_VERSION};
 use crate::relevance::{ArgmaxFrequency, Contribution, Criterion, Pass, RandomScores, TiePolicy};
@@ -40,7 +42,7 @@ fn assert_close(a: &[f32], b: &[f32], tol: f32) {
 
 fn maxout_pieces(spec: &ArchSpec, m: usize) -> Pieces {
     match &spec.layers[m] {
-        LayerSpec::Maxout { pieces } => pieces.clone(),
+        LayerSpec::Maxout(Maxout { pieces }) => pieces.clone(),
         _ => panic!("layer {m} is not maxout"),
     }
 }
@@ -55,27 +57,21 @@ fn apply_checked(net: &Network, plan: &PrunePlan) -> Network {
 /// Edits one layer's parameters on the CPU.
 fn edit(net: &Network, layer: usize, f: impl FnOnce(&mut Vec<f32>, &[usize], &mut Vec<f32>)) -> Network {
     let mut params = net.params().to_vec();
-    let (w, b): (TensorData, TensorData) = match &params[layer] {
-        LayerParams::Dense { weight, bias } => (weight.to_data(), bias.to_data()),
-        LayerParams::Conv { weight, bias } => (weight.to_data(), bias.to_data()),
-        LayerParams::None => panic!("no parameters"),
-    };
+    let (w, b) = (
+        params[layer].get("weight").unwrap().to_data(),
+        params[layer].get("bias").unwrap().to_data(),
+    );
     let dims = w.shape().to_vec();
     let mut wv: Vec<f32> = w.iter::<f32>().collect();
     let mut bv: Vec<f32> = b.iter::<f32>().collect();
     f(&mut wv, &dims, &mut bv);
     let d = net.device();
     let nb = bv.len();
-    params[layer] = match &params[layer] {
-        LayerParams::Dense { .. } => LayerParams::Dense {
-            weight: Tensor::from_data(TensorData::new(wv, [dims[0], dims[1]]), d),
-            bias: Tensor::from_data(TensorData::new(bv, [nb]), d),
-        },
-        _ => LayerParams::Conv {
-            weight: Tensor::from_data(TensorData::new(wv, [dims[0], dims[1], dims[2], dims[3]]), d),
-            bias: Tensor::from_data(TensorData::new(bv, [nb]), d),
-        },
-    };
+    let (mut wv, mut bv) = (Some(wv), Some(bv));
+    params[layer] = params[layer].clone().map(|role, _| match role {
+        "weight" => ParamTensor::from_values(wv.take().unwrap(), &dims, d),
+        _ => ParamTensor::from_values(bv.take().unwrap(), &[nb], d),
+    });
     Network::from_params(net.spec(), params, d).unwrap()
 }
 
@@ -176,7 +172,7 @@ fn linear_lenet5_maxout() -> ArchSpec {
     let mut spec = Preset::Lenet5Maxout.spec();
     let m = spec.maxout_layers()[0];
     let relu = (spec.producer_of(m).unwrap()..m)
-        .find(|&i| spec.layers[i] == LayerSpec::Relu)
+        .find(|&i| spec.layers[i] == LayerSpec::Relu(Relu {}))
         .unwrap();
     spec.layers.remove(relu);
     spec
@@ -185,7 +181,7 @@ fn linear_lenet5_maxout() -> ArchSpec {
 /// [`conv_maxout_spec`] with a relu between conv1 and its maxout.
 fn rectified_conv_maxout_spec() -> ArchSpec {
     let mut spec = conv_maxout_spec();
-    spec.layers.insert(1, LayerSpec::Relu);
+    spec.layers.insert(1, LayerSpec::Relu(Relu {}));
     assert!(spec.rectified_pieces(2));
     spec
 }
@@ -226,22 +222,22 @@ fn conv_maxout_flatten_spec() -> ArchSpec {
             width: 28,
         },
         layers: vec![
-            LayerSpec::Conv2d {
+            LayerSpec::Conv2d(Conv2d {
                 name: "conv1".into(),
                 filters: 12,
                 kernel: 5,
                 stride: 2,
                 padding: 0,
-            },
-            LayerSpec::Maxout {
+            }),
+            LayerSpec::Maxout(Maxout {
                 pieces: Pieces::Uniform { units: 4, k: 3 },
-            },
-            LayerSpec::MaxPool { kernel: 2, stride: 2 },
-            LayerSpec::Flatten,
-            LayerSpec::Dense {
+            }),
+            LayerSpec::MaxPool(MaxPool { kernel: 2, stride: 2 }),
+            LayerSpec::Flatten(Flatten {}),
+            LayerSpec::Dense(Dense {
                 name: "fc".into(),
                 outputs: 10,
-            },
+            }),
         ],
         init: Init::Xavier,
     }
@@ -330,9 +326,7 @@ fn contribution_of_a_unit_is_its_mean_output_magnitude_times_its_outgoing_weight
     let [n, units, k] = traces[0].pieces.dims();
     let pieces: Vec<f32> = traces[0].pieces.to_data().iter::<f32>().collect();
     let fc2 = net.spec().layers.iter().position(|l| l.name() == Some("fc2")).unwrap();
-    let LayerParams::Dense { weight, .. } = &net.params()[fc2] else {
-        panic!("fc2 is dense")
-    };
+    let weight = net.params()[fc2].t2("weight");
     let fc2: Vec<f32> = weight.to_data().iter::<f32>().collect();
     for u in 0..units {
         let mean_abs = (0..n)
@@ -395,9 +389,7 @@ fn regression_survivors_go_to_their_own_rows_not_v_plus_neuron() {
     });
     let plan = plan_keeping(&spec, |_, _, j| j != 0);
     let pruned = apply_checked(&tagged, &plan);
-    let LayerParams::Dense { bias, weight } = &pruned.params()[5] else {
-        panic!("fc1 is dense")
-    };
+    let (bias, weight) = (pruned.params()[5].t1("bias"), pruned.params()[5].t2("weight"));
     let b: Vec<f32> = bias.to_data().iter::<f32>().collect();
     let expected: Vec<f32> = (0..125).flat_map(|u| (1..4).map(move |j| (u * 4 + j) as f32)).collect();
     assert_eq!(b, expected);
@@ -438,9 +430,9 @@ fn regression_relevance_is_counted_without_dropout() {
     let dropout = spec
         .layers
         .iter()
-        .position(|l| matches!(l, LayerSpec::Dropout { .. }))
+        .position(|l| matches!(l, LayerSpec::Dropout(Dropout { .. })))
         .unwrap();
-    spec.layers[dropout] = LayerSpec::Dropout { p: 0.99 };
+    spec.layers[dropout] = LayerSpec::Dropout(Dropout { p: 0.99 });
     let net = Network::init(&spec, 8, &d).unwrap();
     let data = images(4, 4);
     let crit = ArgmaxFrequency { ties: TiePolicy::Split };
@@ -484,14 +476,14 @@ fn regression_ties_are_not_credited_to_piece_zero() {
 fn regression_any_k_prunes_down_to_one() {
     let d = Device::flex();
     let mut spec = Preset::Lenet5Maxout.spec();
-    spec.layers[5] = LayerSpec::Dense {
+    spec.layers[5] = LayerSpec::Dense(Dense {
         name: "fc1".into(),
         outputs: 70,
-    };
+    });
     let m = spec.maxout_layers()[0];
-    spec.layers[m] = LayerSpec::Maxout {
+    spec.layers[m] = LayerSpec::Maxout(Maxout {
         pieces: Pieces::Uniform { units: 10, k: 7 },
-    };
+    });
     let mut net = Network::init(&spec, 1, &d).unwrap();
     let data = images(8, 6);
     for k in (1..7).rev() {
@@ -734,8 +726,8 @@ fn removing_plain_units_equals_zeroing_their_channels() {
         let before = net.infos()[consumer].params;
         let after = pruned.infos()[consumer].params;
         let per_input = match &spec.layers[consumer] {
-            LayerSpec::Conv2d { filters, kernel, .. } => filters * kernel * kernel,
-            LayerSpec::Dense { outputs, .. } => outputs * net.infos()[consumer].input.numel() / units,
+            LayerSpec::Conv2d(Conv2d { filters, kernel, .. }) => filters * kernel * kernel,
+            LayerSpec::Dense(Dense { outputs, .. }) => outputs * net.infos()[consumer].input.numel() / units,
             _ => unreachable!("consumers are conv or dense layers"),
         };
         assert_eq!(before - after, gone.len() * per_input, "layer {layer}");
@@ -760,9 +752,7 @@ fn plain_unit_layers_are_scored_and_plans_for_them_are_checked() {
             &mut crate::progress::Silent,
         )
         .unwrap();
-    let LayerParams::Conv { weight, .. } = &net.params()[2] else {
-        panic!()
-    };
+    let weight = net.params()[2].t4("weight");
     let w: Vec<f32> = weight.to_data().iter::<f32>().collect();
     let per = w.len() / 50;
     let l1: f64 = w[7 * per..8 * per].iter().map(|v| f64::from(v.abs())).sum();

@@ -3,6 +3,7 @@
 //! A rule decides, per conv/dense weight tensor (biases are never pruned), which weights are
 //! removed; the masks are kept in the optimizer state so masked weights stay exactly zero.
 
+use crate::model::layers::Kind;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -13,7 +14,7 @@ use super::pruner::{Pruned, Pruner, Retrain, nonzeros};
 use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::model::network::{Network, ParamMapper, ParamVisitor};
-use crate::model::spec::{ArchSpec, LayerSpec};
+use crate::model::spec::ArchSpec;
 use crate::progress::Observer;
 use crate::relevance::RelevanceEvent;
 use crate::train::Masks;
@@ -161,7 +162,7 @@ fn check_targets(targets: &BTreeMap<Target, f64>) -> Result<()> {
 /// Parses `conv=0.5,dense=0.9,fc1=0.95` against `spec`: every key must be `conv`, `dense` or
 /// a conv/dense layer's name, and every value in `[0, 1)`.
 pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<Target, f64>> {
-    let names: Vec<&str> = spec.layers.iter().filter_map(LayerSpec::name).collect();
+    let names: Vec<&str> = spec.layers.iter().filter_map(|l| l.name()).collect();
     let mut targets = BTreeMap::new();
     for item in text.split(',').filter(|s| !s.trim().is_empty()) {
         let (key, value) = item
@@ -199,14 +200,20 @@ pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<Target, f6
     Ok(targets)
 }
 
-/// The weight tensors that rules apply to, in layer order.
+/// The weight tensors that rules apply to, in layer order: every layer's `weight` of rank 4
+/// (conv filters: the `conv` target) or rank 2 (dense: the `dense` target), whatever its kind.
 fn prunable(spec: &ArchSpec) -> Vec<Prunable> {
+    let Ok(infos) = spec.validate() else {
+        return Vec::new();
+    };
     spec.layers
         .iter()
-        .filter_map(|l| {
-            let kind = match l {
-                LayerSpec::Conv2d { .. } => WeightKind::Conv,
-                LayerSpec::Dense { .. } => WeightKind::Dense,
+        .zip(&infos)
+        .filter_map(|(l, info)| {
+            let weight = l.params(info.input).into_iter().find(|d| d.role == "weight")?;
+            let kind = match weight.shape.len() {
+                4 => WeightKind::Conv,
+                2 => WeightKind::Dense,
                 _ => return None,
             };
             let layer = l.name()?.to_string();
@@ -339,7 +346,12 @@ pub fn dense_sparsity_for(net: &Network, max_nonzeros: usize) -> Option<f64> {
     None
 }
 
-/// `net` with every masked weight set to exactly zero.
+/// `net` with every masked weight set to exactly zero, holding `masks` (which replace any it
+/// held) through training and pruning.
+///
+/// # Panics
+/// When a mask names no parameter of `net` or has another size (masks that
+/// [`magnitude_masks`] made for the same network never do).
 pub fn apply_masks(net: Network, masks: &Masks) -> Network {
     struct Apply<'a>(&'a Masks);
     impl ParamMapper for Apply<'_> {
@@ -354,6 +366,8 @@ pub fn apply_masks(net: Network, masks: &Masks) -> Network {
         }
     }
     net.map_params(&mut Apply(masks))
+        .with_masks(masks)
+        .expect("masks made for this network")
 }
 
 /// A weight-pruning schedule.
@@ -392,17 +406,15 @@ impl Pruner for WeightSchedule {
         &self,
         step: usize,
         net: &Network,
-        masks: &Masks,
         _: &Split,
         _: usize,
         _: &mut dyn Observer<RelevanceEvent>,
     ) -> Result<Option<Pruned>> {
-        let new = magnitude_masks(net, masks, &self.rule, step, self.steps);
+        let new = magnitude_masks(net, &net.masks(), &self.rule, step, self.steps);
         let pruned = apply_masks(net.clone(), &new);
         let table = sparsity_markdown(&sparsity(&pruned));
         Ok(Some(Pruned {
             net: pruned,
-            masks: new,
             files: vec![("sparsity.md".into(), table)],
             plots: Vec::new(),
         }))
@@ -506,10 +518,7 @@ mod tests {
         let net = Network::init(&Preset::Lenet5Maxout.spec(), 1, &d).unwrap();
         let masks = magnitude_masks(&net, &Masks::new(), &targets(0.5, 0.9), 1, 1);
         let before = values(&net);
-        let mut sgd = Sgd {
-            velocity: Default::default(),
-            masks: masks.clone(),
-        };
+        let mut sgd = Sgd::default();
         let mut train = apply_masks(net, &masks).into_trainable();
         let config = TrainConfig::default();
         let mut rng = SplitMix64::new(4);

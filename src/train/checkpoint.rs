@@ -21,11 +21,12 @@ use serde::Serialize;
 
 use super::config::TrainConfig;
 use super::events::EpochMetrics;
-use super::sgd::{Masks, Sgd};
+use super::sgd::Sgd;
 use crate::data::dataset::DatasetName;
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::model::network::{Network, ParamVisitor};
+use crate::model::params::Masks;
 use crate::model::spec::{ArchSpec, SPEC_METADATA_KEY};
 
 /// A network with its optimizer state and history after some epochs.
@@ -82,13 +83,8 @@ const MASK_PREFIX: &str = "sgd.mask.";
 impl RunDir {
     /// Creates a new run directory holding `net` (epoch 0) and `config`. Refuses a directory
     /// that already holds a run, so nothing is overwritten by accident.
+    /// The weight masks `net` holds ([`Network::masks`]) stay applied through its training.
     pub fn create(path: &Path, net: &Network, config: &TrainConfig) -> Result<RunDir> {
-        RunDir::create_with_masks(path, net, Default::default(), config)
-    }
-
-    /// Like [`create`](Self::create), for a weight-pruned network whose `masks` must stay
-    /// applied through training.
-    pub fn create_with_masks(path: &Path, net: &Network, masks: Masks, config: &TrainConfig) -> Result<RunDir> {
         config.validate()?;
         if path.join(SPEC).exists() {
             return Err(Error::Occupied {
@@ -104,10 +100,7 @@ impl RunDir {
         fsio::write_atomic(&dir.file(CONFIG), config.to_toml().as_bytes())?;
         dir.save_checkpoint(&Checkpoint {
             net: net.clone(),
-            sgd: Sgd {
-                velocity: Default::default(),
-                masks,
-            },
+            sgd: Sgd::default(),
             epoch: 0,
             iteration: 0,
             history: Vec::new(),
@@ -203,11 +196,12 @@ impl RunDir {
             serde_json::from_str(field("history")?).map_err(|e| parse_err("history", &e))?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| parse_err("tensors", &e))?;
         let mut sgd = Sgd::default();
+        let mut masks = Masks::new();
         let mut model: Vec<(String, TensorView<'_>)> = Vec::new();
         for (name, view) in st.tensors() {
             let slot = match (name.strip_prefix(VELOCITY_PREFIX), name.strip_prefix(MASK_PREFIX)) {
                 (Some(p), _) => Some((&mut sgd.velocity, p.to_string())),
-                (_, Some(p)) => Some((&mut sgd.masks, p.to_string())),
+                (_, Some(p)) => Some((&mut masks, p.to_string())),
                 _ => None,
             };
             match slot {
@@ -230,7 +224,8 @@ impl RunDir {
             &source,
             device,
         )?;
-        check_optimizer_state(&net, &sgd, iteration, &source)?;
+        check_optimizer_state(&net, &sgd, &masks, iteration, &source)?;
+        let net = net.with_masks(&masks)?;
         check_history(epoch, iteration, &history, &source)?;
         Ok(Checkpoint {
             net,
@@ -278,19 +273,19 @@ impl RunDir {
         ]);
         let model = ckpt.net.to_safetensors();
         let st = safetensors::SafeTensors::deserialize(&model).expect("bytes we just wrote parse");
-        let state: Vec<(String, Vec<usize>, Vec<u8>)> =
-            [(VELOCITY_PREFIX, &ckpt.sgd.velocity), (MASK_PREFIX, &ckpt.sgd.masks)]
-                .into_iter()
-                .flat_map(|(prefix, map)| {
-                    map.iter().map(move |(name, v)| {
-                        (
-                            format!("{prefix}{name}"),
-                            v.dims().to_vec(),
-                            v.to_data().convert::<f32>().as_bytes().to_vec(),
-                        )
-                    })
+        let masks = ckpt.net.masks();
+        let state: Vec<(String, Vec<usize>, Vec<u8>)> = [(VELOCITY_PREFIX, &ckpt.sgd.velocity), (MASK_PREFIX, &masks)]
+            .into_iter()
+            .flat_map(|(prefix, map)| {
+                map.iter().map(move |(name, v)| {
+                    (
+                        format!("{prefix}{name}"),
+                        v.dims().to_vec(),
+                        v.to_data().convert::<f32>().as_bytes().to_vec(),
+                    )
                 })
-                .collect();
+            })
+            .collect();
         let mut views: Vec<(String, TensorView<'_>)> = st.tensors();
         for (name, shape, bytes) in &state {
             views.push((
@@ -373,7 +368,7 @@ fn check_history(epoch: usize, iteration: usize, history: &[EpochMetrics], sourc
 /// Every velocity and mask in a checkpoint names a parameter of its network and has one value
 /// per element of it (the SGD update reads them element by element); after any SGD iteration
 /// every parameter has its velocity (one resumed as zero would change the run).
-fn check_optimizer_state(net: &Network, sgd: &Sgd, iteration: usize, source: &str) -> Result<()> {
+fn check_optimizer_state(net: &Network, sgd: &Sgd, masks: &Masks, iteration: usize, source: &str) -> Result<()> {
     struct Sizes(HashMap<String, usize>);
     impl ParamVisitor for Sizes {
         fn visit<const D: usize>(&mut self, name: &str, tensor: &Tensor<D>) {
@@ -382,7 +377,7 @@ fn check_optimizer_state(net: &Network, sgd: &Sgd, iteration: usize, source: &st
     }
     let mut sizes = Sizes(HashMap::new());
     net.visit_params(&mut sizes);
-    for (prefix, state) in [(VELOCITY_PREFIX, &sgd.velocity), (MASK_PREFIX, &sgd.masks)] {
+    for (prefix, state) in [(VELOCITY_PREFIX, &sgd.velocity), (MASK_PREFIX, masks)] {
         for (name, t) in state {
             let found = t.dims()[0];
             let expected = sizes.0.get(name).copied();

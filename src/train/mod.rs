@@ -21,10 +21,11 @@ pub mod fit;
 pub mod loss;
 pub mod sgd;
 
+pub use crate::model::params::Masks;
 pub use checkpoint::{Checkpoint, RunDir, Summary};
 pub use config::{Distillation, Teacher, TrainConfig};
 pub use eval::{Evaluation, check_classes, evaluate};
 pub use events::{EpochMetrics, Event};
 pub use fit::{Splits, check_trainable, train};
 pub use loss::{cross_entropy, distillation_loss};
-pub use sgd::{Masks, Sgd};
+pub use sgd::Sgd;

@@ -3,26 +3,23 @@
 use burn::tensor::{DType, Device, Gradients, Tensor, TensorData};
 
 use super::config::TrainConfig;
-use crate::model::network::{Network, ParamMapper};
+use crate::model::network::{Masks, Network, ParamMapper};
 
 /// SGD with momentum and L2 weight decay, PyTorch's update: `v = m v + (g + wd w)`,
 /// `w = w - lr v`. State is one velocity per parameter, keyed by parameter name.
 ///
-/// Parameters with a mask (weight pruning) are multiplied by it after every update, and so is
-/// their velocity: pruned weights stay exactly zero through momentum and weight decay.
+/// Parameters with a mask (weight pruning, held by the network's parameters: see
+/// [`Network::masks`]) are multiplied by it after every update, and so is their velocity:
+/// pruned weights stay exactly zero through momentum and weight decay.
 #[derive(Debug, Clone, Default)]
 pub struct Sgd {
     /// Velocities, flattened, on the inner (non-autodiff) device.
     pub velocity: std::collections::BTreeMap<String, Tensor<1>>,
-    /// 0/1 masks, flattened, keyed by parameter name.
-    pub masks: Masks,
 }
-
-/// 0/1 masks of pruned weights, flattened, keyed by parameter name (`fc1.weight`).
-pub type Masks = std::collections::BTreeMap<String, Tensor<1>>;
 
 struct SgdStep<'a> {
     sgd: &'a mut Sgd,
+    masks: Masks,
     grads: &'a Gradients,
     lr: f64,
     momentum: f64,
@@ -40,7 +37,7 @@ impl ParamMapper for SgdStep<'_> {
             w,
             g,
             velocity: self.sgd.velocity.remove(name),
-            mask: self.sgd.masks.get(name).cloned(),
+            mask: self.masks.get(name).cloned(),
         };
         let (w, v) = if on_host {
             self.update_in_place(update)
@@ -119,6 +116,7 @@ impl Sgd {
     pub fn step(&mut self, net: Network, grads: &Gradients, lr: f64, config: &TrainConfig) -> Network {
         let mut step = SgdStep {
             sgd: self,
+            masks: net.masks(),
             grads,
             lr,
             momentum: config.momentum,
@@ -140,6 +138,7 @@ mod tests {
         let grads = x.sum().backward();
         let step = SgdStep {
             sgd: &mut Sgd::default(),
+            masks: Masks::new(),
             grads: &grads,
             lr: 0.0137,
             momentum: 0.9,
