@@ -17,18 +17,22 @@ use super::spec::{ActShape, MAX_SIDE, MAX_TENSOR_ELEMENTS, Pieces};
 use crate::onnx::Builder;
 use crate::rng::SplitMix64;
 
+mod avg_pool;
 mod conv2d;
 mod dense;
 mod dropout;
 mod flatten;
+mod global_avg_pool;
 mod max_pool;
 mod maxout;
 mod relu;
 
+pub use avg_pool::AvgPool;
 pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
+pub use global_avg_pool::GlobalAvgPool;
 pub use max_pool::MaxPool;
 pub use maxout::Maxout;
 pub use relu::Relu;
@@ -209,6 +213,10 @@ pub enum LayerSpec {
     Dropout(Dropout),
     /// Maxout over groups of the preceding conv or dense layer's outputs.
     Maxout(Maxout),
+    /// 2-D average pooling, square window.
+    AvgPool(AvgPool),
+    /// The mean of every channel, as a vector.
+    GlobalAvgPool(GlobalAvgPool),
 }
 
 /// Runs `$body` with `$k` bound to the kind inside `$layer` (a `&LayerSpec` or `&mut LayerSpec`).
@@ -222,6 +230,8 @@ macro_rules! dispatch {
             LayerSpec::Relu($k) => $body,
             LayerSpec::Dropout($k) => $body,
             LayerSpec::Maxout($k) => $body,
+            LayerSpec::AvgPool($k) => $body,
+            LayerSpec::GlobalAvgPool($k) => $body,
         }
     };
 }
