@@ -852,8 +852,10 @@ impl ArchSpec {
         // A UTF-8 byte-order mark (as some editors write) is not part of the document.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let spec: ArchSpec = serde_json::from_str(text).map_err(|e| Error::parse(source, e))?;
-        spec.validate()
-            .map_err(|e| Error::invalid("spec", format!("{source}: {e}")))?;
+        spec.validate().map_err(|e| match e {
+            Error::Invalid { what, message } => Error::invalid(what, format!("{source}: {message}")),
+            other => Error::invalid("spec", format!("{source}: {other}")),
+        })?;
         Ok(spec)
     }
 

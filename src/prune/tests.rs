@@ -430,9 +430,10 @@ fn regression_relevance_after_a_prune_has_the_new_piece_counts() {
 
 #[test]
 fn regression_relevance_is_counted_without_dropout() {
-    // With dropout 0.99 on the pieces switched on, most pieces would be 0 and tie; in
-    // evaluation mode the counts equal the traced forward's arg-max exactly, every time. (The
-    // linear network: its pieces do not tie, so one arg-max per contest is the whole count.)
+    // Dropout 0.99 before the maxout layer: were it applied while counting, most pieces would
+    // be 0 and tie. Counted in evaluation mode, the counts equal those of the same weights with
+    // the dropout layer removed, and the traced forward's arg-max of that network, exactly.
+    // (The linear network: its pieces do not tie, so one arg-max per contest is the whole count.)
     let d = Device::flex();
     let mut spec = linear_lenet5_maxout();
     let dropout = spec
@@ -442,16 +443,22 @@ fn regression_relevance_is_counted_without_dropout() {
         .unwrap();
     spec.layers[dropout] = LayerSpec::Dropout { p: 0.99 };
     let net = Network::init(&spec, 8, &d).unwrap();
+    spec.layers.remove(dropout);
+    let without = Network::from_safetensors(&spec, &net.to_safetensors(), "no dropout", &d).unwrap();
     let data = images(4, 4);
     let crit = ArgmaxFrequency { ties: TiePolicy::Split };
     let rel = crit.score(&net, &data, 2).unwrap();
     assert_eq!(rel, crit.score(&net, &data, 4).unwrap());
-    let (_, traces) = net.forward_traced(batch(&data, &[0, 1, 2, 3], &net.spec().input, &d).0);
+    let (_, traces) = without.forward_traced(batch(&data, &[0, 1, 2, 3], &spec.input, &d).0);
     let mut manual = vec![vec![0.0; 4]; 125];
     for (i, w) in traces[0].winners().into_data().iter::<i64>().enumerate() {
         manual[i % 125][w as usize] += 1.0;
     }
     assert_eq!(rel.layers[0].counts, manual);
+    assert_eq!(
+        rel.layers[0].counts,
+        crit.score(&without, &data, 4).unwrap().layers[0].counts
+    );
 }
 
 #[test]
