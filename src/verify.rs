@@ -439,7 +439,7 @@ mod tests {
             (format!("2 1\n.. 1 2\nAnn 1 Bob 2\n{fold2}"), "line 2"),
             (format!("2 1\nAnn 1 2\nAnn 1 ../etc 2\n{fold2}"), "line 3"),
             (
-                format!("2 1\nAnn 1 2\nAnn 1 Bob 2\nCid 1 2\nCid 1 a\\b 2\n"),
+                "2 1\nAnn 1 2\nAnn 1 Bob 2\nCid 1 2\nCid 1 a\\b 2\n".into(),
                 "one folder name",
             ),
         ];
