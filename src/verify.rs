@@ -55,6 +55,8 @@ pub fn parse_pairs(text: &str, source: &str) -> Result<Vec<Vec<Pair>>> {
         expected: expected.to_string(),
         found: format!("`{found}`"),
     };
+    // A UTF-8 byte-order mark (as some editors write) is not part of the document.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text
         .lines()
         .enumerate()
@@ -98,6 +100,14 @@ pub fn parse_pairs(text: &str, source: &str) -> Result<Vec<Vec<Pair>>> {
         ));
     }
     let image = |line: usize, name: &str, number: &str, raw: &str| -> Result<ImageRef> {
+        // The name is a directory under the image root: one path component, not `.` or `..`.
+        if name.starts_with('.') || name.contains(['/', '\\']) {
+            return Err(err(
+                line,
+                "a person's name that is one folder name (no `/` or `\\`, not starting with `.`)",
+                raw,
+            ));
+        }
         let number = number
             .parse::<u32>()
             .ok()
@@ -411,7 +421,7 @@ mod tests {
     #[test]
     fn malformed_pairs_files_name_the_line() {
         let fold2 = "Cid 1 2\nCid 1 Bob 2\n";
-        let cases: [(String, &str); 11] = [
+        let cases: [(String, &str); 14] = [
             ("".into(), "line 1"),
             ("ten 300\n".into(), "line 1"),
             (format!("2 1\nAnn 1\nAnn 1 Bob 2\n{fold2}"), "line 2"),
@@ -425,11 +435,27 @@ mod tests {
             ("18446744073709551616 1\n".into(), "line 1"),
             // One fold leaves no other fold to choose its threshold on.
             ("1 1\nAnn 1 2\nAnn 1 Bob 2\n".into(), "at least 2 folds"),
+            // Names are folders under the image root: none reaches outside it.
+            (format!("2 1\n.. 1 2\nAnn 1 Bob 2\n{fold2}"), "line 2"),
+            (format!("2 1\nAnn 1 2\nAnn 1 ../etc 2\n{fold2}"), "line 3"),
+            (
+                "2 1\nAnn 1 2\nAnn 1 Bob 2\nCid 1 2\nCid 1 a\\b 2\n".into(),
+                "one folder name",
+            ),
         ];
         for (text, needle) in cases {
             let e = parse_pairs(&text, "pairs.txt").unwrap_err().to_string();
             assert!(e.contains("pairs.txt") && e.contains(needle), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_header() {
+        let with_bom = format!("\u{feff}{PAIRS}");
+        assert_eq!(
+            parse_pairs(&with_bom, "pairs.txt").unwrap(),
+            parse_pairs(PAIRS, "pairs.txt").unwrap()
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Fuzzing every reader of maxprune: arbitrary bytes and mutations of valid files must give a
 //! clean `Err` (with a message) or a value that works, never a panic.
 //!
-//! `cargo test --test fuzz` runs a short version (`MAXPRUNE_FUZZ_CASES`, default 64 cases per
-//! format); `scripts/fuzz.sh` runs the long one and prints the counts the README reports.
+//! `cargo test --release --test fuzz` runs a short version (`MAXPRUNE_FUZZ_CASES`, default 64
+//! cases per format); `scripts/fuzz_results.py` runs the long one and writes the counts the
+//! README reports.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -303,15 +304,24 @@ fn relevance_json_through_every_policy() {
     fuzz("relevance.json", valid, |b| {
         let rel: Relevance =
             serde_json::from_slice(b).map_err(|e| maxprune::Error::invalid("relevance", e.to_string()))?;
-        let mut last = Ok(());
-        for policy in policies {
-            // Units needs a criterion that ranks units: its refusal is one of the clean errors.
-            last = select(&rel, &tiny_spec(), policy)
+        // Every policy's result counts: the file is accepted when each policy accepts it, and
+        // each refusal must be a clean error.
+        every(policies.map(|policy| {
+            select(&rel, &tiny_spec(), policy)
                 .and_then(|plan| apply(tiny_net(), &plan))
-                .map(|n| runs(&n));
-        }
-        last
+                .map(|n| runs(&n))
+        }))
     });
+}
+
+/// Several readings of one input: the first error, after checking that every error carries a
+/// message (as [`fuzz`] does for the one it returns).
+fn every(results: impl IntoIterator<Item = maxprune::Result<()>>) -> maxprune::Result<()> {
+    let results: Vec<_> = results.into_iter().collect();
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(!e.to_string().trim().is_empty(), "an error without a message");
+    }
+    results.into_iter().collect()
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! One regression test per cause found by the hostile-user review (the hardening issue's
-//! list, numbered as there), each driving the real binary where the defect was seen through
-//! it. Unit tests beside the code cover the same causes at the reader level (`spec.rs`,
+//! One regression test per cause found by the hostile-user reviews (the hardening issue's
+//! list, numbered as there; issue 32's as `issue32_cause_N`), each driving the real binary
+//! where the defect was seen through it. Unit tests beside the code cover the same causes at the reader level (`spec.rs`,
 //! `sparse.rs`, `idx.rs`, `folder.rs`, `verify.rs`, `run.rs`, `prune/tests.rs`), and
 //! `tests/fuzz.rs` feeds every reader arbitrary and mutated bytes.
 
@@ -433,7 +433,7 @@ fn cause_7_numbers_out_of_range_or_nan_are_refused_at_the_boundary() {
         ),
         (
             &["--policy", "global", "--fraction", "NaN"][..],
-            "fraction: expected [0, 1), found NaN",
+            "fraction: expected (0, 1), found NaN",
         ),
         (&["--per-step", "0"][..], "at least 1 piece per unit and step"),
         (&["--until-k", "0"][..], "until k: expected at least 1"),
@@ -546,4 +546,301 @@ fn real_cnns_neuron_pruning_after_weight_pruning_keeps_the_masks() {
         n["nonzeros"].as_u64() < n["params"].as_u64().map(|p| p * 3 / 4),
         "the weight-pruned zeros were lost: {n}"
     );
+}
+/// Writes `n` IDX images of `side` x `side` pixels and their labels (0 to 9 in turn) as
+/// `{prefix}-images-idx3-ubyte` and `{prefix}-labels-idx1-ubyte` in `dir`.
+fn write_idx(dir: &Path, prefix: &str, n: u32, side: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut images = vec![0, 0, 8, 3];
+    for d in [n, side, side] {
+        images.extend_from_slice(&d.to_be_bytes());
+    }
+    images.extend((0..n * side * side).map(|i| (i * 7 % 256) as u8));
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend_from_slice(&n.to_be_bytes());
+    labels.extend((0..n).map(|i| (i % 10) as u8));
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+}
+
+/// `prune neurons a --out b --val 200 --retrain-epochs 1` with `extra` flags.
+fn prune_neurons(cwd: &Path, extra: &[&str]) -> std::process::Output {
+    let args = [
+        "prune",
+        "neurons",
+        "a",
+        "--out",
+        "b",
+        "--val",
+        "200",
+        "--retrain-epochs",
+        "1",
+        "-q",
+    ];
+    maxprune(&[&args[..], extra].concat(), cwd)
+}
+
+#[test]
+fn issue32_cause_5_a_resumed_run_refuses_flags_that_would_change_it() {
+    // Seen: `train --resume` with another --lr, --batch-size, --preset, --dataset, --val,
+    // --seed or --config went on with the run's own values without a word, and an --epochs
+    // below the epochs done was written into train.toml.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let first = [
+        "train",
+        "--preset",
+        "seed-lenet",
+        "--dataset",
+        "embedded",
+        "--val",
+        "200",
+        "--epochs",
+        "2",
+        "--out",
+        "a",
+        "-q",
+    ];
+    ok(&maxprune(&first, cwd));
+    std::fs::write(cwd.join("t.toml"), "epochs = 3\n").unwrap();
+    let recipe = std::fs::read(cwd.join("a/train.toml")).unwrap();
+    let resume = ["train", "--resume", "--out", "a", "-q"];
+    for (extra, needle) in [
+        (
+            &["--lr", "0.5"][..],
+            "--lr 0.5: the run in a was started with base_lr = 0.01",
+        ),
+        (
+            &["--batch-size", "32"][..],
+            "--batch-size 32: the run in a was started with batch_size = 64",
+        ),
+        (&["--seed", "7"][..], "--seed 7: the run in a was started with seed = 1"),
+        (
+            &["--val", "100"][..],
+            "--val 100: the run in a was started with val = 200",
+        ),
+        (
+            &["--dataset", "mnist"][..],
+            "--dataset mnist: the run in a was started with dataset = embedded",
+        ),
+        (
+            &["--preset", "lenet5"][..],
+            "--preset: a resumed run keeps its architecture (seed-lenet",
+        ),
+        (&["--width", "2"][..], "--width: a resumed run keeps its architecture"),
+        (
+            &["--config", "t.toml"][..],
+            "--config t.toml: a resumed run keeps its recipe",
+        ),
+        (
+            &["--epochs", "1"][..],
+            "--epochs 1: the run in a has trained 2 epochs already",
+        ),
+    ] {
+        fails_with(&maxprune(&[&resume[..], extra].concat(), cwd), needle);
+        assert_eq!(std::fs::read(cwd.join("a/train.toml")).unwrap(), recipe, "{extra:?}");
+    }
+    // The run's own values are no change.
+    ok(&maxprune(
+        &[
+            &resume[..],
+            &["--lr", "0.01", "--val", "200", "--epochs", "2", "--dataset", "embedded"],
+        ]
+        .concat(),
+        cwd,
+    ));
+    // The recipe is checked on resume as on a fresh run, naming the file and the value.
+    let edited = String::from_utf8(recipe)
+        .unwrap()
+        .replace("momentum = 0.9", "momentum = 1.5");
+    std::fs::write(cwd.join("a/train.toml"), edited).unwrap();
+    fails_with(
+        &maxprune(&resume, cwd),
+        "train.toml: momentum: expected a value in [0, 1), found 1.5",
+    );
+}
+
+#[test]
+fn issue32_cause_6_a_refused_schedule_writes_nothing() {
+    // Seen: these were refused after `schedule.json` (or a step directory) was written, and the
+    // retry was then refused as a schedule already there.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    train_embedded(cwd, "seed-lenet", "a", &["--val", "200"]);
+    for (extra, needle) in [
+        (
+            &["--policy", "units", "--fraction", "0.5", "--steps", "1"][..],
+            "argmax scores sum to 1 in every unit",
+        ),
+        (
+            &["--policy", "units", "--fraction", "0"][..],
+            "fraction: expected (0, 1), found 0",
+        ),
+        (&["--layers", ""][..], "found an empty one"),
+        (&["--layers", ",fc1"][..], "found an empty one"),
+        (&["--layers", "fc1,fc1"][..], "'fc1' is given twice"),
+        (
+            &["--layers", "fc2"][..],
+            "'fc2' is not a layer whose units can be pruned",
+        ),
+        (
+            &["--distill", "0.5", "--temperature", "1e30"][..],
+            "distillation temperature: expected a temperature in [0.01, 100], found 1e30",
+        ),
+    ] {
+        let out = prune_neurons(cwd, extra);
+        fails_with(&out, needle);
+        assert!(!cwd.join("b").exists(), "{extra:?} left an output behind");
+    }
+}
+
+#[test]
+fn issue32_cause_7_stopping_rules_count_what_the_schedule_prunes() {
+    // Seen: --tolerance-against a run trained on another dataset was accepted; --until-k
+    // counted the pieces of maxout layers the schedule does not score (`--layers conv1
+    // --until-k 2` pruned conv1 from 2 pieces to 1), and the units policy, which never lowers
+    // k, ran under a k rule (to `result: step 0`, or 10 steps down to 5 units).
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let mut s = spec();
+    s["layers"] = serde_json::json!([
+        {"kind": "conv2d", "name": "conv1", "filters": 4, "kernel": 5, "stride": 1, "padding": 0},
+        {"kind": "maxout", "pieces": {"units": 2, "k": 2}},
+        {"kind": "max-pool", "kernel": 2, "stride": 2},
+        {"kind": "flatten"},
+        {"kind": "dense", "name": "fc1", "outputs": 12},
+        {"kind": "maxout", "pieces": {"units": 4, "k": 3}},
+        {"kind": "dense", "name": "fc2", "outputs": 10}
+    ]);
+    std::fs::write(cwd.join("s.json"), s.to_string()).unwrap();
+    ok(&train_one_epoch(cwd, &["--spec", "s.json"], "a", &["--val", "200"]));
+    write_idx(&cwd.join("other"), "train", 300, 28);
+    write_idx(&cwd.join("other"), "t10k", 20, 28);
+    let other = [
+        "train",
+        "--spec",
+        "s.json",
+        "--dataset",
+        "idx:other",
+        "--epochs",
+        "1",
+        "--val",
+        "200",
+        "--out",
+        "ref",
+        "-q",
+    ];
+    ok(&maxprune(&other, cwd));
+    let units = ["--policy", "units", "--criterion", "contribution", "--fraction", "0.25"];
+    for (extra, needle) in [
+        (
+            &["--tolerance-against", "ref"][..],
+            "ref: it was trained on idx:other, the schedule retrains on embedded",
+        ),
+        (
+            &["--layers", "conv1", "--until-k", "2"][..],
+            "until k = 2: the scored layers (conv1) have at most 2 pieces per unit already",
+        ),
+        (
+            &units[..],
+            "it is stopped by a number of steps: expected steps, found none",
+        ),
+        (
+            &[&units[..], &["--until-k", "2", "--steps", "2"]].concat()[..],
+            "until k = 2: removing whole units never lowers a unit's piece count",
+        ),
+    ] {
+        fails_with(&prune_neurons(cwd, extra), needle);
+        assert!(!cwd.join("b").exists(), "{extra:?} left an output behind");
+    }
+    // Counted over fc1 alone: one step takes it from 3 pieces to 2, and conv1 keeps its 2.
+    ok(&prune_neurons(cwd, &["--layers", "fc1", "--until-k", "2"]));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("b/report.json")).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{report}");
+    assert_eq!(rows[1]["pieces"], serde_json::json!(["2", "2"]), "{report}");
+}
+
+#[test]
+fn issue32_cause_10_lists_of_layers_follow_one_rule_and_splits_one_shape() {
+    // Seen: `--layers 'fc1 '` refused where `--fraction-per-layer ' fc1 = 0.5 '` was accepted;
+    // --fraction silently ignored beside --fraction-per-layer; 28x28 training and 14x14 test
+    // images trained to 12%.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    train_embedded(cwd, "seed-lenet", "a", &["--val", "200"]);
+    let out = ok(&maxprune(
+        &["relevance", "a", "--layers", " fc1 ", "--out", "r.json"],
+        cwd,
+    ));
+    assert!(out.contains("fc1"), "{out}");
+    fails_with(
+        &maxprune(&["relevance", "a", "--layers", "fc1,,fc1", "--out", "r2.json"], cwd),
+        "--layers: invalid layers: 'fc1,,fc1': expected comma-separated items, found an empty one",
+    );
+    let both = prune_neurons(
+        cwd,
+        &[
+            "--policy",
+            "units",
+            "--criterion",
+            "contribution",
+            "--fraction",
+            "0.3",
+            "--fraction-per-layer",
+            " fc1 = 0.5 ",
+            "--steps",
+            "1",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert!(
+        both.status.code() == Some(2) && stderr.contains("cannot be used with"),
+        "{stderr}"
+    );
+    assert!(!cwd.join("b").exists());
+    write_idx(&cwd.join("mixed"), "train", 20, 28);
+    write_idx(&cwd.join("mixed"), "t10k", 5, 14);
+    refused_leaving_nothing(
+        cwd,
+        &[
+            "train",
+            "--preset",
+            "seed-lenet",
+            "--dataset",
+            "idx:mixed",
+            "--out",
+            "x",
+        ],
+        "t10k images: expected the training images' size, 28x28, found 14x14",
+        "x",
+    );
+}
+
+#[test]
+fn issue32_cause_12_messages_name_the_file_and_offer_only_what_exists() {
+    // Seen: config errors without the file or the value, `prune apply` suggesting a --resume
+    // it does not have, and `invalid spec: bad.json: invalid spec: layer 2 ...`.
+    let tmp = planned_run();
+    let cwd = tmp.path();
+    std::fs::write(cwd.join("t.toml"), "weight_decay = -1.0\n").unwrap();
+    fails_with(
+        &train_lenet5_on(cwd, "embedded", &["--config", "t.toml"]),
+        "t.toml: weight_decay: expected a finite number >= 0, found -1",
+    );
+    let apply = ["prune", "apply", "a", "--plan", "plan.json", "--out", "c"];
+    ok(&maxprune(&apply, cwd));
+    let again = maxprune(&apply, cwd);
+    fails_with(&again, "c already holds a run");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("hint: use another --out") && !stderr.contains("--resume"),
+        "{stderr}"
+    );
+    let mut s = spec();
+    s["layers"][3]["outputs"] = 0.into();
+    let out = train_spec(cwd, "bad.json", &s, "x");
+    fails_with(&out, "invalid spec: bad.json: layer 3");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("bad.json: invalid spec"));
 }

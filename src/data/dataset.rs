@@ -218,11 +218,20 @@ impl Dataset {
                 }
             },
         };
+        let (train, test) = (load_split(&dir, "train")?, load_split(&dir, "t10k")?);
+        if (test.rows, test.cols) != (train.rows, train.cols) {
+            return Err(Error::Format {
+                path: dir.display().to_string(),
+                what: "t10k images".into(),
+                expected: format!("the training images' size, {}x{}", train.rows, train.cols),
+                found: format!("{}x{}", test.rows, test.cols),
+            });
+        }
         Ok(Dataset {
             name: name.clone(),
             classes: MNIST_CLASSES,
-            train: load_split(&dir, "train")?,
-            test: load_split(&dir, "t10k")?,
+            train,
+            test,
         })
     }
 }

@@ -672,11 +672,8 @@ impl ArchSpec {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let spec: ArchSpec = serde_json::from_str(text).map_err(|e| Error::parse(source, e))?;
         spec.validate().map_err(|e| match e {
-            Error::Invalid { what, message } => Error::Invalid {
-                what,
-                message: format!("{source}: {message}"),
-            },
-            e => e,
+            Error::Invalid { what, message } => Error::invalid(what, format!("{source}: {message}")),
+            other => Error::invalid("spec", format!("{source}: {other}")),
         })?;
         Ok(spec)
     }

@@ -8,6 +8,7 @@ use crate::data::dataset::DatasetName;
 use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::model::network::{Network, ParamVisitor};
+use crate::model::spec::ArchSpec;
 use crate::progress::Observer;
 use crate::relevance::RelevanceEvent;
 use crate::train::Distillation;
@@ -46,8 +47,8 @@ pub struct Retrain {
 
 impl Retrain {
     /// Checks every number for range and finiteness: a tolerance of at least 0 points, a
-    /// positive retraining learning rate, a distillation weight in `[0, 1]` and a positive
-    /// temperature.
+    /// positive retraining learning rate, and the distillation's weight and temperature
+    /// ([`Distillation::validate`]).
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, expected: &str, found: f64| {
             Err(Error::invalid(
@@ -61,15 +62,10 @@ impl Retrain {
         if let Some(lr) = self.retrain_lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
             return bad("retraining learning rate", "a positive number", lr);
         }
-        if let Some(d) = &self.distill {
-            if !(0.0..=1.0).contains(&d.alpha) {
-                return bad("distillation weight", "a value in [0, 1]", d.alpha);
-            }
-            if !(d.temperature.is_finite() && d.temperature > 0.0) {
-                return bad("distillation temperature", "a positive number", d.temperature);
-            }
+        match &self.distill {
+            Some(d) => d.validate("retraining", "distillation "),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -92,6 +88,11 @@ pub trait Pruner {
     /// The configuration as JSON (saved as `schedule.json` with the source run's path, compared on
     /// resume).
     fn config_json(&self) -> serde_json::Value;
+    /// Checks the pruner against the architecture of the network it starts from, before the
+    /// schedule writes anything (default: nothing to check).
+    fn check(&self, _spec: &ArchSpec) -> Result<()> {
+        Ok(())
+    }
     /// Whether the schedule is complete, before step `steps_done + 1`.
     fn finished(&self, net: &Network, steps_done: usize) -> bool;
     /// Step `step` (1-based): prunes `net` (with the weight masks it holds), scoring on

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::neuron::apply;
 use super::plan::{PLAN_FORMAT_VERSION, PrunePlan};
 use super::pruner::{Pruned, Pruner, Retrain, nonzeros};
-use super::select::{LayerBudget, LayerCut, Policy, select, select_each};
+use super::select::{LayerBudget, LayerCut, Policy, select, select_each, unit_layers_once};
 use crate::bench::{SPEEDUP_ROUNDS, Speedup, lenet5_reference, speedups};
 use crate::data::dataset::Dataset;
 use crate::data::split::Split;
@@ -120,13 +120,90 @@ impl ScheduleConfig {
     }
 
     /// The unit layers a step scores in `spec`: the budgets' layers, the named layers, or the
-    /// default ones.
+    /// default ones; a layer named twice is an error.
     pub fn scored_layers(&self, spec: &ArchSpec) -> Result<Vec<usize>> {
         if self.budgets.is_empty() {
-            spec.unit_layers_named(&self.layers)
+            unit_layers_once(&self.layers, spec)
         } else {
-            spec.unit_layers_named(&self.budgets.iter().map(|b| b.layer.clone()).collect::<Vec<_>>())
+            unit_layers_once(&self.budgets.iter().map(|b| b.layer.clone()).collect::<Vec<_>>(), spec)
         }
+    }
+
+    /// Whether a step removes whole units (the units policy or per-layer budgets), which never
+    /// lowers a unit's piece count.
+    fn removes_units(&self) -> bool {
+        !self.budgets.is_empty() || matches!(self.policy, Policy::Units { .. })
+    }
+
+    /// The largest piece count among the scored maxout layers of `spec` (`None` when none of
+    /// the scored layers is a maxout layer).
+    fn scored_k_max(&self, spec: &ArchSpec) -> Result<Option<usize>> {
+        Ok(self
+            .scored_layers(spec)?
+            .into_iter()
+            .filter_map(|l| spec.pieces(l).map(|p| p.k_max()))
+            .max())
+    }
+
+    /// Checks the schedule against the network it starts from, before anything is written: the
+    /// scored layers are unit layers of `spec`, each named once; whole units are ranked by a
+    /// criterion whose scores rank them, and counted in steps (removing units never lowers k,
+    /// so a piece count cannot stop it); pieces are removed from maxout layers, down to a
+    /// piece count below the scored layers' largest.
+    pub fn check_network(&self, spec: &ArchSpec) -> Result<()> {
+        let k = self.scored_k_max(spec)?;
+        let until_k = default_until_k(self.until_k, self.steps);
+        let bad = |m: String| Err(Error::invalid("schedule", m));
+        if self.control {
+            return Ok(());
+        }
+        if self.removes_units() {
+            if !self.criterion.ranks_units() {
+                return bad(format!(
+                    "whole units are removed by their summed scores, and {} scores sum to 1 in every unit, so \
+                     they cannot rank units; use the contribution or another criterion",
+                    self.criterion.name()
+                ));
+            }
+            if self.steps.is_none() {
+                return bad(
+                    "removing whole units never lowers a unit's piece count, so it is stopped by a number \
+                     of steps: expected steps, found none"
+                        .into(),
+                );
+            }
+            if let Some(until_k) = self.until_k {
+                return bad(format!(
+                    "until k = {until_k}: removing whole units never lowers a unit's piece count, so it \
+                     cannot stop the schedule; give only a number of steps"
+                ));
+            }
+            return Ok(());
+        }
+        match (k, until_k) {
+            (None, _) => bad(format!(
+                "the policy {} removes pieces of maxout units, and the scored layers ({}) have units \
+                 of one piece; remove whole units (the units policy) or score maxout layers",
+                self.policy,
+                self.scored_names(spec)?
+            )),
+            (Some(k), Some(until_k)) if k <= until_k => bad(format!(
+                "until k = {until_k}: the scored layers ({}) have at most {k} pieces per unit already, \
+                 so there is nothing to prune",
+                self.scored_names(spec)?
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The scored layers of `spec` by name, for messages.
+    fn scored_names(&self, spec: &ArchSpec) -> Result<String> {
+        let names: Vec<&str> = self
+            .scored_layers(spec)?
+            .into_iter()
+            .map(|l| spec.unit_name(l))
+            .collect();
+        Ok(names.join(", "))
     }
 
     /// Units each budgeted layer of `spec` loses in step `step`: `(layer, units)`.
@@ -175,11 +252,16 @@ impl Pruner for ScheduleConfig {
         serde_json::to_value(self).expect("config serializes")
     }
 
+    fn check(&self, spec: &ArchSpec) -> Result<()> {
+        self.check_network(spec)
+    }
+
     fn finished(&self, net: &Network, steps_done: usize) -> bool {
-        let until_k = default_until_k(self.until_k, self.steps);
-        let has_maxout = !net.spec().maxout_layers().is_empty();
-        self.steps.is_some_and(|n| steps_done >= n)
-            || until_k.is_some_and(|k| !self.control && has_maxout && k_max(net.spec()) <= k)
+        let until_k = default_until_k(self.until_k, self.steps).filter(|_| !self.control && !self.removes_units());
+        let k = self
+            .scored_k_max(net.spec())
+            .expect("the scored layers were checked against the starting network, and pruning keeps every unit layer");
+        self.steps.is_some_and(|n| steps_done >= n) || until_k.is_some_and(|until_k| k.is_some_and(|k| k <= until_k))
     }
 
     fn prune(
@@ -272,14 +354,6 @@ fn pieces_of(spec: &ArchSpec) -> (Vec<String>, Vec<Vec<usize>>) {
             (pieces.to_string(), hist)
         })
         .unzip()
-}
-
-fn k_max(spec: &ArchSpec) -> usize {
-    spec.maxouts()
-        .into_iter()
-        .map(|(_, pieces)| pieces.k_max())
-        .max()
-        .unwrap_or(0)
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
@@ -377,9 +451,10 @@ impl StepWork for Retraining<'_> {
     }
 }
 
-/// Refuses, before anything is written, an output that is a run directory or the source, and a
-/// validation split the starting network was not trained with; checks the settings and that
-/// the network predicts the dataset's classes. Returns the starting run's recipe.
+/// Refuses, before anything is written, an output that is a run directory or the source, a
+/// validation split the starting network was not trained with, and a run to count the
+/// tolerance from that was trained on another dataset or carve; checks the settings and that
+/// the networks predict the dataset's classes. Returns the starting run's recipe.
 fn check_start(source: &RunDir, out: &Path, config: &Retrain, data: &Dataset) -> Result<TrainConfig> {
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -411,7 +486,21 @@ fn check_start(source: &RunDir, out: &Path, config: &Retrain, data: &Dataset) ->
         ));
     }
     if let Some(path) = &config.tolerance_against {
-        let trained = RunDir::open(path)?.config()?.val;
+        let reference = RunDir::open(path)?.config()?;
+        if reference.dataset != config.dataset {
+            return Err(Error::invalid(
+                "schedule",
+                format!(
+                    "tolerance against {}: it was trained on {}, the schedule retrains on {}; its validation \
+                     accuracy is only comparable on the same dataset",
+                    path.display(),
+                    reference.dataset,
+                    config.dataset
+                ),
+            ));
+        }
+        crate::train::check_classes(&RunDir::open(path)?.spec()?, data.classes, &path.display().to_string())?;
+        let trained = reference.val;
         if config.val == 0 || trained != config.val {
             return Err(Error::invalid(
                 "schedule",
@@ -495,14 +584,13 @@ fn retrain_config(config: &Retrain, base_train: TrainConfig, source: &RunDir) ->
     Ok(retrain)
 }
 
-/// The validation accuracy of the run the tolerance counts from (`tolerance_against`; its carve
-/// was checked by [`check_start`]).
+/// The validation accuracy of the run the tolerance counts from (`tolerance_against`; its
+/// dataset, classes and carve were checked by [`check_start`]).
 fn reference_accuracy(c: &Retrain, splits: &Splits, batch: usize, work: &mut dyn StepWork) -> Result<Option<f64>> {
     let Some(path) = &c.tolerance_against else {
         return Ok(None);
     };
     let net = RunDir::open(path)?.network(work.device())?;
-    crate::train::check_classes(net.spec(), splits.classes, &path.display().to_string())?;
     Ok(work.accuracies(&net, splits, batch)?.0)
 }
 
@@ -593,14 +681,14 @@ pub fn run_schedule_with(
     let config = pruner.retrain();
     // Checked before anything is written, so a refused schedule leaves nothing that blocks a retry.
     let base_train = check_start(source, out, config, data)?;
-    let config_json = pruner.config_json();
-    open_schedule(out, &config_json, &fsio::absolute(source.path())?, resume)?;
+    pruner.check(&source.spec()?)?;
     let retrain = retrain_config(config, base_train, source)?;
     let splits = Splits::new(data, &retrain)?;
-    let batch = retrain.eval_batch_size;
-
     let clock = Instant::now();
     let base = source.checkpoint(work.device())?;
+    let config_json = pruner.config_json();
+    open_schedule(out, &config_json, &fsio::absolute(source.path())?, resume)?;
+    let batch = retrain.eval_batch_size;
     let mut net = base.net;
     let start = Start {
         nonzeros: nonzeros(&net),

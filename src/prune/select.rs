@@ -24,14 +24,14 @@ pub enum Policy {
     },
     /// Remove the lowest-scored `fraction` of a layer's pieces.
     Global {
-        /// Fraction of the layer's pieces, in `[0, 1)`.
+        /// Fraction of the layer's pieces, in `(0, 1)`.
         fraction: f64,
     },
     /// Remove whole units: the `fraction` of a layer's units whose pieces' scores sum lowest
     /// (the consumer loses the inputs that read them). Needs a criterion whose sums rank units,
     /// such as `contribution`; at least one unit stays.
     Units {
-        /// Fraction of the layer's units, in `[0, 1)`.
+        /// Fraction of the layer's units, in `(0, 1)`.
         fraction: f64,
     },
 }
@@ -50,7 +50,7 @@ impl std::fmt::Display for Policy {
 
 impl Policy {
     /// Checks the policy's number: `n >= 1` pieces per step, a finite threshold `tau >= 0`, a
-    /// fraction in `[0, 1)` (NaN is none of these).
+    /// fraction in `(0, 1)` (NaN is none of these; a fraction of 0 would remove nothing).
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid("policy", m));
         match *self {
@@ -58,8 +58,8 @@ impl Policy {
             Policy::Threshold { tau } if !(tau.is_finite() && tau >= 0.0) => {
                 bad(format!("threshold: expected a finite score >= 0, found {tau}"))
             }
-            Policy::Global { fraction } | Policy::Units { fraction } if !(0.0..1.0).contains(&fraction) => {
-                bad(format!("fraction: expected [0, 1), found {fraction}"))
+            Policy::Global { fraction } | Policy::Units { fraction } if !(fraction > 0.0 && fraction < 1.0) => {
+                bad(format!("fraction: expected (0, 1), found {fraction}"))
             }
             _ => Ok(()),
         }
@@ -94,13 +94,43 @@ impl LayerBudget {
     }
 }
 
-/// Parses per-layer budgets, `conv1=0.3,conv2=0.5,fc1=0.75`, for `spec`: each name a unit layer
-/// ([`ArchSpec::unit_layers`]) given once, each fraction in `(0, 1)` and leaving the layer at
-/// least one unit.
+/// Splits a comma-separated list given as text (`conv1,fc1`, `conv1=0.3, fc1=0.5`): each item
+/// trimmed of surrounding spaces, none empty, at least one. `what` names the list in errors.
+pub fn list_items<'a>(text: &'a str, what: &'static str) -> Result<Vec<&'a str>> {
+    let items: Vec<&str> = text.split(',').map(str::trim).collect();
+    if items.iter().any(|i| i.is_empty()) {
+        return Err(Error::invalid(
+            what,
+            format!("'{text}': expected comma-separated items, found an empty one"),
+        ));
+    }
+    Ok(items)
+}
+
+/// The unit layers of `spec` named in `names` (as [`ArchSpec::unit_layers_named`]), each named
+/// once: the one rule for every list of unit layers.
+pub fn unit_layers_once(names: &[String], spec: &ArchSpec) -> Result<Vec<usize>> {
+    if let Some((_, name)) = names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)) {
+        return Err(Error::invalid("layers", format!("'{name}' is given twice")));
+    }
+    spec.unit_layers_named(names)
+}
+
+/// Parses a list of unit layer names, `conv1,fc1`, for `spec`: items as [`list_items`], each
+/// a unit layer named once ([`unit_layers_once`]).
+pub fn parse_layer_names(text: &str, spec: &ArchSpec) -> Result<Vec<String>> {
+    let names: Vec<String> = list_items(text, "layers")?.into_iter().map(String::from).collect();
+    unit_layers_once(&names, spec)?;
+    Ok(names)
+}
+
+/// Parses per-layer budgets, `conv1=0.3,conv2=0.5,fc1=0.75`, for `spec`: items as
+/// [`list_items`], each name a unit layer named once ([`unit_layers_once`]), each fraction in
+/// `(0, 1)` and leaving the layer at least one unit.
 pub fn parse_budgets(text: &str, spec: &ArchSpec) -> Result<Vec<LayerBudget>> {
     let bad = |m: String| Err(Error::invalid("fraction per layer", m));
     let mut budgets: Vec<LayerBudget> = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+    for item in list_items(text, "fraction per layer")? {
         let Some((name, value)) = item.split_once('=') else {
             return bad(format!("'{item}': expected LAYER=FRACTION, such as conv1=0.3"));
         };
@@ -124,14 +154,9 @@ pub fn parse_budgets(text: &str, spec: &ArchSpec) -> Result<Vec<LayerBudget>> {
                 budget.removed_after(1, 1)
             ));
         }
-        if budgets.iter().any(|b| b.layer == name) {
-            return bad(format!("{name}: given twice"));
-        }
         budgets.push(budget);
     }
-    if budgets.is_empty() {
-        return bad(format!("'{text}': expected at least one LAYER=FRACTION"));
-    }
+    unit_layers_once(&budgets.iter().map(|b| b.layer.clone()).collect::<Vec<_>>(), spec)?;
     Ok(budgets)
 }
 

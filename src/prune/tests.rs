@@ -422,9 +422,10 @@ fn regression_relevance_after_a_prune_has_the_new_piece_counts() {
 
 #[test]
 fn regression_relevance_is_counted_without_dropout() {
-    // With dropout 0.99 on the pieces switched on, most pieces would be 0 and tie; in
-    // evaluation mode the counts equal the traced forward's arg-max exactly, every time. (The
-    // linear network: its pieces do not tie, so one arg-max per contest is the whole count.)
+    // Dropout 0.99 before the maxout layer: were it applied while counting, most pieces would
+    // be 0 and tie. Counted in evaluation mode, the counts equal those of the same weights with
+    // the dropout layer removed, and the traced forward's arg-max of that network, exactly.
+    // (The linear network: its pieces do not tie, so one arg-max per contest is the whole count.)
     let d = Device::flex();
     let mut spec = linear_lenet5_maxout();
     let dropout = spec
@@ -434,16 +435,30 @@ fn regression_relevance_is_counted_without_dropout() {
         .unwrap();
     spec.layers[dropout] = LayerSpec::Dropout(Dropout { p: 0.99 });
     let net = Network::init(&spec, 8, &d).unwrap();
+    spec.layers.remove(dropout);
+    // The same tensors, without the stored spec that names the network with dropout.
+    let bytes = net.to_safetensors();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap().tensors();
+    let weights = safetensors::serialize(tensors, None).unwrap();
+    let without = Network::from_safetensors(&spec, &weights, "no dropout", &d).unwrap();
     let data = images(4, 4);
     let crit = ArgmaxFrequency { ties: TiePolicy::Split };
-    let rel = crit.score(&net, &data, 2).unwrap();
-    assert_eq!(rel, crit.score(&net, &data, 4).unwrap());
-    let (_, traces) = net.forward_traced(batch(&data, &[0, 1, 2, 3], &net.spec().input, &d).0);
+    let rel = crit.score(&net, &data, 4).unwrap();
+    let (_, traces) = without.forward_traced(batch(&data, &[0, 1, 2, 3], &spec.input, &d).0);
     let mut manual = vec![vec![0.0; 4]; 125];
     for (i, w) in traces[0].winners().into_data().iter::<i64>().enumerate() {
         manual[i % 125][w as usize] += 1.0;
     }
-    assert_eq!(rel.layers[0].counts, manual);
+    assert_eq!(rel.layers[0].counts, manual, "counted with dropout on");
+    assert_eq!(
+        rel.layers[0].counts,
+        crit.score(&without, &data, 4).unwrap().layers[0].counts
+    );
+    assert_eq!(
+        rel,
+        crit.score(&net, &data, 2).unwrap(),
+        "the batch size changed the counts"
+    );
 }
 
 #[test]

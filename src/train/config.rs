@@ -44,7 +44,8 @@ pub struct TrainConfig {
 pub struct Distillation {
     /// Weight of the teacher term in `[0, 1]`; the labels' cross-entropy gets `1 - alpha`.
     pub alpha: f64,
-    /// Softmax temperature of both predictions in the teacher term (> 0).
+    /// Softmax temperature of both predictions in the teacher term, in
+    /// [`Distillation::TEMPERATURES`].
     pub temperature: f64,
 }
 
@@ -57,8 +58,48 @@ pub struct Teacher {
     pub run: String,
     /// Weight of the teacher term in `[0, 1]`.
     pub alpha: f64,
-    /// Softmax temperature (> 0).
+    /// Softmax temperature, in [`Distillation::TEMPERATURES`].
     pub temperature: f64,
+}
+
+/// A value out of range: the field, what it must be, and what it is.
+type Problem = (String, String, String);
+
+impl Distillation {
+    /// The range of the temperature: the teacher term is scaled by `T^2` and both predictions'
+    /// logits are divided by `T`, so a temperature far outside it overflows `f32` (Hinton et al.
+    /// use 1 to 20).
+    pub const TEMPERATURES: std::ops::RangeInclusive<f64> = 0.01..=100.0;
+
+    /// The first value out of range, its field named `{prefix}alpha` or `{prefix}temperature`.
+    fn problem(&self, prefix: &str) -> Option<Problem> {
+        let (t, range) = (self.temperature, Self::TEMPERATURES);
+        if !(0.0..=1.0).contains(&self.alpha) {
+            Some((
+                format!("{prefix}alpha"),
+                "a weight in [0, 1]".into(),
+                self.alpha.to_string(),
+            ))
+        } else if !range.contains(&t) {
+            let expected = format!("a temperature in [{}, {}]", range.start(), range.end());
+            // `{:?}`: 1e30 as written, not as 31 digits.
+            Some((format!("{prefix}temperature"), expected, format!("{t:?}")))
+        } else {
+            None
+        }
+    }
+
+    /// Checks the weight is in `[0, 1]` and the temperature in [`Self::TEMPERATURES`]; errors
+    /// are `what`'s and name the fields as `{prefix}alpha` and `{prefix}temperature`.
+    pub fn validate(&self, what: &'static str, prefix: &str) -> Result<()> {
+        match self.problem(prefix) {
+            Some((field, expected, found)) => Err(Error::invalid(
+                what,
+                format!("{field}: expected {expected}, found {found}"),
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Teacher {
@@ -105,46 +146,58 @@ impl TrainConfig {
         self.base_lr * (1.0 + self.lr_gamma * iter as f64).powf(-self.lr_power)
     }
 
-    /// Checks the values; errors name the field.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, msg: &str| Err(Error::invalid("config", format!("{field}: {msg}")));
+    /// The first value out of range.
+    fn problem(&self) -> Option<Problem> {
+        let p = |field: &str, expected: &str, found: String| Some((field.to_string(), expected.to_string(), found));
+        let finite_at_least_0 = |v: f64| v.is_finite() && v >= 0.0;
         if self.batch_size == 0 {
-            return bad("batch_size", "expected at least 1, found 0");
+            return p("batch_size", "at least 1", "0".into());
         }
         if self.eval_batch_size == 0 {
-            return bad("eval_batch_size", "expected at least 1, found 0");
+            return p("eval_batch_size", "at least 1", "0".into());
         }
         for (field, v) in [("lr_gamma", self.lr_gamma), ("lr_power", self.lr_power)] {
-            if !(v.is_finite() && v >= 0.0) {
-                return bad(field, &format!("expected a finite number >= 0, found {v}"));
+            if !finite_at_least_0(v) {
+                return p(field, "a finite number >= 0", v.to_string());
             }
         }
         if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
-            return bad("base_lr", "expected a positive number");
+            return p("base_lr", "a finite number > 0", self.base_lr.to_string());
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            return bad("momentum", "expected a value in [0, 1)");
+            return p("momentum", "a value in [0, 1)", self.momentum.to_string());
         }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad("weight_decay", "expected a value >= 0");
+        if !finite_at_least_0(self.weight_decay) {
+            return p("weight_decay", "a finite number >= 0", self.weight_decay.to_string());
         }
-        if let Some(t) = &self.teacher {
-            if !(0.0..=1.0).contains(&t.alpha) {
-                return bad("teacher.alpha", "expected a value in [0, 1]");
-            }
-            if !(t.temperature.is_finite() && t.temperature > 0.0) {
-                return bad("teacher.temperature", "expected a positive number");
-            }
-        }
-        Ok(())
+        self.teacher.as_ref().and_then(|t| t.weights().problem("teacher."))
     }
 
-    /// Parses a TOML config; `source` names it in errors. Missing fields take the defaults.
+    /// Checks the values; errors name the field, what it must be and what it is.
+    pub fn validate(&self) -> Result<()> {
+        match self.problem() {
+            Some((field, expected, found)) => Err(Error::invalid(
+                "config",
+                format!("{field}: expected {expected}, found {found}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Parses a TOML config and checks its values; `source` names it in errors. Missing fields
+    /// take the defaults.
     pub fn from_toml(text: &str, source: &str) -> Result<TrainConfig> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let c: TrainConfig = toml::from_str(text).map_err(|e| Error::parse(source, e))?;
-        c.validate()?;
-        Ok(c)
+        match c.problem() {
+            Some((what, expected, found)) => Err(Error::Format {
+                path: source.into(),
+                what,
+                expected,
+                found,
+            }),
+            None => Ok(c),
+        }
     }
 
     /// The config as TOML.
@@ -181,6 +234,10 @@ mod tests {
         for (c, field) in [
             (with(1.5, 4.0), "teacher.alpha"),
             (with(0.5, 0.0), "teacher.temperature"),
+            (
+                with(0.5, 1e30),
+                "teacher.temperature: expected a temperature in [0.01, 100], found 1e30",
+            ),
         ] {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(field), "{e}");
@@ -198,7 +255,7 @@ mod tests {
         let e = TrainConfig::from_toml("momentum = 1.5", "train.toml")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("momentum"), "{e}");
+        assert_eq!(e, "train.toml: momentum: expected a value in [0, 1), found 1.5");
         let e = crate::error::error_chain(&TrainConfig::from_toml("epoch = 2", "train.toml").unwrap_err());
         assert!(e.contains("train.toml") && e.contains("epoch"), "{e}");
         // A dataset name is parsed with the file: a bad one is the file's error.

@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use maxprune::data::dataset::{Dataset, DatasetName};
 use maxprune::model::spec::ArchSpec;
 use maxprune::prune::pruner::Retrain;
-use maxprune::prune::select::Policy;
+use maxprune::prune::select::{Policy, parse_layer_names};
 use maxprune::relevance::{CriterionKind, TiePolicy};
 use maxprune::train::Distillation;
 
@@ -197,5 +197,14 @@ impl ScaleArgs {
         let mut scaled = spec.scaled(self.width.unwrap_or(1.0), input, classes)?;
         scaled.name = format!("{}-w{}-{}px", spec.name, self.width.unwrap_or(1.0), input.height);
         Ok(scaled)
+    }
+}
+
+/// The unit layer names `--layers` gives (comma-separated, as every list of layers is parsed:
+/// [`parse_layer_names`]), checked against `spec`; none when the flag is absent.
+pub(crate) fn layer_names(flag: Option<&str>, spec: &ArchSpec) -> Result<Vec<String>> {
+    match flag {
+        Some(text) => parse_layer_names(text, spec).context("--layers"),
+        None => Ok(Vec::new()),
     }
 }

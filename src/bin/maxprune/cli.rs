@@ -111,6 +111,14 @@ impl Command {
             }
         }
     }
+
+    /// Whether the command continues earlier work in its output with `--resume`.
+    pub(crate) fn resumes(&self) -> bool {
+        matches!(
+            self,
+            Command::Train(_) | Command::Prune(PruneCommand::Neurons(_) | PruneCommand::Weights(_))
+        )
+    }
 }
 
 /// Compute backends this build can use.

@@ -36,13 +36,14 @@ fn main() -> ExitCode {
     });
     let chosen = cli.device.device().map(maxprune::set_device);
     let lock = cli.command.output().map(lock_output).transpose();
+    let resumes = cli.command.resumes();
     let result = chosen.and(lock).and_then(|_lock| commands::run(cli.command, quiet));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             if let Some(maxprune::Error::Occupied { resumable, .. }) = e.downcast_ref() {
-                let resume = if *resumable {
+                let resume = if *resumable && resumes {
                     "use --resume to continue it, or "
                 } else {
                     "use "

@@ -12,7 +12,7 @@ use maxprune::prune::weight::{WeightRule, WeightSchedule, parse_sparsity, sparsi
 use maxprune::relevance::Relevance;
 use maxprune::train::{RunDir, TrainConfig};
 
-use crate::args::{CriterionArgs, DataArgs, PolicyArgs, RetrainArgs};
+use crate::args::{CriterionArgs, DataArgs, PolicyArgs, RetrainArgs, layer_names};
 use crate::files::write_file;
 use crate::progress::run_and_print;
 
@@ -78,11 +78,11 @@ pub(crate) struct NeuronsArgs {
     /// Unit layers to score and prune, by the name of the layer producing their units: maxout
     /// layers, or plain conv/dense layers read by another one (default: every maxout layer, or
     /// in a network without maxout every plain one).
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) layers: Vec<String>,
+    #[arg(long, value_name = "LAYERS")]
+    pub(crate) layers: Option<String>,
     /// Per-layer budgets of whole units, conv1=0.3,conv2=0.5: the fraction of each layer's
     /// units removed in all, in equal increments over --steps (with --policy units).
-    #[arg(long, conflicts_with = "layers")]
+    #[arg(long, conflicts_with_all = ["layers", "fraction"])]
     pub(crate) fraction_per_layer: Option<String>,
     #[command(flatten)]
     pub(crate) retrain: RetrainArgs,
@@ -151,8 +151,9 @@ pub(crate) fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
     if a.control && a.steps.is_none() {
         bail!("--control needs --steps (the number of retraining rounds to match)");
     }
+    let spec = source.spec()?;
     let budgets = match &a.fraction_per_layer {
-        Some(text) => parse_budgets(text, &source.spec()?).context("--fraction-per-layer")?,
+        Some(text) => parse_budgets(text, &spec).context("--fraction-per-layer")?,
         None => Vec::new(),
     };
     let config = ScheduleConfig {
@@ -162,7 +163,7 @@ pub(crate) fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
         until_k: default_until_k(a.until_k, a.steps),
         steps: a.steps,
         control: a.control,
-        layers: a.layers,
+        layers: layer_names(a.layers.as_deref(), &spec)?,
         budgets,
         retrain: a.retrain.retrain(dataset),
     };

@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use maxprune::relevance::{Pass, criterion};
 use maxprune::report::relevance_histogram;
 use maxprune::train::{RunDir, check_classes};
 
-use crate::args::{CriterionArgs, DataArgs, SplitName};
+use crate::args::{CriterionArgs, DataArgs, SplitName, layer_names};
 use crate::files::write_file;
 use crate::progress::Bars;
 
@@ -25,8 +25,8 @@ pub(crate) struct RelevanceArgs {
     pub(crate) criterion: CriterionArgs,
     /// Unit layers to score, by the name of the layer producing their units (default: every
     /// maxout layer, or in a network without maxout every plain conv/dense layer read by another).
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) layers: Vec<String>,
+    #[arg(long, value_name = "LAYERS")]
+    pub(crate) layers: Option<String>,
     /// Output JSON file (an SVG histogram per layer is written beside it).
     #[arg(long, default_value = "relevance.json")]
     pub(crate) out: PathBuf,
@@ -42,7 +42,9 @@ pub(crate) fn cmd_relevance(a: RelevanceArgs, quiet: bool) -> Result<()> {
     };
     let net = dir.network(&maxprune::device())?;
     check_classes(net.spec(), data.classes, &data.name.to_string())?;
-    let layers = net.spec().unit_layers_named(&a.layers).context("--layers")?;
+    let layers = net
+        .spec()
+        .unit_layers_named(&layer_names(a.layers.as_deref(), net.spec())?)?;
     let rel = criterion(a.criterion.criterion, a.criterion.ties, config.seed).score_layers(
         &net,
         Pass {

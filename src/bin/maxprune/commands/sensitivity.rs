@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use maxprune::relevance::{Pass, criterion};
 use maxprune::train::{RunDir, Splits, check_classes};
 
-use crate::args::{CriterionArgs, DataArgs};
+use crate::args::{CriterionArgs, DataArgs, layer_names};
 use crate::files::write_file;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -26,8 +26,8 @@ pub(crate) struct SensitivityArgs {
     /// Unit layers to cut, by the name of the layer that produces their units: maxout layers, or
     /// plain conv/dense layers read by another one (default: every maxout layer, or in a network
     /// without maxout every plain one).
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) layers: Vec<String>,
+    #[arg(long, value_name = "LAYERS")]
+    pub(crate) layers: Option<String>,
     /// Fractions to remove, each in (0, 1).
     #[arg(long, value_delimiter = ',', default_value = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")]
     pub(crate) fractions: Vec<f64>,
@@ -63,7 +63,7 @@ pub(crate) fn cmd_sensitivity(a: SensitivityArgs) -> Result<()> {
     }
     let net = dir.network(&maxprune::device())?;
     let spec = net.spec();
-    let layers = spec.unit_layers_named(&a.layers).context("--layers")?;
+    let layers = spec.unit_layers_named(&layer_names(a.layers.as_deref(), spec)?)?;
     let data = a.data.load_or(config.dataset.clone())?;
     check_classes(spec, data.classes, &data.name.to_string())?;
     let splits = Splits::new(&data, &config)?;

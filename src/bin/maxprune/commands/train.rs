@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use maxprune::model::network::Network;
 use maxprune::model::presets::Preset;
@@ -56,8 +56,9 @@ pub(crate) fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
     }
     let (dir, splits) = if a.resume {
         let dir = RunDir::open(&a.out)?;
+        let mut c = dir.config()?;
+        check_resume_flags(&a, &dir, &c)?;
         if let Some(e) = a.epochs {
-            let mut c = dir.config()?;
             c.epochs = e;
             dir.set_config(&c)?;
         }
@@ -108,6 +109,65 @@ pub(crate) fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
             m.epoch,
             config.dataset
         );
+    }
+    Ok(())
+}
+
+/// Refuses, before anything is written, a flag that would change a resumed run: its
+/// architecture, recipe and data are fixed when it is created, and its epochs can only grow. A
+/// flag that repeats the run's own value is accepted. Errors name the flag and the run's value.
+fn check_resume_flags(a: &TrainArgs, dir: &RunDir, run: &TrainConfig) -> Result<()> {
+    let path = dir.path().display();
+    let architecture = [
+        ("--preset", a.preset.is_some()),
+        ("--spec", a.spec.is_some()),
+        ("--width", a.scale.width.is_some()),
+        ("--input-size", a.scale.input_size.is_some()),
+        ("--classes", a.scale.classes.is_some()),
+    ];
+    if let Some((flag, _)) = architecture.iter().find(|(_, given)| *given) {
+        bail!(
+            "{flag}: a resumed run keeps its architecture ({} in {path}/spec.json); drop the flag, or train \
+             a new run into another --out",
+            dir.spec()?.name
+        );
+    }
+    if let Some(p) = &a.config {
+        bail!(
+            "--config {}: a resumed run keeps its recipe ({path}/train.toml); drop the flag (--epochs sets a \
+             new total), or train a new run into another --out",
+            p.display()
+        );
+    }
+    let differs = |flag: &str, field: &str, given: Option<String>, recorded: String| match given {
+        Some(g) if g != recorded => Err(anyhow!(
+            "{flag} {g}: the run in {path} was started with {field} = {recorded} ({path}/train.toml), and a \
+             resumed run keeps it; drop the flag, or train a new run into another --out"
+        )),
+        _ => Ok(()),
+    };
+    differs(
+        "--dataset",
+        "dataset",
+        a.data.name()?.map(|d| d.to_string()),
+        run.dataset.to_string(),
+    )?;
+    differs("--seed", "seed", a.seed.map(|v| v.to_string()), run.seed.to_string())?;
+    differs(
+        "--batch-size",
+        "batch_size",
+        a.batch_size.map(|v| v.to_string()),
+        run.batch_size.to_string(),
+    )?;
+    differs("--lr", "base_lr", a.lr.map(|v| v.to_string()), run.base_lr.to_string())?;
+    differs("--val", "val", a.val.map(|v| v.to_string()), run.val.to_string())?;
+    if let Some(e) = a.epochs {
+        let done = dir.checkpoint(&maxprune::device())?.epoch;
+        if e < done {
+            bail!(
+                "--epochs {e}: the run in {path} has trained {done} epochs already; expected a total of at least {done}"
+            );
+        }
     }
     Ok(())
 }
