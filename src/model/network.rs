@@ -593,7 +593,7 @@ impl Network {
     /// Loads parameters for `spec` from a safetensors file; every tensor must be present with
     /// the shape the spec implies and finite values, and no other tensor may be present.
     pub fn load(spec: &ArchSpec, path: &Path, device: &Device) -> Result<Network> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+        let bytes = crate::fsio::read_tensor_file(path)?;
         Network::from_safetensors(spec, &bytes, &path.display().to_string(), device)
     }
 

@@ -43,6 +43,7 @@ pub(crate) fn cmd_relevance(a: RelevanceArgs, quiet: bool) -> Result<()> {
     let net = dir.network(&maxprune::device())?;
     check_classes(net.spec(), data.classes, &data.name.to_string())?;
     let layers = net.spec().unit_layers_named(&a.layers).context("--layers")?;
+    maxprune::memory::check_batch(net.spec(), config.eval_batch_size, false)?;
     let rel = criterion(a.criterion.criterion, a.criterion.ties, config.seed).score_layers(
         &net,
         Pass {
