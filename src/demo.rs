@@ -13,6 +13,7 @@ use burn::tensor::Device;
 
 use crate::data::dataset::{Dataset, DatasetName};
 use crate::error::{Error, Result};
+use crate::fsio::OutputKind;
 use crate::model::network::Network;
 use crate::model::presets::Preset;
 use crate::progress::{Observer, forward};
@@ -22,6 +23,12 @@ use crate::train::{EpochMetrics, RunDir, Splits, TrainConfig, train};
 
 /// The file that marks a directory as a demo's.
 pub const DEMO_MARKER: &str = ".maxprune-demo";
+
+/// A demo's output directory, for [`crate::fsio::check_output`].
+pub const DEMO_OUTPUT: OutputKind = OutputKind::Dir {
+    marker: DEMO_MARKER,
+    what: "an earlier demo",
+};
 
 /// Validation examples the demo carves off the subset's training split.
 const DEMO_VAL: usize = 300;

@@ -23,6 +23,7 @@ pub mod data;
 pub mod demo;
 pub mod error;
 pub mod fsio;
+pub mod memory;
 pub mod model;
 pub mod onnx;
 pub mod plot;

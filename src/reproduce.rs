@@ -248,6 +248,13 @@ impl Stages<'_> {
     }
 }
 
+/// The output directory of [`reproduce`], for [`fsio::check_output`]: `reproduce.json` is
+/// written into it first.
+pub const REPRODUCE_OUTPUT: fsio::OutputKind = fsio::OutputKind::Dir {
+    marker: "reproduce.json",
+    what: "an earlier reproduction",
+};
+
 /// Runs (or resumes) every stage into `out`, with the networks on `device`.
 pub fn reproduce(
     config: &ReproduceConfig,

@@ -283,6 +283,22 @@ pub fn decode(bytes: &[u8], source: &str, device: &Device) -> Result<(Network, O
             return Err(bad("payload checksum", stored, format!("{sha} (corrupted)")));
         }
     }
+    // The table must list at least as many values as the spec has parameters before the spec's
+    // network is built: a small file must not make the reader allocate a large network first
+    // (the tensors are compared one by one below).
+    let listed: u128 = header
+        .tensors
+        .iter()
+        .map(|t| t.shape.iter().map(|&d| d as u128).product::<u128>())
+        .sum();
+    let params = header.spec.num_params()?;
+    if listed < params as u128 {
+        return Err(bad(
+            "tensor table",
+            format!("at least {params} values in all, one per parameter of its spec"),
+            format!("{listed} values"),
+        ));
+    }
     let template = Network::init(&header.spec, 0, device)?;
     struct Fill<'a> {
         table: BTreeMap<&'a str, (&'a Entry, &'a [u8])>,
@@ -481,6 +497,20 @@ mod tests {
             let e = error(&signed(&h, &payload));
             assert!(e.contains("m.mxs") && e.contains(needle), "{field}: {e}");
         }
+        // A spec far larger than the table is refused before its network is built.
+        let mut h = header.clone();
+        let dense = h["spec"]["layers"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .rfind(|l| l["kind"] == "dense")
+            .unwrap();
+        dense["outputs"] = 1_000_000.into();
+        let e = error(&signed(&h, &payload));
+        assert!(
+            e.contains("m.mxs: tensor table: expected") && e.contains("values in all"),
+            "{e}"
+        );
         let mut h = header.clone();
         let first = h["tensors"][0].clone();
         h["tensors"].as_array_mut().unwrap().push(first);
@@ -498,7 +528,13 @@ mod tests {
         let other = Preset::Lenet5.spec();
         let e = read_model(&other, &encode(&net, None), "m.mxs", &Device::flex()).unwrap_err();
         assert!(e.to_string().contains("m.mxs: made for another spec"), "{e}");
-        assert!(read_model(&other, &net.to_safetensors(), "m", &Device::flex()).is_err());
+        // A larger spec than the file holds is refused before its network is built.
+        let e = read_model(&other, &net.to_safetensors(), "m", &Device::flex()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("m: tensors: expected at least 431080 values in all"),
+            "{e}"
+        );
     }
 
     #[test]

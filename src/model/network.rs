@@ -401,7 +401,7 @@ impl Network {
     /// Loads parameters for `spec` from a safetensors file; every tensor must be present with
     /// the shape the spec implies and finite values, and no other tensor may be present.
     pub fn load(spec: &ArchSpec, path: &Path, device: &Device) -> Result<Network> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+        let bytes = crate::fsio::read_tensor_file(path)?;
         Network::from_safetensors(spec, &bytes, &path.display().to_string(), device)
     }
 
@@ -413,6 +413,23 @@ impl Network {
             expected: "a valid safetensors header and data".into(),
             found: e.to_string(),
         })?;
+        // The file must hold at least as many values as the spec has parameters before the spec's
+        // network is built, so a small file never makes the reader allocate a large network first
+        // (the tensors are compared one by one below).
+        let listed: u128 = st
+            .tensors()
+            .iter()
+            .map(|(_, t)| t.shape().iter().map(|&d| d as u128).product::<u128>())
+            .sum();
+        let params = spec.num_params()?;
+        if listed < params as u128 {
+            return Err(Error::Format {
+                path: source.into(),
+                what: "tensors".into(),
+                expected: format!("at least {params} values in all, one per parameter of the spec"),
+                found: format!("{listed} values (written for another network?)"),
+            });
+        }
         // Start from shapes alone (a zero-seed init gives the right shapes); replace every tensor.
         let template = Network::init(spec, 0, device)?;
         struct Load<'a> {

@@ -519,6 +519,13 @@ fn check_start(source: &RunDir, out: &Path, config: &Retrain, data: &Dataset) ->
     Ok(base_train)
 }
 
+/// A schedule directory as a command's output, for [`fsio::check_output`]: `schedule.json` is
+/// written into it first.
+pub const SCHEDULE_OUTPUT: fsio::OutputKind = fsio::OutputKind::Dir {
+    marker: "schedule.json",
+    what: "a schedule directory",
+};
+
 /// Creates the schedule directory with its `schedule.json` (the configuration and the source
 /// run's absolute path), or, resuming, checks that the saved configuration is this one and that
 /// the schedule started from `source` (schedules written before the path was recorded are

@@ -81,6 +81,13 @@ const VELOCITY_PREFIX: &str = "sgd.velocity.";
 const MASK_PREFIX: &str = "sgd.mask.";
 
 impl RunDir {
+    /// A run directory as a command's output, for [`fsio::check_output`]: `train.toml` is
+    /// written into it first.
+    pub const OUTPUT: fsio::OutputKind = fsio::OutputKind::Dir {
+        marker: CONFIG,
+        what: "a run directory",
+    };
+
     /// Creates a new run directory holding `net` (epoch 0) and `config`. Refuses a directory
     /// that already holds a run, so nothing is overwritten by accident.
     /// The weight masks `net` holds ([`Network::masks`]) stay applied through its training.
@@ -110,12 +117,25 @@ impl RunDir {
         Ok(dir)
     }
 
-    /// Opens an existing run directory (it must hold `spec.json`).
+    /// Opens an existing run directory (it must hold `spec.json`). A directory with
+    /// `train.toml` but no `spec.json` is a run whose creation was interrupted: it holds no
+    /// network, and [`create`](Self::create) treats it as empty.
     pub fn open(path: &Path) -> Result<RunDir> {
         if !path.is_dir() {
             return Err(Error::invalid(
                 "run directory",
                 format!("{}: not a directory", path.display()),
+            ));
+        }
+        if !path.join(SPEC).is_file() && path.join(CONFIG).is_file() {
+            return Err(Error::invalid(
+                "run directory",
+                format!(
+                    "{}: an unfinished run directory (train.toml but no spec.json: its creation was interrupted \
+                     before the first checkpoint); expected a complete run; nothing in it can be continued, create \
+                     the run again (that replaces it)",
+                    path.display()
+                ),
             ));
         }
         if !path.join(SPEC).is_file() {
@@ -168,7 +188,7 @@ impl RunDir {
     pub fn checkpoint(&self, device: &Device) -> Result<Checkpoint> {
         let path = self.file(CHECKPOINT);
         let source = path.display().to_string();
-        let bytes = std::fs::read(&path).map_err(|e| Error::io("reading", &path, e))?;
+        let bytes = fsio::read_tensor_file(&path)?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::Format {
             path: source.clone(),
             what: "safetensors header".into(),

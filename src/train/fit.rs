@@ -9,9 +9,10 @@ use super::config::{Teacher, TrainConfig};
 use super::eval::{check_classes, evaluate};
 use super::events::{EpochMetrics, Event};
 use super::loss::{cross_entropy, distillation_loss};
-use crate::data::dataset::{Dataset, DatasetName};
+use crate::data::dataset::Dataset;
 use crate::data::split::{Split, batch};
 use crate::error::{Error, Result};
+use crate::memory::check_training;
 use crate::model::network::Network;
 use crate::progress::Observer;
 use crate::rng::SplitMix64;
@@ -76,11 +77,13 @@ impl Splits {
     }
 }
 
-/// Checks that `net` can be trained on `splits` (of the dataset named `dataset`): it has
-/// parameters, and an output for every class. [`train`] checks it too; a caller that creates a
-/// run directory checks it first, so that a refused run leaves nothing behind.
-pub fn check_trainable(net: &Network, splits: &Splits, dataset: &DatasetName) -> Result<()> {
-    check_classes(net.spec(), splits.classes, &dataset.to_string())?;
+/// Checks that `net` can be trained on `splits` with `config`: it has parameters, an output for
+/// every class of `config.dataset`, and its batches fit the limit of [`check_training`]. [`train`]
+/// checks it too; a caller that creates a run directory checks it first, so that a refused run
+/// leaves nothing behind.
+pub fn check_trainable(net: &Network, splits: &Splits, config: &TrainConfig) -> Result<()> {
+    check_classes(net.spec(), splits.classes, &config.dataset.to_string())?;
+    check_training(net.spec(), config.batch_size, config.eval_batch_size)?;
     if net.num_params() == 0 {
         return Err(Error::invalid(
             "network",
@@ -100,7 +103,7 @@ pub fn check_trainable(net: &Network, splits: &Splits, dataset: &DatasetName) ->
 pub fn train(dir: &RunDir, splits: &Splits, device: &Device, observer: &mut dyn Observer<Event>) -> Result<Checkpoint> {
     let config = dir.config()?;
     let mut ckpt = dir.checkpoint(device)?;
-    check_trainable(&ckpt.net, splits, &config.dataset)?;
+    check_trainable(&ckpt.net, splits, &config)?;
     let device = ckpt.net.device().clone().without_autodiff();
     let input = ckpt.net.spec().input;
     let n = splits.train.len();

@@ -6,6 +6,11 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use maxprune::demo::DEMO_OUTPUT;
+use maxprune::fsio::OutputKind;
+use maxprune::prune::schedule::SCHEDULE_OUTPUT;
+use maxprune::train::RunDir;
+
 use crate::commands::bench::BenchArgs;
 use crate::commands::chart::ChartCommand;
 use crate::commands::demo::DemoArgs;
@@ -17,9 +22,9 @@ use crate::commands::inspect::InspectArgs;
 use crate::commands::prune::PruneCommand;
 use crate::commands::relevance::RelevanceArgs;
 use crate::commands::reproduce::ReproduceArgs;
-use crate::commands::sensitivity::SensitivityArgs;
+use crate::commands::sensitivity::{SENSITIVITY_OUTPUT, SensitivityArgs};
 use crate::commands::train::TrainArgs;
-use crate::commands::verify::VerifyArgs;
+use crate::commands::verify::{VERIFY_OUTPUT, VerifyArgs};
 
 #[derive(Parser)]
 #[command(
@@ -89,27 +94,42 @@ pub(crate) enum Command {
     Chart(ChartCommand),
 }
 
+/// What a command writes at its `--out`: the path, its kind, and the inputs it must stay apart
+/// from (see [`maxprune::fsio::check_output`]).
+pub(crate) struct Output<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) kind: OutputKind,
+    pub(crate) inputs: Vec<&'a Path>,
+}
+
 impl Command {
     /// The run directory, schedule directory or file this command writes, when `--out` names
-    /// it (reproduce derives its default output from the dataset, and locks it itself).
-    pub(crate) fn output(&self) -> Option<&Path> {
-        match self {
-            Command::Train(a) => Some(&a.out),
-            Command::Demo(a) => Some(&a.out),
-            Command::Relevance(a) => Some(&a.out),
-            Command::Sensitivity(a) => Some(&a.out),
-            Command::Prune(PruneCommand::Neurons(a)) => Some(&a.out),
-            Command::Prune(PruneCommand::Plan(a)) => Some(&a.out),
-            Command::Prune(PruneCommand::Apply(a)) => Some(&a.out),
-            Command::Prune(PruneCommand::Weights(a)) => Some(&a.out),
-            Command::Export(a) => Some(&a.out),
-            Command::Import(a) => Some(&a.out),
-            Command::Verify(a) => a.out.as_deref(),
-            Command::Chart(ChartCommand::Bars(a)) => Some(&a.out),
+    /// it (reproduce derives its default output from the dataset, and claims it itself).
+    pub(crate) fn output(&self) -> Option<Output<'_>> {
+        let file = OutputKind::File;
+        let (path, kind, inputs): (&Path, _, Vec<&Path>) = match self {
+            Command::Train(a) if a.resume => (&a.out, RunDir::OUTPUT, Vec::new()),
+            Command::Train(a) => (
+                &a.out,
+                RunDir::OUTPUT,
+                a.spec.iter().chain(&a.config).map(|p| p.as_path()).collect(),
+            ),
+            Command::Demo(a) => (&a.out, DEMO_OUTPUT, Vec::new()),
+            Command::Relevance(a) => (&a.out, file, vec![&a.run]),
+            Command::Sensitivity(a) => (&a.out, SENSITIVITY_OUTPUT, vec![&a.run]),
+            Command::Prune(PruneCommand::Neurons(a)) => (&a.out, SCHEDULE_OUTPUT, vec![&a.run]),
+            Command::Prune(PruneCommand::Plan(a)) => (&a.out, file, vec![&a.run, &a.relevance]),
+            Command::Prune(PruneCommand::Apply(a)) => (&a.out, RunDir::OUTPUT, vec![&a.run, &a.plan]),
+            Command::Prune(PruneCommand::Weights(a)) => (&a.out, SCHEDULE_OUTPUT, vec![&a.run]),
+            Command::Export(a) => (&a.out, file, vec![&a.run]),
+            Command::Import(a) => (&a.out, RunDir::OUTPUT, vec![&a.file]),
+            Command::Verify(a) => (a.out.as_deref()?, VERIFY_OUTPUT, vec![&a.run, &a.pairs, &a.images]),
+            Command::Chart(ChartCommand::Bars(a)) => (&a.out, file, vec![&a.data]),
             Command::Reproduce(_) | Command::Eval(_) | Command::Inspect(_) | Command::Fetch(_) | Command::Bench(_) => {
-                None
+                return None;
             }
-        }
+        };
+        Some(Output { path, kind, inputs })
     }
 
     /// Whether the command continues earlier work in its output with `--resume`.

@@ -13,7 +13,7 @@ use clap::Parser;
 use maxprune::model::network::Kernels;
 
 use crate::cli::{Cli, KernelsArg};
-use crate::files::lock_output;
+use crate::files::{claim_output, remove_locks_on_signals};
 
 /// Most worker threads `--threads` may ask for (more only queue on any machine this runs on).
 const MAX_THREADS: usize = 1024;
@@ -35,7 +35,8 @@ fn main() -> ExitCode {
         KernelsArg::Burn => Kernels::Burn,
     });
     let chosen = cli.device.device().map(maxprune::set_device);
-    let lock = cli.command.output().map(lock_output).transpose();
+    remove_locks_on_signals();
+    let lock = cli.command.output().map(|out| claim_output(&out)).transpose();
     let resumes = cli.command.resumes();
     let result = chosen.and(lock).and_then(|_lock| commands::run(cli.command, quiet));
     match result {

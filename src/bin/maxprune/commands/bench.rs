@@ -52,6 +52,9 @@ pub(crate) fn cmd_bench(a: BenchArgs) -> Result<()> {
         (None, Some(_)) => bail!("--width, --input-size and --classes resize a --preset, not a trained run"),
         (None, None) => bail!("give a run directory or --preset"),
     };
+    // The largest batches bench runs: its training batch, and inference at 256.
+    maxprune::memory::check_batch(net.spec(), a.train_batch, true)?;
+    maxprune::memory::check_batch(net.spec(), 256, false)?;
     let mut r = bench(
         &net,
         &BenchConfig {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use maxprune::sparse;
 use maxprune::train::{RunDir, TrainConfig, evaluate};
@@ -34,7 +34,7 @@ pub(crate) fn cmd_eval(a: EvalArgs) -> Result<()> {
         let net = match &a.model {
             None => dir.network(&maxprune::device())?,
             Some(path) => {
-                let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let bytes = maxprune::fsio::read_tensor_file(path)?;
                 sparse::read_model(&dir.spec()?, &bytes, &path.display().to_string(), &maxprune::device())?
             }
         };
@@ -44,6 +44,7 @@ pub(crate) fn cmd_eval(a: EvalArgs) -> Result<()> {
         bail!("{}: no dataset recorded; give --dataset", a.run.display());
     };
     let data = a.data.load(&name)?;
+    maxprune::memory::check_batch(net.spec(), batch, false)?;
     let e = evaluate(&net, &data.test, data.classes, batch)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&e)?);

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use maxprune::model::import::torchvision;
 use maxprune::model::presets::Preset;
@@ -31,7 +31,7 @@ pub(crate) struct ImportArgs {
 
 pub(crate) fn cmd_import(a: ImportArgs) -> Result<()> {
     let spec = a.scale.apply(a.preset.spec())?;
-    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let bytes = maxprune::fsio::read_tensor_file(&a.file)?;
     let (net, report) = torchvision(
         &spec,
         &bytes,

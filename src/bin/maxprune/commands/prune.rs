@@ -184,7 +184,7 @@ pub(crate) fn cmd_plan(a: PlanArgs) -> Result<()> {
 pub(crate) fn cmd_apply(a: ApplyArgs) -> Result<()> {
     let dir = RunDir::open(&a.run)?;
     let net = dir.network(&maxprune::device())?;
-    let text = std::fs::read_to_string(&a.plan).with_context(|| format!("reading {}", a.plan.display()))?;
+    let text = maxprune::fsio::read_text(&a.plan)?;
     let plan = PrunePlan::from_json(&text, &a.plan.display().to_string())?;
     let pruned = apply(&net, &plan).with_context(|| format!("{}", a.plan.display()))?;
     let config = TrainConfig {

@@ -45,6 +45,7 @@ pub(crate) fn cmd_relevance(a: RelevanceArgs, quiet: bool) -> Result<()> {
     let layers = net
         .spec()
         .unit_layers_named(&layer_names(a.layers.as_deref(), net.spec())?)?;
+    maxprune::memory::check_batch(net.spec(), config.eval_batch_size, false)?;
     let rel = criterion(a.criterion.criterion, a.criterion.ties, config.seed).score_layers(
         &net,
         Pass {

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use maxprune::data::dataset::DatasetName;
-use maxprune::reproduce::{ReproduceConfig, reproduce};
+use maxprune::reproduce::{REPRODUCE_OUTPUT, ReproduceConfig, reproduce};
 
 use crate::args::DataArgs;
-use crate::files::lock_output;
+use crate::cli::Output;
+use crate::files::claim_output;
 use crate::progress::Bars;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -45,7 +46,11 @@ pub(crate) fn cmd_reproduce(a: ReproduceArgs, quiet: bool) -> Result<()> {
     let out = a
         .out
         .unwrap_or_else(|| PathBuf::from(format!("results/lenet5-{}", config.dataset)));
-    let _lock = lock_output(&out)?;
+    let _lock = claim_output(&Output {
+        path: &out,
+        kind: REPRODUCE_OUTPUT,
+        inputs: Vec::new(),
+    })?;
     let report = reproduce(&config, &data, &out, &maxprune::device(), &mut Bars::new(quiet))?;
     print!("{}", report.markdown());
     println!(

@@ -4,11 +4,18 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use maxprune::fsio::OutputKind;
 use maxprune::relevance::{Pass, criterion};
 use maxprune::train::{RunDir, Splits, check_classes};
 
 use crate::args::{CriterionArgs, DataArgs, layer_names};
 use crate::files::write_file;
+
+/// The output directory of `sensitivity`: `sensitivity.json` is written into it first.
+pub(crate) const SENSITIVITY_OUTPUT: OutputKind = OutputKind::Dir {
+    marker: "sensitivity.json",
+    what: "an earlier sensitivity result",
+};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum CutArg {

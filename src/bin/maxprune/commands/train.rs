@@ -65,10 +65,7 @@ pub(crate) fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
         (dir, None)
     } else {
         let mut config = match &a.config {
-            Some(p) => TrainConfig::from_toml(
-                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-                &p.display().to_string(),
-            )?,
+            Some(p) => TrainConfig::from_toml(&maxprune::fsio::read_text(p)?, &p.display().to_string())?,
             None => TrainConfig::default(),
         };
         config.dataset = a.data.name_or(config.dataset)?;
@@ -82,17 +79,17 @@ pub(crate) fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
         }
         let spec = match (&a.preset, &a.spec) {
             (Some(p), _) => p.spec(),
-            (None, Some(path)) => ArchSpec::from_json(
-                &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-                &path.display().to_string(),
-            )?,
+            (None, Some(path)) => ArchSpec::from_json(&maxprune::fsio::read_text(path)?, &path.display().to_string())?,
             (None, None) => bail!("give --preset or --spec"),
         };
-        let net = Network::init(&a.scale.apply(spec)?, config.seed, &maxprune::device())?;
+        let spec = a.scale.apply(spec)?;
+        // Before the parameters are allocated: the batches' buffers bound the spec too.
+        maxprune::memory::check_training(&spec, config.batch_size, config.eval_batch_size)?;
+        let net = Network::init(&spec, config.seed, &maxprune::device())?;
         // Checked before the directory exists, so a refused run leaves nothing that blocks a retry.
         let data = a.data.load(&config.dataset)?;
         let splits = Splits::new(&data, &config)?;
-        check_trainable(&net, &splits, &config.dataset)?;
+        check_trainable(&net, &splits, &config)?;
         (RunDir::create(&a.out, &net, &config)?, Some(splits))
     };
     let config = dir.config()?;

@@ -2,11 +2,18 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
+use maxprune::fsio::OutputKind;
 use maxprune::plot::{Chart, Mark, Series};
 use maxprune::train::RunDir;
 use maxprune::verify::{Distance, parse_pairs, verify};
+
+/// The output directory of `verify`: `verify.json` is written into it first.
+pub(crate) const VERIFY_OUTPUT: OutputKind = OutputKind::Dir {
+    marker: "verify.json",
+    what: "an earlier verification result",
+};
 
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
@@ -35,7 +42,7 @@ pub(crate) struct VerifyArgs {
 pub(crate) fn cmd_verify(a: VerifyArgs) -> Result<()> {
     let dir = RunDir::open(&a.run)?;
     let net = dir.network(&maxprune::device())?;
-    let text = std::fs::read_to_string(&a.pairs).with_context(|| format!("reading {}", a.pairs.display()))?;
+    let text = maxprune::fsio::read_text(&a.pairs)?;
     let folds = parse_pairs(&text, &a.pairs.display().to_string())?;
     let layers = net.spec().embedding_depth(a.layer.as_deref())?;
     let v = verify(&net, &folds, &a.images, a.distance, layers)?;
