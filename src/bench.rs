@@ -267,6 +267,7 @@ pub fn bench(net: &Network, config: &BenchConfig) -> BenchResult {
         }
     });
     let images = crate::data::split::Split {
+        channels: 1,
         rows: net.spec().input.height,
         cols: net.spec().input.width,
         pixels: (0..1000 * net.spec().input.height * net.spec().input.width)

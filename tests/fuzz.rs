@@ -81,6 +81,7 @@ fn tiny_net() -> &'static Network {
 
 fn split(n: usize) -> Split {
     Split {
+        channels: 1,
         rows: 8,
         cols: 8,
         pixels: (0..n * 64).map(|i| (i * 37 % 256) as u8).collect(),

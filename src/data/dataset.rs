@@ -41,9 +41,11 @@ pub enum DatasetName {
     Folder {
         /// The folder.
         dir: PathBuf,
-        /// Side of the square grayscale images.
+        /// Side of the square images.
         size: usize,
     },
+    /// CIFAR-10's binary batches in a directory (see [`crate::data::cifar`]).
+    Cifar10(PathBuf),
 }
 
 /// Image side of `folder:<dir>` without an `@<size>`.
@@ -53,11 +55,13 @@ const FOLDER_SIZE: usize = 32;
 pub const MAX_FOLDER_SIZE: usize = 4096;
 
 impl DatasetName {
-    /// The directory name under which the dataset is looked for, for the named ones.
+    /// The directory name under which the dataset is looked for (for the named ones) or
+    /// downloaded (also `cifar10`).
     pub fn dir_name(&self) -> Option<&'static str> {
         match self {
             DatasetName::Mnist => Some("mnist"),
             DatasetName::FashionMnist => Some("fashion-mnist"),
+            DatasetName::Cifar10(_) => Some("cifar10"),
             _ => None,
         }
     }
@@ -71,6 +75,7 @@ impl fmt::Display for DatasetName {
             DatasetName::Embedded => write!(f, "embedded"),
             DatasetName::Idx(dir) => write!(f, "idx:{}", dir.display()),
             DatasetName::Folder { dir, size } => write!(f, "folder:{}@{size}", dir.display()),
+            DatasetName::Cifar10(dir) => write!(f, "cifar10:{}", dir.display()),
         }
     }
 }
@@ -85,6 +90,9 @@ impl FromStr for DatasetName {
             _ => {
                 if let Some(dir) = s.strip_prefix("idx:").filter(|d| !d.is_empty()) {
                     return Ok(DatasetName::Idx(PathBuf::from(dir)));
+                }
+                if let Some(dir) = s.strip_prefix("cifar10:").filter(|d| !d.is_empty()) {
+                    return Ok(DatasetName::Cifar10(PathBuf::from(dir)));
                 }
                 if let Some(rest) = s.strip_prefix("folder:").filter(|d| !d.is_empty()) {
                     // Whatever follows the last '@' is the size; a folder whose name holds an
@@ -111,7 +119,9 @@ impl FromStr for DatasetName {
                 }
                 Err(Error::invalid(
                     "dataset name",
-                    format!("'{s}': expected mnist, fashion-mnist, embedded, idx:<dir> or folder:<dir>[@size]"),
+                    format!(
+                        "'{s}': expected mnist, fashion-mnist, embedded, idx:<dir>, folder:<dir>[@size] or cifar10:<dir>"
+                    ),
                 ))
             }
         }
@@ -207,6 +217,15 @@ impl Dataset {
                     test,
                 });
             }
+            DatasetName::Cifar10(dir) => {
+                let (train, test) = super::cifar::load(dir)?;
+                return Ok(Dataset {
+                    name: name.clone(),
+                    classes: super::cifar::CLASSES,
+                    train,
+                    test,
+                });
+            }
             DatasetName::Idx(dir) => dir.clone(),
             _ => match candidates.iter().find(|d| find_file(d, "train-images").is_some()) {
                 Some(d) => d.clone(),
@@ -254,7 +273,8 @@ pub fn search_dirs(name: &DatasetName, data_dir: Option<&Path>) -> Vec<PathBuf> 
 
 /// Where a download of the named dataset goes by default: `$MAXPRUNE_DATA/<name>` when that
 /// variable is set, else `./data/<name>` (the first two places [`search_dirs`] looks). `None`
-/// for datasets without a directory name (`embedded`, `idx:`, `folder:`).
+/// for datasets without a directory name (`embedded`, `idx:`, `folder:`); `cifar10` gets one
+/// (its own directory is then ignored).
 pub fn download_dir(name: &DatasetName) -> Option<PathBuf> {
     let sub = name.dir_name()?;
     Some(match std::env::var_os("MAXPRUNE_DATA") {
@@ -326,6 +346,7 @@ mod tests {
             "embedded",
             "idx:/tmp/x",
             "folder:/data/faces@64",
+            "cifar10:/data/cifar",
         ] {
             assert_eq!(s.parse::<DatasetName>().unwrap().to_string(), s);
         }

@@ -1,5 +1,6 @@
 //! Downloads of the named datasets: every file is streamed to a temporary file beside its
 //! destination while its SHA-256 is computed, checked, and only then renamed into place.
+//! CIFAR-10's archive is then unpacked beside itself ([`fetch`]).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -21,7 +22,7 @@ pub struct RemoteFile {
 }
 
 /// The mirrors (base addresses, tried in order) and files of a downloadable dataset.
-pub fn sources(name: &DatasetName) -> Option<(&'static [&'static str], [RemoteFile; 4])> {
+pub fn sources(name: &DatasetName) -> Option<(&'static [&'static str], Vec<RemoteFile>)> {
     let f = |name, sha256| RemoteFile { name, sha256 };
     match name {
         DatasetName::Mnist => Some((
@@ -29,7 +30,7 @@ pub fn sources(name: &DatasetName) -> Option<(&'static [&'static str], [RemoteFi
                 "https://ossci-datasets.s3.amazonaws.com/mnist/",
                 "https://storage.googleapis.com/cvdf-datasets/mnist/",
             ],
-            [
+            vec![
                 f(
                     "train-images-idx3-ubyte.gz",
                     "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
@@ -50,7 +51,7 @@ pub fn sources(name: &DatasetName) -> Option<(&'static [&'static str], [RemoteFi
         )),
         DatasetName::FashionMnist => Some((
             &["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
-            [
+            vec![
                 f(
                     "train-images-idx3-ubyte.gz",
                     "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
@@ -69,8 +70,34 @@ pub fn sources(name: &DatasetName) -> Option<(&'static [&'static str], [RemoteFi
                 ),
             ],
         )),
+        DatasetName::Cifar10(_) => Some((
+            &["https://www.cs.toronto.edu/~kriz/"],
+            vec![f(
+                CIFAR10_ARCHIVE,
+                "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+            )],
+        )),
         _ => None,
     }
+}
+
+/// The file name of CIFAR-10's binary release.
+const CIFAR10_ARCHIVE: &str = "cifar-10-binary.tar.gz";
+
+/// Downloads the `files` of dataset `name` into `dest` ([`fetch_files`]) and leaves them ready to
+/// load: CIFAR-10's archive (the first file) is unpacked into `dest` as well.
+pub fn fetch(
+    name: &DatasetName,
+    files: &[RemoteFile],
+    mirrors: &[String],
+    dest: &Path,
+    progress: &mut dyn Observer<FetchEvent>,
+) -> Result<()> {
+    fetch_files(files, mirrors, dest, progress)?;
+    if let (DatasetName::Cifar10(_), Some(archive)) = (name, files.first()) {
+        super::cifar::unpack(&dest.join(archive.name), dest)?;
+    }
+    Ok(())
 }
 
 /// Download progress.
@@ -308,5 +335,33 @@ mod tests {
         let (bad, good) = (serve(vec![cut]), serve(vec![ok_reply(BODY)]));
         fetch_files(&[file()], &[bad, good], dir.path(), &mut crate::progress::Silent).unwrap();
         assert_eq!(std::fs::read(dir.path().join("f.gz")).unwrap(), BODY);
+    }
+
+    #[test]
+    fn cifar10_archive_is_downloaded_verified_and_unpacked() {
+        let batches: [Vec<u8>; 6] = std::array::from_fn(|i| {
+            let mut record = vec![i as u8; 3073];
+            record[0] = i as u8 % 10;
+            record
+        });
+        let archive = crate::data::cifar::tests::tarball(&batches);
+        let (_, official) = sources(&DatasetName::Cifar10("x".into())).unwrap();
+        let local = RemoteFile {
+            sha256: Box::leak(hex(&Sha256::digest(&archive)).into_boxed_str()),
+            ..official[0]
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let name = DatasetName::Cifar10(dir.path().into());
+        let url = serve(vec![ok_reply(&archive)]);
+        fetch(&name, &[local], &[url], dir.path(), &mut crate::progress::Silent).unwrap();
+        let data = crate::data::dataset::Dataset::load(&name, None).unwrap();
+        assert_eq!((data.train.len(), data.test.len(), data.classes), (5, 1, 10));
+        // The official archive's checksum is the one a download is held to.
+        let url = serve(vec![ok_reply(&archive)]);
+        let other = tempfile::tempdir().unwrap();
+        let e = fetch(&name, &official, &[url], other.path(), &mut crate::progress::Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("every mirror failed"), "{e}");
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! `<dir>/train/<class>/*` and `<dir>/test/<class>/*` when both exist; otherwise
 //! `<dir>/<class>/*`, with every 10th image of each class (in file-name order) held out as the
-//! test split. Classes are the sub-folder names in sorted order. Images become grayscale and are
-//! resized to `size` x `size` (bilinear); files that are not JPEG or PNG are skipped by
-//! extension, and one that fails to decode is an error naming it.
+//! test split. Classes are the sub-folder names in sorted order. Images are resized to `size` x
+//! `size` (bilinear) and kept in RGB; a folder whose every pixel is gray is stored with 1 channel
+//! (the same bytes as the images' own gray conversion). A network with 1 input channel sees an RGB
+//! folder's gray conversion ([`super::split::batch`]). Files that are not JPEG or PNG are skipped
+//! by extension, and one that fails to decode is an error naming it.
 
 use std::path::{Path, PathBuf};
 
@@ -54,12 +56,13 @@ pub fn open_image(path: &Path) -> Result<DynamicImage> {
     })
 }
 
+/// One image resized to `size` x `size`, as RGB planes (`[3, size, size]`).
 fn decode(path: &Path, size: usize) -> Result<Vec<u8>> {
-    let img = open_image(path)?;
-    Ok(img
+    let rgb = open_image(path)?
         .resize_exact(size as u32, size as u32, FilterType::Triangle)
-        .to_luma8()
-        .into_raw())
+        .to_rgb8()
+        .into_raw();
+    Ok((0..3).flat_map(|ch| rgb.iter().skip(ch).step_by(3).copied()).collect())
 }
 
 fn push(split: &mut Split, path: &Path, label: usize, size: usize) -> Result<()> {
@@ -68,9 +71,32 @@ fn push(split: &mut Split, path: &Path, label: usize, size: usize) -> Result<()>
     Ok(())
 }
 
+/// Keeps only the first plane of every image of an RGB split.
+fn to_gray(split: &mut Split) {
+    let plane = split.rows * split.cols;
+    split.pixels = split
+        .pixels
+        .chunks(3 * plane)
+        .flat_map(|image| &image[..plane])
+        .copied()
+        .collect();
+    split.channels = 1;
+}
+
+/// Whether every pixel of an RGB split is gray (red = green = blue).
+fn is_gray(split: &Split) -> bool {
+    let plane = split.rows * split.cols;
+    split.pixels.chunks(3 * plane).all(|image| {
+        let (r, gb) = image.split_at(plane);
+        let (g, b) = gb.split_at(plane);
+        r == g && g == b
+    })
+}
+
 /// Loads `dir` as `(classes, train, test)` with images of `size` x `size` pixels.
 pub fn load(dir: &Path, size: usize) -> Result<(usize, Split, Split)> {
     let empty = || Split {
+        channels: 3,
         rows: size,
         cols: size,
         pixels: Vec::new(),
@@ -146,6 +172,10 @@ pub fn load(dir: &Path, size: usize) -> Result<(usize, Split, Split)> {
             found: format!("{} training and {} test images", train.labels.len(), test.labels.len()),
         });
     }
+    if is_gray(&train) && is_gray(&test) {
+        to_gray(&mut train);
+        to_gray(&mut test);
+    }
     Ok((names.len(), train, test))
 }
 
@@ -172,6 +202,28 @@ mod tests {
         assert_eq!(test.labels, [0, 1]);
         assert_eq!((train.rows, train.cols, train.pixels.len()), (4, 4, 18 * 16));
         assert!(test.image(1).iter().all(|&p| p == 200));
+        assert_eq!(train.channels, 1);
+    }
+
+    #[test]
+    fn colour_folders_keep_their_rgb_planes() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(&tmp.path().join("gray/1.png"), 10);
+        let path = tmp.path().join("red/1.png");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let pixels: Vec<u8> = (0..4).flat_map(|i| [200, 10 * i, 5]).collect();
+        image::save_buffer(&path, &pixels, 2, 2, image::ColorType::Rgb8).unwrap();
+        // Ten images per class, so that both splits (every 10th held out) hold both classes.
+        for i in 2..=10 {
+            std::fs::copy(&path, tmp.path().join(format!("red/{i:02}.png"))).unwrap();
+            write(&tmp.path().join(format!("gray/{i:02}.png")), 10);
+        }
+        let (_, train, test) = load(tmp.path(), 2).unwrap();
+        assert_eq!((train.channels, test.channels), (3, 3));
+        let red = test.image(test.labels.iter().position(|&l| l == 1).unwrap());
+        assert_eq!(red, [200, 200, 200, 200, 0, 10, 20, 30, 5, 5, 5, 5]);
+        let gray = test.image(test.labels.iter().position(|&l| l == 0).unwrap());
+        assert!(gray.iter().all(|&p| p == 10), "{gray:?}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Data: IDX files, image folders, named datasets and their download.
+//! Data: IDX files, CIFAR-10 batches, image folders, named datasets and their download.
 
+pub mod cifar;
 pub mod dataset;
 pub mod fetch;
 pub mod folder;

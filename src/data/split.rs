@@ -1,4 +1,4 @@
-//! One split of a dataset (grayscale images and labels) and its batching into tensors.
+//! One split of a dataset (grayscale or colour images and labels) and its batching into tensors.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -6,14 +6,17 @@ use super::idx::IdxImages;
 use crate::error::{Error, Result};
 use crate::model::spec::InputShape;
 
-/// One split: grayscale images with their labels.
+/// One split: grayscale (1 channel) or RGB (3 channels) images with their labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Split {
+    /// Channels per image: 1 (gray) or 3 (red, green, blue).
+    pub channels: usize,
     /// Image rows.
     pub rows: usize,
     /// Image columns.
     pub cols: usize,
-    /// `len * rows * cols` pixel bytes, row-major, one image after the other.
+    /// `len * channels * rows * cols` pixel bytes: one image after the other, each channel-major
+    /// (`[channels, rows, cols]`, every plane row-major).
     pub pixels: Vec<u8>,
     /// One class per image.
     pub labels: Vec<u8>,
@@ -32,13 +35,14 @@ impl Split {
 
     /// The pixels of example `i`.
     pub fn image(&self, i: usize) -> &[u8] {
-        let n = self.rows * self.cols;
+        let n = self.channels * self.rows * self.cols;
         &self.pixels[i * n..(i + 1) * n]
     }
 
     /// A new split holding the examples at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Split {
         Split {
+            channels: self.channels,
             rows: self.rows,
             cols: self.cols,
             pixels: indices.iter().flat_map(|&i| self.image(i)).copied().collect(),
@@ -57,6 +61,7 @@ impl Split {
             });
         }
         Ok(Split {
+            channels: 1,
             rows: images.rows,
             cols: images.cols,
             pixels: images.pixels,
@@ -65,19 +70,39 @@ impl Split {
     }
 }
 
-/// One batch as tensors: pixels scaled to `[0, 1]`, and labels. The grayscale images are
-/// centred in the network's `input` (zero padding where it is larger, a centre crop where it is
-/// smaller) and repeated over its channels, so a 28x28 dataset feeds a 3x32x32 network.
+/// The gray value of an RGB pixel: the sRGB luma `(2126 r + 7152 g + 722 b) / 10000`, rounded
+/// down, exactly as the `image` crate's `to_luma8` (so a gray pixel keeps its value).
+pub fn luma(r: u8, g: u8, b: u8) -> u8 {
+    let l = 2126 * u32::from(r) + 7152 * u32::from(g) + 722 * u32::from(b);
+    (l / 10_000) as u8
+}
+
+/// One batch as tensors: pixels scaled to `[0, 1]`, and labels. The images are centred in the
+/// network's `input` (zero padding where it is larger, a centre crop where it is smaller). When
+/// the image and the input have the same number of channels they are copied channel by channel;
+/// otherwise every input channel gets the image's gray (a gray image's one channel, an RGB
+/// image's [`luma`]), so a 28x28 gray dataset feeds a 3x32x32 network and an RGB dataset a
+/// 1-channel one.
 ///
 /// # Shapes
 /// - returns `([batch, input.channels, input.height, input.width], [batch])`
 pub fn batch(split: &Split, indices: &[usize], input: &InputShape, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let b = indices.len();
     let (c, h, w) = (input.channels, input.height, input.width);
-    let scale = |p: &u8| f32::from(*p) / 255.0;
-    let pixels = if (c, h, w) == (1, split.rows, split.cols) {
-        indices.iter().flat_map(|&i| split.image(i).iter().map(scale)).collect()
+    let scale = |p: u8| f32::from(p) / 255.0;
+    let pixels = if (c, h, w) == (split.channels, split.rows, split.cols) {
+        indices
+            .iter()
+            .flat_map(|&i| split.image(i).iter().map(|&p| scale(p)))
+            .collect()
     } else {
+        let plane = split.rows * split.cols;
+        // The value input channel `ch` takes from the image at plane offset `at`.
+        let value = |image: &[u8], ch: usize, at: usize| match split.channels {
+            n if n == c => image[ch * plane + at],
+            3 => luma(image[at], image[plane + at], image[2 * plane + at]),
+            _ => image[at],
+        };
         // Where input row/column y lands in the image (None: padding).
         let source = |y: usize, size: usize, image: usize| (y + image / 2).checked_sub(size / 2).filter(|&s| s < image);
         let mut pixels = vec![0.0f32; b * c * h * w];
@@ -87,9 +112,8 @@ pub fn batch(split: &Split, indices: &[usize], input: &InputShape, device: &Devi
                 let Some(sy) = source(y, h, split.rows) else { continue };
                 for x in 0..w {
                     let Some(sx) = source(x, w, split.cols) else { continue };
-                    let v = scale(&image[sy * split.cols + sx]);
                     for ch in 0..c {
-                        pixels[((n * c + ch) * h + y) * w + x] = v;
+                        pixels[((n * c + ch) * h + y) * w + x] = scale(value(image, ch, sy * split.cols + sx));
                     }
                 }
             }
@@ -110,6 +134,7 @@ mod tests {
     #[test]
     fn batches_centre_images_in_larger_or_smaller_inputs() {
         let split = Split {
+            channels: 1,
             rows: 2,
             cols: 2,
             pixels: vec![51, 102, 153, 204],
@@ -132,5 +157,43 @@ mod tests {
         assert_eq!(y.into_data().iter::<i64>().collect::<Vec<_>>(), [3]);
         assert_eq!(values(batch(&split, &[0], &shape(3, 1), &d).0), [204, 204, 204]);
         assert_eq!(values(batch(&split, &[0], &shape(1, 2), &d).0), [51, 102, 153, 204]);
+    }
+
+    #[test]
+    fn colour_images_feed_colour_and_gray_inputs() {
+        // One 1x2 RGB image: a pure red and a gray pixel.
+        let split = Split {
+            channels: 3,
+            rows: 1,
+            cols: 2,
+            pixels: vec![255, 90, 0, 90, 0, 90],
+            labels: vec![0],
+        };
+        let d = Device::flex();
+        let values = |c, w| {
+            let input = InputShape {
+                channels: c,
+                height: 1,
+                width: w,
+            };
+            let x = batch(&split, &[0], &input, &d).0;
+            x.into_data()
+                .iter::<f32>()
+                .map(|v| (v * 255.0).round() as u8)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(values(3, 2), [255, 90, 0, 90, 0, 90]);
+        assert_eq!(values(3, 4), [0, 255, 90, 0, 0, 0, 90, 0, 0, 0, 90, 0]);
+        assert_eq!(values(1, 2), [54, 90]);
+        assert_eq!(values(2, 2), [54, 90, 54, 90]);
+        // The same gray as the `image` crate's conversion, for every gray and a few colours.
+        for (r, g, b) in (0..=255)
+            .map(|v| (v, v, v))
+            .chain([(255, 0, 0), (1, 114, 255), (3, 139, 0)])
+        {
+            let rgb = image::RgbImage::from_raw(1, 1, vec![r, g, b]).unwrap();
+            let gray = image::DynamicImage::ImageRgb8(rgb).to_luma8();
+            assert_eq!(luma(r, g, b), gray.as_raw()[0], "{r} {g} {b}");
+        }
     }
 }

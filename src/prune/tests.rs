@@ -20,6 +20,7 @@ use crate::rng::SplitMix64;
 fn images(n: usize, seed: u64) -> Split {
     let mut rng = SplitMix64::new(seed);
     Split {
+        channels: 1,
         rows: 28,
         cols: 28,
         pixels: (0..n * 784).map(|_| (rng.next_u64() & 0xff) as u8).collect(),

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Dataset (written as `mnist`, `fashion-mnist`, `embedded`, `idx:<dir>`, `folder:<dir>[@size]`).
+    /// Dataset (written as `mnist`, `fashion-mnist`, `embedded`, `idx:<dir>`, `folder:<dir>[@size]`,
+    /// `cifar10:<dir>`).
     pub dataset: DatasetName,
     /// Epochs to train.
     pub epochs: usize,

@@ -133,7 +133,7 @@ pub(crate) struct CriterionArgs {
 
 #[derive(Args)]
 pub(crate) struct DataArgs {
-    /// mnist, fashion-mnist, embedded, idx:<dir> or folder:<dir>[@size].
+    /// mnist, fashion-mnist, embedded, idx:<dir>, folder:<dir>[@size] or cifar10:<dir>.
     #[arg(long)]
     pub(crate) dataset: Option<String>,
     /// Directory holding the dataset's IDX files (searched first).

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use maxprune::data::dataset::{DatasetName, download_dir};
-use maxprune::data::fetch::{fetch_files, sources};
+use maxprune::data::fetch::{fetch, sources};
 
 use crate::progress::Bars;
 
@@ -13,6 +13,8 @@ use crate::progress::Bars;
 pub(crate) enum FetchName {
     Mnist,
     FashionMnist,
+    /// CIFAR-10's binary release (the archive, unpacked beside itself).
+    Cifar10,
 }
 
 #[derive(Args)]
@@ -31,6 +33,7 @@ pub(crate) fn cmd_fetch(a: FetchArgs, quiet: bool) -> Result<()> {
     let name = match a.name {
         FetchName::Mnist => DatasetName::Mnist,
         FetchName::FashionMnist => DatasetName::FashionMnist,
+        FetchName::Cifar10 => DatasetName::Cifar10(PathBuf::from("cifar10")),
     };
     let (mirrors, files) = sources(&name).expect("fetchable datasets have sources");
     let dest = a
@@ -44,7 +47,10 @@ pub(crate) fn cmd_fetch(a: FetchArgs, quiet: bool) -> Result<()> {
             .map(|m| if m.ends_with('/') { m.clone() } else { format!("{m}/") })
             .collect()
     };
-    fetch_files(&files, &mirrors, &dest, &mut Bars::new(quiet))?;
-    println!("{name} is in {}", dest.display());
+    fetch(&name, &files, &mirrors, &dest, &mut Bars::new(quiet))?;
+    match name {
+        DatasetName::Cifar10(_) => println!("cifar10 is in {0} (use it as cifar10:{0})", dest.display()),
+        _ => println!("{name} is in {}", dest.display()),
+    }
     Ok(())
 }
