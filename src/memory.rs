@@ -15,10 +15,10 @@ pub const MAX_BATCH_VALUES: u128 = 1 << 32;
 pub fn check_batch(spec: &ArchSpec, batch: usize, training: bool) -> Result<()> {
     for info in spec.validate()? {
         let mut buffers = vec![("output", info.output.numel() as u128)];
-        if let (true, LayerSpec::Conv2d { kernel, .. }, ActShape::Map([channels, _, _]), ActShape::Map([_, h, w])) =
+        if let (true, LayerSpec::Conv2d(conv), ActShape::Map([channels, _, _]), ActShape::Map([_, h, w])) =
             (training, &spec.layers[info.index], info.input, info.output)
         {
-            let rows = channels as u128 * (*kernel as u128).pow(2);
+            let rows = channels as u128 * (conv.kernel as u128).pow(2);
             buffers.push(("patch matrix (im2col)", rows * h as u128 * w as u128));
         }
         for (what, per_example) in buffers {

@@ -519,6 +519,231 @@ fn cause_8_thread_counts_out_of_range_are_refused() {
     }
 }
 
+// Issue 32 ("Results you can trust"), part 2: file-system and resource safety.
+
+/// `args` exit 1 with `needle` in the message and leave every file in `files` as it was.
+fn refused_leaving_files(cwd: &Path, args: &[&str], needle: &str, files: &[&str]) {
+    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(cwd.join(f)).unwrap()).collect();
+    fails_with(&maxprune(args, cwd), needle);
+    for (f, bytes) in files.iter().zip(before) {
+        assert_eq!(std::fs::read(cwd.join(f)).unwrap(), bytes, "{args:?} changed {f}");
+    }
+}
+
+#[test]
+fn issue_32_cause_3_writers_never_overwrite_what_is_not_theirs() {
+    // Seen: `train`, `prune apply` and `import` into a directory of other files overwrote
+    // them; `--out .` and `--out /` were accepted; `export`, `relevance` and `prune plan`
+    // overwrote their own input run's files.
+    let tmp = planned_run();
+    let cwd = tmp.path();
+    std::fs::create_dir(cwd.join("mine")).unwrap();
+    std::fs::write(cwd.join("mine/notes.txt"), "keep").unwrap();
+    let train = [
+        "train",
+        "--preset",
+        "seed-lenet",
+        "--dataset",
+        "embedded",
+        "--epochs",
+        "1",
+        "-q",
+    ];
+    for writer in [
+        &train[..],
+        &["prune", "apply", "a", "--plan", "plan.json"],
+        &["import", "a/model.safetensors", "--preset", "lenet5"],
+    ] {
+        refused_leaving_files(
+            cwd,
+            &[writer, &["--out", "mine"]].concat(),
+            "mine: holds other files (notes.txt) but no train.toml",
+            &["mine/notes.txt"],
+        );
+        assert_eq!(std::fs::read_dir(cwd.join("mine")).unwrap().count(), 1);
+        for out in [".", "/", "mine/.."] {
+            fails_with(
+                &maxprune(&[writer, &["--out", out]].concat(), cwd),
+                "expected a path ending in a file or directory name, not '.', '..' or '/'",
+            );
+        }
+    }
+    for (args, file) in [
+        (
+            &["export", "a", "--out", "a/model.safetensors"][..],
+            "a/model.safetensors",
+        ),
+        (&["relevance", "a", "--out", "a/spec.json"], "a/spec.json"),
+        (
+            &["prune", "plan", "a", "--relevance", "rel.json", "--out", "a/train.toml"],
+            "a/train.toml",
+        ),
+        (
+            &["prune", "plan", "a", "--relevance", "rel.json", "--out", "rel.json"],
+            "rel.json",
+        ),
+    ] {
+        refused_leaving_files(cwd, args, "the command's input", &[file]);
+    }
+    // The command's own kind of output is still accepted: an empty directory, a file it replaces.
+    std::fs::create_dir(cwd.join("empty")).unwrap();
+    ok(&maxprune(
+        &["prune", "apply", "a", "--plan", "plan.json", "--out", "empty"],
+        cwd,
+    ));
+    ok(&maxprune(
+        &["prune", "plan", "a", "--relevance", "rel.json", "--out", "plan.json"],
+        cwd,
+    ));
+}
+
+#[test]
+fn issue_32_cause_2_reads_are_capped_and_only_of_regular_files() {
+    // Seen: a spec or model.safetensors linked to /dev/zero grew to gigabytes; a FIFO hung.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::os::unix::fs::symlink("/dev/zero", cwd.join("zero.json")).unwrap();
+    let fifo = std::ffi::CString::new(cwd.join("fifo.toml").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let big = std::fs::File::create(cwd.join("big.toml")).unwrap();
+    big.set_len(maxprune::fsio::MAX_DOCUMENT_BYTES + 1).unwrap();
+    let train = ["train", "--dataset", "embedded", "--epochs", "1", "--out", "x", "-q"];
+    for (source, needle) in [
+        (
+            &["--spec", "zero.json"][..],
+            "zero.json: file type: expected a regular file (a JSON or TOML document), found a device",
+        ),
+        (
+            &["--preset", "seed-lenet", "--config", "fifo.toml"],
+            "fifo.toml: file type: expected a regular file (a JSON or TOML document), found a FIFO",
+        ),
+        (
+            &["--preset", "seed-lenet", "--config", "big.toml"],
+            "big.toml: size: expected at most 67108864 bytes (a JSON or TOML document), found 67108865 bytes",
+        ),
+    ] {
+        refused_leaving_nothing(cwd, &[&train[..], source].concat(), needle, "x");
+    }
+    train_embedded(cwd, "seed-lenet", "a", &[]);
+    std::fs::remove_file(cwd.join("a/model.safetensors")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", cwd.join("a/model.safetensors")).unwrap();
+    fails_with(
+        &maxprune(&["eval", "a", "--dataset", "embedded"], cwd),
+        "model.safetensors: file type: expected a regular file (a tensor file), found a device",
+    );
+}
+
+#[test]
+fn issue_32_cause_8_a_lock_covers_the_outputs_whole_tree() {
+    // Seen: `train --out rr/seed-1` succeeded inside a running `reproduce --out rr`.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let train = [
+        "train",
+        "--preset",
+        "seed-lenet",
+        "--dataset",
+        "embedded",
+        "--epochs",
+        "1",
+        "-q",
+    ];
+    {
+        let _held = maxprune::fsio::OutputLock::acquire(&cwd.join("rr"), "maxprune reproduce").unwrap();
+        for out in ["rr/seed-1", "rr/deeper/seed-1"] {
+            let run = maxprune(&[&train[..], &["--out", out]].concat(), cwd);
+            fails_with(&run, &format!("{out} lies inside"));
+            fails_with(&run, "which is being written by another process");
+            fails_with(&run, "maxprune reproduce");
+            assert!(!cwd.join(out).exists());
+        }
+    }
+    ok(&maxprune(&[&train[..], &["--out", "rr/seed-1"]].concat(), cwd));
+}
+
+/// A process id that no process has (a child that has been waited for).
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+#[test]
+fn issue_32_cause_11_interrupts_leave_no_lock_and_no_stale_files() {
+    // Seen: SIGINT and SIGTERM left the lock file; `kill -9` of `export` left `.part` files;
+    // a `train` killed at once left train.toml without spec.json, which `--resume` refused
+    // as "no spec.json".
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    for (signal, out) in [(libc::SIGINT, "int"), (libc::SIGTERM, "term")] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maxprune"))
+            .args([
+                "train",
+                "--preset",
+                "seed-lenet",
+                "--dataset",
+                "embedded",
+                "--epochs",
+                "1000",
+            ])
+            .args(["--out", out, "-q"])
+            .current_dir(cwd)
+            .env("RAYON_NUM_THREADS", "2")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let lock = maxprune::fsio::OutputLock::path_for(&cwd.join(out));
+        let start = std::time::Instant::now();
+        while !lock.exists() {
+            assert!(start.elapsed().as_secs() < 60, "no lock file after 60 s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // SAFETY: the child's id is a live process of ours.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+        assert_eq!(child.wait().unwrap().signal(), Some(signal));
+        assert!(!lock.exists(), "signal {signal} left {}", lock.display());
+    }
+
+    train_embedded(cwd, "seed-lenet", "a", &[]);
+    let stale = format!(".maxprune-{}-x1.part", dead_pid());
+    let live = format!(".maxprune-{}-x2.part", std::process::id());
+    for name in [&stale, &live] {
+        std::fs::write(cwd.join(name), "partial").unwrap();
+    }
+    ok(&maxprune(&["export", "a", "--out", "a.mxs"], cwd));
+    assert!(!cwd.join(&stale).exists(), "the killed writer's file stayed");
+    assert!(cwd.join(&live).exists(), "a live writer's file was removed");
+
+    std::fs::create_dir(cwd.join("u")).unwrap();
+    std::fs::copy(cwd.join("a/train.toml"), cwd.join("u/train.toml")).unwrap();
+    fails_with(
+        &maxprune(&["train", "--resume", "--out", "u"], cwd),
+        "u: an unfinished run directory (train.toml but no spec.json",
+    );
+    train_embedded(cwd, "seed-lenet", "u", &[]);
+    ok(&maxprune(
+        &["train", "--resume", "--out", "u", "--epochs", "2", "-q"],
+        cwd,
+    ));
+}
+
+#[test]
+fn issue_32_cause_1_memory_is_bounded_per_batch_not_per_example() {
+    // Seen: a conv with padding 3000 on 28x28, within every per-example limit, aborted `train`
+    // with exit 134 (`memory allocation of 83664405504 bytes failed`), leaving a 726 MB model.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = spec();
+    s["layers"][0]["padding"] = 3000.into();
+    let out = train_spec(tmp.path(), "s.json", &s, "x");
+    fails_with(&out, "layer 0 ('conv1') (conv2d): its output for a batch of 64 takes");
+    fails_with(&out, "over the limit of 17179869184 bytes per buffer");
+    assert!(!tmp.path().join("x").exists());
+}
+
 #[test]
 fn real_cnns_neuron_pruning_after_weight_pruning_keeps_the_masks() {
     // Seen: `prune weights a --out w`, then `prune neurons w/step-01 --out n` failed with
@@ -550,6 +775,7 @@ fn real_cnns_neuron_pruning_after_weight_pruning_keeps_the_masks() {
         "the weight-pruned zeros were lost: {n}"
     );
 }
+
 /// Writes `n` IDX images of `side` x `side` pixels and their labels (0 to 9 in turn) as
 /// `{prefix}-images-idx3-ubyte` and `{prefix}-labels-idx1-ubyte` in `dir`.
 fn write_idx(dir: &Path, prefix: &str, n: u32, side: u32) {
@@ -591,27 +817,6 @@ fn issue32_cause_5_a_resumed_run_refuses_flags_that_would_change_it() {
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
     let first = [
-// Issue 32 ("Results you can trust"), part 2: file-system and resource safety.
-
-/// `args` exit 1 with `needle` in the message and leave every file in `files` as it was.
-fn refused_leaving_files(cwd: &Path, args: &[&str], needle: &str, files: &[&str]) {
-    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(cwd.join(f)).unwrap()).collect();
-    fails_with(&maxprune(args, cwd), needle);
-    for (f, bytes) in files.iter().zip(before) {
-        assert_eq!(std::fs::read(cwd.join(f)).unwrap(), bytes, "{args:?} changed {f}");
-    }
-}
-
-#[test]
-fn issue_32_cause_3_writers_never_overwrite_what_is_not_theirs() {
-    // Seen: `train`, `prune apply` and `import` into a directory of other files overwrote
-    // them; `--out .` and `--out /` were accepted; `export`, `relevance` and `prune plan`
-    // overwrote their own input run's files.
-    let tmp = planned_run();
-    let cwd = tmp.path();
-    std::fs::create_dir(cwd.join("mine")).unwrap();
-    std::fs::write(cwd.join("mine/notes.txt"), "keep").unwrap();
-    let train = [
         "train",
         "--preset",
         "seed-lenet",
@@ -839,92 +1044,6 @@ fn issue32_cause_10_lists_of_layers_follow_one_rule_and_splits_one_shape() {
         ],
         "t10k images: expected the training images' size, 28x28, found 14x14",
         "x",
-        "--epochs",
-        "1",
-        "-q",
-    ];
-    for writer in [
-        &train[..],
-        &["prune", "apply", "a", "--plan", "plan.json"],
-        &["import", "a/model.safetensors", "--preset", "lenet5"],
-    ] {
-        refused_leaving_files(
-            cwd,
-            &[writer, &["--out", "mine"]].concat(),
-            "mine: holds other files (notes.txt) but no train.toml",
-            &["mine/notes.txt"],
-        );
-        assert_eq!(std::fs::read_dir(cwd.join("mine")).unwrap().count(), 1);
-        for out in [".", "/", "mine/.."] {
-            fails_with(
-                &maxprune(&[writer, &["--out", out]].concat(), cwd),
-                "expected a path ending in a file or directory name, not '.', '..' or '/'",
-            );
-        }
-    }
-    for (args, file) in [
-        (
-            &["export", "a", "--out", "a/model.safetensors"][..],
-            "a/model.safetensors",
-        ),
-        (&["relevance", "a", "--out", "a/spec.json"], "a/spec.json"),
-        (
-            &["prune", "plan", "a", "--relevance", "rel.json", "--out", "a/train.toml"],
-            "a/train.toml",
-        ),
-        (
-            &["prune", "plan", "a", "--relevance", "rel.json", "--out", "rel.json"],
-            "rel.json",
-        ),
-    ] {
-        refused_leaving_files(cwd, args, "the command's input", &[file]);
-    }
-    // The command's own kind of output is still accepted: an empty directory, a file it replaces.
-    std::fs::create_dir(cwd.join("empty")).unwrap();
-    ok(&maxprune(
-        &["prune", "apply", "a", "--plan", "plan.json", "--out", "empty"],
-        cwd,
-    ));
-    ok(&maxprune(
-        &["prune", "plan", "a", "--relevance", "rel.json", "--out", "plan.json"],
-        cwd,
-    ));
-}
-
-#[test]
-fn issue_32_cause_2_reads_are_capped_and_only_of_regular_files() {
-    // Seen: a spec or model.safetensors linked to /dev/zero grew to gigabytes; a FIFO hung.
-    let tmp = tempfile::tempdir().unwrap();
-    let cwd = tmp.path();
-    std::os::unix::fs::symlink("/dev/zero", cwd.join("zero.json")).unwrap();
-    let fifo = std::ffi::CString::new(cwd.join("fifo.toml").into_os_string().into_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
-    let big = std::fs::File::create(cwd.join("big.toml")).unwrap();
-    big.set_len(maxprune::fsio::MAX_DOCUMENT_BYTES + 1).unwrap();
-    let train = ["train", "--dataset", "embedded", "--epochs", "1", "--out", "x", "-q"];
-    for (source, needle) in [
-        (
-            &["--spec", "zero.json"][..],
-            "zero.json: file type: expected a regular file (a JSON or TOML document), found a device",
-        ),
-        (
-            &["--preset", "seed-lenet", "--config", "fifo.toml"],
-            "fifo.toml: file type: expected a regular file (a JSON or TOML document), found a FIFO",
-        ),
-        (
-            &["--preset", "seed-lenet", "--config", "big.toml"],
-            "big.toml: size: expected at most 67108864 bytes (a JSON or TOML document), found 67108865 bytes",
-        ),
-    ] {
-        refused_leaving_nothing(cwd, &[&train[..], source].concat(), needle, "x");
-    }
-    train_embedded(cwd, "seed-lenet", "a", &[]);
-    std::fs::remove_file(cwd.join("a/model.safetensors")).unwrap();
-    std::os::unix::fs::symlink("/dev/zero", cwd.join("a/model.safetensors")).unwrap();
-    fails_with(
-        &maxprune(&["eval", "a", "--dataset", "embedded"], cwd),
-        "model.safetensors: file type: expected a regular file (a tensor file), found a device",
     );
 }
 
@@ -953,111 +1072,4 @@ fn issue32_cause_12_messages_name_the_file_and_offer_only_what_exists() {
     let out = train_spec(cwd, "bad.json", &s, "x");
     fails_with(&out, "invalid spec: bad.json: layer 3");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("bad.json: invalid spec"));
-fn issue_32_cause_8_a_lock_covers_the_outputs_whole_tree() {
-    // Seen: `train --out rr/seed-1` succeeded inside a running `reproduce --out rr`.
-    let tmp = tempfile::tempdir().unwrap();
-    let cwd = tmp.path();
-    let train = [
-        "train",
-        "--preset",
-        "seed-lenet",
-        "--dataset",
-        "embedded",
-        "--epochs",
-        "1",
-        "-q",
-    ];
-    {
-        let _held = maxprune::fsio::OutputLock::acquire(&cwd.join("rr"), "maxprune reproduce").unwrap();
-        for out in ["rr/seed-1", "rr/deeper/seed-1"] {
-            let run = maxprune(&[&train[..], &["--out", out]].concat(), cwd);
-            fails_with(&run, &format!("{out} lies inside"));
-            fails_with(&run, "which is being written by another process");
-            fails_with(&run, "maxprune reproduce");
-            assert!(!cwd.join(out).exists());
-        }
-    }
-    ok(&maxprune(&[&train[..], &["--out", "rr/seed-1"]].concat(), cwd));
-}
-
-/// A process id that no process has (a child that has been waited for).
-fn dead_pid() -> u32 {
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let pid = child.id();
-    child.wait().unwrap();
-    pid
-}
-
-#[test]
-fn issue_32_cause_11_interrupts_leave_no_lock_and_no_stale_files() {
-    // Seen: SIGINT and SIGTERM left the lock file; `kill -9` of `export` left `.part` files;
-    // a `train` killed at once left train.toml without spec.json, which `--resume` refused
-    // as "no spec.json".
-    use std::os::unix::process::ExitStatusExt;
-    let tmp = tempfile::tempdir().unwrap();
-    let cwd = tmp.path();
-    for (signal, out) in [(libc::SIGINT, "int"), (libc::SIGTERM, "term")] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maxprune"))
-            .args([
-                "train",
-                "--preset",
-                "seed-lenet",
-                "--dataset",
-                "embedded",
-                "--epochs",
-                "1000",
-            ])
-            .args(["--out", out, "-q"])
-            .current_dir(cwd)
-            .env("RAYON_NUM_THREADS", "2")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let lock = maxprune::fsio::OutputLock::path_for(&cwd.join(out));
-        let start = std::time::Instant::now();
-        while !lock.exists() {
-            assert!(start.elapsed().as_secs() < 60, "no lock file after 60 s");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        // SAFETY: the child's id is a live process of ours.
-        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
-        assert_eq!(child.wait().unwrap().signal(), Some(signal));
-        assert!(!lock.exists(), "signal {signal} left {}", lock.display());
-    }
-
-    train_embedded(cwd, "seed-lenet", "a", &[]);
-    let stale = format!(".maxprune-{}-x1.part", dead_pid());
-    let live = format!(".maxprune-{}-x2.part", std::process::id());
-    for name in [&stale, &live] {
-        std::fs::write(cwd.join(name), "partial").unwrap();
-    }
-    ok(&maxprune(&["export", "a", "--out", "a.mxs"], cwd));
-    assert!(!cwd.join(&stale).exists(), "the killed writer's file stayed");
-    assert!(cwd.join(&live).exists(), "a live writer's file was removed");
-
-    std::fs::create_dir(cwd.join("u")).unwrap();
-    std::fs::copy(cwd.join("a/train.toml"), cwd.join("u/train.toml")).unwrap();
-    fails_with(
-        &maxprune(&["train", "--resume", "--out", "u"], cwd),
-        "u: an unfinished run directory (train.toml but no spec.json",
-    );
-    train_embedded(cwd, "seed-lenet", "u", &[]);
-    ok(&maxprune(
-        &["train", "--resume", "--out", "u", "--epochs", "2", "-q"],
-        cwd,
-    ));
-}
-
-#[test]
-fn issue_32_cause_1_memory_is_bounded_per_batch_not_per_example() {
-    // Seen: a conv with padding 3000 on 28x28, within every per-example limit, aborted `train`
-    // with exit 134 (`memory allocation of 83664405504 bytes failed`), leaving a 726 MB model.
-    let tmp = tempfile::tempdir().unwrap();
-    let mut s = spec();
-    s["layers"][0]["padding"] = 3000.into();
-    let out = train_spec(tmp.path(), "s.json", &s, "x");
-    fails_with(&out, "layer 0 ('conv1') (conv2d): its output for a batch of 64 takes");
-    fails_with(&out, "over the limit of 17179869184 bytes per buffer");
-    assert!(!tmp.path().join("x").exists());
 }

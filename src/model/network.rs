@@ -538,7 +538,9 @@ pub(crate) fn f32_values(view: &TensorView) -> Vec<f32> {
 pub(crate) mod tests {
     use super::*;
     use crate::model::layers::{Dense, Dropout, Flatten, Maxout};
+    use crate::model::params::ParamTensor;
     use crate::model::presets::Preset;
+    use crate::model::spec::{Init, LayerSpec, Pieces};
 
     fn input(batch: usize, seed: u64, device: &Device) -> Tensor<4> {
         let mut rng = SplitMix64::new(seed);
@@ -632,14 +634,12 @@ pub(crate) mod tests {
             init: Init::Xavier,
         };
         let eye: Vec<f32> = (0..81).map(|i| if i % 10 == 0 { 1.0 } else { 0.0 }).collect();
-        let params = vec![
-            LayerParams::None,
-            LayerParams::Dense {
-                weight: Tensor::from_data(TensorData::new(eye, [9, 9]), &d),
-                bias: Tensor::zeros([9], &d),
-            },
-            LayerParams::None,
-        ];
+        let mut params = Network::init(&spec, 0, &d).unwrap().params().to_vec();
+        let (mut w, mut b) = (Some(eye), Some(vec![0.0f32; 9]));
+        params[1] = params[1].clone().map(|role, _| match role {
+            "weight" => ParamTensor::from_values(w.take().unwrap(), &[9, 9], &d),
+            _ => ParamTensor::from_values(b.take().unwrap(), &[9], &d),
+        });
         let net = Network::from_params(&spec, params, &d).unwrap();
         let x = Tensor::from_data(
             TensorData::new(vec![-3.0f32, 7.0, 2.0, 1.0, -5.0, -1.0, -2.0, -4.0, -8.0], [1, 1, 3, 3]),

@@ -191,6 +191,7 @@ impl Preset {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::layers::Kind;
 
     #[test]
     fn parameter_counts_match_the_paper_architectures() {

@@ -1,7 +1,7 @@
 //! The invariants of neuron pruning, and regression tests for the original code's defects.
 
-use crate::model::layers::{Conv2d, Dense, Dropout, Flatten, MaxPool, Maxout, Relu};
-use burn::tensor::{Device, Tensor, TensorData};
+use crate::model::layers::{Conv2d, Dense, Dropout, Flatten, Kind, MaxPool, Maxout, Relu};
+use burn::tensor::Device;
 
 use super::neuron::apply;
 use super::plan::{LayerPlan, PLAN_FORMAT_VERSION, PrunePlan};
