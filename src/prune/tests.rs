@@ -821,3 +821,110 @@ fn plain_unit_layers_are_scored_and_plans_for_them_are_checked() {
     // Scores for a layer subset are checked like any: not for another spec.
     assert!(select(&c, &other, Policy::Units { fraction: 0.5 }).is_err());
 }
+
+/// conv 6@3x3 (padding 1), relu, then `pool`, then a dense classifier: the conv's channels are
+/// units of one piece read by the classifier through the pooling.
+fn pooled_spec(pool: Vec<LayerSpec>) -> ArchSpec {
+    let mut layers = vec![LayerSpec::conv2d("c1", 6, 3, 1, 1), LayerSpec::relu()];
+    layers.extend(pool);
+    layers.push(LayerSpec::dense("fc", 10));
+    ArchSpec {
+        format_version: SPEC_FORMAT_VERSION,
+        name: "pooled".into(),
+        input: InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        },
+        layers,
+        init: Init::He,
+    }
+}
+
+#[test]
+fn removing_units_through_average_and_global_average_pooling_equals_zeroing_them() {
+    let d = Device::flex();
+    let data = images(4, 11);
+    for pool in [
+        vec![LayerSpec::global_avg_pool()],
+        vec![LayerSpec::avg_pool(3, 2, 1), LayerSpec::flatten()],
+    ] {
+        let spec = pooled_spec(pool);
+        assert_eq!(spec.unit_layers(), vec![0], "{}", spec.name);
+        let net = Network::init(&spec, 5, &d).unwrap();
+        let removed = [1usize, 4];
+        let plan = PrunePlan {
+            format_version: PLAN_FORMAT_VERSION,
+            spec_fingerprint: spec.fingerprint(),
+            layers: vec![LayerPlan {
+                layer: 0,
+                keep: (0..6)
+                    .map(|u| if removed.contains(&u) { vec![] } else { vec![0] })
+                    .collect(),
+            }],
+        };
+        let pruned = apply_checked(&net, &plan);
+        // A zeroed filter with a zero bias outputs relu(0) = 0 everywhere: its pooled means are 0.
+        let zeroed = edit(&net, 0, |w, dims, b| {
+            let per = dims[1..].iter().product::<usize>();
+            for &u in &removed {
+                w[u * per..(u + 1) * per].iter_mut().for_each(|x| *x = 0.0);
+                b[u] = 0.0;
+            }
+        });
+        assert_close(&outputs(&pruned, &data), &outputs(&zeroed, &data), 1e-6);
+    }
+}
+
+#[test]
+fn average_pooling_agrees_with_burn_and_the_global_mean() {
+    use burn::tensor::{Tensor, TensorData};
+    let d = Device::flex();
+    let mut rng = SplitMix64::new(3);
+    let v: Vec<f32> = (0..2 * 3 * 5 * 5).map(|_| rng.next_f32() - 0.5).collect();
+    let x = Tensor::<4>::from_data(TensorData::new(v.clone(), [2, 3, 5, 5]), &d);
+    // Global: each channel's mean, as a vector.
+    let spec = ArchSpec {
+        format_version: SPEC_FORMAT_VERSION,
+        name: "gap".into(),
+        input: InputShape {
+            channels: 3,
+            height: 5,
+            width: 5,
+        },
+        layers: vec![LayerSpec::global_avg_pool()],
+        init: Init::Xavier,
+    };
+    let net = Network::init(&spec, 1, &d).unwrap();
+    let got: Vec<f32> = net.forward(x.clone()).into_data().iter::<f32>().collect();
+    let want: Vec<f32> = v.chunks(25).map(|c| c.iter().sum::<f32>() / 25.0).collect();
+    assert_close(&got, &want, 1e-6);
+    // Windowed, with padding counted (PyTorch's default): burn's adaptive pooling is not it, so
+    // compare with the windows summed by hand.
+    let mut spec = spec;
+    spec.layers = vec![LayerSpec::avg_pool(3, 2, 1), LayerSpec::flatten()];
+    let got: Vec<f32> = Network::init(&spec, 1, &d)
+        .unwrap()
+        .forward(x)
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    let mut want = Vec::new();
+    for plane in v.chunks(25) {
+        for oy in 0..3 {
+            for ox in 0..3 {
+                let mut sum = 0.0;
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        let (y, x) = ((2 * oy + ky) as i64 - 1, (2 * ox + kx) as i64 - 1);
+                        if (0..5).contains(&y) && (0..5).contains(&x) {
+                            sum += plane[(y * 5 + x) as usize];
+                        }
+                    }
+                }
+                want.push(sum / 9.0);
+            }
+        }
+    }
+    assert_close(&got, &want, 1e-6);
+}

@@ -291,6 +291,21 @@ impl LayerSpec {
         LayerSpec::MaxPool(MaxPool { kernel, stride })
     }
 
+    /// Average pooling over `kernel` x `kernel` windows every `stride` pixels, `padding` zeros
+    /// counted.
+    pub fn avg_pool(kernel: usize, stride: usize, padding: usize) -> LayerSpec {
+        LayerSpec::AvgPool(AvgPool {
+            kernel,
+            stride,
+            padding,
+        })
+    }
+
+    /// Global average pooling.
+    pub fn global_avg_pool() -> LayerSpec {
+        LayerSpec::GlobalAvgPool(GlobalAvgPool {})
+    }
+
     /// A flatten layer.
     pub fn flatten() -> LayerSpec {
         LayerSpec::Flatten(Flatten {})
