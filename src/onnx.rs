@@ -203,7 +203,7 @@ fn value_info(name: &str, dims: Vec<DimensionValue>) -> ValueInfoProto {
 }
 
 /// Builds the graph node by node; every value gets a fresh name. Layer kinds add their nodes
-/// through it ([`Kind::onnx`](crate::model::layers::Kind::onnx)).
+/// through it ([`Kind::onnx`]).
 pub struct Builder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
