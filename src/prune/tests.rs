@@ -877,7 +877,7 @@ fn removing_units_through_average_and_global_average_pooling_equals_zeroing_them
 }
 
 #[test]
-fn average_pooling_agrees_with_burn_and_the_global_mean() {
+fn average_pooling_equals_hand_computed_window_and_global_means() {
     use burn::tensor::{Tensor, TensorData};
     let d = Device::flex();
     let mut rng = SplitMix64::new(3);

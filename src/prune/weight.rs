@@ -202,13 +202,11 @@ pub fn parse_sparsity(text: &str, spec: &ArchSpec) -> Result<BTreeMap<Target, f6
 
 /// The weight tensors that rules apply to, in layer order: every layer's `weight` of rank 4
 /// (conv filters: the `conv` target) or rank 2 (dense: the `dense` target), whatever its kind.
-fn prunable(spec: &ArchSpec) -> Vec<Prunable> {
-    let Ok(infos) = spec.validate() else {
-        return Vec::new();
-    };
-    spec.layers
+fn prunable(net: &Network) -> Vec<Prunable> {
+    net.spec()
+        .layers
         .iter()
-        .zip(&infos)
+        .zip(net.infos())
         .filter_map(|(l, info)| {
             let weight = l.params(info.input).into_iter().find(|d| d.role == "weight")?;
             let kind = match weight.shape.len() {
@@ -257,7 +255,7 @@ pub fn magnitude_masks(net: &Network, masks: &Masks, rule: &WeightRule, step: us
     let vals = values(net);
     let device = net.device().clone().without_autodiff();
     let mut out = masks.clone();
-    for Prunable { param, layer, kind } in prunable(net.spec()) {
+    for Prunable { param, layer, kind } in prunable(net) {
         let w = &vals[&param];
         let old: Vec<f32> = match masks.get(&param) {
             Some(m) => m.to_data().iter::<f32>().collect(),
@@ -322,7 +320,7 @@ pub fn dense_sparsity_for(net: &Network, max_nonzeros: usize) -> Option<f64> {
         return None;
     }
     let vals = values(net);
-    let dense: Vec<&Vec<f32>> = prunable(net.spec())
+    let dense: Vec<&Vec<f32>> = prunable(net)
         .iter()
         .filter(|p| p.kind == WeightKind::Dense)
         .map(|p| &vals[&p.param])
@@ -442,7 +440,7 @@ pub struct LayerSparsity {
 pub fn sparsity(net: &Network) -> Vec<LayerSparsity> {
     let vals = values(net);
     let shapes = shapes(net);
-    prunable(net.spec())
+    prunable(net)
         .into_iter()
         .map(|Prunable { param, .. }| {
             let w = &vals[&param];
