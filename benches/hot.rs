@@ -85,7 +85,7 @@ fn maxout(c: &mut Criterion) {
     let (x, y) = batch(&spec, 64, &device);
     let mut rng = SplitMix64::new(1);
     c.bench_function("maxout block forward+backward, batch 64", |b| {
-        b.iter(|| cross_entropy(trainable.forward_train(x.clone(), &mut rng), y.clone()).backward())
+        b.iter(|| cross_entropy(trainable.forward_train(x.clone(), &mut rng).0, y.clone()).backward())
     });
     let (x, _) = batch(&spec, 256, &device);
     c.bench_function("maxout block forward with arg-max trace, batch 256", |b| {

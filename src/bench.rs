@@ -251,10 +251,11 @@ pub fn bench(net: &Network, config: &BenchConfig) -> BenchResult {
     let train_s = time(config.reps, || {
         for _ in 0..steps {
             let n = train_net.take().expect("network present between steps");
-            let loss = cross_entropy(n.forward_train(x.clone(), &mut rng), y.clone());
+            let (logits, stats) = n.forward_train(x.clone(), &mut rng);
+            let loss = cross_entropy(logits, y.clone());
             let _ = loss.clone().into_scalar::<f32>();
             let grads = loss.backward();
-            train_net = Some(sgd.step(n, &grads, 1e-3, &train_cfg));
+            train_net = Some(sgd.step(n, &grads, 1e-3, &train_cfg).with_running_stats(stats));
         }
     });
 

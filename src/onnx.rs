@@ -99,6 +99,8 @@ mod proto {
     pub struct AttributeProto {
         #[prost(string, tag = "1")]
         pub name: String,
+        #[prost(float, tag = "2")]
+        pub f: f32,
         #[prost(int64, tag = "3")]
         pub i: i64,
         #[prost(int64, repeated, tag = "8")]
@@ -175,6 +177,15 @@ pub(crate) fn ints(name: &str, values: &[usize]) -> AttributeProto {
         name: name.into(),
         ints: values.iter().map(|&v| v as i64).collect(),
         r#type: 7,
+        ..Default::default()
+    }
+}
+
+pub(crate) fn float(name: &str, value: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        f: value,
+        r#type: 1,
         ..Default::default()
     }
 }

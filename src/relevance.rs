@@ -476,7 +476,8 @@ impl Criterion for MeanActivation {
 }
 
 /// Per output row (dense) or filter (conv): the L2 norm (not squared) with the bias, or the
-/// L1 norm of the weights alone.
+/// L1 norm of the weights alone. Callers pass the producer with a batch norm that follows it
+/// folded in ([`Network::folded_params`]), so the norms are of what the units compute.
 fn row_norms(params: &LayerParams, l1: bool) -> Vec<f64> {
     let Some((w, b)) = params.output_rows() else {
         return Vec::new();
@@ -529,7 +530,7 @@ impl Criterion for WeightNorm {
         data_free(net, pass.layers, self.kind(), |layer, counts| {
             let pieces = spec.unit_pieces(layer).expect("data_free visits unit layers");
             let p = spec.producer_of(layer).expect("a unit layer has a producer");
-            let norms = row_norms(&net.params()[p], self.l1);
+            let norms = row_norms(&net.folded_params(p), self.l1);
             counts
                 .iter()
                 .enumerate()

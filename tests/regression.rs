@@ -7,7 +7,7 @@
 use std::path::Path;
 
 mod util;
-use util::{fails_with, maxprune, ok, train_embedded, train_one_epoch};
+use util::{fails_with, json, maxprune, ok, train_embedded, train_one_epoch};
 
 /// A small valid spec for 28x28 inputs, edited by the tests below.
 fn spec() -> serde_json::Value {
@@ -1072,4 +1072,131 @@ fn issue32_cause_12_messages_name_the_file_and_offer_only_what_exists() {
     let out = train_spec(cwd, "bad.json", &s, "x");
     fails_with(&out, "invalid spec: bad.json: layer 3");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("bad.json: invalid spec"));
+}
+
+#[test]
+fn real_cnns_batch_norm_trains_resumes_exactly_prunes_through_and_exports_folded() {
+    // A conv maxout layer over batch-normalised pieces, a plain conv with its batch norm,
+    // global average pooling and a dense classifier.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let spec = serde_json::json!({
+        "format_version": 1,
+        "name": "bn",
+        "input": {"channels": 1, "height": 28, "width": 28},
+        "layers": [
+            {"kind": "conv2d", "name": "c1", "filters": 8, "kernel": 3, "stride": 2, "padding": 1},
+            {"kind": "batch-norm", "name": "bn1"},
+            {"kind": "relu"},
+            {"kind": "maxout", "pieces": {"units": 4, "k": 2}},
+            {"kind": "conv2d", "name": "c2", "filters": 8, "kernel": 3, "stride": 2, "padding": 1},
+            {"kind": "batch-norm", "name": "bn2", "momentum": 0.2},
+            {"kind": "relu"},
+            {"kind": "global-avg-pool"},
+            {"kind": "dense", "name": "fc", "outputs": 10}
+        ]
+    });
+    std::fs::write(cwd.join("bn.json"), spec.to_string()).unwrap();
+    let train = |out: &str, epochs: &str| {
+        let args = ["train", "--spec", "bn.json", "--dataset", "embedded", "--val", "200"];
+        ok(&maxprune(
+            &[&args[..], &["--epochs", epochs, "--out", out, "-q"]].concat(),
+            cwd,
+        ));
+    };
+    train("straight", "2");
+    train("resumed", "1");
+    ok(&maxprune(
+        &["train", "--resume", "--epochs", "2", "--out", "resumed", "-q"],
+        cwd,
+    ));
+    let read = |f: &str| std::fs::read(cwd.join(f)).unwrap();
+    assert_eq!(
+        read("straight/model.safetensors"),
+        read("resumed/model.safetensors"),
+        "a resumed run with batch norm (running statistics included) is the uninterrupted run"
+    );
+    // The running statistics were trained and saved under PyTorch's names; they are buffers,
+    // not parameters.
+    let st = read("straight/model.safetensors");
+    let tensors = safetensors::SafeTensors::deserialize(&st).unwrap();
+    let var: Vec<f32> = tensors
+        .tensor("bn2.running_var")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert!(var.iter().all(|&v| v > 0.0) && var.iter().any(|&v| v != 1.0), "{var:?}");
+    let params = 8 * 9 + 8 + 2 * 8 + (4 * 9 * 8 + 8) + 2 * 8 + (8 * 10 + 10);
+    let inspect = ok(&maxprune(&["inspect", "straight"], cwd));
+    assert!(inspect.contains(&format!("{params}")), "{inspect}");
+    // Whole units out through both batch norms, then retrained and evaluated.
+    ok(&maxprune(
+        &[
+            "prune",
+            "neurons",
+            "straight",
+            "--out",
+            "p",
+            "--criterion",
+            "contribution",
+            "--policy",
+            "units",
+            "--fraction",
+            "0.25",
+            "--layers",
+            "c1,c2",
+            "--steps",
+            "1",
+            "--retrain-epochs",
+            "1",
+            "--val",
+            "0",
+            "-q",
+        ],
+        cwd,
+    ));
+    ok(&maxprune(&["eval", "p/step-01", "--dataset", "embedded"], cwd));
+    // Folded for deployment: no batch norm left, the same predictions.
+    ok(&maxprune(
+        &[
+            "export",
+            "p/step-01",
+            "--format",
+            "dense",
+            "--fold-bn",
+            "--out",
+            "folded.safetensors",
+        ],
+        cwd,
+    ));
+    let folded = read("folded.safetensors");
+    let tensors = safetensors::SafeTensors::deserialize(&folded).unwrap();
+    assert!(
+        tensors.names().iter().all(|n| !n.starts_with("bn")),
+        "{:?}",
+        tensors.names()
+    );
+    ok(&maxprune(
+        &[
+            "export",
+            "p/step-01",
+            "--format",
+            "onnx",
+            "--fold-bn",
+            "--out",
+            "folded.onnx",
+        ],
+        cwd,
+    ));
+    ok(&maxprune(
+        &["export", "p/step-01", "--fold-bn", "--out", "folded.mxs"],
+        cwd,
+    ));
+    let eval = |what: &str| json(&maxprune(&["eval", what, "--dataset", "embedded", "--json"], cwd));
+    let (run, folded) = (eval("p/step-01"), eval("folded.mxs"));
+    assert_eq!(run["accuracy"], folded["accuracy"]);
+    let loss = |e: &serde_json::Value| e["loss"].as_f64().unwrap();
+    assert!((loss(&run) - loss(&folded)).abs() < 1e-4, "{run} vs {folded}");
 }

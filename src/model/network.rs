@@ -8,9 +8,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use safetensors::tensor::{Dtype, TensorView};
 
 pub use super::layers::Kernels;
-use super::layers::{Act, Forward, Kind};
-pub use super::params::{LayerParams, Masks, ParamMapper, ParamVisitor};
-use super::spec::{ArchSpec, LayerInfo, SPEC_METADATA_KEY};
+use super::layers::{Act, Forward, Kind, Role};
+pub use super::params::{LayerParams, Masks, ParamMapper, ParamTensor, ParamVisitor};
+use super::spec::{ArchSpec, LayerInfo, LayerSpec, SPEC_METADATA_KEY};
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::rng::SplitMix64;
@@ -36,6 +36,11 @@ impl MaxoutTrace {
         self.pieces.clone().argmax(2).reshape([n, units])
     }
 }
+
+/// New values of a network's buffers (batch norm's running statistics) from one training
+/// pass: `(layer, role, value)`, detached from the graph.
+#[derive(Debug, Clone, Default)]
+pub struct RunningStats(Vec<(usize, &'static str, ParamTensor)>);
 
 /// A maxout network built from its spec.
 #[derive(Debug, Clone)]
@@ -133,7 +138,8 @@ impl Network {
         &self.device
     }
 
-    /// Number of parameters, counted on the tensors themselves.
+    /// Number of parameters (buffers such as running statistics excluded, as PyTorch's
+    /// `parameters()` counts), counted on the tensors themselves.
     pub fn num_params(&self) -> usize {
         struct Count(usize);
         impl ParamVisitor for Count {
@@ -142,15 +148,24 @@ impl Network {
             }
         }
         let mut c = Count(0);
-        self.visit_params(&mut c);
+        self.visit_trainable(&mut c);
         c.0
     }
 
-    /// Calls `visitor` on every parameter.
+    /// Calls `visitor` on every tensor, parameters and buffers (everything saved).
     pub fn visit_params(&self, visitor: &mut impl ParamVisitor) {
+        self.visit(visitor, false);
+    }
+
+    /// Calls `visitor` on every trained parameter (buffers excluded).
+    pub fn visit_trainable(&self, visitor: &mut impl ParamVisitor) {
+        self.visit(visitor, true);
+    }
+
+    fn visit(&self, visitor: &mut impl ParamVisitor, trainable_only: bool) {
         for (layer, p) in self.spec.layers.iter().zip(&self.params) {
             let name = layer.name().unwrap_or_default();
-            for param in &p.params {
+            for param in p.params.iter().filter(|p| p.trainable || !trainable_only) {
                 param.value.visit(&format!("{name}.{}", param.role), visitor);
             }
         }
@@ -230,6 +245,45 @@ impl Network {
         Ok(self)
     }
 
+    /// The parameters of producer `p` (a conv or dense layer) as evaluation sees them: with
+    /// a batch norm directly after it folded in (see [`BatchNorm::fold_into`](super::layers::BatchNorm::fold_into)).
+    pub fn folded_params(&self, p: usize) -> LayerParams {
+        match self.spec.layers.get(p + 1) {
+            Some(LayerSpec::BatchNorm(bn)) => bn.fold_into(&self.params[p + 1], &self.params[p]),
+            _ => self.params[p].clone(),
+        }
+    }
+
+    /// The same network in evaluation with every batch norm folded into the conv or dense layer
+    /// directly before it (weights and bias rescaled, the batch norm layer removed): it predicts
+    /// as this one within rounding. A batch norm after anything else (a relu, a pooling layer)
+    /// cannot be folded and is an error naming it.
+    pub fn fold_batch_norm(&self) -> Result<Network> {
+        let mut spec = self.spec.clone();
+        let mut params = self.params.clone();
+        for i in (0..spec.layers.len()).rev() {
+            let LayerSpec::BatchNorm(bn) = &spec.layers[i] else {
+                continue;
+            };
+            let before = i.checked_sub(1).map(|p| &spec.layers[p]);
+            if before.is_none_or(|l| l.role() != Role::Producer) {
+                return Err(Error::invalid(
+                    "fold batch norm",
+                    format!(
+                        "layer {i} ({}) follows {}, not a conv2d or dense layer, so it cannot be folded \
+                         (export without --fold-bn writes it as BatchNormalization)",
+                        spec.layers[i],
+                        before.map_or("the input".to_string(), ToString::to_string)
+                    ),
+                ));
+            }
+            params[i - 1] = bn.fold_into(&params[i], &params[i - 1]);
+            spec.layers.remove(i);
+            params.remove(i);
+        }
+        Network::from_params(&spec, params, &self.device).map(|n| n.with_kernels(self.kernels))
+    }
+
     /// The convolution and pooling kernels this network runs (the process default,
     /// [`crate::kernels`], unless [`with_kernels`](Self::with_kernels) chose).
     pub fn kernels(&self) -> Kernels {
@@ -255,19 +309,15 @@ impl Network {
         n
     }
 
-    /// The network with autodiff enabled and every parameter requiring gradients, ready for
-    /// training steps.
-    pub fn into_trainable(self) -> Network {
-        struct RequireGrad;
-        impl ParamMapper for RequireGrad {
-            fn map<const D: usize>(&mut self, _: &str, t: Tensor<D>) -> Tensor<D> {
-                t.autodiff().require_grad()
-            }
-        }
+    /// The network with autodiff enabled and every parameter (not the buffers) requiring
+    /// gradients, ready for training steps.
+    pub fn into_trainable(mut self) -> Network {
         let device = self.device.clone().autodiff();
-        let mut n = self.map_params(&mut RequireGrad);
-        n.device = device;
-        n
+        for p in self.params.iter_mut().flat_map(|l| l.params.iter_mut()) {
+            p.value = p.value.clone().autodiff(p.trainable);
+        }
+        self.device = device;
+        self
     }
 
     /// The network without autodiff (parameters detached from any graph).
@@ -303,12 +353,25 @@ impl Network {
         self.run(x, None, &[], layers).0
     }
 
-    /// Class scores in training mode: dropout masks are drawn from `rng`.
+    /// Class scores in training mode: dropout masks are drawn from `rng`, batch norm uses the
+    /// batch's statistics; with the running statistics this batch moves them to (apply them
+    /// with [`with_running_stats`](Self::with_running_stats) after the step).
     ///
     /// # Shapes
     /// As [`forward`](Self::forward).
-    pub fn forward_train(&self, x: Tensor<4>, rng: &mut SplitMix64) -> Tensor<2> {
-        self.run(x, Some(rng), &[], self.spec.layers.len()).0
+    pub fn forward_train(&self, x: Tensor<4>, rng: &mut SplitMix64) -> (Tensor<2>, RunningStats) {
+        let mut stats = RunningStats::default();
+        let (logits, _) = self.run_with(x, Some(rng), &[], self.spec.layers.len(), Some(&mut stats));
+        (logits, stats)
+    }
+
+    /// The network with the buffers a training pass computed (see
+    /// [`forward_train`](Self::forward_train)).
+    pub fn with_running_stats(mut self, stats: RunningStats) -> Network {
+        for (layer, role, value) in stats.0 {
+            self.params[layer].set(role, value);
+        }
+        self
     }
 
     /// Class scores in evaluation mode, with every maxout layer's pieces. Costs nothing extra
@@ -333,6 +396,17 @@ impl Network {
         traced: &[usize],
         layers: usize,
     ) -> (Tensor<2>, Vec<MaxoutTrace>) {
+        self.run_with(x, rng, traced, layers, None)
+    }
+
+    fn run_with(
+        &self,
+        x: Tensor<4>,
+        rng: Option<&mut SplitMix64>,
+        traced: &[usize],
+        layers: usize,
+        mut stats: Option<&mut RunningStats>,
+    ) -> (Tensor<2>, Vec<MaxoutTrace>) {
         let mut act = Act::Map(x);
         let mut traces = Vec::new();
         // Plain unit layers are read where their output is final: (read at, layer).
@@ -346,10 +420,16 @@ impl Network {
             rng,
             trace: false,
             traced: None,
+            updates: Vec::new(),
         };
         for (i, layer) in self.spec.layers.iter().enumerate().take(layers) {
             ctx.trace = traced.contains(&i);
             act = layer.forward(&self.params[i], act, &mut ctx);
+            for (role, value) in ctx.updates.drain(..) {
+                if let Some(s) = stats.as_deref_mut() {
+                    s.0.push((i, role, value));
+                }
+            }
             if let Some(pieces) = ctx.traced.take() {
                 traces.push(MaxoutTrace { layer: i, pieces });
             }
@@ -538,7 +618,6 @@ pub(crate) fn f32_values(view: &TensorView) -> Vec<f32> {
 pub(crate) mod tests {
     use super::*;
     use crate::model::layers::{Dense, Dropout, Flatten, Maxout};
-    use crate::model::params::ParamTensor;
     use crate::model::presets::Preset;
     use crate::model::spec::{Init, LayerSpec, Pieces};
 

@@ -108,6 +108,9 @@ pub struct Param {
     /// Its weight-pruning mask (0 removed, 1 kept), of its shape: held through training and
     /// sliced with it.
     pub mask: Option<ParamTensor>,
+    /// A parameter (trained by gradient) or a buffer (running statistics: see
+    /// [`ParamDecl::trainable`]).
+    pub trainable: bool,
 }
 
 /// 0/1 masks of pruned weights, flattened, keyed by parameter name (`fc1.weight`).
@@ -138,6 +141,7 @@ impl LayerParams {
                         (0..n).map(|_| (2.0 * rng.next_f32() - 1.0) * a).collect()
                     }
                     Fill::Zeros => vec![0.0; n],
+                    Fill::Ones => vec![1.0; n],
                 };
                 Param {
                     role: d.role,
@@ -145,6 +149,7 @@ impl LayerParams {
                     out_axis: d.out_axis,
                     in_axis: d.in_axis,
                     mask: None,
+                    trainable: d.trainable,
                 }
             })
             .collect();
@@ -254,6 +259,13 @@ impl LayerParams {
             .collect();
         LayerParams { params }
     }
+
+    /// Replaces the tensor with role `role` by `value` (same shape), keeping its mask.
+    pub fn set(&mut self, role: &str, value: ParamTensor) {
+        if let Some(p) = self.params.iter_mut().find(|p| p.role == role) {
+            p.value = value;
+        }
+    }
 }
 
 /// Visits every parameter tensor, in spec order (`<layer>.weight` before `<layer>.bias`).
@@ -269,6 +281,34 @@ pub trait ParamMapper {
 }
 
 impl ParamTensor {
+    /// Every entry of index `i` along the first axis times `scale[i]`.
+    pub fn scale_rows(self, scale: Tensor<1>) -> ParamTensor {
+        each_rank!(self, t => {
+            let mut dims = t.dims().map(|_| 1usize);
+            dims[0] = scale.dims()[0];
+            t * scale.clone().reshape(dims)
+        })
+    }
+
+    /// The vector inside.
+    ///
+    /// # Panics
+    /// When it is not a vector (an internal invariant: callers know the role's rank).
+    pub fn into_r1(self) -> Tensor<1> {
+        match self {
+            ParamTensor::R1(t) => t,
+            other => panic!("expected a vector, found shape {:?}", other.dims()),
+        }
+    }
+
+    /// With autodiff enabled, requiring gradients when `require_grad`.
+    pub fn autodiff(self, require_grad: bool) -> ParamTensor {
+        each_rank!(self, t => {
+            let t = t.autodiff();
+            if require_grad { t.require_grad() } else { t }
+        })
+    }
+
     /// Calls `visitor` with this tensor as `name`.
     pub fn visit(&self, name: &str, visitor: &mut impl ParamVisitor) {
         on_rank!(self, t => visitor.visit(name, t))

@@ -30,6 +30,18 @@ pub enum Preset {
     /// VGG16 with fc6 and fc7 as maxout layers of k=4 (1024 units each) over rectified pieces:
     /// torchvision's fc6 and fc7 are followed by a ReLU, so imported weights keep their meaning.
     Vgg16Maxout,
+    /// torchvision's `vgg16_bn`: VGG16 with a batch norm after every conv, before its relu
+    /// (138,365,992 parameters).
+    Vgg16Bn,
+    /// `vgg16-bn` with `vgg16-maxout`'s maxout fc6 and fc7.
+    Vgg16MaxoutBn,
+    /// A CIFAR-sized maxout network for 32x32x3 input: three blocks of conv 3x3 (96, 192, 384
+    /// filters), batch norm, relu, maxout of k=2 over channel pairs and max pool 2, then global
+    /// average pooling and a dense classifier (421,258 parameters, 90.6 MFLOP). Modelled on
+    /// Goodfellow et al.'s maxout network for CIFAR-10 (conv maxout layers over pieces), with
+    /// batch norm (Ioffe and Szegedy) and a global-average-pooling head (Lin et al.'s Network in
+    /// Network) in place of the dense maxout layer.
+    CifarMaxout,
 }
 
 fn conv(name: &str, filters: usize, kernel: usize, padding: usize) -> LayerSpec {
@@ -79,7 +91,8 @@ fn lenet_with(name: &str, mut layers: Vec<LayerSpec>, hidden: Vec<LayerSpec>) ->
     }
 }
 
-fn vgg16(name: &str, head: Vec<LayerSpec>) -> ArchSpec {
+/// VGG16's conv part (with a batch norm `bn<b>_<c>` after every conv when `bn`) and `head`.
+fn vgg16(name: &str, bn: bool, head: Vec<LayerSpec>) -> ArchSpec {
     let mut layers = Vec::new();
     for (block, (filters, convs)) in [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
         .into_iter()
@@ -87,6 +100,9 @@ fn vgg16(name: &str, head: Vec<LayerSpec>) -> ArchSpec {
     {
         for c in 0..convs {
             layers.push(conv(&format!("conv{}_{}", block + 1, c + 1), filters, 3, 1));
+            if bn {
+                layers.push(LayerSpec::batch_norm(&format!("bn{}_{}", block + 1, c + 1)));
+            }
             layers.push(LayerSpec::Relu(Relu {}));
         }
         layers.push(POOL2);
@@ -158,33 +174,56 @@ impl Preset {
                     dense("fc2", 10),
                 ],
             ),
-            Preset::Vgg16 => vgg16(
-                "vgg16",
-                vec![
-                    dense("fc6", 4096),
-                    LayerSpec::Relu(Relu {}),
-                    dropout.clone(),
-                    dense("fc7", 4096),
-                    LayerSpec::Relu(Relu {}),
-                    dropout,
-                    dense("fc8", 1000),
-                ],
-            ),
-            Preset::Vgg16Maxout => vgg16(
-                "vgg16-maxout",
-                vec![
-                    dense("fc6", 4096),
-                    LayerSpec::Relu(Relu {}),
-                    dropout.clone(),
-                    maxout(1024, 4),
-                    dense("fc7", 4096),
-                    LayerSpec::Relu(Relu {}),
-                    dropout,
-                    maxout(1024, 4),
-                    dense("fc8", 1000),
-                ],
-            ),
+            Preset::Vgg16 => vgg16("vgg16", false, vgg16_head(false)),
+            Preset::Vgg16Maxout => vgg16("vgg16-maxout", false, vgg16_head(true)),
+            Preset::Vgg16Bn => vgg16("vgg16-bn", true, vgg16_head(false)),
+            Preset::Vgg16MaxoutBn => vgg16("vgg16-maxout-bn", true, vgg16_head(true)),
+            Preset::CifarMaxout => cifar_maxout(),
         }
+    }
+}
+
+/// VGG16's classifier: fc6, fc7 (each a relu, dropout and, with `maxout`, 1024 maxout units of
+/// k=4 over the rectified pieces), fc8.
+fn vgg16_head(maxout_units: bool) -> Vec<LayerSpec> {
+    let mut head = Vec::new();
+    for fc in ["fc6", "fc7"] {
+        head.extend([
+            dense(fc, 4096),
+            LayerSpec::Relu(Relu {}),
+            LayerSpec::Dropout(Dropout { p: 0.5 }),
+        ]);
+        if maxout_units {
+            head.push(maxout(1024, 4));
+        }
+    }
+    head.push(dense("fc8", 1000));
+    head
+}
+
+/// See [`Preset::CifarMaxout`].
+fn cifar_maxout() -> ArchSpec {
+    let mut layers = Vec::new();
+    for (i, filters) in [96, 192, 384].into_iter().enumerate() {
+        layers.extend([
+            conv(&format!("conv{}", i + 1), filters, 3, 1),
+            LayerSpec::batch_norm(&format!("bn{}", i + 1)),
+            LayerSpec::Relu(Relu {}),
+            maxout(filters / 2, 2),
+            POOL2,
+        ]);
+    }
+    layers.extend([LayerSpec::global_avg_pool(), dense("fc", 10)]);
+    ArchSpec {
+        format_version: SPEC_FORMAT_VERSION,
+        name: "cifar-maxout".into(),
+        input: InputShape {
+            channels: 3,
+            height: 32,
+            width: 32,
+        },
+        layers,
+        init: Init::He,
     }
 }
 
@@ -204,6 +243,16 @@ mod tests {
         assert!(conv.maxout_layers().into_iter().all(|m| conv.rectified_pieces(m)));
         assert_eq!(Preset::Vgg16.spec().num_params().unwrap(), 138_357_544);
         assert!(Preset::Vgg16Maxout.spec().validate().is_ok());
+        // torchvision's vgg16_bn: batch norm weights and biases count, running statistics don't.
+        assert_eq!(Preset::Vgg16Bn.spec().num_params().unwrap(), 138_365_992);
+        assert!(Preset::Vgg16MaxoutBn.spec().validate().is_ok());
+        let cifar = Preset::CifarMaxout.spec();
+        assert_eq!(
+            (cifar.num_params().unwrap(), cifar.flops().unwrap()),
+            (421_258, 90_590_976)
+        );
+        assert_eq!(cifar.maxout_layers().len(), 3);
+        assert!(cifar.maxout_layers().iter().all(|&m| cifar.rectified_pieces(m)));
     }
 
     #[test]

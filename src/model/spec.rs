@@ -440,9 +440,9 @@ impl ArchSpec {
             i,
             &self.layers[i],
             format!(
-                "expected a conv2d or dense layer before it (only relu and dropout may stand between, \
-                 since they act on each piece alone), found {found}: its pieces would not be one \
-                 layer's outputs, so they could not be pruned"
+                "expected a conv2d or dense layer before it (only relu, dropout and batch-norm may stand \
+                 between, since they act on each piece alone), found {found}: its pieces would not be \
+                 one layer's outputs, so they could not be pruned"
             ),
         ))
     }
@@ -794,7 +794,9 @@ mod tests {
         s.layers.insert(2, maxout(5, 4));
         let e = err(&s);
         assert!(
-            e.contains("layer 2 (maxout)") && e.contains("only relu and dropout") && e.contains("found max-pool"),
+            e.contains("layer 2 (maxout)")
+                && e.contains("only relu, dropout and batch-norm")
+                && e.contains("found max-pool"),
             "{e}"
         );
         let mut s = Preset::Lenet5.spec();

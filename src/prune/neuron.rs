@@ -4,7 +4,8 @@
 //! pieces. While every unit keeps a piece, the consumer is untouched; a removed unit also
 //! removes the consumer's inputs that read it (through a `flatten`, every spatial position of
 //! that channel). A plain conv or dense layer's units are its outputs: the layer loses the
-//! filters or rows of removed units and the consumer the inputs that read them.
+//! filters or rows of removed units and the consumer the inputs that read them. Channel-wise
+//! layers in between (batch norm) lose the channels their input loses.
 
 use super::plan::PrunePlan;
 use crate::error::{Error, Result};
@@ -32,6 +33,11 @@ pub fn apply(net: &Network, plan: &PrunePlan) -> Result<Network> {
             .collect();
         params[p] = params[p].keep_outputs(&rows);
         new_spec.layers[p].set_outputs(rows.len());
+        // Channel-wise layers (batch norm) between the producer and its maxout hold one entry
+        // per piece.
+        for between in params.iter_mut().take(m).skip(p + 1) {
+            *between = between.keep_outputs(&rows);
+        }
         if p != m {
             new_spec.layers[m] = LayerSpec::maxout(plan.new_pieces(m, pieces));
         }
@@ -45,12 +51,17 @@ pub fn apply(net: &Network, plan: &PrunePlan) -> Result<Network> {
                 format!("layer {m}: units can only be removed when a conv or dense layer reads them"),
             )
         })?;
-        // A consumer reading a vector reads every spatial position of a unit (through a flatten).
-        let cols = match infos[consumer].input {
+        // A layer reading a vector reads every spatial position of a unit (through a flatten).
+        let cols = |l: usize| match infos[l].input {
             ActShape::Flat(n) => layout::flat_features(&units, n / pieces.units()),
-            ActShape::Map(_) => units,
+            ActShape::Map(_) => units.clone(),
         };
-        params[consumer] = params[consumer].keep_inputs(&cols);
+        // Channel-wise layers (batch norm) between the units and their consumer hold one entry
+        // per unit (per feature after a flatten).
+        for (l, between) in params.iter_mut().enumerate().take(consumer).skip(m + 1) {
+            *between = between.keep_outputs(&cols(l));
+        }
+        params[consumer] = params[consumer].keep_inputs(&cols(consumer));
     }
     Network::from_params(&new_spec, params, net.device())
 }

@@ -108,7 +108,7 @@ pub trait Pruner {
     ) -> Result<Option<Pruned>>;
 }
 
-/// Parameters that are not exactly zero.
+/// Parameters that are not exactly zero (buffers excluded, as [`Network::num_params`]).
 pub fn nonzeros(net: &Network) -> usize {
     struct Count(usize);
     impl ParamVisitor for Count {
@@ -117,6 +117,6 @@ pub fn nonzeros(net: &Network) -> usize {
         }
     }
     let mut c = Count(0);
-    net.visit_params(&mut c);
+    net.visit_trainable(&mut c);
     c.0
 }

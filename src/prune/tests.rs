@@ -928,3 +928,137 @@ fn average_pooling_equals_hand_computed_window_and_global_means() {
     }
     assert_close(&got, &want, 1e-6);
 }
+
+/// `net` with every batch norm's tensors drawn at random (running variances positive), so
+/// folding and slicing them is tested on more than identities.
+pub(crate) fn with_random_batch_norms(net: &Network, seed: u64) -> Network {
+    let mut rng = SplitMix64::new(seed);
+    let d = net.device().clone();
+    let params = net
+        .spec()
+        .layers
+        .iter()
+        .zip(net.params())
+        .map(|(l, p)| match l {
+            LayerSpec::BatchNorm(_) => p.clone().map(|role, t| {
+                let n = t.dims()[0];
+                let v = (0..n)
+                    .map(|_| match role {
+                        "running_var" => 0.2 + rng.next_f32(),
+                        _ => 2.0 * rng.next_f32() - 1.0,
+                    })
+                    .collect();
+                ParamTensor::from_values(v, &[n], &d)
+            }),
+            _ => p.clone(),
+        })
+        .collect();
+    Network::from_params(net.spec(), params, &d).unwrap()
+}
+
+/// conv 6 (bn, relu, 3 maxout units of k=2) then conv 4 (bn, relu), global average pooling, a
+/// batch norm of the 4 features and a dense classifier: batch norms before a maxout, after a
+/// plain unit layer, and after global average pooling.
+pub(crate) fn batch_norm_spec() -> ArchSpec {
+    ArchSpec {
+        format_version: SPEC_FORMAT_VERSION,
+        name: "bn".into(),
+        input: InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        },
+        layers: vec![
+            LayerSpec::conv2d("c1", 6, 3, 2, 1),
+            LayerSpec::batch_norm("bn1"),
+            LayerSpec::relu(),
+            LayerSpec::maxout(Pieces::Uniform { units: 3, k: 2 }),
+            LayerSpec::conv2d("c2", 4, 3, 2, 1),
+            LayerSpec::batch_norm("bn2"),
+            LayerSpec::relu(),
+            LayerSpec::global_avg_pool(),
+            LayerSpec::batch_norm("bn3"),
+            LayerSpec::dense("fc", 10),
+        ],
+        init: Init::He,
+    }
+}
+
+#[test]
+fn removing_units_through_batch_norm_equals_zeroing_what_the_consumer_reads_from_them() {
+    let d = Device::flex();
+    let data = images(4, 12);
+    let spec = batch_norm_spec();
+    assert_eq!(spec.unit_layers(), vec![3, 4]);
+    let net = with_random_batch_norms(&Network::init(&spec, 2, &d).unwrap(), 3);
+    // Maxout unit 1 of 3 (c1's channels 2 and 3, and bn1's) goes: c2 reads channel 1 no more.
+    let plan = plan_keeping(&spec, |_, u, _| u != 1);
+    let pruned = apply_checked(&net, &plan);
+    assert_eq!(pruned.params()[1].t1("running_mean").dims(), [4]);
+    let zeroed = edit(&net, 4, |w, dims, _| {
+        let per_channel = dims[2] * dims[3];
+        for (i, v) in w.iter_mut().enumerate() {
+            if (i / per_channel) % dims[1] == 1 {
+                *v = 0.0;
+            }
+        }
+    });
+    assert_close(&outputs(&zeroed, &data), &outputs(&pruned, &data), 1e-6);
+    // Plain units 0 and 2 of c2 go (and their entries in bn2 and, after the pooling, bn3): the
+    // classifier reads those features no more.
+    let pruned = apply_checked(&net, &plain_plan(&spec, 4, &[0, 2]));
+    assert_eq!(pruned.params()[8].t1("running_var").dims(), [2]);
+    let zeroed = edit(&net, 9, |w, dims, _| {
+        for (i, v) in w.iter_mut().enumerate() {
+            if [0, 2].contains(&(i % dims[1])) {
+                *v = 0.0;
+            }
+        }
+    });
+    assert_close(&outputs(&zeroed, &data), &outputs(&pruned, &data), 1e-6);
+}
+
+#[test]
+fn folding_batch_norm_predicts_as_the_network_within_1e_4() {
+    let d = Device::flex();
+    let data = images(6, 4);
+    let mut spec = batch_norm_spec();
+    // bn3 follows a pooling layer, which cannot take it in: folding refuses, naming it.
+    let net = with_random_batch_norms(&Network::init(&spec, 5, &d).unwrap(), 8);
+    let e = net.fold_batch_norm().unwrap_err().to_string();
+    assert!(e.contains("layer 8 (batch-norm 'bn3') follows global-avg-pool"), "{e}");
+    spec.layers.remove(8);
+    let net = with_random_batch_norms(&Network::init(&spec, 5, &d).unwrap(), 8);
+    let folded = net.fold_batch_norm().unwrap();
+    assert!(
+        folded
+            .spec()
+            .layers
+            .iter()
+            .all(|l| !matches!(l, LayerSpec::BatchNorm(_)))
+    );
+    assert_eq!(folded.num_params(), net.num_params() - 2 * (6 + 4));
+    assert_close(&outputs(&folded, &data), &outputs(&net, &data), 1e-4);
+    // Weight norms are of what a piece computes: a batch norm after its producer scales them.
+    let norms = |n: &Network| {
+        let rel = crate::relevance::criterion(crate::relevance::CriterionKind::WeightNorm, TiePolicy::Split, 1)
+            .score_layers(
+                n,
+                Pass {
+                    layers: &n.spec().maxout_layers(),
+                    data: &data,
+                    batch: 2,
+                },
+                &mut crate::progress::Silent,
+            )
+            .unwrap();
+        rel.layers[0].scores.concat()
+    };
+    let (with_bn, plain) = (norms(&net), norms(&folded));
+    assert_close(
+        &with_bn.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        &plain.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        1e-5,
+    );
+    assert_ne!(with_bn, norms(&Network::init(&spec, 5, &d).unwrap()));
+}

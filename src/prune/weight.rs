@@ -525,9 +525,9 @@ mod tests {
             let y: Vec<i64> = (0..16).map(|_| rng.below(10) as i64).collect();
             let x = Tensor::<4>::from_data(TensorData::new(x, [16, 1, 28, 28]), &d);
             let y = Tensor::<1, Int>::from_data(TensorData::new(y, [16]), &d);
-            let loss = cross_entropy(train.forward_train(x, &mut rng), y);
-            let grads = loss.backward();
-            train = sgd.step(train, &grads, 0.05, &config);
+            let (logits, stats) = train.forward_train(x, &mut rng);
+            let grads = cross_entropy(logits, y).backward();
+            train = sgd.step(train, &grads, 0.05, &config).with_running_stats(stats);
         }
         let after = values(&train.into_inference());
         for (name, mask) in &masks {

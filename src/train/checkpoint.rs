@@ -387,7 +387,8 @@ fn check_history(epoch: usize, iteration: usize, history: &[EpochMetrics], sourc
 
 /// Every velocity and mask in a checkpoint names a parameter of its network and has one value
 /// per element of it (the SGD update reads them element by element); after any SGD iteration
-/// every parameter has its velocity (one resumed as zero would change the run).
+/// every parameter has its velocity (one resumed as zero would change the run). Buffers (running
+/// statistics) have neither.
 fn check_optimizer_state(net: &Network, sgd: &Sgd, masks: &Masks, iteration: usize, source: &str) -> Result<()> {
     struct Sizes(HashMap<String, usize>);
     impl ParamVisitor for Sizes {
@@ -396,7 +397,7 @@ fn check_optimizer_state(net: &Network, sgd: &Sgd, masks: &Masks, iteration: usi
         }
     }
     let mut sizes = Sizes(HashMap::new());
-    net.visit_params(&mut sizes);
+    net.visit_trainable(&mut sizes);
     for (prefix, state) in [(VELOCITY_PREFIX, &sgd.velocity), (MASK_PREFIX, masks)] {
         for (name, t) in state {
             let found = t.dims()[0];

@@ -128,7 +128,7 @@ pub fn train(dir: &RunDir, splits: &Splits, device: &Device, observer: &mut dyn 
         for (step, chunk) in order.chunks(config.batch_size).enumerate() {
             let (x, y) = batch(&splits.train, chunk, &input, &device);
             let soft = teacher.as_ref().map(|(t, weights)| (t.forward(x.clone()), *weights));
-            let logits = net.forward_train(x, &mut drop_rng);
+            let (logits, stats) = net.forward_train(x, &mut drop_rng);
             correct += logits
                 .clone()
                 .inner()
@@ -152,7 +152,7 @@ pub fn train(dir: &RunDir, splits: &Splits, device: &Device, observer: &mut dyn 
             }
             let grads = loss.backward();
             lr = config.lr_at(ckpt.iteration);
-            net = ckpt.sgd.step(net, &grads, lr, &config);
+            net = ckpt.sgd.step(net, &grads, lr, &config).with_running_stats(stats);
             ckpt.iteration += 1;
             loss_sum += f64::from(loss_value) * chunk.len() as f64;
             observer.event(&Event::Step { step, loss: loss_value });

@@ -76,6 +76,7 @@ impl Kind for Conv2d {
                 fill: Fill::Uniform,
                 out_axis: Some(0),
                 in_axis: Some(1),
+                trainable: true,
             },
             ParamDecl {
                 role: "bias",
@@ -83,6 +84,7 @@ impl Kind for Conv2d {
                 fill: Fill::Zeros,
                 out_axis: Some(0),
                 in_axis: None,
+                trainable: true,
             },
         ]
     }

@@ -56,6 +56,7 @@ impl Kind for Dense {
                 fill: Fill::Uniform,
                 out_axis: Some(0),
                 in_axis: Some(1),
+                trainable: true,
             },
             ParamDecl {
                 role: "bias",
@@ -63,6 +64,7 @@ impl Kind for Dense {
                 fill: Fill::Zeros,
                 out_axis: Some(0),
                 in_axis: None,
+                trainable: true,
             },
         ]
     }

@@ -12,12 +12,13 @@ use std::fmt;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::params::LayerParams;
+use super::params::{LayerParams, ParamTensor};
 use super::spec::{ActShape, MAX_SIDE, MAX_TENSOR_ELEMENTS, Pieces};
 use crate::onnx::Builder;
 use crate::rng::SplitMix64;
 
 mod avg_pool;
+mod batch_norm;
 mod conv2d;
 mod dense;
 mod dropout;
@@ -26,8 +27,13 @@ mod global_avg_pool;
 mod max_pool;
 mod maxout;
 mod relu;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod torch_goldens;
 
 pub use avg_pool::AvgPool;
+pub use batch_norm::BatchNorm;
 pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use dropout::Dropout;
@@ -54,7 +60,9 @@ pub struct Inferred {
 pub enum Role {
     /// Has outputs of its own (conv filters, dense rows): produces pieces and consumes units.
     Producer,
-    /// Acts on every value alone (relu, dropout): may stand between a producer and its maxout.
+    /// Acts on every value alone (relu, dropout), or on every channel alone with tensors of
+    /// one entry per channel (batch norm): may stand between a producer and its maxout, and
+    /// loses the channels its producer loses.
     Piecewise,
     /// Takes the max over groups of its producer's outputs.
     Maxout,
@@ -70,6 +78,8 @@ pub enum Fill {
     Uniform,
     /// Zeros.
     Zeros,
+    /// Ones.
+    Ones,
 }
 
 /// One parameter tensor a layer declares.
@@ -85,6 +95,9 @@ pub struct ParamDecl {
     pub out_axis: Option<usize>,
     /// The axis indexed by the layer's inputs (input channels or features), if any.
     pub in_axis: Option<usize>,
+    /// Whether training updates it by gradient (a parameter) or not (a buffer such as a
+    /// running statistic, which is saved but neither counted, trained nor weight-pruned).
+    pub trainable: bool,
 }
 
 /// What a forward pass carries from layer to layer besides the activation.
@@ -98,6 +111,9 @@ pub struct Forward<'a> {
     /// The pieces a maxout layer saw, when `trace` was set (see
     /// [`MaxoutTrace`](super::network::MaxoutTrace)).
     pub traced: Option<Tensor<3>>,
+    /// New values of this layer's buffers that a training pass computed (batch norm's running
+    /// statistics), by role: the network collects them after each layer.
+    pub updates: Vec<(&'static str, ParamTensor)>,
 }
 
 /// Which convolution and max-pooling kernels a network runs.
@@ -217,6 +233,8 @@ pub enum LayerSpec {
     AvgPool(AvgPool),
     /// The mean of every channel, as a vector.
     GlobalAvgPool(GlobalAvgPool),
+    /// Batch normalisation of channels or features.
+    BatchNorm(BatchNorm),
 }
 
 /// Runs `$body` with `$k` bound to the kind inside `$layer` (a `&LayerSpec` or `&mut LayerSpec`).
@@ -232,6 +250,7 @@ macro_rules! dispatch {
             LayerSpec::Maxout($k) => $body,
             LayerSpec::AvgPool($k) => $body,
             LayerSpec::GlobalAvgPool($k) => $body,
+            LayerSpec::BatchNorm($k) => $body,
         }
     };
 }
@@ -304,6 +323,11 @@ impl LayerSpec {
     /// Global average pooling.
     pub fn global_avg_pool() -> LayerSpec {
         LayerSpec::GlobalAvgPool(GlobalAvgPool {})
+    }
+
+    /// Batch normalisation with PyTorch's defaults (eps 1e-5, momentum 0.1).
+    pub fn batch_norm(name: &str) -> LayerSpec {
+        LayerSpec::BatchNorm(BatchNorm::new(name))
     }
 
     /// A flatten layer.

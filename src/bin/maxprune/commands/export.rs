@@ -29,6 +29,10 @@ pub(crate) struct ExportArgs {
     /// Output file.
     #[arg(long)]
     pub(crate) out: PathBuf,
+    /// Fold every batch norm into the conv or dense layer before it (weights and bias
+    /// rescaled, the layer removed): the written network predicts as the run's in evaluation.
+    #[arg(long)]
+    pub(crate) fold_bn: bool,
 }
 
 pub(crate) fn cmd_export(a: ExportArgs) -> Result<()> {
@@ -39,6 +43,7 @@ pub(crate) fn cmd_export(a: ExportArgs) -> Result<()> {
         let dir = RunDir::open(&a.run)?;
         (dir.network(&maxprune::device())?, Some(dir.config()?.dataset))
     };
+    let net = if a.fold_bn { net.fold_batch_norm()? } else { net };
     let dense = net.to_safetensors();
     let bytes = match a.format {
         ExportFormat::Sparse => sparse::encode(&net, dataset.as_ref()),
