@@ -1073,3 +1073,42 @@ fn issue32_cause_12_messages_name_the_file_and_offer_only_what_exists() {
     fails_with(&out, "invalid spec: bad.json: layer 3");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("bad.json: invalid spec"));
 }
+
+#[test]
+fn issue32_cause_12_outputs_are_well_formed_and_names_stay_under_their_root() {
+    // Seen: `chart bars` with a control character in a label wrote an SVG no XML reader
+    // accepts; `pairs.txt` with a byte-order mark refused; names like `..` or `/etc` joined
+    // onto `--images`.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let chart = r#"{"title": "t", "value_label": "x", "bars": [["ok", 1.0], ["bell\u0007", 2.0]]}"#;
+    std::fs::write(cwd.join("c.json"), chart).unwrap();
+    refused_leaving_nothing(
+        cwd,
+        &["chart", "bars", "c.json", "--out", "c.svg"],
+        "c.json: bars[1] label: expected text without control characters",
+        "c.svg",
+    );
+
+    train_embedded(cwd, "seed-lenet", "a", &[]);
+    for name in ["Ann", "Bob"] {
+        std::fs::create_dir_all(cwd.join("lfw").join(name)).unwrap();
+        for i in 1..=2u8 {
+            let file = cwd.join(format!("lfw/{name}/{name}_{i:04}.jpg"));
+            image::save_buffer(file, &[40 * i; 64], 8, 8, image::ColorType::L8).unwrap();
+        }
+    }
+    let pairs = "2 1\nAnn 1 2\nAnn 1 Bob 2\nBob 1 2\nBob 1 Ann 2\n";
+    std::fs::write(cwd.join("bom.txt"), format!("\u{feff}{pairs}")).unwrap();
+    ok(&maxprune(
+        &["verify", "a", "--pairs", "bom.txt", "--images", "lfw"],
+        cwd,
+    ));
+    for name in ["..", "/etc", "../lfw/Ann"] {
+        std::fs::write(cwd.join("p.txt"), pairs.replace("Ann 1 Bob", &format!("Ann 1 {name}"))).unwrap();
+        fails_with(
+            &maxprune(&["verify", "a", "--pairs", "p.txt", "--images", "lfw"], cwd),
+            "p.txt: line 3: expected a person's name that is one folder name",
+        );
+    }
+}
