@@ -1112,3 +1112,66 @@ fn issue32_cause_12_outputs_are_well_formed_and_names_stay_under_their_root() {
         );
     }
 }
+
+#[test]
+fn issue32_cause_13_schedules_and_plain_networks_work_with_the_defaults() {
+    // Seen: `prune weights` and `export` refused the schedule directory `bench` measures
+    // (`no spec.json`), and `sensitivity` on a network without maxout layers failed with its
+    // own default criterion (`arg-max frequencies ... cannot rank units`).
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let mut s = spec();
+    s["layers"] = serde_json::json!([
+        {"kind": "conv2d", "name": "conv1", "filters": 4, "kernel": 5, "stride": 1, "padding": 0},
+        {"kind": "max-pool", "kernel": 2, "stride": 2},
+        {"kind": "flatten"},
+        {"kind": "dense", "name": "fc1", "outputs": 12},
+        {"kind": "maxout", "pieces": {"units": 4, "k": 3}},
+        {"kind": "dense", "name": "fc2", "outputs": 10}
+    ]);
+    std::fs::write(cwd.join("s.json"), s.to_string()).unwrap();
+    ok(&train_one_epoch(cwd, &["--spec", "s.json"], "a", &["--val", "200"]));
+    ok(&prune_neurons(cwd, &["--layers", "fc1", "--until-k", "2"]));
+    ok(&maxprune(
+        &["export", "b", "--format", "dense", "--out", "m.safetensors"],
+        cwd,
+    ));
+    let step = std::fs::read(cwd.join("b/step-01/model.safetensors")).unwrap();
+    let exported = std::fs::read(cwd.join("m.safetensors")).unwrap();
+    let tensors = |b: &[u8]| {
+        let st = safetensors::SafeTensors::deserialize(b).unwrap();
+        let mut t: Vec<(String, Vec<u8>)> = st.tensors().into_iter().map(|(n, v)| (n, v.data().to_vec())).collect();
+        t.sort();
+        t
+    };
+    assert_eq!(
+        tensors(&exported),
+        tensors(&step),
+        "export takes the last accepted step"
+    );
+    let weights = [
+        "prune",
+        "weights",
+        "b",
+        "--out",
+        "w",
+        "--steps",
+        "1",
+        "--retrain-epochs",
+        "1",
+        "--val",
+        "200",
+        "-q",
+    ];
+    ok(&maxprune(&weights, cwd));
+    let report = std::fs::read_to_string(cwd.join("w/report.json")).unwrap();
+    assert!(report.contains("step-01"), "{report}");
+
+    std::fs::write(cwd.join("plain.json"), spec().to_string()).unwrap();
+    ok(&train_one_epoch(cwd, &["--spec", "plain.json"], "p", &["--val", "200"]));
+    let out = ok(&maxprune(&["sensitivity", "p", "--fractions", "0.5", "-q"], cwd));
+    assert!(
+        out.contains("contribution criterion") && out.contains("| conv1 | 0.50 |"),
+        "{out}"
+    );
+}

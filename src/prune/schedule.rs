@@ -818,6 +818,45 @@ fn write_step(out: &Path, step: usize, pruned: &Pruned, retrain: &TrainConfig) -
     Ok(run)
 }
 
+/// The run directory `path` names: a schedule directory's last accepted step (as
+/// [`pruned_and_source`] chooses it), any other path itself.
+pub fn accepted_run(path: &Path) -> Result<PathBuf> {
+    if path.join("schedule.json").is_file() {
+        last_accepted_step(path, &finished_report(path)?)
+    } else {
+        Ok(path.to_path_buf())
+    }
+}
+
+/// The report of the schedule in `schedule`, which must have finished.
+fn finished_report(schedule: &Path) -> Result<ScheduleReport> {
+    let report_path = schedule.join("report.json");
+    if !report_path.is_file() {
+        return Err(Error::invalid(
+            "schedule directory",
+            format!(
+                "{}: no report.json (the schedule has not finished; resume it, or name one of its step directories)",
+                schedule.display()
+            ),
+        ));
+    }
+    fsio::read_json(&report_path)
+}
+
+/// The step directory of the last step `report` accepted.
+fn last_accepted_step(schedule: &Path, report: &ScheduleReport) -> Result<PathBuf> {
+    if report.final_step == 0 {
+        return Err(Error::invalid(
+            "schedule directory",
+            format!(
+                "{}: no step stayed within tolerance, so there is no pruned network; name a step directory",
+                schedule.display()
+            ),
+        ));
+    }
+    Ok(step_dir(schedule, report.final_step))
+}
+
 /// What a pruned run is compared with: given a schedule directory, its last accepted step and
 /// the run it started from; given one of its step directories, that step and the start; given
 /// any other directory, `None`.
@@ -830,36 +869,17 @@ pub fn pruned_and_source(path: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
             _ => return Ok(None),
         }
     };
-    let report_path = schedule.join("report.json");
-    if !report_path.is_file() {
-        return Err(Error::invalid(
-            "schedule directory",
-            format!(
-                "{}: no report.json (the schedule has not finished; resume it, or name the run to compare with)",
-                schedule.display()
-            ),
-        ));
-    }
-    let report: ScheduleReport = fsio::read_json(&report_path)?;
+    let report = finished_report(schedule)?;
     let step = match step {
         Some(s) => s,
-        None if report.final_step == 0 => {
-            return Err(Error::invalid(
-                "schedule directory",
-                format!(
-                    "{}: no step stayed within tolerance, so there is no pruned network to measure; name a step directory",
-                    schedule.display()
-                ),
-            ));
-        }
-        None => schedule.join(format!("step-{:02}", report.final_step)),
+        None => last_accepted_step(schedule, &report)?,
     };
     if !report.source.exists() {
         return Err(Error::invalid(
             "schedule report",
             format!(
                 "{}: the starting run {} is not there (a path relative to where `prune` ran?); name it to compare with",
-                report_path.display(),
+                schedule.join("report.json").display(),
                 report.source.display()
             ),
         ));
