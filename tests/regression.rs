@@ -1175,3 +1175,41 @@ fn issue32_cause_13_schedules_and_plain_networks_work_with_the_defaults() {
         "{out}"
     );
 }
+
+#[test]
+fn issue32_cause_9_weights_whose_forward_pass_overflows_are_refused() {
+    // Seen: conv1 weights of 3e38 (finite) passed the load check; `relevance` wrote `inf`
+    // (as null) that `prune plan` could not read, and `eval` printed loss NaN.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    train_embedded(cwd, "seed-lenet", "a", &[]);
+    let path = cwd.join("a/model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut data: Vec<(String, Vec<u8>, Vec<usize>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().to_vec(), v.shape().to_vec()))
+        .collect();
+    let conv1 = data.iter_mut().find(|t| t.0 == "conv1.weight").unwrap();
+    for v in conv1.1.chunks_exact_mut(4).take(25) {
+        v.copy_from_slice(&3e38f32.to_le_bytes());
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+        .iter()
+        .map(|(n, b, s)| {
+            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap();
+            (n.clone(), v)
+        })
+        .collect();
+    std::fs::write(&path, safetensors::serialize(views, meta.metadata().clone()).unwrap()).unwrap();
+    let needle = "layer 0 (conv2d 'conv1'): expected a finite output on the first batch";
+    fails_with(&maxprune(&["eval", "a"], cwd), needle);
+    refused_leaving_nothing(
+        cwd,
+        &["relevance", "a", "--criterion", "mean-activation", "--out", "r.json"],
+        needle,
+        "r.json",
+    );
+}
