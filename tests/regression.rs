@@ -1213,3 +1213,90 @@ fn issue32_cause_9_weights_whose_forward_pass_overflows_are_refused() {
         "r.json",
     );
 }
+
+#[test]
+fn issue32_cause_4_what_is_built_on_is_checked_by_content_not_path() {
+    // Seen: a schedule resumed after its starting run was retrained went on with steps pruned
+    // from the old network; `reproduce` went on from a stage directory another run had
+    // replaced; a `[teacher]` could be the run's own output.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let mut s = spec();
+    s["layers"] = serde_json::json!([
+        {"kind": "conv2d", "name": "conv1", "filters": 4, "kernel": 5, "stride": 1, "padding": 0},
+        {"kind": "max-pool", "kernel": 2, "stride": 2},
+        {"kind": "flatten"},
+        {"kind": "dense", "name": "fc1", "outputs": 12},
+        {"kind": "maxout", "pieces": {"units": 4, "k": 3}},
+        {"kind": "dense", "name": "fc2", "outputs": 10}
+    ]);
+    std::fs::write(cwd.join("s.json"), s.to_string()).unwrap();
+    ok(&train_one_epoch(cwd, &["--spec", "s.json"], "a", &["--val", "200"]));
+    let steps = ["--steps", "1", "--distill", "0.5"];
+    ok(&prune_neurons(cwd, &steps));
+    // The step's retraining learns from `a`, whose content it recorded.
+    let step = std::fs::read_to_string(cwd.join("b/step-01/train.toml")).unwrap();
+    assert!(step.contains("model_sha256"), "{step}");
+    ok(&maxprune(
+        &["train", "--resume", "--out", "a", "--epochs", "2", "-q"],
+        cwd,
+    ));
+    fails_with(
+        &prune_neurons(cwd, &[&steps[..], &["--resume"]].concat()),
+        "model.safetensors SHA-256 (retrained or replaced since the schedule in b started from it",
+    );
+    // The step's own retraining, resumed, learns from the teacher it started with or not at all.
+    fails_with(
+        &maxprune(&["train", "--resume", "--out", "b/step-01", "--epochs", "2", "-q"], cwd),
+        "a: model.safetensors SHA-256 (retrained or replaced since b/step-01 started learning from it",
+    );
+
+    std::fs::write(
+        cwd.join("t.toml"),
+        "[teacher]\nrun = \"x\"\nalpha = 0.5\ntemperature = 4.0\n",
+    )
+    .unwrap();
+    refused_leaving_nothing(
+        cwd,
+        &[
+            "train",
+            "--preset",
+            "seed-lenet",
+            "--dataset",
+            "embedded",
+            "--config",
+            "t.toml",
+            "--out",
+            "x",
+            "-q",
+        ],
+        "x: expected another run, found the student's own output x",
+        "x",
+    );
+
+    // A stage replaced by another seed's run.
+    let stage = "r/seed-1/lenet5-maxout";
+    let other = [
+        "train",
+        "--preset",
+        "lenet5-maxout",
+        "--dataset",
+        "embedded",
+        "--epochs",
+        "1",
+        "--val",
+        "200",
+    ];
+    ok(&maxprune(
+        &[&other[..], &["--seed", "2", "--out", stage, "-q"]].concat(),
+        cwd,
+    ));
+    std::fs::write(cwd.join("r/reproduce.json"), "{}").unwrap();
+    fails_with(
+        &maxprune(
+            &["reproduce", "lenet5", "--quick", "--seeds", "1", "--out", "r", "-q"],
+            cwd,
+        ),
+        "expected this stage's run (lenet5-maxout, seed 1, 1 epochs, val 200, embedded), found lenet5-maxout with seed 2",
+    );
+}

@@ -33,7 +33,7 @@ use crate::progress::{Observer, forward};
 use crate::relevance::{CriterionKind, Pass, Relevance, RelevanceEvent, TiePolicy, criterion};
 use crate::report::{self, LENET5_PARAMS, StepRow, VsLenet5};
 use crate::train::RunDir;
-use crate::train::{Checkpoint, Event, Splits, Teacher, TrainConfig, evaluate, train};
+use crate::train::{Checkpoint, Event, Fingerprint, Splits, Teacher, TrainConfig, evaluate, train};
 
 /// The piece count a schedule stops at: `until_k` when given; without it and without a step
 /// limit, one piece per unit (the paper's end point); with only a step limit, none.
@@ -344,6 +344,22 @@ fn step_dir(out: &Path, step: usize) -> PathBuf {
     out.join(format!("step-{step:02}"))
 }
 
+/// A finished step's [`Fingerprint`], written just before its `step.json`.
+const STEP_FINGERPRINT: &str = "fingerprint.json";
+
+/// Checks that the finished step in `dir` still holds the network it finished with (steps
+/// finished before the fingerprint was recorded hold none to check).
+fn check_step(dir: &Path) -> Result<()> {
+    let path = dir.join(STEP_FINGERPRINT);
+    if !path.exists() {
+        return Ok(());
+    }
+    fsio::read_json::<Fingerprint>(&path)?.check(
+        dir,
+        "the step finished; the schedule's later steps and report were made from the network it finished with",
+    )
+}
+
 /// Pieces per unit of every maxout layer, as text and as a histogram.
 fn pieces_of(spec: &ArchSpec) -> (Vec<String>, Vec<Vec<usize>>) {
     spec.maxouts()
@@ -526,18 +542,25 @@ pub const SCHEDULE_OUTPUT: fsio::OutputKind = fsio::OutputKind::Dir {
     what: "a schedule directory",
 };
 
-/// Creates the schedule directory with its `schedule.json` (the configuration and the source
-/// run's absolute path), or, resuming, checks that the saved configuration is this one and that
-/// the schedule started from `source` (schedules written before the path was recorded are
-/// checked on their configuration alone).
+/// Creates the schedule directory with its `schedule.json` (the configuration, the source
+/// run's absolute path and its [`Fingerprint`]), or, resuming, checks that the saved
+/// configuration is this one and that the schedule started from `source` as it is now: the
+/// same path and content, so a source retrained or replaced since is refused (schedules written
+/// before the path or the fingerprint was recorded are checked on what they record).
 fn open_schedule(out: &Path, config_json: &serde_json::Value, source: &Path, resume: bool) -> Result<()> {
     let cfg_path = out.join("schedule.json");
+    let source_dir = source;
     let source = source.display().to_string();
     if !cfg_path.exists() {
+        let fingerprint = Fingerprint::of(source_dir)?;
         fsio::create_dir(out)?;
         let mut saved = config_json.clone();
         if let Some(map) = saved.as_object_mut() {
             map.insert("source".into(), source.into());
+            map.insert(
+                "source_fingerprint".into(),
+                serde_json::to_value(fingerprint).expect("serializes"),
+            );
         }
         return write_json(&cfg_path, &saved);
     }
@@ -550,6 +573,7 @@ fn open_schedule(out: &Path, config_json: &serde_json::Value, source: &Path, res
     }
     let mut saved: serde_json::Value = fsio::read_json(&cfg_path)?;
     let started = saved.as_object_mut().and_then(|m| m.remove("source"));
+    let recorded = saved.as_object_mut().and_then(|m| m.remove("source_fingerprint"));
     if let Some(started) = started
         .and_then(|s| s.as_str().map(str::to_string))
         .filter(|s| *s != source)
@@ -569,6 +593,18 @@ fn open_schedule(out: &Path, config_json: &serde_json::Value, source: &Path, res
             format!("resuming with options that differ from {}", cfg_path.display()),
         ));
     }
+    if let Some(recorded) = recorded {
+        let recorded: Fingerprint =
+            serde_json::from_value(recorded).map_err(|e| Error::parse(cfg_path.display().to_string(), e))?;
+        recorded.check(
+            source_dir,
+            &format!(
+                "the schedule in {} started from it; resuming would continue with steps pruned from the old \
+                 network; use another output directory",
+                out.display()
+            ),
+        )?;
+    }
     Ok(())
 }
 
@@ -582,7 +618,10 @@ fn retrain_config(config: &Retrain, base_train: TrainConfig, source: &RunDir) ->
         seed: config.seed,
         val: config.val,
         teacher: match config.distill {
-            Some(d) => Some(Teacher::new(fsio::absolute(source.path())?.display().to_string(), d)),
+            Some(d) => Some(Teacher {
+                fingerprint: Some(Fingerprint::of(source.path())?),
+                ..Teacher::new(fsio::absolute(source.path())?.display().to_string(), d)
+            }),
             None => None,
         },
         ..base_train
@@ -716,6 +755,7 @@ pub fn run_schedule_with(
         let done = dir.join("step.json");
         let t = Instant::now();
         let r = if done.exists() {
+            check_step(&dir)?;
             let ckpt = RunDir::open(&dir)?.checkpoint(work.device())?;
             net = ckpt.net;
             // The measurements are read back; the decision follows the current rule.
@@ -749,6 +789,7 @@ pub fn run_schedule_with(
                 recovery_epochs,
                 ..start.row(step, &net, [before, after], speed, seconds)
             };
+            write_json(&dir.join(STEP_FINGERPRINT), &Fingerprint::of(&dir)?)?;
             write_json(&done, &r)?;
             r
         };
