@@ -332,6 +332,36 @@ pub struct BarChart {
 }
 
 impl BarChart {
+    /// Reads a chart from the JSON file at `path`, refusing text that an SVG document cannot
+    /// hold: XML 1.0 has no control characters other than tab and line breaks.
+    pub fn read(path: &std::path::Path) -> Result<BarChart> {
+        let chart: BarChart = crate::fsio::read_json(path)?;
+        let texts = [
+            ("title".to_string(), &chart.title),
+            ("value_label".to_string(), &chart.value_label),
+        ]
+        .into_iter()
+        .chain(
+            chart
+                .bars
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("bars[{i}] label"), &b.0)),
+        )
+        .chain(chart.reference.iter().map(|r| ("reference legend".to_string(), &r.0)));
+        for (what, text) in texts {
+            if text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+                return Err(Error::Format {
+                    path: path.display().to_string(),
+                    what,
+                    expected: "text without control characters (an SVG document cannot hold them)".into(),
+                    found: format!("{text:?}"),
+                });
+            }
+        }
+        Ok(chart)
+    }
+
     /// The chart as an SVG document.
     pub fn to_svg(&self) -> Result<String> {
         bars(

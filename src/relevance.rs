@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::split::Split;
 use crate::data::split::batch;
 use crate::error::{Error, Result};
+use crate::model::finite::check_forward;
 use crate::model::layout;
 use crate::model::network::{LayerParams, Network};
 use crate::model::spec::ArchSpec;
@@ -295,7 +296,8 @@ fn unit_meta(spec: &ArchSpec, layers: &[usize]) -> Result<Vec<(usize, Vec<usize>
 
 /// Runs the traced forward over `data` and hands the pieces of each of the unit layers
 /// `layers`, as `[contests, units, k_max]` values, to `visit(layer_slot, values, contests,
-/// units, k_max)`.
+/// units, k_max)`. The first batch's forward pass must be finite
+/// ([`check_forward`]).
 fn for_each_trace(
     net: &Network,
     Pass {
@@ -305,13 +307,16 @@ fn for_each_trace(
     }: Pass,
     observer: &mut dyn Observer<RelevanceEvent>,
     mut visit: impl FnMut(usize, &[f32], usize, usize, usize),
-) {
+) -> Result<()> {
     let net = net.clone().into_inference();
     let order: Vec<usize> = (0..data.len()).collect();
     let mut done = 0;
     for chunk in order.chunks(size.max(1)) {
         let (x, _) = batch(data, chunk, &net.spec().input, net.device());
-        let (_, traces) = net.forward_traced_at(x, layers);
+        let (logits, traces) = net.forward_traced_at(x.clone(), layers);
+        if done == 0 {
+            check_forward(&net, x, logits)?;
+        }
         for (slot, t) in traces.into_iter().enumerate() {
             let [n, units, k] = t.pieces.dims();
             let values: Vec<f32> = t.pieces.into_data().iter::<f32>().collect();
@@ -323,6 +328,7 @@ fn for_each_trace(
             total: data.len(),
         });
     }
+    Ok(())
 }
 
 fn relevance(
@@ -364,7 +370,7 @@ fn accumulate(
                 add(&values[(c * units + u) * k_max..][..unit.len()], unit);
             }
         }
-    });
+    })?;
     Ok(meta
         .into_iter()
         .zip(acc)

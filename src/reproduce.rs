@@ -13,10 +13,11 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::{Dataset, DatasetName};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fsio;
 use crate::model::network::Network;
 use crate::model::presets::Preset;
+use crate::model::spec::ArchSpec;
 use crate::plot::{Chart, Mark, Series};
 use crate::progress::{Observer, forward};
 use crate::prune::pruner::{Pruner, Retrain, nonzeros};
@@ -173,6 +174,34 @@ fn final_dir(out: &Path, report: &ScheduleReport, source: &RunDir) -> RunDir {
     }
 }
 
+/// Checks that the existing training stage `dir` is this stage's run: its spec is `spec` and
+/// its recipe `config` (a run put in its place, say another seed's, is refused, not resumed).
+/// The stages built on it record its [`crate::train::Fingerprint`] as their source.
+fn check_stage(dir: &RunDir, spec: &ArchSpec, config: &TrainConfig) -> Result<RunDir> {
+    let (found_spec, found) = (dir.spec()?, dir.config()?);
+    if found_spec.fingerprint() != spec.fingerprint() || found != *config {
+        return Err(Error::invalid(
+            "reproduce stage",
+            format!(
+                "{}: expected this stage's run ({}, seed {}, {} epochs, val {}, {}), found {} with seed {}, {} \
+                 epochs, val {}, {}; move it away or reproduce into another --out",
+                dir.path().display(),
+                spec.name,
+                config.seed,
+                config.epochs,
+                config.val,
+                config.dataset,
+                found_spec.name,
+                found.seed,
+                found.epochs,
+                found.val,
+                found.dataset
+            ),
+        ));
+    }
+    Ok(dir.clone())
+}
+
 /// The reproduction's progress (see [`crate::progress`]).
 #[derive(Debug, Clone)]
 pub enum ReproduceEvent {
@@ -225,7 +254,7 @@ impl Stages<'_> {
             ..TrainConfig::default()
         };
         let dir = if dir_path.join("spec.json").exists() {
-            RunDir::open(&dir_path)?
+            check_stage(&RunDir::open(&dir_path)?, &preset.spec(), &tc)?
         } else {
             RunDir::create(&dir_path, &Network::init(&preset.spec(), self.seed, self.device)?, &tc)?
         };

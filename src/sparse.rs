@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::dataset::DatasetName;
 use crate::error::{Error, Result};
-use crate::model::network::{Network, ParamMapper, ParamVisitor, non_finite};
+use crate::model::network::{Network, ParamMapper, ParamVisitor, f32_values, non_finite};
 use crate::model::spec::ArchSpec;
 
 const MAGIC: &[u8; 8] = b"MXSPARSE";
@@ -356,17 +356,12 @@ pub fn decode(bytes: &[u8], source: &str, device: &Device) -> Result<(Network, O
 /// Decodes one tensor whose shape already equals the spec's (so its size is bounded).
 fn decode_tensor(t: &Entry, data: &[u8]) -> std::result::Result<Vec<f32>, String> {
     let n: usize = t.shape.iter().product();
-    let f32s = |b: &[u8]| -> Vec<f32> {
-        b.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
     match t.encoding {
         Encoding::Dense => {
             if data.len() != 4 * n {
                 return Err(format!("{} bytes for {n} dense values", data.len()));
             }
-            Ok(f32s(data))
+            Ok(f32_values(data))
         }
         Encoding::Csr => {
             let rows = *t.shape.first().ok_or("CSR tensor without dims")?;
@@ -397,7 +392,7 @@ fn decode_tensor(t: &Entry, data: &[u8]) -> std::result::Result<Vec<f32>, String
                     }
                 })
                 .collect();
-            let vals = f32s(&data[4 * (rows + 1) + isz * t.nnz..]);
+            let vals = f32_values(&data[4 * (rows + 1) + isz * t.nnz..]);
             if ptr[0] != 0 || ptr[rows] != t.nnz || ptr.windows(2).any(|w| w[0] > w[1]) {
                 return Err("row pointers are not increasing from 0 to nnz".into());
             }

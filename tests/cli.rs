@@ -694,7 +694,10 @@ fn sensitivity_cuts_each_maxout_layer_alone_and_refuses_bad_fractions_and_layers
             "'fc2' is not a layer whose units can be pruned; expected one of conv1, conv2, fc1",
         ),
         (&["--val", "300"][..], "trained with val = 200"),
-        (&["--cut", "units"][..], "use the contribution criterion"),
+        (
+            &["--cut", "units", "--criterion", "argmax"][..],
+            "use the contribution criterion",
+        ),
     ] {
         let args = [&["sensitivity", "a", "--out", "bad"][..], extra].concat();
         fails_with(&maxprune(&args, tmp.path()), needle);

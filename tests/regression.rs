@@ -1200,3 +1200,230 @@ fn real_cnns_batch_norm_trains_resumes_exactly_prunes_through_and_exports_folded
     let loss = |e: &serde_json::Value| e["loss"].as_f64().unwrap();
     assert!((loss(&run) - loss(&folded)).abs() < 1e-4, "{run} vs {folded}");
 }
+
+#[test]
+fn issue32_cause_12_outputs_are_well_formed_and_names_stay_under_their_root() {
+    // Seen: `chart bars` with a control character in a label wrote an SVG no XML reader
+    // accepts; `pairs.txt` with a byte-order mark refused; names like `..` or `/etc` joined
+    // onto `--images`.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let chart = r#"{"title": "t", "value_label": "x", "bars": [["ok", 1.0], ["bell\u0007", 2.0]]}"#;
+    std::fs::write(cwd.join("c.json"), chart).unwrap();
+    refused_leaving_nothing(
+        cwd,
+        &["chart", "bars", "c.json", "--out", "c.svg"],
+        "c.json: bars[1] label: expected text without control characters",
+        "c.svg",
+    );
+
+    train_embedded(cwd, "seed-lenet", "a", &[]);
+    for name in ["Ann", "Bob"] {
+        std::fs::create_dir_all(cwd.join("lfw").join(name)).unwrap();
+        for i in 1..=2u8 {
+            let file = cwd.join(format!("lfw/{name}/{name}_{i:04}.jpg"));
+            image::save_buffer(file, &[40 * i; 64], 8, 8, image::ColorType::L8).unwrap();
+        }
+    }
+    let pairs = "2 1\nAnn 1 2\nAnn 1 Bob 2\nBob 1 2\nBob 1 Ann 2\n";
+    std::fs::write(cwd.join("bom.txt"), format!("\u{feff}{pairs}")).unwrap();
+    ok(&maxprune(
+        &["verify", "a", "--pairs", "bom.txt", "--images", "lfw"],
+        cwd,
+    ));
+    for name in ["..", "/etc", "../lfw/Ann"] {
+        std::fs::write(cwd.join("p.txt"), pairs.replace("Ann 1 Bob", &format!("Ann 1 {name}"))).unwrap();
+        fails_with(
+            &maxprune(&["verify", "a", "--pairs", "p.txt", "--images", "lfw"], cwd),
+            "p.txt: line 3: expected a person's name that is one folder name",
+        );
+    }
+}
+
+#[test]
+fn issue32_cause_13_schedules_and_plain_networks_work_with_the_defaults() {
+    // Seen: `prune weights` and `export` refused the schedule directory `bench` measures
+    // (`no spec.json`), and `sensitivity` on a network without maxout layers failed with its
+    // own default criterion (`arg-max frequencies ... cannot rank units`).
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let mut s = spec();
+    s["layers"] = serde_json::json!([
+        {"kind": "conv2d", "name": "conv1", "filters": 4, "kernel": 5, "stride": 1, "padding": 0},
+        {"kind": "max-pool", "kernel": 2, "stride": 2},
+        {"kind": "flatten"},
+        {"kind": "dense", "name": "fc1", "outputs": 12},
+        {"kind": "maxout", "pieces": {"units": 4, "k": 3}},
+        {"kind": "dense", "name": "fc2", "outputs": 10}
+    ]);
+    std::fs::write(cwd.join("s.json"), s.to_string()).unwrap();
+    ok(&train_one_epoch(cwd, &["--spec", "s.json"], "a", &["--val", "200"]));
+    ok(&prune_neurons(cwd, &["--layers", "fc1", "--until-k", "2"]));
+    ok(&maxprune(
+        &["export", "b", "--format", "dense", "--out", "m.safetensors"],
+        cwd,
+    ));
+    let step = std::fs::read(cwd.join("b/step-01/model.safetensors")).unwrap();
+    let exported = std::fs::read(cwd.join("m.safetensors")).unwrap();
+    let tensors = |b: &[u8]| {
+        let st = safetensors::SafeTensors::deserialize(b).unwrap();
+        let mut t: Vec<(String, Vec<u8>)> = st.tensors().into_iter().map(|(n, v)| (n, v.data().to_vec())).collect();
+        t.sort();
+        t
+    };
+    assert_eq!(
+        tensors(&exported),
+        tensors(&step),
+        "export takes the last accepted step"
+    );
+    let weights = [
+        "prune",
+        "weights",
+        "b",
+        "--out",
+        "w",
+        "--steps",
+        "1",
+        "--retrain-epochs",
+        "1",
+        "--val",
+        "200",
+        "-q",
+    ];
+    ok(&maxprune(&weights, cwd));
+    let report = std::fs::read_to_string(cwd.join("w/report.json")).unwrap();
+    assert!(report.contains("step-01"), "{report}");
+
+    std::fs::write(cwd.join("plain.json"), spec().to_string()).unwrap();
+    ok(&train_one_epoch(cwd, &["--spec", "plain.json"], "p", &["--val", "200"]));
+    let out = ok(&maxprune(&["sensitivity", "p", "--fractions", "0.5", "-q"], cwd));
+    assert!(
+        out.contains("contribution criterion") && out.contains("| conv1 | 0.50 |"),
+        "{out}"
+    );
+}
+
+#[test]
+fn issue32_cause_9_weights_whose_forward_pass_overflows_are_refused() {
+    // Seen: conv1 weights of 3e38 (finite) passed the load check; `relevance` wrote `inf`
+    // (as null) that `prune plan` could not read, and `eval` printed loss NaN.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    train_embedded(cwd, "seed-lenet", "a", &[]);
+    let path = cwd.join("a/model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut data: Vec<(String, Vec<u8>, Vec<usize>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().to_vec(), v.shape().to_vec()))
+        .collect();
+    let conv1 = data.iter_mut().find(|t| t.0 == "conv1.weight").unwrap();
+    for v in conv1.1.chunks_exact_mut(4).take(25) {
+        v.copy_from_slice(&3e38f32.to_le_bytes());
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+        .iter()
+        .map(|(n, b, s)| {
+            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap();
+            (n.clone(), v)
+        })
+        .collect();
+    std::fs::write(&path, safetensors::serialize(views, meta.metadata().clone()).unwrap()).unwrap();
+    let needle = "layer 0 (conv2d 'conv1'): expected a finite output on the first batch";
+    fails_with(&maxprune(&["eval", "a"], cwd), needle);
+    refused_leaving_nothing(
+        cwd,
+        &["relevance", "a", "--criterion", "mean-activation", "--out", "r.json"],
+        needle,
+        "r.json",
+    );
+}
+
+#[test]
+fn issue32_cause_4_what_is_built_on_is_checked_by_content_not_path() {
+    // Seen: a schedule resumed after its starting run was retrained went on with steps pruned
+    // from the old network; `reproduce` went on from a stage directory another run had
+    // replaced; a `[teacher]` could be the run's own output.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let mut s = spec();
+    s["layers"] = serde_json::json!([
+        {"kind": "conv2d", "name": "conv1", "filters": 4, "kernel": 5, "stride": 1, "padding": 0},
+        {"kind": "max-pool", "kernel": 2, "stride": 2},
+        {"kind": "flatten"},
+        {"kind": "dense", "name": "fc1", "outputs": 12},
+        {"kind": "maxout", "pieces": {"units": 4, "k": 3}},
+        {"kind": "dense", "name": "fc2", "outputs": 10}
+    ]);
+    std::fs::write(cwd.join("s.json"), s.to_string()).unwrap();
+    ok(&train_one_epoch(cwd, &["--spec", "s.json"], "a", &["--val", "200"]));
+    let steps = ["--steps", "1", "--distill", "0.5"];
+    ok(&prune_neurons(cwd, &steps));
+    // The step's retraining learns from `a`, whose content it recorded.
+    let step = std::fs::read_to_string(cwd.join("b/step-01/train.toml")).unwrap();
+    assert!(step.contains("model_sha256"), "{step}");
+    ok(&maxprune(
+        &["train", "--resume", "--out", "a", "--epochs", "2", "-q"],
+        cwd,
+    ));
+    fails_with(
+        &prune_neurons(cwd, &[&steps[..], &["--resume"]].concat()),
+        "model.safetensors SHA-256 (retrained or replaced since the schedule in b started from it",
+    );
+    // The step's own retraining, resumed, learns from the teacher it started with or not at all.
+    fails_with(
+        &maxprune(&["train", "--resume", "--out", "b/step-01", "--epochs", "2", "-q"], cwd),
+        "a: model.safetensors SHA-256 (retrained or replaced since b/step-01 started learning from it",
+    );
+
+    std::fs::write(
+        cwd.join("t.toml"),
+        "[teacher]\nrun = \"x\"\nalpha = 0.5\ntemperature = 4.0\n",
+    )
+    .unwrap();
+    refused_leaving_nothing(
+        cwd,
+        &[
+            "train",
+            "--preset",
+            "seed-lenet",
+            "--dataset",
+            "embedded",
+            "--config",
+            "t.toml",
+            "--out",
+            "x",
+            "-q",
+        ],
+        "x: expected another run, found the student's own output x",
+        "x",
+    );
+
+    // A stage replaced by another seed's run.
+    let stage = "r/seed-1/lenet5-maxout";
+    let other = [
+        "train",
+        "--preset",
+        "lenet5-maxout",
+        "--dataset",
+        "embedded",
+        "--epochs",
+        "1",
+        "--val",
+        "200",
+    ];
+    ok(&maxprune(
+        &[&other[..], &["--seed", "2", "--out", stage, "-q"]].concat(),
+        cwd,
+    ));
+    std::fs::write(cwd.join("r/reproduce.json"), "{}").unwrap();
+    fails_with(
+        &maxprune(
+            &["reproduce", "lenet5", "--quick", "--seeds", "1", "--out", "r", "-q"],
+            cwd,
+        ),
+        "expected this stage's run (lenet5-maxout, seed 1, 1 epochs, val 200, embedded), found lenet5-maxout with seed 2",
+    );
+}

@@ -115,7 +115,7 @@ pub fn torchvision(
                 keep(format!("{theirs} is {:?}, not F32", view.dtype()));
                 return t;
             }
-            let values = f32_values(&view);
+            let values = f32_values(view.data());
             let (want, have) = (t.dims(), view.shape().to_vec());
             if have == want {
                 self.report.copied.push((name.to_string(), theirs));

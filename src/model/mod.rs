@@ -1,6 +1,7 @@
 //! Models: the architecture as data, presets, piece layout and the built network.
 
 pub mod conv;
+pub mod finite;
 mod host;
 pub mod import;
 pub mod layers;

@@ -550,7 +550,7 @@ impl Network {
                     self.error = Some(fail("shape", format!("{:?}", t.dims()), format!("{:?}", view.shape())));
                     return t;
                 }
-                let values = f32_values(&view);
+                let values = f32_values(view.data());
                 if let Some(bad) = non_finite(&values) {
                     self.error = Some(fail("values", "finite numbers".into(), bad));
                     return t;
@@ -606,9 +606,10 @@ pub fn non_finite(values: &[f32]) -> Option<String> {
     ))
 }
 
-/// The values of an F32 safetensors view.
-pub(crate) fn f32_values(view: &TensorView) -> Vec<f32> {
-    view.data()
+/// The little-endian f32 values in `bytes` (safetensors' and the sparse format's encoding); a
+/// trailing partial value is ignored.
+pub(crate) fn f32_values(bytes: &[u8]) -> Vec<f32> {
+    bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()

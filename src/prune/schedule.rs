@@ -33,7 +33,7 @@ use crate::progress::{Observer, forward};
 use crate::relevance::{CriterionKind, Pass, Relevance, RelevanceEvent, TiePolicy, criterion};
 use crate::report::{self, LENET5_PARAMS, StepRow, VsLenet5};
 use crate::train::RunDir;
-use crate::train::{Checkpoint, Event, Splits, Teacher, TrainConfig, evaluate, train};
+use crate::train::{Checkpoint, Event, Fingerprint, Splits, Teacher, TrainConfig, evaluate, train};
 
 /// The piece count a schedule stops at: `until_k` when given; without it and without a step
 /// limit, one piece per unit (the paper's end point); with only a step limit, none.
@@ -344,6 +344,22 @@ fn step_dir(out: &Path, step: usize) -> PathBuf {
     out.join(format!("step-{step:02}"))
 }
 
+/// A finished step's [`Fingerprint`], written just before its `step.json`.
+const STEP_FINGERPRINT: &str = "fingerprint.json";
+
+/// Checks that the finished step in `dir` still holds the network it finished with (steps
+/// finished before the fingerprint was recorded hold none to check).
+fn check_step(dir: &Path) -> Result<()> {
+    let path = dir.join(STEP_FINGERPRINT);
+    if !path.exists() {
+        return Ok(());
+    }
+    fsio::read_json::<Fingerprint>(&path)?.check(
+        dir,
+        "the step finished; the schedule's later steps and report were made from the network it finished with",
+    )
+}
+
 /// Pieces per unit of every maxout layer, as text and as a histogram.
 fn pieces_of(spec: &ArchSpec) -> (Vec<String>, Vec<Vec<usize>>) {
     spec.maxouts()
@@ -526,18 +542,25 @@ pub const SCHEDULE_OUTPUT: fsio::OutputKind = fsio::OutputKind::Dir {
     what: "a schedule directory",
 };
 
-/// Creates the schedule directory with its `schedule.json` (the configuration and the source
-/// run's absolute path), or, resuming, checks that the saved configuration is this one and that
-/// the schedule started from `source` (schedules written before the path was recorded are
-/// checked on their configuration alone).
+/// Creates the schedule directory with its `schedule.json` (the configuration, the source
+/// run's absolute path and its [`Fingerprint`]), or, resuming, checks that the saved
+/// configuration is this one and that the schedule started from `source` as it is now: the
+/// same path and content, so a source retrained or replaced since is refused (schedules written
+/// before the path or the fingerprint was recorded are checked on what they record).
 fn open_schedule(out: &Path, config_json: &serde_json::Value, source: &Path, resume: bool) -> Result<()> {
     let cfg_path = out.join("schedule.json");
+    let source_dir = source;
     let source = source.display().to_string();
     if !cfg_path.exists() {
+        let fingerprint = Fingerprint::of(source_dir)?;
         fsio::create_dir(out)?;
         let mut saved = config_json.clone();
         if let Some(map) = saved.as_object_mut() {
             map.insert("source".into(), source.into());
+            map.insert(
+                "source_fingerprint".into(),
+                serde_json::to_value(fingerprint).expect("serializes"),
+            );
         }
         return write_json(&cfg_path, &saved);
     }
@@ -550,6 +573,7 @@ fn open_schedule(out: &Path, config_json: &serde_json::Value, source: &Path, res
     }
     let mut saved: serde_json::Value = fsio::read_json(&cfg_path)?;
     let started = saved.as_object_mut().and_then(|m| m.remove("source"));
+    let recorded = saved.as_object_mut().and_then(|m| m.remove("source_fingerprint"));
     if let Some(started) = started
         .and_then(|s| s.as_str().map(str::to_string))
         .filter(|s| *s != source)
@@ -569,6 +593,18 @@ fn open_schedule(out: &Path, config_json: &serde_json::Value, source: &Path, res
             format!("resuming with options that differ from {}", cfg_path.display()),
         ));
     }
+    if let Some(recorded) = recorded {
+        let recorded: Fingerprint =
+            serde_json::from_value(recorded).map_err(|e| Error::parse(cfg_path.display().to_string(), e))?;
+        recorded.check(
+            source_dir,
+            &format!(
+                "the schedule in {} started from it; resuming would continue with steps pruned from the old \
+                 network; use another output directory",
+                out.display()
+            ),
+        )?;
+    }
     Ok(())
 }
 
@@ -582,7 +618,10 @@ fn retrain_config(config: &Retrain, base_train: TrainConfig, source: &RunDir) ->
         seed: config.seed,
         val: config.val,
         teacher: match config.distill {
-            Some(d) => Some(Teacher::new(fsio::absolute(source.path())?.display().to_string(), d)),
+            Some(d) => Some(Teacher {
+                fingerprint: Some(Fingerprint::of(source.path())?),
+                ..Teacher::new(fsio::absolute(source.path())?.display().to_string(), d)
+            }),
             None => None,
         },
         ..base_train
@@ -716,6 +755,7 @@ pub fn run_schedule_with(
         let done = dir.join("step.json");
         let t = Instant::now();
         let r = if done.exists() {
+            check_step(&dir)?;
             let ckpt = RunDir::open(&dir)?.checkpoint(work.device())?;
             net = ckpt.net;
             // The measurements are read back; the decision follows the current rule.
@@ -749,6 +789,7 @@ pub fn run_schedule_with(
                 recovery_epochs,
                 ..start.row(step, &net, [before, after], speed, seconds)
             };
+            write_json(&dir.join(STEP_FINGERPRINT), &Fingerprint::of(&dir)?)?;
             write_json(&done, &r)?;
             r
         };
@@ -818,6 +859,45 @@ fn write_step(out: &Path, step: usize, pruned: &Pruned, retrain: &TrainConfig) -
     Ok(run)
 }
 
+/// The run directory `path` names: a schedule directory's last accepted step (as
+/// [`pruned_and_source`] chooses it), any other path itself.
+pub fn accepted_run(path: &Path) -> Result<PathBuf> {
+    if path.join("schedule.json").is_file() {
+        last_accepted_step(path, &finished_report(path)?)
+    } else {
+        Ok(path.to_path_buf())
+    }
+}
+
+/// The report of the schedule in `schedule`, which must have finished.
+fn finished_report(schedule: &Path) -> Result<ScheduleReport> {
+    let report_path = schedule.join("report.json");
+    if !report_path.is_file() {
+        return Err(Error::invalid(
+            "schedule directory",
+            format!(
+                "{}: no report.json (the schedule has not finished; resume it, or name one of its step directories)",
+                schedule.display()
+            ),
+        ));
+    }
+    fsio::read_json(&report_path)
+}
+
+/// The step directory of the last step `report` accepted.
+fn last_accepted_step(schedule: &Path, report: &ScheduleReport) -> Result<PathBuf> {
+    if report.final_step == 0 {
+        return Err(Error::invalid(
+            "schedule directory",
+            format!(
+                "{}: no step stayed within tolerance, so there is no pruned network; name a step directory",
+                schedule.display()
+            ),
+        ));
+    }
+    Ok(step_dir(schedule, report.final_step))
+}
+
 /// What a pruned run is compared with: given a schedule directory, its last accepted step and
 /// the run it started from; given one of its step directories, that step and the start; given
 /// any other directory, `None`.
@@ -830,36 +910,17 @@ pub fn pruned_and_source(path: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
             _ => return Ok(None),
         }
     };
-    let report_path = schedule.join("report.json");
-    if !report_path.is_file() {
-        return Err(Error::invalid(
-            "schedule directory",
-            format!(
-                "{}: no report.json (the schedule has not finished; resume it, or name the run to compare with)",
-                schedule.display()
-            ),
-        ));
-    }
-    let report: ScheduleReport = fsio::read_json(&report_path)?;
+    let report = finished_report(schedule)?;
     let step = match step {
         Some(s) => s,
-        None if report.final_step == 0 => {
-            return Err(Error::invalid(
-                "schedule directory",
-                format!(
-                    "{}: no step stayed within tolerance, so there is no pruned network to measure; name a step directory",
-                    schedule.display()
-                ),
-            ));
-        }
-        None => schedule.join(format!("step-{:02}", report.final_step)),
+        None => last_accepted_step(schedule, &report)?,
     };
     if !report.source.exists() {
         return Err(Error::invalid(
             "schedule report",
             format!(
                 "{}: the starting run {} is not there (a path relative to where `prune` ran?); name it to compare with",
-                report_path.display(),
+                schedule.join("report.json").display(),
                 report.source.display()
             ),
         ));

@@ -22,9 +22,12 @@ pub enum Policy {
         /// Score threshold (a win frequency for `argmax`).
         tau: f64,
     },
-    /// Remove the lowest-scored `fraction` of a layer's pieces.
+    /// Remove the lowest-scored `fraction` of all pieces, ranked together across every layer it
+    /// cuts (as Torch-Pruning's global pruning ranks across layers), so a layer whose pieces
+    /// score lower loses more; scores are compared as they are, which suits criteria on one
+    /// scale in every layer (arg-max win frequencies of equal k).
     Global {
-        /// Fraction of the layer's pieces, in `(0, 1)`.
+        /// Fraction of the pieces of all layers it cuts, in `(0, 1)`.
         fraction: f64,
     },
     /// Remove whole units: the `fraction` of a layer's units whose pieces' scores sum lowest
@@ -180,6 +183,34 @@ fn drop_lowest_units(scores: &[Vec<f64>], remove: usize, drop: &mut [Vec<usize>]
     }
 }
 
+/// Marks the lowest-scored `fraction` of the pieces of the layers `pooled` (indices into
+/// `relevance.layers`), ranked together; every unit keeps a piece. Among equal scores the later
+/// layer, then the higher unit, then the higher piece goes first.
+fn drop_lowest_pieces(relevance: &Relevance, pooled: &[usize], fraction: f64, drops: &mut [Vec<Vec<usize>>]) {
+    let score = |(i, u, j): (usize, usize, usize)| relevance.layers[i].scores[u][j];
+    let mut all: Vec<(usize, usize, usize)> = pooled
+        .iter()
+        .flat_map(|&i| {
+            relevance.layers[i]
+                .scores
+                .iter()
+                .enumerate()
+                .flat_map(move |(u, s)| (0..s.len()).map(move |j| (i, u, j)))
+        })
+        .collect();
+    let mut budget = (fraction * all.len() as f64).floor() as usize;
+    all.sort_by(|&a, &b| score(a).total_cmp(&score(b)).then(b.cmp(&a)));
+    for (i, u, j) in all {
+        if budget == 0 {
+            break;
+        }
+        if drops[i][u].len() + 1 < relevance.layers[i].scores[u].len() {
+            drops[i][u].push(j);
+            budget -= 1;
+        }
+    }
+}
+
 /// Turns scores into a plan for `spec` (checked against the relevance's fingerprint): every
 /// scored layer cut by `policy`.
 pub fn select(relevance: &Relevance, spec: &ArchSpec, policy: Policy) -> Result<PrunePlan> {
@@ -198,63 +229,61 @@ pub fn select_each(relevance: &Relevance, spec: &ArchSpec, cut: impl Fn(usize) -
              contribution criterion",
         ));
     }
+    let cuts: Vec<LayerCut> = relevance.layers.iter().map(|l| cut(l.layer)).collect();
+    let mut drops: Vec<Vec<Vec<usize>>> = relevance
+        .layers
+        .iter()
+        .map(|l| vec![Vec::new(); l.scores.len()])
+        .collect();
+    for ((lr, c), drop) in relevance.layers.iter().zip(&cuts).zip(&mut drops) {
+        match *c {
+            LayerCut::Policy(Policy::PerUnit { n }) => {
+                for (u, s) in lr.scores.iter().enumerate() {
+                    drop[u] = removal_order(s).into_iter().take(n.min(s.len() - 1)).collect();
+                }
+            }
+            LayerCut::Policy(Policy::Threshold { tau }) => {
+                for (u, s) in lr.scores.iter().enumerate() {
+                    let below: Vec<usize> = removal_order(s).into_iter().filter(|&j| s[j] < tau).collect();
+                    drop[u] = below.into_iter().take(s.len() - 1).collect();
+                }
+            }
+            // Ranked across layers below.
+            LayerCut::Policy(Policy::Global { .. }) => {}
+            LayerCut::Policy(Policy::Units { fraction }) => {
+                let remove = (fraction * lr.scores.len() as f64).floor() as usize;
+                drop_lowest_units(&lr.scores, remove, drop);
+            }
+            LayerCut::Units(remove) => drop_lowest_units(&lr.scores, remove, drop),
+        }
+    }
+    let mut fractions: Vec<f64> = cuts
+        .iter()
+        .filter_map(|c| match c {
+            LayerCut::Policy(Policy::Global { fraction }) => Some(*fraction),
+            _ => None,
+        })
+        .collect();
+    fractions.sort_by(f64::total_cmp);
+    fractions.dedup();
+    for fraction in fractions {
+        let pooled: Vec<usize> = (0..cuts.len())
+            .filter(|&i| cuts[i] == LayerCut::Policy(Policy::Global { fraction }))
+            .collect();
+        drop_lowest_pieces(relevance, &pooled, fraction, &mut drops);
+    }
     let layers = relevance
         .layers
         .iter()
-        .map(|lr| {
-            let mut drop: Vec<Vec<usize>> = vec![Vec::new(); lr.scores.len()];
-            match cut(lr.layer) {
-                LayerCut::Policy(Policy::PerUnit { n }) => {
-                    for (u, s) in lr.scores.iter().enumerate() {
-                        drop[u] = removal_order(s).into_iter().take(n.min(s.len() - 1)).collect();
-                    }
-                }
-                LayerCut::Policy(Policy::Threshold { tau }) => {
-                    for (u, s) in lr.scores.iter().enumerate() {
-                        let below: Vec<usize> = removal_order(s).into_iter().filter(|&j| s[j] < tau).collect();
-                        drop[u] = below.into_iter().take(s.len() - 1).collect();
-                    }
-                }
-                LayerCut::Policy(Policy::Global { fraction }) => {
-                    let total: usize = lr.scores.iter().map(Vec::len).sum();
-                    let mut budget = (fraction * total as f64).floor() as usize;
-                    let mut all: Vec<(usize, usize)> = lr
-                        .scores
-                        .iter()
-                        .enumerate()
-                        .flat_map(|(u, s)| (0..s.len()).map(move |j| (u, j)))
-                        .collect();
-                    all.sort_by(|&(ua, ja), &(ub, jb)| {
-                        lr.scores[ua][ja]
-                            .total_cmp(&lr.scores[ub][jb])
-                            .then(ub.cmp(&ua))
-                            .then(jb.cmp(&ja))
-                    });
-                    for (u, j) in all {
-                        if budget == 0 {
-                            break;
-                        }
-                        if drop[u].len() + 1 < lr.scores[u].len() {
-                            drop[u].push(j);
-                            budget -= 1;
-                        }
-                    }
-                }
-                LayerCut::Policy(Policy::Units { fraction }) => {
-                    let remove = (fraction * lr.scores.len() as f64).floor() as usize;
-                    drop_lowest_units(&lr.scores, remove, &mut drop);
-                }
-                LayerCut::Units(remove) => drop_lowest_units(&lr.scores, remove, &mut drop),
-            }
-            LayerPlan {
-                layer: lr.layer,
-                keep: lr
-                    .scores
-                    .iter()
-                    .zip(&drop)
-                    .map(|(s, d)| (0..s.len()).filter(|j| !d.contains(j)).collect())
-                    .collect(),
-            }
+        .zip(&drops)
+        .map(|(lr, drop)| LayerPlan {
+            layer: lr.layer,
+            keep: lr
+                .scores
+                .iter()
+                .zip(drop)
+                .map(|(s, d)| (0..s.len()).filter(|j| !d.contains(j)).collect())
+                .collect(),
         })
         .collect();
     let plan = PrunePlan {

@@ -7,11 +7,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::neuron::apply;
-use super::plan::PrunePlan;
 use super::select::{Policy, select};
 use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::model::network::Network;
+use crate::model::spec::ArchSpec;
 use crate::plot::{Chart, Mark, Series};
 use crate::relevance::{CriterionKind, Relevance};
 use crate::train::evaluate;
@@ -25,6 +25,29 @@ pub enum Cut {
     Pieces,
     /// The fraction of the layer's units whose scores sum lowest (at least one unit stays).
     Units,
+}
+
+impl Cut {
+    /// What this cut removes in unit layer `layer` of `spec`: pieces only where its units have
+    /// several.
+    pub fn of(self, spec: &ArchSpec, layer: usize) -> Cut {
+        match self {
+            Cut::Pieces if spec.pieces(layer).is_some() => Cut::Pieces,
+            _ => Cut::Units,
+        }
+    }
+
+    /// The criterion a sensitivity analysis of `layers` (unit layers of `spec`) uses unless
+    /// told otherwise: arg-max frequency where every cut removes pieces, contribution where
+    /// one removes units (arg-max frequencies sum to 1 in every unit, so they cannot rank
+    /// units).
+    pub fn default_criterion(self, spec: &ArchSpec, layers: &[usize]) -> CriterionKind {
+        if layers.iter().all(|&m| self.of(spec, m) == Cut::Pieces) {
+            CriterionKind::Argmax
+        } else {
+            CriterionKind::Contribution
+        }
+    }
 }
 
 /// One measurement: one layer cut by one fraction.
@@ -101,15 +124,16 @@ pub fn sensitivity(
             ));
         };
         for &fraction in fractions {
-            let policy = match cut {
-                Cut::Pieces if spec.pieces(m).is_some() => Policy::Global { fraction },
-                _ => Policy::Units { fraction },
+            let policy = match cut.of(spec, m) {
+                Cut::Pieces => Policy::Global { fraction },
+                Cut::Units => Policy::Units { fraction },
             };
-            let all = select(rel, spec, policy)?;
-            let plan = PrunePlan {
-                layers: all.layers.into_iter().filter(|l| l.layer == m).collect(),
-                ..all
+            // The layer's scores alone: a global cut ranks this layer's pieces only.
+            let alone = Relevance {
+                layers: vec![lr.clone()],
+                ..rel.clone()
             };
+            let plan = select(&alone, spec, policy)?;
             let cut_net = apply(net, &plan)?;
             rows.push(SensitivityRow {
                 layer: m,

@@ -1062,3 +1062,39 @@ fn folding_batch_norm_predicts_as_the_network_within_1e_4() {
     );
     assert_ne!(with_bn, norms(&Network::init(&spec, 5, &d).unwrap()));
 }
+
+#[test]
+fn the_global_policy_ranks_pieces_across_layers() {
+    // conv-maxout's two maxout layers: 5 units of k=4 (20 pieces) and counts [4, 1, 3, 1] (9
+    // pieces). Whichever layer scores lower loses the whole budget, floor(fraction x 29) pieces,
+    // as long as it has that many to spare; the other loses none.
+    let d = Device::flex();
+    let spec = conv_maxout_spec();
+    let net = Network::init(&spec, 4, &d).unwrap();
+    let scored = RandomScores { seed: 9 }.score(&net, &images(1, 3), 1).unwrap();
+    assert_eq!(scored.layers.len(), 2);
+    for (low, fraction, budget) in [(1, 0.15, 4), (0, 0.5, 14)] {
+        let mut rel = scored.clone();
+        for (i, l) in rel.layers.iter_mut().enumerate() {
+            for (u, s) in l.scores.iter_mut().enumerate() {
+                for (j, v) in s.iter_mut().enumerate() {
+                    *v = (u * 4 + j) as f64 / 100.0 + if i == low { 0.0 } else { 1.0 };
+                }
+            }
+        }
+        let plan = select(&rel, &spec, Policy::Global { fraction }).unwrap();
+        let removed: Vec<usize> = plan
+            .layers
+            .iter()
+            .zip(&rel.layers)
+            .map(|(p, l)| {
+                let before: usize = l.scores.iter().map(Vec::len).sum();
+                before - p.keep.iter().map(Vec::len).sum::<usize>()
+            })
+            .collect();
+        let mut expected = [0, 0];
+        expected[low] = budget;
+        assert_eq!(removed, expected, "fraction {fraction}");
+        assert!(plan.layers.iter().all(|p| p.keep.iter().all(|k| !k.is_empty())));
+    }
+}

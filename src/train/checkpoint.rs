@@ -25,7 +25,7 @@ use super::sgd::Sgd;
 use crate::data::dataset::DatasetName;
 use crate::error::{Error, Result};
 use crate::fsio;
-use crate::model::network::{Network, ParamVisitor};
+use crate::model::network::{Network, ParamVisitor, f32_values};
 use crate::model::params::Masks;
 use crate::model::spec::{ArchSpec, SPEC_METADATA_KEY};
 
@@ -226,11 +226,7 @@ impl RunDir {
             };
             match slot {
                 Some((map, param)) => {
-                    let values: Vec<f32> = view
-                        .data()
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
+                    let values = f32_values(view.data());
                     let n = values.len();
                     map.insert(param, Tensor::<1>::from_data(TensorData::new(values, [n]), device));
                 }

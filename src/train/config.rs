@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::fingerprint::Fingerprint;
 use crate::data::dataset::DatasetName;
 use crate::error::{Error, Result};
 
@@ -61,6 +62,10 @@ pub struct Teacher {
     pub alpha: f64,
     /// Softmax temperature, in [`Distillation::TEMPERATURES`].
     pub temperature: f64,
+    /// The teacher's content when the run was created; training refuses a teacher that has
+    /// changed since (none in configs written by hand or before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// A value out of range: the field, what it must be, and what it is.
@@ -110,6 +115,7 @@ impl Teacher {
             run,
             alpha: weights.alpha,
             temperature: weights.temperature,
+            fingerprint: None,
         }
     }
 
@@ -226,6 +232,7 @@ mod tests {
                 run: "runs/a".into(),
                 alpha,
                 temperature,
+                fingerprint: None,
             }),
             ..TrainConfig::default()
         };

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::loss::cross_entropy;
 use crate::data::split::{Split, batch};
 use crate::error::{Error, Result};
+use crate::model::finite::check_forward;
 use crate::model::network::Network;
 use crate::model::spec::ArchSpec;
 
@@ -55,9 +56,12 @@ pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize)
     let mut total = vec![0usize; classes];
     let mut loss_sum = 0.0f64;
     let order: Vec<usize> = (0..split.len()).collect();
-    for chunk in order.chunks(batch_size) {
+    for (i, chunk) in order.chunks(batch_size).enumerate() {
         let (x, y) = batch(split, chunk, &net.spec().input, &device);
-        let logits = net.forward(x);
+        let logits = net.forward(x.clone());
+        if i == 0 {
+            check_forward(&net, x, logits.clone())?;
+        }
         loss_sum += f64::from(cross_entropy(logits.clone(), y).into_scalar::<f32>()) * chunk.len() as f64;
         let pred = logits.argmax(1).into_data();
         for (p, &i) in pred.iter::<i64>().zip(chunk) {

@@ -1,5 +1,6 @@
 //! The epoch loop: trains the network of a [`RunDir`], checkpointing every epoch.
 
+use std::path::Path;
 use std::time::Instant;
 
 use burn::tensor::Device;
@@ -8,19 +9,43 @@ use super::checkpoint::{Checkpoint, RunDir};
 use super::config::{Teacher, TrainConfig};
 use super::eval::{check_classes, evaluate};
 use super::events::{EpochMetrics, Event};
+use super::fingerprint::Fingerprint;
 use super::loss::{cross_entropy, distillation_loss};
 use crate::data::dataset::Dataset;
 use crate::data::split::{Split, batch};
 use crate::error::{Error, Result};
+use crate::fsio;
 use crate::memory::check_training;
 use crate::model::network::Network;
 use crate::progress::Observer;
 use crate::rng::SplitMix64;
 
-/// Loads the teacher a config names, checking that it reads the same inputs and predicts the
-/// same classes as `student`.
-fn load_teacher(teacher: &Teacher, student: &Network, device: &Device) -> Result<Network> {
-    let run = RunDir::open(std::path::Path::new(&teacher.run))?;
+/// Loads the teacher a config names for the run in `student_dir`, checking that it is another
+/// run (not the student's own directory or inside it), that it still holds what its recorded
+/// fingerprint says, and that it reads the same inputs and predicts the same classes as
+/// `student`.
+fn load_teacher(teacher: &Teacher, student_dir: &Path, student: &Network, device: &Device) -> Result<Network> {
+    let path = Path::new(&teacher.run);
+    if fsio::resolve(path)?.starts_with(fsio::resolve(student_dir)?) {
+        return Err(Error::invalid(
+            "teacher",
+            format!(
+                "{}: expected another run, found the student's own output {} (it would learn from itself)",
+                teacher.run,
+                student_dir.display()
+            ),
+        ));
+    }
+    let run = RunDir::open(path)?;
+    if let Some(fp) = &teacher.fingerprint {
+        fp.check(
+            path,
+            &format!(
+                "{} started learning from it; its next epochs would learn from another teacher",
+                student_dir.display()
+            ),
+        )?;
+    }
     let net = run.network(device)?;
     let (s, t) = (student.spec(), net.spec());
     if s.input != t.input || s.classes()? != t.classes()? {
@@ -37,6 +62,18 @@ fn load_teacher(teacher: &Teacher, student: &Network, device: &Device) -> Result
         ));
     }
     Ok(net)
+}
+
+/// Checks the teacher `config` names, if any, for a new run of `student` in `out` (as
+/// [`train`] will) and records its fingerprint in `config`, so that the run, resumed, learns
+/// from the same teacher.
+pub fn pin_teacher(config: &mut TrainConfig, out: &Path, student: &Network) -> Result<()> {
+    if let Some(t) = &mut config.teacher {
+        t.fingerprint = None;
+        load_teacher(t, out, student, student.device())?;
+        t.fingerprint = Some(Fingerprint::of(Path::new(&t.run))?);
+    }
+    Ok(())
 }
 
 /// The splits a run trains and evaluates on.
@@ -109,7 +146,7 @@ pub fn train(dir: &RunDir, splits: &Splits, device: &Device, observer: &mut dyn 
     let n = splits.train.len();
     let steps = n.div_ceil(config.batch_size);
     let teacher = match &config.teacher {
-        Some(t) => Some((load_teacher(t, &ckpt.net, &device)?, t.weights())),
+        Some(t) => Some((load_teacher(t, dir.path(), &ckpt.net, &device)?, t.weights())),
         None => None,
     };
     for epoch in ckpt.epoch + 1..=config.epochs {
@@ -263,14 +300,17 @@ mod tests {
             run: run.path().display().to_string(),
             alpha: 0.5,
             temperature: 4.0,
+            fingerprint: None,
         };
-        let e = load_teacher(&teacher, &student, &d).unwrap_err().to_string();
+        let e = load_teacher(&teacher, &tmp.path().join("x"), &student, &d)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("teacher") && e.contains("5"), "{e}");
         let ok = RunDir::create(&tmp.path().join("s"), &student, &TrainConfig::default()).unwrap();
         let same = Teacher {
             run: ok.path().display().to_string(),
             ..teacher
         };
-        assert!(load_teacher(&same, &student, &d).is_ok());
+        assert!(load_teacher(&same, &tmp.path().join("x"), &student, &d).is_ok());
     }
 }

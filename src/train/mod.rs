@@ -10,13 +10,15 @@
 //! | `events.rs` | [`EpochMetrics`], [`Event`] |
 //! | `checkpoint.rs` | the run directory ([`RunDir`], [`Checkpoint`]) |
 //! | `fit.rs` | the epoch loop ([`train`]) and the [`Splits`] it reads |
+//! | `fingerprint.rs` | a run directory's content ([`Fingerprint`]), recorded by what builds on it |
 //!
-//! Imports run one way: config <- sgd, loss <- eval <- events <- checkpoint <- fit.
+//! Imports run one way: fingerprint <- config <- sgd, loss <- eval <- events <- checkpoint <- fit.
 
 pub mod checkpoint;
 pub mod config;
 pub mod eval;
 pub mod events;
+pub mod fingerprint;
 pub mod fit;
 pub mod loss;
 pub mod sgd;
@@ -26,6 +28,7 @@ pub use checkpoint::{Checkpoint, RunDir, Summary};
 pub use config::{Distillation, Teacher, TrainConfig};
 pub use eval::{Evaluation, check_classes, evaluate};
 pub use events::{EpochMetrics, Event};
-pub use fit::{Splits, check_trainable, train};
+pub use fingerprint::Fingerprint;
+pub use fit::{Splits, check_trainable, pin_teacher, train};
 pub use loss::{cross_entropy, distillation_loss};
 pub use sgd::Sgd;

@@ -126,6 +126,12 @@ pub(crate) struct CriterionArgs {
     /// Relevance criterion.
     #[arg(long, value_enum, default_value = "argmax")]
     pub(crate) criterion: CriterionKind,
+    #[command(flatten)]
+    pub(crate) ties: TiesArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct TiesArgs {
     /// Who gets the credit when pieces tie for the maximum (argmax).
     #[arg(long, value_enum, default_value = "split")]
     pub(crate) ties: TiePolicy,

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use maxprune::fsio;
 use maxprune::plot::BarChart;
 
 use crate::files::write_file;
@@ -27,7 +26,7 @@ pub(crate) struct BarsArgs {
 
 pub(crate) fn cmd_chart(c: ChartCommand) -> Result<()> {
     let ChartCommand::Bars(a) = c;
-    let chart: BarChart = fsio::read_json(&a.data)?;
+    let chart = BarChart::read(&a.data)?;
     write_file(&a.out, chart.to_svg()?.as_bytes())?;
     println!("wrote {}", a.out.display());
     Ok(())

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
+use maxprune::prune::schedule::accepted_run;
 use maxprune::sparse;
 use maxprune::train::RunDir;
 
@@ -21,7 +22,8 @@ pub(crate) enum ExportFormat {
 
 #[derive(Args)]
 pub(crate) struct ExportArgs {
-    /// Run directory, or a sparse `.mxs` file.
+    /// Run directory (a schedule directory from `prune`: its last accepted step), or a sparse
+    /// `.mxs` file.
     pub(crate) run: PathBuf,
     /// Format.
     #[arg(long, value_enum, default_value = "sparse")]
@@ -40,7 +42,7 @@ pub(crate) fn cmd_export(a: ExportArgs) -> Result<()> {
     let (net, dataset) = if a.run.is_file() {
         sparse_file(&a.run)?
     } else {
-        let dir = RunDir::open(&a.run)?;
+        let dir = RunDir::open(&accepted_run(&a.run)?)?;
         (dir.network(&maxprune::device())?, Some(dir.config()?.dataset))
     };
     let net = if a.fold_bn { net.fold_batch_norm()? } else { net };

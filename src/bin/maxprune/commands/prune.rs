@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use maxprune::prune::neuron::apply;
 use maxprune::prune::plan::PrunePlan;
-use maxprune::prune::schedule::{ScheduleConfig, default_until_k};
+use maxprune::prune::schedule::{ScheduleConfig, accepted_run, default_until_k};
 use maxprune::prune::select::{parse_budgets, select};
 use maxprune::prune::weight::{WeightRule, WeightSchedule, parse_sparsity, sparsity, sparsity_markdown};
 use maxprune::relevance::Relevance;
@@ -30,7 +30,8 @@ pub(crate) enum PruneCommand {
 
 #[derive(Args)]
 pub(crate) struct WeightsArgs {
-    /// Run directory to prune.
+    /// Run directory to prune (a schedule directory from `prune neurons`: its last accepted
+    /// step).
     pub(crate) run: PathBuf,
     /// Output directory (one run directory per step inside).
     #[arg(long)]
@@ -115,7 +116,7 @@ pub(crate) struct ApplyArgs {
 }
 
 pub(crate) fn cmd_weights(a: WeightsArgs, quiet: bool) -> Result<()> {
-    let source = RunDir::open(&a.run)?;
+    let source = RunDir::open(&accepted_run(&a.run)?)?;
     let spec = source.spec()?;
     let rule = match (a.quality, &a.sparsity) {
         (Some(q), _) => WeightRule::Quality {
@@ -158,7 +159,7 @@ pub(crate) fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
     };
     let config = ScheduleConfig {
         criterion: a.criterion.criterion,
-        ties: a.criterion.ties,
+        ties: a.criterion.ties.ties,
         policy: a.policy.policy(),
         until_k: default_until_k(a.until_k, a.steps),
         steps: a.steps,

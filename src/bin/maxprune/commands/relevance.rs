@@ -46,7 +46,7 @@ pub(crate) fn cmd_relevance(a: RelevanceArgs, quiet: bool) -> Result<()> {
         .spec()
         .unit_layers_named(&layer_names(a.layers.as_deref(), net.spec())?)?;
     maxprune::memory::check_batch(net.spec(), config.eval_batch_size, false)?;
-    let rel = criterion(a.criterion.criterion, a.criterion.ties, config.seed).score_layers(
+    let rel = criterion(a.criterion.criterion, a.criterion.ties.ties, config.seed).score_layers(
         &net,
         Pass {
             layers: &layers,

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use maxprune::fsio::OutputKind;
-use maxprune::relevance::{Pass, criterion};
+use maxprune::relevance::{CriterionKind, Pass, criterion};
 use maxprune::train::{RunDir, Splits, check_classes};
 
-use crate::args::{CriterionArgs, DataArgs, layer_names};
+use crate::args::{DataArgs, TiesArgs, layer_names};
 use crate::files::write_file;
 
 /// The output directory of `sensitivity`: `sensitivity.json` is written into it first.
@@ -41,8 +41,13 @@ pub(crate) struct SensitivityArgs {
     /// What a fraction counts.
     #[arg(long, value_enum, default_value = "pieces")]
     pub(crate) cut: CutArg,
+    /// Relevance criterion (default: argmax where every cut removes pieces of maxout units;
+    /// contribution where one removes whole units, as with `--cut units` or a plain conv or
+    /// dense layer, since arg-max frequencies cannot rank units).
+    #[arg(long, value_enum)]
+    pub(crate) criterion: Option<CriterionKind>,
     #[command(flatten)]
-    pub(crate) criterion: CriterionArgs,
+    pub(crate) ties: TiesArgs,
     /// Validation examples (default: the run's own `val`; another count is refused, since the
     /// network has seen some of them).
     #[arg(long)]
@@ -77,7 +82,12 @@ pub(crate) fn cmd_sensitivity(a: SensitivityArgs) -> Result<()> {
     let Some(val_split) = &splits.val else {
         bail!("{}: no validation split", a.run.display());
     };
-    let rel = criterion(a.criterion.criterion, a.criterion.ties, config.seed).score_layers(
+    let cut = match a.cut {
+        CutArg::Pieces => Cut::Pieces,
+        CutArg::Units => Cut::Units,
+    };
+    let kind = a.criterion.unwrap_or_else(|| cut.default_criterion(spec, &layers));
+    let rel = criterion(kind, a.ties.ties, config.seed).score_layers(
         &net,
         Pass {
             layers: &layers,
@@ -86,10 +96,6 @@ pub(crate) fn cmd_sensitivity(a: SensitivityArgs) -> Result<()> {
         },
         &mut maxprune::progress::Silent,
     )?;
-    let cut = match a.cut {
-        CutArg::Pieces => Cut::Pieces,
-        CutArg::Units => Cut::Units,
-    };
     let s = sensitivity(
         &net,
         &rel,

@@ -7,7 +7,7 @@ use clap::Args;
 use maxprune::model::network::Network;
 use maxprune::model::presets::Preset;
 use maxprune::model::spec::ArchSpec;
-use maxprune::train::{RunDir, Splits, TrainConfig, check_trainable, train};
+use maxprune::train::{RunDir, Splits, TrainConfig, check_trainable, pin_teacher, train};
 
 use crate::args::{DataArgs, ScaleArgs};
 use crate::progress::Bars;
@@ -90,6 +90,7 @@ pub(crate) fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
         let data = a.data.load(&config.dataset)?;
         let splits = Splits::new(&data, &config)?;
         check_trainable(&net, &splits, &config)?;
+        pin_teacher(&mut config, &a.out, &net)?;
         (RunDir::create(&a.out, &net, &config)?, Some(splits))
     };
     let config = dir.config()?;
