@@ -1073,3 +1073,42 @@ fn issue32_cause_12_messages_name_the_file_and_offer_only_what_exists() {
     fails_with(&out, "invalid spec: bad.json: layer 3");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("bad.json: invalid spec"));
 }
+
+#[test]
+fn issue32_cause_13_timing_is_chosen_and_every_step_reports_its_paired_change() {
+    // Seen: every step timed 3 batch sizes x 7 rounds twice with no way to turn it off, and no
+    // stopping rule but the point comparison.
+    let tmp = tempfile::tempdir().unwrap();
+    train_embedded(tmp.path(), "seed-lenet", "a", &["--val", "200"]);
+    let neurons = [
+        "prune",
+        "neurons",
+        "a",
+        "--out",
+        "b",
+        "--val",
+        "200",
+        "--retrain-epochs",
+        "1",
+        "--criterion",
+        "weight-norm",
+        "--steps",
+        "1",
+    ];
+    let refused = maxprune(&[&neurons[..], &["--bench-steps", "some"]].concat(), tmp.path());
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("none, last, all"));
+    let stdout = ok(&maxprune(
+        &[&neurons[..], &["--stop-rule", "paired", "--bench-steps", "none"]].concat(),
+        tmp.path(),
+    ));
+    assert!(stdout.contains("val change, points (95% CI)"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("b/report.json")).unwrap()).unwrap();
+    assert_eq!(report["config"]["stop_rule"], "paired");
+    let step = &report["rows"][1];
+    assert_eq!(step["val_change"]["examples"], 200, "{step}");
+    assert!(
+        step.get("speedups").is_none() && step.get("vs_lenet5").is_none(),
+        "{step}"
+    );
+}
