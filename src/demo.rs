@@ -125,10 +125,7 @@ pub fn demo(
             val: config.val,
             dataset: config.dataset.clone(),
             seed: config.seed,
-            distill: None,
-            tolerance_against: None,
-            retrain_lr: None,
-            recover_epochs: 0,
+            ..Retrain::default()
         },
     );
     let mut pruning = forward(observer, DemoEvent::Work);

@@ -5,7 +5,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::bench::Speedup;
 use crate::error::Result;
+use crate::model::presets::Preset;
+use crate::model::spec::ArchSpec;
 use crate::plot::{Chart, Mark, Series};
+use crate::prune::stop::PairedChange;
 use crate::relevance::{LayerRelevance, Relevance};
 
 /// Reads a [`Speedup`], or the plain ratio that reports held before alternating runs.
@@ -38,8 +41,10 @@ pub struct StepRow {
     pub nonzeros: usize,
     /// Percent of the starting network's nonzero parameters removed.
     pub removed_vs_start: f64,
-    /// Percent removed against plain LeNet-5's 431,080 parameters (nonzeros counted).
-    pub removed_vs_lenet5: f64,
+    /// Percent removed against plain LeNet-5's parameters ([`lenet5_params`], nonzeros
+    /// counted), for a network with its input ([`lenet5_params_for`]); `None` for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_vs_lenet5: Option<f64>,
     /// FLOPs per example.
     pub flops: usize,
     /// Starting network's FLOPs / this network's FLOPs.
@@ -64,6 +69,11 @@ pub struct StepRow {
     pub val_after: Option<f64>,
     /// Test accuracy after retraining.
     pub test_after: f64,
+    /// Validation accuracy after retraining against the network the tolerance counts from (the
+    /// starting network, or the reference run), on the same examples; `None` at step 0, without
+    /// a validation split, and in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_change: Option<PairedChange>,
     /// Wall-clock seconds of the step (relevance, pruning, retraining, evaluation).
     pub seconds: f64,
     /// Whether validation accuracy stayed within tolerance of the starting network's.
@@ -89,8 +99,20 @@ pub struct VsLenet5 {
     pub speedups: Vec<Speedup>,
 }
 
-/// Parameters of plain LeNet-5, the paper's reference for "% removed".
-pub const LENET5_PARAMS: usize = 431_080;
+/// Parameters of plain LeNet-5 (the `lenet5` preset), the paper's reference for "% removed".
+pub fn lenet5_params() -> usize {
+    Preset::Lenet5
+        .spec()
+        .num_params()
+        .expect("the lenet5 preset is a valid spec")
+}
+
+/// [`lenet5_params`] when a network of `spec` is comparable with plain LeNet-5: it takes the
+/// same input (as [`crate::bench::lenet5_reference`] requires); `None` otherwise, so a
+/// "removed vs LeNet-5" figure is never given for, say, VGG16 at 224 pixels.
+pub fn lenet5_params_for(spec: &ArchSpec) -> Option<usize> {
+    (spec.input == Preset::Lenet5.spec().input).then(lenet5_params)
+}
 
 fn pct(x: Option<f64>) -> String {
     x.map_or("–".into(), |v| format!("{:.2}", 100.0 * v))
@@ -106,11 +128,16 @@ fn units_by_pieces(r: &StepRow) -> String {
         .join(", ")
 }
 
-/// The rows as a Markdown table.
+/// The rows as a Markdown table; the "removed vs LeNet-5" column only when the network takes
+/// LeNet-5's input (every row of a schedule does, or none). The validation change is the paired
+/// change with its 95% interval ([`PairedChange::cell`]), in points.
 pub fn markdown_table(rows: &[StepRow]) -> String {
-    let mut s = String::from(
-        "| step | units × pieces | params | nonzeros | removed vs start | removed vs LeNet-5 | FLOPs | FLOP ratio | measured speedup | val acc before → after | test acc before → after | time | within tolerance |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|\n",
+    let lenet = rows.first().is_some_and(|r| r.removed_vs_lenet5.is_some());
+    let mut s = format!(
+        "| step | units × pieces | params | nonzeros | removed vs start |{} FLOPs | FLOP ratio | measured speedup | val acc before → after | val change, points (95% CI) | test acc before → after | time | within tolerance |\n\
+         |---:|---|---:|---:|---:|{}---:|---:|---:|---|---:|---|---:|---|\n",
+        if lenet { " removed vs LeNet-5 |" } else { "" },
+        if lenet { "---:|" } else { "" },
     );
     for r in rows {
         s.push_str(&markdown_row(r));
@@ -144,21 +171,24 @@ fn speed_table(rows: &[StepRow]) -> String {
     s
 }
 
-/// One row of [`markdown_table`], without its newline.
+/// One row of [`markdown_table`], without its newline. An untimed step's speedup reads `–`
+/// (step 0's is 1 by definition).
 pub fn markdown_row(r: &StepRow) -> String {
+    let untimed = if r.step == 0 { "1.00x" } else { "–" };
     format!(
-        "| {} | {} | {} | {} | {:.1}% | {:.1}% | {} | {:.2}x | {} | {} → {} | {} → {} | {:.0} s | {} |",
+        "| {} | {} | {} | {} | {:.1}% |{} {} | {:.2}x | {} | {} → {} | {} | {} → {} | {:.0} s | {} |",
         r.step,
         units_by_pieces(r),
         r.params,
         r.nonzeros,
         r.removed_vs_start,
-        r.removed_vs_lenet5,
+        r.removed_vs_lenet5.map_or(String::new(), |v| format!(" {v:.1}% |")),
         r.flops,
         r.flop_ratio,
-        r.speedup.map_or("1.00x".into(), |s| s.cell()),
+        r.speedup.map_or(untimed.into(), |s| s.cell()),
         pct(r.val_before),
         pct(r.val_after),
+        r.val_change.map_or("–".into(), |c| c.cell()),
         pct(Some(r.test_before)),
         pct(Some(r.test_after)),
         r.seconds,
@@ -281,7 +311,27 @@ mod tests {
         assert_eq!(new.speedup, Some(s));
         row["speedup"] = serde_json::Value::Null;
         let first: StepRow = serde_json::from_value(row).unwrap();
-        assert!(markdown_table(std::slice::from_ref(&first)).contains("| 1.00x |"));
+        // An untimed step (--bench-steps last or none) has no speedup to show.
+        assert!(markdown_table(std::slice::from_ref(&first)).contains("| – |"));
+        let table = markdown_table(std::slice::from_ref(&first));
+        assert!(
+            table.contains("removed vs LeNet-5 |") && table.contains("| 24.1% |"),
+            "{table}"
+        );
+        // A network without LeNet-5's input has no column counted against it (seen: -32,000% on
+        // VGG16 at 224 pixels).
+        let vgg = StepRow {
+            removed_vs_lenet5: None,
+            ..first.clone()
+        };
+        let table = markdown_table(std::slice::from_ref(&vgg));
+        assert!(!table.contains("LeNet-5") && !table.contains("24.1%"), "{table}");
+        assert_eq!(
+            table.lines().next().unwrap().matches('|').count(),
+            table.lines().nth(2).unwrap().matches('|').count()
+        );
+        assert_eq!(lenet5_params_for(&Preset::Vgg16Maxout.spec()), None);
+        assert_eq!(lenet5_params_for(&Preset::Lenet5Maxout.spec()), Some(431_080));
         // A row printed alone is the table's row: header, separator, then it.
         let table = markdown_table(&[first.clone(), new.clone()]);
         let lines: Vec<&str> = table.lines().collect();

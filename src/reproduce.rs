@@ -1,9 +1,9 @@
 //! The paper's LeNet-5 table in one call, over several seeds: `lenet5-maxout` trained, neuron
-//! pruning k=4 -> 1 (the paper), whole units removed from it by `contribution` until the
-//! validation rule stops (beyond the paper), weight pruning after that; plain LeNet-5 trained
-//! and weight-pruned alone (Han et al.). Every stopping decision is made on the validation
-//! split. Every stage is a run or schedule directory, so an interrupted reproduction resumes
-//! where it stopped.
+//! pruning k=4 -> 1 on every seed with no stopping rule (the paper's schedule, as the original
+//! code ran it), whole units removed from it by `contribution` until the validation rule stops
+//! (beyond the paper), weight pruning after that; plain LeNet-5 trained and weight-pruned alone
+//! (Han et al.). Every stopping decision is made on the validation split. Every stage is a run
+//! or schedule directory, so an interrupted reproduction resumes where it stopped.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,9 +23,10 @@ use crate::progress::{Observer, forward};
 use crate::prune::pruner::{Pruner, Retrain, nonzeros};
 use crate::prune::schedule::{ScheduleConfig, ScheduleEvent, ScheduleReport, run_schedule};
 use crate::prune::select::Policy;
+use crate::prune::stop::{PairedChange, StopRule};
 use crate::prune::weight::{Target, WeightRule, WeightSchedule, dense_sparsity_for};
 use crate::relevance::{CriterionKind, TiePolicy};
-use crate::report::LENET5_PARAMS;
+use crate::report::lenet5_params;
 use crate::train::RunDir;
 use crate::train::{Splits, TrainConfig, evaluate, train};
 
@@ -57,7 +58,7 @@ pub struct ReproduceConfig {
     pub after_neurons: (f64, f64),
     /// Weight-pruning targets on plain LeNet-5 (`conv`, `dense`).
     pub lenet5_alone: (f64, f64),
-    /// The paper's reduction (against LeNet-5's 431,080): the last row prunes the neuron- and
+    /// The paper's reduction (against plain LeNet-5's parameters): the last row prunes the neuron- and
     /// weight-pruned network's dense weights further, in one step with the tolerance off,
     /// until at least this fraction is removed, so its accuracy there is on record.
     pub paper_removed: f64,
@@ -71,19 +72,57 @@ fn default_unit_steps() -> usize {
     5
 }
 
-/// Stages announced per seed (trainings and schedules, the pushed row's included).
-pub const STAGES_PER_SEED: usize = 7;
+/// The table's rows, in order. Each seed runs one stage (a training or a schedule) per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Row {
+    Lenet5,
+    Lenet5Weights,
+    Maxout,
+    Neurons,
+    Units,
+    NeuronsWeights,
+    Pushed,
+}
 
-/// The table's rows, in order, with the paper's figure (MNIST) beside each.
-const ROWS: [(&str, &str); 7] = [
-    ("LeNet-5", "–"),
-    ("LeNet-5 + weight pruning", "92% (Han et al.)"),
-    ("LeNet-5 maxout", "–"),
-    ("+ neuron pruning (the paper's k=4 → 1)", "74%"),
-    ("+ whole units removed (beyond the paper)", "74%"),
-    ("+ neuron + weight pruning", "92%"),
-    ("+ neuron + weight pruning, pushed to the paper's figure", "92%"),
-];
+impl Row {
+    /// Every row, in table order.
+    const ALL: [Row; 7] = [
+        Row::Lenet5,
+        Row::Lenet5Weights,
+        Row::Maxout,
+        Row::Neurons,
+        Row::Units,
+        Row::NeuronsWeights,
+        Row::Pushed,
+    ];
+
+    /// The row's name in the table (and in `report.json`).
+    fn label(self) -> &'static str {
+        match self {
+            Row::Lenet5 => "LeNet-5",
+            Row::Lenet5Weights => "LeNet-5 + weight pruning",
+            Row::Maxout => "LeNet-5 maxout",
+            Row::Neurons => "+ neuron pruning (the paper's k=4 → 1)",
+            Row::Units => "+ whole units removed (beyond the paper)",
+            Row::NeuronsWeights => "+ neuron + weight pruning",
+            Row::Pushed => "+ neuron + weight pruning, pushed to the paper's figure",
+        }
+    }
+
+    /// The paper's figure (MNIST) beside the row.
+    fn paper(self) -> &'static str {
+        match self {
+            Row::Lenet5 | Row::Maxout => "–",
+            Row::Lenet5Weights => "92% (Han et al.)",
+            Row::Neurons | Row::Units => "74%",
+            Row::NeuronsWeights | Row::Pushed => "92%",
+        }
+    }
+}
+
+/// Stages announced per seed: one per row (the pushed row's announced even when the row above
+/// already reaches the paper's figure).
+pub const STAGES_PER_SEED: usize = Row::ALL.len();
 
 impl ReproduceConfig {
     /// The full experiment on `dataset`: 10 epochs, 5 retraining epochs per step, 5,000
@@ -139,6 +178,10 @@ pub struct Measured {
     pub accuracy: f64,
     /// Seconds its stage took (training epochs, or the pruning steps), as recorded.
     pub seconds: f64,
+    /// For a schedule's result: its paired validation change against the stage's starting
+    /// network (none for trainings, a schedule that kept no step, and older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_change: Option<PairedChange>,
 }
 
 /// The reproduction's result: per row name, one measurement per seed.
@@ -152,10 +195,25 @@ pub struct ReproduceReport {
     pub wall_seconds: f64,
 }
 
-fn measure(dir: &RunDir, data: &Dataset, seconds: f64, device: &Device) -> Result<Measured> {
+/// A finished stage: the run directory of its network, the seconds it took, and (for a
+/// schedule) the paired validation change of its result against its start.
+#[derive(Clone)]
+struct Done {
+    dir: RunDir,
+    seconds: f64,
+    val_change: Option<PairedChange>,
+}
+
+fn measure(done: &Done, data: &Dataset, device: &Device) -> Result<Measured> {
+    let Done {
+        dir,
+        seconds,
+        val_change,
+    } = done.clone();
     let net: Network = dir.network(device)?;
     let config = dir.config()?;
     Ok(Measured {
+        val_change,
         params: net.num_params(),
         nonzeros: nonzeros(&net),
         sparse_bytes: crate::sparse::encode(&net, Some(&config.dataset)).len(),
@@ -166,11 +224,13 @@ fn measure(dir: &RunDir, data: &Dataset, seconds: f64, device: &Device) -> Resul
     })
 }
 
-fn final_dir(out: &Path, report: &ScheduleReport, source: &RunDir) -> RunDir {
+/// The run directory of a schedule's result: its last kept step in `out`, or `source` when it
+/// kept none. A missing or broken step directory is an error naming it.
+fn final_dir(out: &Path, report: &ScheduleReport, source: &RunDir) -> Result<RunDir> {
     if report.final_step == 0 {
-        source.clone()
+        Ok(source.clone())
     } else {
-        RunDir::open(&out.join(format!("step-{:02}", report.final_step))).expect("finished steps are run directories")
+        RunDir::open(&out.join(format!("step-{:02}", report.final_step)))
     }
 }
 
@@ -242,7 +302,7 @@ impl Stages<'_> {
     }
 
     /// Trains (or resumes) `preset` for this seed; returns its run and its recorded seconds.
-    fn train(&mut self, preset: Preset) -> Result<(RunDir, f64)> {
+    fn train(&mut self, preset: Preset) -> Result<Done> {
         let name = serde_json::to_value(preset).expect("serializes");
         let dir_path = self.seed_dir.join(name.as_str().expect("preset names are strings"));
         self.stage(format!("train {}", dir_path.display()));
@@ -261,19 +321,52 @@ impl Stages<'_> {
         let mut observer = forward(&mut *self.observer, |e| ReproduceEvent::Work(ScheduleEvent::Train(e)));
         let ckpt = train(&dir, &Splits::new(self.data, &tc)?, self.device, &mut observer)?;
         // Recorded per epoch, so a resumed stage reports the time it really took.
-        Ok((dir, ckpt.history.iter().map(|m| m.train_seconds).sum::<f64>()))
+        Ok(Done {
+            dir,
+            seconds: ckpt.history.iter().map(|m| m.train_seconds).sum::<f64>(),
+            val_change: None,
+        })
     }
 
     /// Runs (or resumes) one schedule from `source` into `name`; returns its final network's
-    /// run and the seconds its steps took.
-    fn schedule(&mut self, source: &RunDir, name: &str, pruner: &dyn Pruner) -> Result<(RunDir, f64)> {
+    /// run, the seconds its steps took and its result's validation change.
+    fn schedule(&mut self, source: &Done, name: &str, pruner: &dyn Pruner) -> Result<Done> {
         let dir = self.seed_dir.join(name);
         self.stage(dir.display().to_string());
         let resume = dir.join("schedule.json").exists();
         let mut observer = forward(&mut *self.observer, ReproduceEvent::Work);
-        let report = run_schedule(source, &dir, pruner, self.data, resume, self.device, &mut observer)?;
-        let seconds = report.rows.iter().skip(1).map(|r| r.seconds).sum();
-        Ok((final_dir(&dir, &report, source), seconds))
+        let report = run_schedule(&source.dir, &dir, pruner, self.data, resume, self.device, &mut observer)?;
+        Ok(Done {
+            dir: final_dir(&dir, &report, &source.dir)?,
+            seconds: report.rows.iter().skip(1).map(|r| r.seconds).sum(),
+            val_change: report.rows.get(report.final_step).and_then(|r| r.val_change),
+        })
+    }
+}
+
+/// One seed's finished stages, one per [`Row`].
+struct SeedRuns {
+    lenet: Done,
+    lenet_w: Done,
+    maxout: Done,
+    neurons: Done,
+    units: Done,
+    neurons_weights: Done,
+    pushed: Done,
+}
+
+impl SeedRuns {
+    /// The stage behind `row`.
+    fn get(&self, row: Row) -> &Done {
+        match row {
+            Row::Lenet5 => &self.lenet,
+            Row::Lenet5Weights => &self.lenet_w,
+            Row::Maxout => &self.maxout,
+            Row::Neurons => &self.neurons,
+            Row::Units => &self.units,
+            Row::NeuronsWeights => &self.neurons_weights,
+            Row::Pushed => &self.pushed,
+        }
     }
 }
 
@@ -304,10 +397,7 @@ pub fn reproduce(
         val: config.val,
         dataset: config.dataset.clone(),
         seed,
-        distill: None,
-        tolerance_against: None,
-        retrain_lr: None,
-        recover_epochs: 0,
+        ..Retrain::default()
     };
     let weights = |(conv, dense): (f64, f64), seed| WeightSchedule {
         rule: WeightRule::Sparsity {
@@ -316,7 +406,7 @@ pub fn reproduce(
         steps: config.weight_steps,
         retrain: retrain(seed),
     };
-    let mut rows: Vec<(String, Vec<Measured>)> = ROWS.iter().map(|(n, _)| (n.to_string(), Vec::new())).collect();
+    let mut rows: Vec<(String, Vec<Measured>)> = Row::ALL.map(|r| (r.label().to_string(), Vec::new())).to_vec();
     let mut ctx = Stages {
         config,
         data,
@@ -330,8 +420,16 @@ pub fn reproduce(
         (ctx.seed, ctx.seed_dir) = (seed, out.join(format!("seed-{seed}")));
         // The maxout network's stages first: they are the paper's, and the longest.
         let maxout = ctx.train(Preset::Lenet5Maxout)?;
-        let neurons = ScheduleConfig::paper(Some(1), None, retrain(seed));
-        let maxout_n = ctx.schedule(&maxout.0, "lenet5-maxout-neurons", &neurons)?;
+        // The paper's schedule as the original code ran it: k=4 -> 1, no stopping rule.
+        let neurons = ScheduleConfig::paper(
+            Some(1),
+            None,
+            Retrain {
+                stop_rule: StopRule::None,
+                ..retrain(seed)
+            },
+        );
+        let neurons = ctx.schedule(&maxout, "lenet5-maxout-neurons", &neurons)?;
         let units = ScheduleConfig {
             criterion: CriterionKind::Contribution,
             ties: TiePolicy::Split,
@@ -345,14 +443,14 @@ pub fn reproduce(
             budgets: Vec::new(),
             retrain: retrain(seed),
         };
-        let maxout_u = ctx.schedule(&maxout_n.0, "lenet5-maxout-units", &units)?;
-        let maxout_nw = ctx.schedule(
-            &maxout_u.0,
+        let units = ctx.schedule(&neurons, "lenet5-maxout-units", &units)?;
+        let neurons_weights = ctx.schedule(
+            &units,
             "lenet5-maxout-neurons-weights",
             &weights(config.after_neurons, seed),
         )?;
-        let budget = ((1.0 - config.paper_removed) * LENET5_PARAMS as f64).floor() as usize;
-        let pushed = match dense_sparsity_for(&maxout_nw.0.network(device)?, budget) {
+        let budget = ((1.0 - config.paper_removed) * lenet5_params() as f64).floor() as usize;
+        let pushed = match dense_sparsity_for(&neurons_weights.dir.network(device)?, budget) {
             Some(dense) => {
                 // Dense layers only: the budget was computed with the conv weights as they are.
                 let push = WeightSchedule {
@@ -365,18 +463,30 @@ pub fn reproduce(
                         ..retrain(seed)
                     },
                 };
-                ctx.schedule(&maxout_nw.0, "lenet5-maxout-paper-reduction", &push)?
+                ctx.schedule(&neurons_weights, "lenet5-maxout-paper-reduction", &push)?
             }
             None => {
                 ctx.stage("the row above already reaches the paper's figure".into());
-                (maxout_nw.0.clone(), 0.0)
+                Done {
+                    seconds: 0.0,
+                    val_change: None,
+                    ..neurons_weights.clone()
+                }
             }
         };
         let lenet = ctx.train(Preset::Lenet5)?;
-        let lenet_w = ctx.schedule(&lenet.0, "lenet5-weights", &weights(config.lenet5_alone, seed))?;
-        let all = [&lenet, &lenet_w, &maxout, &maxout_n, &maxout_u, &maxout_nw, &pushed];
-        for (row, (dir, secs)) in rows.iter_mut().zip(all) {
-            row.1.push(measure(dir, data, *secs, device)?);
+        let lenet_w = ctx.schedule(&lenet, "lenet5-weights", &weights(config.lenet5_alone, seed))?;
+        let runs = SeedRuns {
+            lenet,
+            lenet_w,
+            maxout,
+            neurons,
+            units,
+            neurons_weights,
+            pushed,
+        };
+        for (row, measured) in Row::ALL.into_iter().zip(&mut rows) {
+            measured.1.push(measure(runs.get(row), data, device)?);
         }
     }
     let report = ReproduceReport {
@@ -407,7 +517,8 @@ impl ReproduceReport {
         let c = &r.config;
         let mut md = format!(
             "# LeNet-5 on `{}`: neuron and weight pruning\n\n{} seed(s) ({}); {} training epochs, {} retraining epochs per pruning step, \
-             {} validation examples, tolerance {} points; weight pruning in {} steps to conv/dense sparsity {:?} after neuron pruning \
+             {} validation examples, tolerance {} points for the stages beyond the paper (neuron pruning runs k=4 → 1 on every seed with \
+             no stopping rule, as the original code did); weight pruning in {} steps to conv/dense sparsity {:?} after neuron pruning \
              and {:?} on plain LeNet-5; the last row prunes the dense weights of the row above it further, in one step to {:.0}% removed (the sparsity follows from that \
              budget), and retrains with the tolerance off (100 points). Accuracy on the test split, mean ± sample std over seeds; time per seed. Recorded time of all stages, summed over \
              seeds: {:.0} min (this invocation: {:.0} s, less when it resumed finished stages).\n\n",
@@ -425,16 +536,24 @@ impl ReproduceReport {
             r.rows.iter().flat_map(|(_, ms)| ms).map(|m| m.seconds).sum::<f64>() / 60.0,
             r.wall_seconds
         );
-        md += "| network | params | nonzeros | removed vs 431,080 | paper (MNIST) | sparse file | dense file | FLOPs | test accuracy | time |\n\
-               |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-        for ((name, ms), (_, paper)) in r.rows.iter().zip(ROWS) {
+        let lenet5 = lenet5_params();
+        md += &format!(
+            "| network | params | nonzeros | removed vs LeNet-5's {lenet5} | paper (MNIST) | sparse file | dense file | FLOPs | test accuracy | time |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        );
+        for (name, ms) in &r.rows {
+            // Reports written under other row names get no paper figure.
+            let paper = Row::ALL
+                .into_iter()
+                .find(|row| row.label() == name)
+                .map_or("–", Row::paper);
             let avg = |f: &dyn Fn(&Measured) -> f64| mean_std(&ms.iter().map(f).collect::<Vec<_>>()).0;
             let (acc, sd) = mean_std(&ms.iter().map(|m| 100.0 * m.accuracy).collect::<Vec<_>>());
             let nz = avg(&|m| m.nonzeros as f64);
             md += &format!(
                 "| {name} | {:.0} | {nz:.0} | {:.1}% | {paper} | {:.0} B | {:.0} B | {:.0} | {acc:.2} ± {sd:.2}% | {:.0} s |\n",
                 avg(&|m| m.params as f64),
-                100.0 * (1.0 - nz / LENET5_PARAMS as f64),
+                100.0 * (1.0 - nz / lenet5 as f64),
                 avg(&|m| m.sparse_bytes as f64),
                 avg(&|m| m.dense_bytes as f64),
                 avg(&|m| m.flops as f64),
@@ -443,14 +562,18 @@ impl ReproduceReport {
         }
         // Each seed's stopping rules decide for themselves, so a mean row can mix networks.
         md += &format!(
-            "\nPer seed, nonzeros and test accuracy:\n\n| network |{}\n|---|{}\n",
+            "\nPer seed, nonzeros and test accuracy; for a pruning stage also its result's validation change against the \
+             stage's starting network, in points with its paired 95% interval:\n\n| network |{}\n|---|{}\n",
             c.seeds.iter().map(|s| format!(" seed {s} |")).collect::<String>(),
             "---:|".repeat(c.seeds.len())
         );
         for (name, ms) in &r.rows {
             let cells: String = ms
                 .iter()
-                .map(|m| format!(" {} / {:.2}% |", m.nonzeros, 100.0 * m.accuracy))
+                .map(|m| {
+                    let change = m.val_change.map_or(String::new(), |c| format!(", val {}", c.cell()));
+                    format!(" {} / {:.2}%{change} |", m.nonzeros, 100.0 * m.accuracy)
+                })
                 .collect();
             md += &format!("| {name} |{cells}\n");
         }
@@ -481,8 +604,45 @@ fn write(out: &Path, r: &ReproduceReport) -> Result<()> {
     for (label, removed) in [("paper: neuron -74%", 0.74), ("paper: + weight -92%", 0.92)] {
         chart
             .verticals
-            .push((label.into(), (1.0 - removed) * LENET5_PARAMS as f64));
+            .push((label.into(), (1.0 - removed) * lenet5_params() as f64));
     }
     let svg = chart.to_svg()?;
     fsio::write_atomic(&out.join("accuracy-vs-nonzeros.svg"), svg.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_result_step_is_an_error_naming_it_not_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let device = Device::flex();
+        let net = Network::init(&Preset::Lenet5.spec(), 1, &device).unwrap();
+        let source = RunDir::create(&tmp.path().join("start"), &net, &TrainConfig::default()).unwrap();
+        let report = ScheduleReport {
+            source: source.path().to_path_buf(),
+            description: String::new(),
+            config: serde_json::Value::Null,
+            rows: Vec::new(),
+            final_step: 2,
+            tolerance_from: None,
+        };
+        let out = tmp.path().join("schedule");
+        let e = final_dir(&out, &report, &source).unwrap_err().to_string();
+        assert!(e.contains("step-02") && e.contains("not a directory"), "{e}");
+        let none = ScheduleReport {
+            final_step: 0,
+            ..report
+        };
+        assert_eq!(final_dir(&out, &none, &source).unwrap().path(), source.path());
+    }
+
+    #[test]
+    fn every_row_has_its_paper_figure_and_one_stage_per_seed() {
+        assert_eq!(STAGES_PER_SEED, 7);
+        let labels: std::collections::HashSet<&str> = Row::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), Row::ALL.len(), "row names are distinct");
+        assert_eq!(Row::Neurons.paper(), "74%");
+    }
 }

@@ -1427,3 +1427,42 @@ fn issue32_cause_4_what_is_built_on_is_checked_by_content_not_path() {
         "expected this stage's run (lenet5-maxout, seed 1, 1 epochs, val 200, embedded), found lenet5-maxout with seed 2",
     );
 }
+
+#[test]
+fn issue32_cause_13_timing_is_chosen_and_every_step_reports_its_paired_change() {
+    // Seen: every step timed 3 batch sizes x 7 rounds twice with no way to turn it off, and no
+    // stopping rule but the point comparison.
+    let tmp = tempfile::tempdir().unwrap();
+    train_embedded(tmp.path(), "seed-lenet", "a", &["--val", "200"]);
+    let neurons = [
+        "prune",
+        "neurons",
+        "a",
+        "--out",
+        "b",
+        "--val",
+        "200",
+        "--retrain-epochs",
+        "1",
+        "--criterion",
+        "weight-norm",
+        "--steps",
+        "1",
+    ];
+    let refused = maxprune(&[&neurons[..], &["--bench-steps", "some"]].concat(), tmp.path());
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("none, last, all"));
+    let stdout = ok(&maxprune(
+        &[&neurons[..], &["--stop-rule", "paired", "--bench-steps", "none"]].concat(),
+        tmp.path(),
+    ));
+    assert!(stdout.contains("val change, points (95% CI)"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("b/report.json")).unwrap()).unwrap();
+    assert_eq!(report["config"]["stop_rule"], "paired");
+    let step = &report["rows"][1];
+    assert_eq!(step["val_change"]["examples"], 200, "{step}");
+    assert!(
+        step.get("speedups").is_none() && step.get("vs_lenet5").is_none(),
+        "{step}"
+    );
+}

@@ -7,6 +7,7 @@ pub mod pruner;
 pub mod schedule;
 pub mod select;
 pub mod sensitivity;
+pub mod stop;
 pub mod weight;
 
 #[cfg(test)]

@@ -13,14 +13,23 @@ use crate::progress::Observer;
 use crate::relevance::RelevanceEvent;
 use crate::train::Distillation;
 
+use super::stop::{BenchSteps, StopRule};
+
 /// Retraining and stopping settings shared by every pruning schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Retrain {
     /// Retraining epochs per step (the recipe restarts each step, as in the original code).
     pub retrain_epochs: usize,
     /// Stop when validation accuracy falls more than this many percentage points below the
-    /// starting network's; the last step within tolerance is the result.
+    /// starting network's (as `stop_rule` decides); the last step within tolerance is the
+    /// result.
     pub tolerance: f64,
+    /// How a fall below the tolerance is decided (default: the point rule).
+    #[serde(default, skip_serializing_if = "StopRule::is_point")]
+    pub stop_rule: StopRule,
+    /// Which steps are timed (a reporting choice: not saved, so a resume may change it).
+    #[serde(skip)]
+    pub bench_steps: BenchSteps,
     /// Validation examples carved off train (0 disables the stopping rule).
     pub val: usize,
     /// Count the tolerance from this run's validation accuracy instead of the starting
@@ -43,6 +52,27 @@ pub struct Retrain {
     /// schedule at once, as in the paper).
     #[serde(default, skip_serializing_if = "crate::report::is_zero")]
     pub recover_epochs: usize,
+}
+
+impl Default for Retrain {
+    /// 5 retraining epochs per step, 0.3 points tolerance under the point rule, 5,000
+    /// validation examples, Fashion-MNIST, seed 1, the result timed; no reference run,
+    /// distillation, learning-rate override or recovery epochs.
+    fn default() -> Self {
+        Retrain {
+            retrain_epochs: 5,
+            tolerance: 0.3,
+            stop_rule: StopRule::Point,
+            bench_steps: BenchSteps::Last,
+            val: 5000,
+            tolerance_against: None,
+            dataset: DatasetName::FashionMnist,
+            seed: 1,
+            distill: None,
+            retrain_lr: None,
+            recover_epochs: 0,
+        }
+    }
 }
 
 impl Retrain {

@@ -22,6 +22,7 @@ use super::neuron::apply;
 use super::plan::{PLAN_FORMAT_VERSION, PrunePlan};
 use super::pruner::{Pruned, Pruner, Retrain, nonzeros};
 use super::select::{LayerBudget, LayerCut, Policy, select, select_each, unit_layers_once};
+use super::stop::{BenchSteps, PairedChange, StopRule};
 use crate::bench::{SPEEDUP_ROUNDS, Speedup, lenet5_reference, speedups};
 use crate::data::dataset::Dataset;
 use crate::data::split::Split;
@@ -31,9 +32,11 @@ use crate::model::network::Network;
 use crate::model::spec::ArchSpec;
 use crate::progress::{Observer, forward};
 use crate::relevance::{CriterionKind, Pass, Relevance, RelevanceEvent, TiePolicy, criterion};
-use crate::report::{self, LENET5_PARAMS, StepRow, VsLenet5};
+use crate::report::{self, StepRow, VsLenet5, lenet5_params_for};
 use crate::train::RunDir;
-use crate::train::{Checkpoint, Event, Fingerprint, Splits, Teacher, TrainConfig, evaluate, train};
+use crate::train::{
+    Checkpoint, Event, Fingerprint, Splits, Teacher, TrainConfig, evaluate, evaluate_with_hits, train,
+};
 
 /// The piece count a schedule stops at: `until_k` when given; without it and without a step
 /// limit, one piece per unit (the paper's end point); with only a step limit, none.
@@ -379,24 +382,39 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     )
 }
 
-/// Whether `accuracy` is at most `tolerance` percentage points below `start` (both fractions).
-/// A drop of exactly the tolerance is within it: the margin absorbs the rounding of the
-/// fractions (0.9056 - 0.9026 is 0.30000000000000027 points in f64).
-fn within_tolerance(start: f64, accuracy: f64, tolerance: f64) -> bool {
-    100.0 * (start - accuracy) <= tolerance + 1e-9
+/// A network's scores: whether it classified each validation example correctly (in split
+/// order; `None` without a validation split) and its test accuracy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    /// Per-example validation hits.
+    pub val: Option<Vec<bool>>,
+    /// Test accuracy.
+    pub test: f64,
+}
+
+impl Scores {
+    /// Validation accuracy (when carved) and test accuracy.
+    pub fn accuracies(&self) -> (Option<f64>, f64) {
+        (self.val.as_deref().map(hit_rate), self.test)
+    }
+}
+
+/// The fraction of `hits` that are hits (0 when there are none).
+fn hit_rate(hits: &[bool]) -> f64 {
+    hits.iter().filter(|&&hit| hit).count() as f64 / hits.len().max(1) as f64
 }
 
 /// Evaluates a network on the validation (if any) and test splits.
-fn accuracies(net: &Network, splits: &Splits, batch: usize) -> Result<(Option<f64>, f64)> {
+fn scores(net: &Network, splits: &Splits, batch: usize) -> Result<Scores> {
     let val = splits
         .val
         .as_ref()
-        .map(|v| evaluate(net, v, splits.classes, batch))
+        .map(|v| evaluate_with_hits(net, v, splits.classes, batch))
         .transpose()?;
-    Ok((
-        val.map(|e| e.accuracy),
-        evaluate(net, &splits.test, splits.classes, batch)?.accuracy,
-    ))
+    Ok(Scores {
+        val: val.map(|(_, hits)| hits),
+        test: evaluate(net, &splits.test, splits.classes, batch)?.accuracy,
+    })
 }
 
 /// A schedule's progress (see [`crate::progress`]): its steps' relevance passes and
@@ -422,8 +440,8 @@ pub trait StepWork {
     fn observer(&mut self) -> &mut dyn Observer<ScheduleEvent>;
     /// Trains the step's run directory to its configured epochs (resuming a started one).
     fn train(&mut self, run: &RunDir, splits: &Splits) -> Result<Checkpoint>;
-    /// Validation (if carved) and test accuracy of `net`.
-    fn accuracies(&mut self, net: &Network, splits: &Splits, batch: usize) -> Result<(Option<f64>, f64)>;
+    /// Validation hits (if carved) and test accuracy of `net`.
+    fn scores(&mut self, net: &Network, splits: &Splits, batch: usize) -> Result<Scores>;
     /// Measured inference speedups of `net` at batch 1, 64 and 256 against the starting network
     /// `base` (none when `base` is `None`, at step 0) and against plain LeNet-5 (none for a network
     /// without its input).
@@ -456,8 +474,8 @@ impl StepWork for Retraining<'_> {
         )
     }
 
-    fn accuracies(&mut self, net: &Network, splits: &Splits, batch: usize) -> Result<(Option<f64>, f64)> {
-        accuracies(net, splits, batch)
+    fn scores(&mut self, net: &Network, splits: &Splits, batch: usize) -> Result<Scores> {
+        scores(net, splits, batch)
     }
 
     fn speedups(&mut self, base: Option<&Network>, net: &Network) -> (Vec<Speedup>, Vec<Speedup>) {
@@ -630,14 +648,14 @@ fn retrain_config(config: &Retrain, base_train: TrainConfig, source: &RunDir) ->
     Ok(retrain)
 }
 
-/// The validation accuracy of the run the tolerance counts from (`tolerance_against`; its
+/// The validation hits of the run the tolerance counts from (`tolerance_against`; its
 /// dataset, classes and carve were checked by [`check_start`]).
-fn reference_accuracy(c: &Retrain, splits: &Splits, batch: usize, work: &mut dyn StepWork) -> Result<Option<f64>> {
+fn reference_hits(c: &Retrain, splits: &Splits, batch: usize, work: &mut dyn StepWork) -> Result<Option<Vec<bool>>> {
     let Some(path) = &c.tolerance_against else {
         return Ok(None);
     };
     let net = RunDir::open(path)?.network(work.device())?;
-    Ok(work.accuracies(&net, splits, batch)?.0)
+    Ok(work.scores(&net, splits, batch)?.val)
 }
 
 /// The starting network and what every row is measured against.
@@ -647,33 +665,47 @@ struct Start {
     flops: usize,
     accuracy: (Option<f64>, f64),
     tolerance: f64,
+    rule: StopRule,
     /// The validation accuracy the tolerance counts from, when not the start's own.
     reference: Option<f64>,
+    /// Validation hits of the network the tolerance counts from (the reference's or the start's).
+    hits: Option<Vec<bool>>,
 }
 
 impl Start {
-    /// Whether a step's validation accuracy keeps it (always, without a validation split).
-    fn accepts(&self, val: Option<f64>) -> bool {
+    /// Whether a step with validation accuracy `val` and paired change `change` is kept
+    /// (always, without a validation split).
+    fn accepts(&self, val: Option<f64>, change: Option<&PairedChange>) -> bool {
         match (self.reference.or(self.accuracy.0), val) {
-            (Some(v0), Some(v)) => within_tolerance(v0, v, self.tolerance),
+            (Some(v0), Some(v)) => self.rule.keeps(self.tolerance, v0, v, change),
             _ => true,
         }
     }
 
-    /// The report row of `net` after step `step`.
+    /// Whether a step scored `scores` is kept.
+    fn accepts_scores(&self, scores: &Scores) -> bool {
+        self.accepts(scores.accuracies().0, self.change(scores).as_ref())
+    }
+
+    /// The paired validation change from the network the tolerance counts from to one scored
+    /// `scores`.
+    fn change(&self, scores: &Scores) -> Option<PairedChange> {
+        Some(PairedChange::of(self.hits.as_ref()?, scores.val.as_ref()?))
+    }
+
+    /// The report row of `net` after step `step`, untimed; `change` is the paired validation
+    /// change after retraining.
     fn row(
         &self,
         step: usize,
         net: &Network,
-        accuracy: [(Option<f64>, f64); 2],
-        (speedups, lenet): (Vec<Speedup>, Vec<Speedup>),
+        [before, after]: [(Option<f64>, f64); 2],
+        change: Option<PairedChange>,
         seconds: f64,
     ) -> StepRow {
         let flops = net.spec().flops().unwrap_or(1).max(1) as f64;
-        let lenet_flops = crate::model::presets::Preset::Lenet5.spec().flops().unwrap_or(0) as f64;
         let (pieces, pieces_histogram) = pieces_of(net.spec());
         let nz = nonzeros(net);
-        let [before, after] = accuracy;
         StepRow {
             step,
             pieces,
@@ -681,24 +713,36 @@ impl Start {
             params: net.num_params(),
             nonzeros: nz,
             removed_vs_start: 100.0 * (1.0 - nz as f64 / self.nonzeros as f64),
-            removed_vs_lenet5: 100.0 * (1.0 - nz as f64 / LENET5_PARAMS as f64),
+            removed_vs_lenet5: lenet5_params_for(net.spec()).map(|p| 100.0 * (1.0 - nz as f64 / p as f64)),
             flops: net.spec().flops().unwrap_or(0),
             flop_ratio: self.flops as f64 / flops,
-            speedup: speedups.iter().find(|s| s.batch == 256).copied(),
-            vs_lenet5: (!lenet.is_empty()).then(|| VsLenet5 {
-                flop_ratio: lenet_flops / flops,
-                speedups: lenet,
-            }),
-            speedups,
+            speedup: None,
+            vs_lenet5: None,
+            speedups: Vec::new(),
             val_before: before.0,
             test_before: before.1,
             val_after: after.0,
             test_after: after.1,
+            val_change: change,
             seconds,
-            accepted: self.accepts(after.0),
+            accepted: self.accepts(after.0, change.as_ref()),
             recovery_epochs: 0,
         }
     }
+}
+
+/// Times `net` (the network of `row`) against `start` (none at step 0) and plain LeNet-5, and
+/// records the speedups in `row`.
+fn time_row(row: &mut StepRow, start: Option<&Network>, net: &Network, work: &mut dyn StepWork) {
+    let (speedups, lenet) = work.speedups(start, net);
+    let flops = net.spec().flops().unwrap_or(1).max(1) as f64;
+    let lenet_flops = crate::model::presets::Preset::Lenet5.spec().flops().unwrap_or(0) as f64;
+    row.speedup = speedups.iter().find(|s| s.batch == 256).copied();
+    row.vs_lenet5 = (!lenet.is_empty()).then(|| VsLenet5 {
+        flop_ratio: lenet_flops / flops,
+        speedups: lenet,
+    });
+    row.speedups = speedups;
 }
 
 /// Runs (or resumes) a pruning schedule on the network in `source`, writing into `out`, with
@@ -736,16 +780,23 @@ pub fn run_schedule_with(
     open_schedule(out, &config_json, &fsio::absolute(source.path())?, resume)?;
     let batch = retrain.eval_batch_size;
     let mut net = base.net;
+    let scores0 = work.scores(&net, &splits, batch)?;
+    let reference = reference_hits(config, &splits, batch, work)?;
     let start = Start {
         nonzeros: nonzeros(&net),
         flops: net.spec().flops()?,
-        accuracy: work.accuracies(&net, &splits, batch)?,
+        accuracy: scores0.accuracies(),
         tolerance: config.tolerance,
-        reference: reference_accuracy(config, &splits, batch, work)?,
+        rule: config.stop_rule,
+        reference: reference.as_deref().map(hit_rate),
+        hits: reference.or(scores0.val),
         net: net.clone(),
     };
-    let speed0 = work.speedups(None, &net);
-    let mut rows = vec![start.row(0, &net, [start.accuracy; 2], speed0, clock.elapsed().as_secs_f64())];
+    // The step's time is taken before any timing run, so it is the time of the work alone.
+    let mut rows = vec![start.row(0, &net, [start.accuracy; 2], None, clock.elapsed().as_secs_f64())];
+    if config.bench_steps == BenchSteps::All {
+        time_row(&mut rows[0], None, &net, work);
+    }
     work.observer().event(&ScheduleEvent::Row(Box::new(rows[0].clone())));
     let mut final_step = 0;
     let mut step = 0;
@@ -760,7 +811,7 @@ pub fn run_schedule_with(
             net = ckpt.net;
             // The measurements are read back; the decision follows the current rule.
             let mut r: StepRow = fsio::read_json(&done)?;
-            r.accepted = start.accepts(r.val_after);
+            r.accepted = start.accepts(r.val_after, r.val_change.as_ref());
             r
         } else {
             let run = if dir.join("spec.json").exists() {
@@ -777,18 +828,22 @@ pub fn run_schedule_with(
                 fsio::read_json::<(Option<f64>, f64)>(&before_path)?
             } else {
                 // Measured on the freshly pruned network, before any retraining epoch.
-                let b = work.accuracies(&run.checkpoint(work.device())?.net, &splits, batch)?;
+                let b = work
+                    .scores(&run.checkpoint(work.device())?.net, &splits, batch)?
+                    .accuracies();
                 write_json(&before_path, &b)?;
                 b
             };
             let (ckpt, after, recovery_epochs) = retrain_step(&run, &splits, &retrain, &start, config, work)?;
             net = ckpt.net;
             let seconds = t.elapsed().as_secs_f64();
-            let speed = work.speedups(Some(&start.net), &net);
-            let r = StepRow {
+            let mut r = StepRow {
                 recovery_epochs,
-                ..start.row(step, &net, [before, after], speed, seconds)
+                ..start.row(step, &net, [before, after.accuracies()], start.change(&after), seconds)
             };
+            if config.bench_steps == BenchSteps::All {
+                time_row(&mut r, Some(&start.net), &net, work);
+            }
             write_json(&dir.join(STEP_FINGERPRINT), &Fingerprint::of(&dir)?)?;
             write_json(&done, &r)?;
             r
@@ -800,6 +855,12 @@ pub fn run_schedule_with(
             break;
         }
         final_step = step;
+    }
+    if config.bench_steps == BenchSteps::Last && final_step > 0 && rows[final_step].speedups.is_empty() {
+        let dir = step_dir(out, final_step);
+        let result = RunDir::open(&dir)?.network(work.device())?;
+        time_row(&mut rows[final_step], Some(&start.net), &result, work);
+        write_json(&dir.join("step.json"), &rows[final_step])?;
     }
     let report = ScheduleReport {
         source: fsio::absolute(source.path())?,
@@ -816,7 +877,7 @@ pub fn run_schedule_with(
 /// Retrains a pruned step to its configured epochs (resuming a started one), then, while it is
 /// outside tolerance and the recovery allowance is not spent, one more epoch at a time; the
 /// epochs trained are recorded in the step's own `train.toml`, so an interrupted recovery
-/// resumes where it stopped. Returns the checkpoint, its accuracies and the extra epochs.
+/// resumes where it stopped. Returns the checkpoint, its scores and the extra epochs.
 fn retrain_step(
     run: &RunDir,
     splits: &Splits,
@@ -824,13 +885,13 @@ fn retrain_step(
     start: &Start,
     config: &Retrain,
     work: &mut dyn StepWork,
-) -> Result<(Checkpoint, (Option<f64>, f64), usize)> {
+) -> Result<(Checkpoint, Scores, usize)> {
     let mut ckpt = work.train(run, splits)?;
-    let mut after = work.accuracies(&ckpt.net, splits, recipe.eval_batch_size)?;
+    let mut after = work.scores(&ckpt.net, splits, recipe.eval_batch_size)?;
     loop {
         let trained = run.config()?;
         let extra = trained.epochs.saturating_sub(recipe.epochs);
-        if start.accepts(after.0) || extra >= config.recover_epochs {
+        if start.accepts_scores(&after) || extra >= config.recover_epochs {
             return Ok((ckpt, after, extra));
         }
         run.set_config(&TrainConfig {
@@ -838,7 +899,7 @@ fn retrain_step(
             ..trained
         })?;
         ckpt = work.train(run, splits)?;
-        after = work.accuracies(&ckpt.net, splits, recipe.eval_batch_size)?;
+        after = work.scores(&ckpt.net, splits, recipe.eval_batch_size)?;
     }
 }
 
@@ -962,8 +1023,15 @@ fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain) -> Result<()> 
             0 => String::new(),
             n => format!(" A step outside tolerance is trained up to {n} more epochs before it ends the schedule."),
         };
+    let rule = match c.stop_rule {
+        StopRule::Point => "a step is kept while its validation accuracy is within it",
+        StopRule::Paired => "a step is kept unless the 95% interval of its validation change lies wholly below it",
+        StopRule::None => "not applied: every step is kept",
+    };
     let mut md = format!(
-        "# Pruning `{}`\n\n{}; {} retraining epochs per step, tolerance {} points{against} on {} validation examples, dataset `{}`, seed {}.{lr}\n\n",
+        "# Pruning `{}`\n\n{}; {} retraining epochs per step, tolerance {} points{against} on {} validation examples ({rule}), dataset `{}`, seed {}.{lr} \
+         The validation change is paired: the step's network and the one the tolerance counts from, scored on the same \
+         examples, with a 95% Wald interval from the examples only one of them classifies correctly.\n\n",
         report.source.display(),
         report.description,
         c.retrain_epochs,
@@ -1000,19 +1068,13 @@ mod tests {
         assert_eq!(default_until_k(Some(3), Some(2)), Some(3));
     }
 
-    #[test]
-    fn a_drop_of_exactly_the_tolerance_is_within_it() {
-        assert!(within_tolerance(0.9056, 0.9026, 0.3));
-        assert!(within_tolerance(0.9056, 0.9100, 0.3));
-        assert!(!within_tolerance(0.9056, 0.9024, 0.3));
-        assert!(!within_tolerance(0.9, 0.9, -0.1));
-    }
-
     /// Trains nothing and times nothing; validation accuracy is a function of the network.
     struct Fake {
         device: Device,
         silent: crate::progress::Silent,
         trained: usize,
+        /// Networks timed.
+        timed: usize,
         /// The epochs the last trained run was configured for.
         epochs: usize,
         val: fn(&Network, usize) -> f64,
@@ -1024,6 +1086,7 @@ mod tests {
                 device: Device::flex(),
                 silent: crate::progress::Silent,
                 trained: 0,
+                timed: 0,
                 epochs: 0,
                 val,
             }
@@ -1045,12 +1108,24 @@ mod tests {
             run.checkpoint(&burn::tensor::Device::flex())
         }
 
-        fn accuracies(&mut self, net: &Network, _: &Splits, _: usize) -> Result<(Option<f64>, f64)> {
-            Ok((Some((self.val)(net, self.epochs)), 0.5))
+        /// 100 validation examples, the first `val` of them hits.
+        fn scores(&mut self, net: &Network, _: &Splits, _: usize) -> Result<Scores> {
+            let hits = (100.0 * (self.val)(net, self.epochs)).round() as usize;
+            Ok(Scores {
+                val: Some((0..100).map(|i| i < hits).collect()),
+                test: 0.5,
+            })
         }
 
-        fn speedups(&mut self, _: Option<&Network>, _: &Network) -> (Vec<Speedup>, Vec<Speedup>) {
-            (Vec::new(), Vec::new())
+        /// One ratio of 1 against each network; the starting network's timing (against plain
+        /// LeNet-5 only) takes a second.
+        fn speedups(&mut self, base: Option<&Network>, _: &Network) -> (Vec<Speedup>, Vec<Speedup>) {
+            self.timed += 1;
+            if base.is_none() {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            let one = vec![Speedup::from_ratios(256, vec![1.0])];
+            (base.map_or_else(Vec::new, |_| one.clone()), one)
         }
     }
 
@@ -1077,14 +1152,9 @@ mod tests {
         let run = RunDir::create(&dir.join("start"), &net, &config).unwrap();
         let retrain = Retrain {
             retrain_epochs: 1,
-            tolerance: 0.3,
             val: 100,
             dataset: crate::data::dataset::DatasetName::Embedded,
-            seed: 1,
-            distill: None,
-            tolerance_against: None,
-            retrain_lr: None,
-            recover_epochs: 0,
+            ..Retrain::default()
         };
         let schedule = ScheduleConfig {
             criterion: CriterionKind::WeightNorm,
@@ -1245,6 +1315,73 @@ mod tests {
         assert_eq!(
             (resumed.final_step, again.trained, resumed.rows[3].recovery_epochs),
             (3, 1, 2)
+        );
+    }
+
+    #[test]
+    fn only_the_steps_asked_for_are_timed_and_no_step_time_includes_timing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (source, mut schedule, data) = start(tmp.path(), 100);
+        // Steps 1 and 2 kept, step 3 (k=1) rejected: the result is step 2.
+        for (bench, timed, rows) in [
+            (BenchSteps::None, 0, &[][..]),
+            (BenchSteps::Last, 1, &[2][..]),
+            (BenchSteps::All, 4, &[0, 1, 2, 3][..]),
+        ] {
+            schedule.retrain.bench_steps = bench;
+            let out = tmp.path().join(format!("{bench:?}"));
+            let mut fake = Fake::new(collapses_at_k1);
+            let report = run(&source, &out, &schedule, &data, false, &mut fake).unwrap();
+            let with: Vec<usize> = report
+                .rows
+                .iter()
+                .filter(|r| r.vs_lenet5.is_some())
+                .map(|r| r.step)
+                .collect();
+            assert_eq!((fake.timed, &with[..]), (timed, rows), "{bench:?}");
+            // Seen: step 0's time included its timing (here a second).
+            assert!(report.rows[0].seconds < 1.0, "{bench:?}: {}", report.rows[0].seconds);
+            if bench == BenchSteps::Last {
+                let saved: StepRow = fsio::read_json(&out.join("step-02/step.json")).unwrap();
+                assert_eq!(saved, report.rows[2]);
+                // Resumed, the result is timed already.
+                let mut again = Fake::new(collapses_at_k1);
+                run(&source, &out, &schedule, &data, true, &mut again).unwrap();
+                assert_eq!(again.timed, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn every_row_reports_its_paired_change_and_the_rules_decide_on_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (source, mut schedule, data) = start(tmp.path(), 100);
+        // k=1 falls from 90 to 50 of 100 hits: 40 lost, none gained.
+        let mut fake = Fake::new(collapses_at_k1);
+        let report = run(&source, &tmp.path().join("point"), &schedule, &data, false, &mut fake).unwrap();
+        let changes: Vec<Option<(usize, usize)>> = report
+            .rows
+            .iter()
+            .map(|r| r.val_change.map(|c| (c.lost, c.gained)))
+            .collect();
+        assert_eq!(changes, [None, Some((0, 0)), Some((0, 0)), Some((40, 0))]);
+        // Even a 35-point tolerance: the interval (-49.6, -30.4) points does not lie below it,
+        // so the paired rule keeps k=1 where the point rule (a 40-point drop) does not.
+        schedule.retrain.tolerance = 35.0;
+        let point = run(&source, &tmp.path().join("p35"), &schedule, &data, false, &mut fake).unwrap();
+        schedule.retrain.stop_rule = StopRule::Paired;
+        let paired = run(&source, &tmp.path().join("paired"), &schedule, &data, false, &mut fake).unwrap();
+        assert_eq!((point.final_step, paired.final_step), (2, 3));
+        // Without a rule every step is kept, with its change on record.
+        schedule.retrain.tolerance = 0.0;
+        schedule.retrain.stop_rule = StopRule::None;
+        let all = run(&source, &tmp.path().join("none"), &schedule, &data, false, &mut fake).unwrap();
+        assert_eq!(all.final_step, 3);
+        assert!(all.rows.iter().all(|r| r.accepted));
+        let md = std::fs::read_to_string(tmp.path().join("none/report.md")).unwrap();
+        assert!(
+            md.contains("| -40.00 (-49.60, -30.40) |") && md.contains("not applied"),
+            "{md}"
         );
     }
 

@@ -628,11 +628,7 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
             tolerance: 100.0,
             val: 100,
             dataset: crate::data::dataset::DatasetName::Embedded,
-            seed: 1,
-            distill: None,
-            tolerance_against: None,
-            retrain_lr: None,
-            recover_epochs: 0,
+            ..Retrain::default()
         },
     );
     let out = tmp.path().join("pruned");

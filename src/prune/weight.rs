@@ -596,7 +596,7 @@ mod tests {
         let net = Network::init(&Preset::Lenet5Maxout.spec(), 3, &d).unwrap();
         let masks = magnitude_masks(&net, &Masks::new(), &targets(0.6, 0.5), 1, 1);
         let start = apply_masks(net, &masks);
-        let budget = (0.08 * crate::report::LENET5_PARAMS as f64) as usize;
+        let budget = (0.08 * crate::report::lenet5_params() as f64) as usize;
         let s = dense_sparsity_for(&start, budget).expect("half the dense weights are too many");
         let (conv, dense) = (0.6, s);
         let pruned = apply_masks(

@@ -43,6 +43,17 @@ pub fn check_classes(spec: &ArchSpec, classes: usize, data: &str) -> Result<()> 
 /// Evaluates `net` on `split` in evaluation mode (no dropout); `classes` is the dataset's
 /// class count, checked against the network's outputs first ([`check_classes`]).
 pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize) -> Result<Evaluation> {
+    Ok(evaluate_with_hits(net, split, classes, batch_size)?.0)
+}
+
+/// [`evaluate`], with whether each example of `split` was classified correctly (in split
+/// order): what a paired comparison of two networks on the same examples counts.
+pub fn evaluate_with_hits(
+    net: &Network,
+    split: &Split,
+    classes: usize,
+    batch_size: usize,
+) -> Result<(Evaluation, Vec<bool>)> {
     check_classes(net.spec(), classes, "being evaluated")?;
     if split.is_empty() {
         return Err(Error::invalid(
@@ -55,6 +66,7 @@ pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize)
     let mut correct = vec![0usize; classes];
     let mut total = vec![0usize; classes];
     let mut loss_sum = 0.0f64;
+    let mut hits = Vec::with_capacity(split.len());
     let order: Vec<usize> = (0..split.len()).collect();
     for (i, chunk) in order.chunks(batch_size).enumerate() {
         let (x, y) = batch(split, chunk, &net.spec().input, &device);
@@ -67,11 +79,12 @@ pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize)
         for (p, &i) in pred.iter::<i64>().zip(chunk) {
             let label = split.labels[i] as usize;
             total[label] += 1;
+            hits.push(p == label as i64);
             correct[label] += usize::from(p == label as i64);
         }
     }
     let n = split.len().max(1);
-    Ok(Evaluation {
+    let evaluation = Evaluation {
         accuracy: correct.iter().sum::<usize>() as f64 / n as f64,
         loss: loss_sum / n as f64,
         per_class: correct
@@ -80,5 +93,6 @@ pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize)
             .map(|(&c, &t)| if t == 0 { 0.0 } else { c as f64 / t as f64 })
             .collect(),
         examples: split.len(),
-    })
+    };
+    Ok((evaluation, hits))
 }

@@ -8,6 +8,7 @@ use maxprune::data::dataset::{Dataset, DatasetName};
 use maxprune::model::spec::ArchSpec;
 use maxprune::prune::pruner::Retrain;
 use maxprune::prune::select::{Policy, parse_layer_names};
+use maxprune::prune::stop::{BenchSteps, StopRule};
 use maxprune::relevance::{CriterionKind, TiePolicy};
 use maxprune::train::Distillation;
 
@@ -47,6 +48,15 @@ pub(crate) struct RetrainArgs {
     /// more epochs, and kept as soon as it is back within tolerance (0: it ends the schedule).
     #[arg(long, default_value_t = 0, value_name = "EPOCHS")]
     pub(crate) recover_epochs: usize,
+    /// How a step is judged against the tolerance: point (its validation accuracy is more than
+    /// the tolerance below), paired (the drop exceeds the tolerance with 95% confidence: the
+    /// paired interval lies wholly below it) or none (every step kept).
+    #[arg(long, value_enum, default_value = "point")]
+    pub(crate) stop_rule: StopRule,
+    /// Which steps are timed against the start and plain LeNet-5 (3 batch sizes x 7 alternating
+    /// rounds each): none, last (the result) or all.
+    #[arg(long, value_enum, default_value = "last")]
+    pub(crate) bench_steps: BenchSteps,
 }
 
 impl RetrainArgs {
@@ -63,6 +73,8 @@ impl RetrainArgs {
             }),
             retrain_lr: self.retrain_lr,
             recover_epochs: self.recover_epochs,
+            stop_rule: self.stop_rule,
+            bench_steps: self.bench_steps,
             // Recorded absolute, so a resume from another directory names the same run.
             tolerance_against: self
                 .tolerance_against
