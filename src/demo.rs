@@ -127,6 +127,7 @@ pub fn demo(
             seed: config.seed,
             distill: None,
             tolerance_against: None,
+            val_dataset: None,
             retrain_lr: None,
             recover_epochs: 0,
         },

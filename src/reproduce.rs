@@ -277,6 +277,7 @@ pub fn reproduce(
         seed,
         distill: None,
         tolerance_against: None,
+        val_dataset: None,
         retrain_lr: None,
         recover_epochs: 0,
     };

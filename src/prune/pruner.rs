@@ -21,8 +21,14 @@ pub struct Retrain {
     /// Stop when validation accuracy falls more than this many percentage points below the
     /// starting network's; the last step within tolerance is the result.
     pub tolerance: f64,
-    /// Validation examples carved off train (0 disables the stopping rule).
+    /// Validation examples carved off train (0: none carved; without `val_dataset` that
+    /// disables the stopping rule).
     pub val: usize,
+    /// A validation set of its own instead of a carve: every example of this dataset (see
+    /// [`Dataset::with_validation`](crate::data::dataset::Dataset::with_validation)); `val` is
+    /// then 0 and retraining sees the whole training split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_dataset: Option<DatasetName>,
     /// Count the tolerance from this run's validation accuracy instead of the starting
     /// network's (an absolute path; the run must have been trained with the same `val`): prune
     /// until no more than `tolerance` points below a baseline, such as plain LeNet-5.
@@ -46,9 +52,9 @@ pub struct Retrain {
 }
 
 impl Retrain {
-    /// Checks every number for range and finiteness: a tolerance of at least 0 points, a
-    /// positive retraining learning rate, and the distillation's weight and temperature
-    /// ([`Distillation::validate`]).
+    /// Checks every number for range and finiteness and that at most one validation set is
+    /// named: a tolerance of at least 0 points, a positive retraining learning rate, and the
+    /// distillation's weight and temperature ([`Distillation::validate`]).
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, expected: &str, found: f64| {
             Err(Error::invalid(
@@ -58,6 +64,15 @@ impl Retrain {
         };
         if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
             return bad("tolerance", "a finite number of points >= 0", self.tolerance);
+        }
+        if let Some(name) = self.val_dataset.as_ref().filter(|_| self.val > 0) {
+            return Err(Error::invalid(
+                "retraining",
+                format!(
+                    "val = {} and the validation dataset {name}: expected one validation set, found two",
+                    self.val
+                ),
+            ));
         }
         if let Some(lr) = self.retrain_lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
             return bad("retraining learning rate", "a positive number", lr);

@@ -603,6 +603,7 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
         classes: 10,
         train: first(&full.train, 600),
         test: first(&full.test, 200),
+        validation: None,
     };
     let tmp = tempfile::tempdir().unwrap();
     let config = TrainConfig {
@@ -631,6 +632,7 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
             seed: 1,
             distill: None,
             tolerance_against: None,
+            val_dataset: None,
             retrain_lr: None,
             recover_epochs: 0,
         },

@@ -6,7 +6,7 @@
 //! | `config.rs` | [`TrainConfig`], [`Teacher`], [`Distillation`] |
 //! | `sgd.rs` | [`Sgd`] and weight [`Masks`] |
 //! | `loss.rs` | [`cross_entropy`], [`distillation_loss`] |
-//! | `eval.rs` | [`evaluate`], [`Evaluation`], [`check_classes`] |
+//! | `eval.rs` | [`evaluate`], [`Evaluation`], [`check_classes`], [`predict`], [`Predictions`] |
 //! | `events.rs` | [`EpochMetrics`], [`Event`] |
 //! | `checkpoint.rs` | the run directory ([`RunDir`], [`Checkpoint`]) |
 //! | `fit.rs` | the epoch loop ([`train`]) and the [`Splits`] it reads |
@@ -24,7 +24,7 @@ pub mod sgd;
 pub use crate::model::params::Masks;
 pub use checkpoint::{Checkpoint, RunDir, Summary};
 pub use config::{Distillation, Teacher, TrainConfig};
-pub use eval::{Evaluation, check_classes, evaluate};
+pub use eval::{Evaluation, Predictions, check_classes, evaluate, predict};
 pub use events::{EpochMetrics, Event};
 pub use fit::{Splits, check_trainable, train};
 pub use loss::{cross_entropy, distillation_loss};
