@@ -1170,7 +1170,10 @@ fn issue_33_a_state_dict_imports_into_a_run_that_predicts_as_its_source() {
     // A complete run directory: scored, exported, resumed by training.
     ok(&maxprune(&["relevance", "b", "--out", "r.json", "-q"], cwd));
     ok(&maxprune(&["export", "b", "--format", "sparse", "--out", "b.mxs"], cwd));
-    ok(&maxprune(&["train", "--resume", "--out", "b", "--epochs", "1", "-q"], cwd));
+    ok(&maxprune(
+        &["train", "--resume", "--out", "b", "--epochs", "1", "-q"],
+        cwd,
+    ));
 }
 
 #[test]
@@ -1202,7 +1205,16 @@ fn issue_33_every_mismatch_is_an_error_naming_the_tensor_and_nothing_is_written(
     write_state_dict(&cwd.join("nan.safetensors"), &nan, Dtype::F32);
     let args = ["import", "nan.safetensors", "--spec", "spec.json", "--out", "x"];
     refused_leaving_nothing(cwd, &args, "fc1.bias: 1 NaN or infinite value(s)", "x");
-    let args = ["import", "w.safetensors", "--spec", "spec.json", "--allow-fresh", "fc9", "--out", "x"];
+    let args = [
+        "import",
+        "w.safetensors",
+        "--spec",
+        "spec.json",
+        "--allow-fresh",
+        "fc9",
+        "--out",
+        "x",
+    ];
     refused_leaving_nothing(cwd, &args, "'fc9': expected the name of a conv or dense layer", "x");
 
     // A new classifier is started from scratch only when named; the rest is the file's.
@@ -1211,7 +1223,13 @@ fn issue_33_every_mismatch_is_an_error_naming_the_tensor_and_nothing_is_written(
     std::fs::write(cwd.join("classes.json"), classes.to_string()).unwrap();
     let args = ["import", "w.safetensors", "--spec", "classes.json", "--out", "x"];
     refused_leaving_nothing(cwd, &args, "fc1.weight: shape [10, 576], expected [12, 576]", "x");
-    let printed = ok(&import(cwd, "w.safetensors", "classes.json", "fresh", &["--allow-fresh", "fc1"]));
+    let printed = ok(&import(
+        cwd,
+        "w.safetensors",
+        "classes.json",
+        "fresh",
+        &["--allow-fresh", "fc1"],
+    ));
     assert!(printed.contains("fresh      fc1.weight (--allow-fresh)"), "{printed}");
     let imported = tensors(&cwd.join("fresh/model.safetensors"));
     assert_eq!(imported[..2], weights[..2], "conv1 copied");
@@ -1220,7 +1238,10 @@ fn issue_33_every_mismatch_is_an_error_naming_the_tensor_and_nothing_is_written(
     // f16 (as `model.half()` saves it) is widened to f32 exactly.
     write_state_dict(&cwd.join("f16.safetensors"), &weights, Dtype::F16);
     let printed = ok(&import(cwd, "f16.safetensors", "spec.json", "half", &[]));
-    assert!(printed.contains("converted  conv1.weight <- conv1.weight (F16 to f32)"), "{printed}");
+    assert!(
+        printed.contains("converted  conv1.weight <- conv1.weight (F16 to f32)"),
+        "{printed}"
+    );
     let rounded: Vec<Vec<f32>> = weights
         .iter()
         .map(|(_, _, v)| v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect())
@@ -1262,19 +1283,39 @@ fn issue_33_a_validation_dataset_of_ones_own_keeps_the_stopping_rule() {
     ];
     let out = maxprune(&[&prune[..], &["--out", "p", "--val", "200"]].concat(), cwd);
     fails_with(&out, "trained with val = 0");
-    let out = maxprune(&[&prune[..], &["--out", "p", "--val-dataset", "embedded"]].concat(), cwd);
+    let out = maxprune(
+        &[&prune[..], &["--out", "p", "--val-dataset", "embedded"]].concat(),
+        cwd,
+    );
     fails_with(&out, "expected another dataset than embedded");
     assert!(!cwd.join("p").exists());
-    ok(&maxprune(&[&prune[..], &["--out", "p", "--val-dataset", "idx:held"]].concat(), cwd));
+    ok(&maxprune(
+        &[&prune[..], &["--out", "p", "--val-dataset", "idx:held"]].concat(),
+        cwd,
+    ));
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(cwd.join("p/report.json")).unwrap()).unwrap();
     let rows = report["rows"].as_array().unwrap();
     assert!(rows.iter().all(|r| r["val_after"].is_f64()), "{report}");
     ok(&maxprune(
-        &["sensitivity", "b", "--val-dataset", "idx:held", "--fractions", "0.5", "--out", "s"],
+        &[
+            "sensitivity",
+            "b",
+            "--val-dataset",
+            "idx:held",
+            "--criterion",
+            "l1-norm",
+            "--fractions",
+            "0.5",
+            "--out",
+            "s",
+        ],
         cwd,
     ));
-    fails_with(&maxprune(&["relevance", "b", "--split", "val"], cwd), "give --val-dataset");
+    fails_with(
+        &maxprune(&["relevance", "b", "--split", "val"], cwd),
+        "give --val-dataset",
+    );
     // Counted on all 2,500 held-out examples: 5 times the contests of the 500 test examples.
     let contests = |extra: &[&str]| -> usize {
         let args = [&["relevance", "b", "--out", "r.json", "-q"][..], extra].concat();
@@ -1321,7 +1362,10 @@ fn issue_33_the_spec_documentation_example_is_the_preset_it_names() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("example.json"), example).unwrap();
     let documented = json(&maxprune(&["inspect", "--spec", "example.json", "--json"], tmp.path()));
-    let preset = json(&maxprune(&["inspect", "--preset", "lenet5-maxout", "--json"], tmp.path()));
+    let preset = json(&maxprune(
+        &["inspect", "--preset", "lenet5-maxout", "--json"],
+        tmp.path(),
+    ));
     assert_eq!(documented, preset);
     assert_eq!(documented["params"], 427_330);
 }
