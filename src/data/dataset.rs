@@ -457,6 +457,24 @@ mod tests {
     }
 
     #[test]
+    fn a_validation_dataset_is_all_of_another_dataset() {
+        let d = Dataset::embedded().unwrap();
+        let other = Dataset {
+            name: DatasetName::Idx("held-out".into()),
+            ..d.clone()
+        };
+        let v = d.clone().with_validation(other.clone()).unwrap().validation.unwrap();
+        assert_eq!(v.name, other.name);
+        assert_eq!(v.examples.len(), 2500);
+        assert_eq!(v.examples.image(2000), d.test.image(0));
+        let e = d.clone().with_validation(d.clone()).unwrap_err().to_string();
+        assert!(e.contains("embedded: expected another dataset than embedded"), "{e}");
+        let fewer = Dataset { classes: 3, ..other };
+        let e = d.with_validation(fewer).unwrap_err().to_string();
+        assert!(e.contains("the 10 classes of embedded, found 3 classes"), "{e}");
+    }
+
+    #[test]
     fn search_order_is_flag_env_local_system() {
         let dirs = search_dirs(&DatasetName::Mnist, Some(Path::new("/x")));
         assert_eq!(dirs.first(), Some(&PathBuf::from("/x")));
