@@ -227,7 +227,7 @@ impl ParamMapper for Fill<'_> {
         };
         let theirs = format!("{prefix}.{role}");
         let Ok(view) = self.st.tensor(&theirs) else {
-            self.problems.push(format!("{theirs}: missing (it feeds {name})"));
+            self.problems.push(format!("{theirs}: missing{}", feeds(&theirs, name)));
             return t;
         };
         self.unused.remove(&theirs);
@@ -260,9 +260,20 @@ impl ParamMapper for Fill<'_> {
             self.report.summed.push((name.to_string(), theirs, group));
             return Tensor::from_data(TensorData::new(summed, want), self.device);
         }
-        self.problems
-            .push(format!("{theirs}: shape {have:?}, expected {want:?} (for {name})"));
+        self.problems.push(format!(
+            "{theirs}: shape {have:?}, expected {want:?}{}",
+            feeds(&theirs, name)
+        ));
         t
+    }
+}
+
+/// ` (for <ours>)` when the file names the tensor otherwise, for an error about `theirs`.
+fn feeds(theirs: &str, ours: &str) -> String {
+    if theirs == ours {
+        String::new()
+    } else {
+        format!(" (for {ours})")
     }
 }
 
