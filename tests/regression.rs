@@ -1466,3 +1466,299 @@ fn issue32_cause_13_timing_is_chosen_and_every_step_reports_its_paired_change() 
         "{step}"
     );
 }
+
+// Issue 33, "bring your own model": `import` of a state_dict, validation data of one's own,
+// `eval --predictions`, and quiet broken pipes.
+
+/// The tensors of an f32 safetensors file: (name, shape, values), sorted by name
+/// (`conv1.bias`, `conv1.weight`, `fc1.bias`, `fc1.weight` for `spec()`).
+fn tensors(path: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (name, view.shape().to_vec(), values)
+        })
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+/// Writes `tensors` in `dtype` (F32, F64 or F16) without metadata, as
+/// `safetensors.torch.save_file(model.state_dict(), path)` writes a PyTorch model.
+fn write_state_dict(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)], dtype: safetensors::Dtype) {
+    use safetensors::Dtype;
+    let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, shape, values)| {
+            let bytes = match dtype {
+                Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                Dtype::F64 => values.iter().flat_map(|v| f64::from(*v).to_le_bytes()).collect(),
+                Dtype::F16 => values
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+                other => panic!("no encoder for {other:?}"),
+            };
+            (name.clone(), shape.clone(), bytes)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = encoded
+        .iter()
+        .map(|(n, s, b)| {
+            let view = safetensors::tensor::TensorView::new(dtype, s.clone(), b).unwrap();
+            (n.clone(), view)
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// `spec()` trained for one epoch into `a` (also written as `spec.json`), its weights as a
+/// PyTorch-style state_dict in `w.safetensors`; returns the weights.
+fn state_dict_run(dir: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    ok(&train_spec(dir, "spec.json", &spec(), "a"));
+    let weights = tensors(&dir.join("a/model.safetensors"));
+    write_state_dict(&dir.join("w.safetensors"), &weights, safetensors::Dtype::F32);
+    weights
+}
+
+/// `import FILE --spec SPEC --dataset embedded --out OUT` with `extra` flags.
+fn import(cwd: &Path, file: &str, spec: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    let args = ["import", file, "--spec", spec, "--dataset", "embedded", "--out", out];
+    maxprune(&[&args[..], extra].concat(), cwd)
+}
+
+#[test]
+fn issue_33_a_state_dict_imports_into_a_run_that_predicts_as_its_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    state_dict_run(cwd);
+    let printed = ok(&import(cwd, "w.safetensors", "spec.json", "b", &[]));
+    assert!(printed.contains("copied     conv1.weight <- conv1.weight"), "{printed}");
+    let eval = |run: &str, csv: &str| {
+        let args = ["eval", run, "--json", "--predictions", csv, "--logits"];
+        let e = json(&maxprune(&args, cwd));
+        (e, std::fs::read_to_string(cwd.join(csv)).unwrap())
+    };
+    let ((ea, pa), (eb, pb)) = (eval("a", "a.csv"), eval("b", "b.csv"));
+    assert_eq!(ea, eb);
+    assert_eq!(pa, pb, "the same logits for every test example");
+    // One row per test example: its label, the arg-max class, 10 logits; they give eval's accuracy.
+    let rows: Vec<Vec<&str>> = pa.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0][..4], ["index", "label", "predicted", "logit_0"]);
+    assert_eq!((rows.len(), rows[1].len()), (501, 13));
+    let right = rows[1..].iter().filter(|r| r[1] == r[2]).count();
+    assert_eq!(right as f64 / 500.0, ea["accuracy"].as_f64().unwrap());
+    ok(&maxprune(&["eval", "b", "--predictions", "p.csv"], cwd));
+    let header = std::fs::read_to_string(cwd.join("p.csv")).unwrap();
+    assert!(header.starts_with("index,label,predicted\n0,"), "{header}");
+    // A complete run directory: scored, exported, resumed by training.
+    ok(&maxprune(&["relevance", "b", "--out", "r.json", "-q"], cwd));
+    ok(&maxprune(&["export", "b", "--format", "sparse", "--out", "b.mxs"], cwd));
+    ok(&maxprune(
+        &["train", "--resume", "--out", "b", "--epochs", "1", "-q"],
+        cwd,
+    ));
+}
+
+#[test]
+fn issue_33_every_mismatch_is_an_error_naming_the_tensor_and_nothing_is_written() {
+    use safetensors::Dtype;
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let weights = state_dict_run(cwd);
+    // Seen: wrong shapes, other dtypes and NaN weights were imported as random or NaN layers, exit 0.
+    let mut wider = spec();
+    wider["layers"][0]["filters"] = 6.into();
+    std::fs::write(cwd.join("wider.json"), wider.to_string()).unwrap();
+    let out = import(cwd, "w.safetensors", "wider.json", "x", &[]);
+    for needle in [
+        "w.safetensors",
+        "3 mismatch(es)",
+        "conv1.weight: shape [4, 1, 5, 5], expected [6, 1, 5, 5]",
+        "conv1.bias: shape [4], expected [6]",
+        "fc1.weight: shape [10, 576], expected [10, 864]",
+    ] {
+        fails_with(&out, needle);
+    }
+    assert!(!cwd.join("x").exists());
+    write_state_dict(&cwd.join("f64.safetensors"), &weights, Dtype::F64);
+    let args = ["import", "f64.safetensors", "--spec", "spec.json", "--out", "x"];
+    refused_leaving_nothing(cwd, &args, "conv1.weight: dtype F64, expected F32, F16 or BF16", "x");
+    let mut nan = weights.clone();
+    nan[2].2[1] = f32::NAN; // fc1.bias
+    write_state_dict(&cwd.join("nan.safetensors"), &nan, Dtype::F32);
+    let args = ["import", "nan.safetensors", "--spec", "spec.json", "--out", "x"];
+    refused_leaving_nothing(cwd, &args, "fc1.bias: 1 NaN or infinite value(s)", "x");
+    let args = [
+        "import",
+        "w.safetensors",
+        "--spec",
+        "spec.json",
+        "--allow-fresh",
+        "fc9",
+        "--out",
+        "x",
+    ];
+    refused_leaving_nothing(cwd, &args, "'fc9': expected the name of a conv or dense layer", "x");
+
+    // A new classifier is started from scratch only when named; the rest is the file's.
+    let mut classes = spec();
+    classes["layers"][3]["outputs"] = 12.into();
+    std::fs::write(cwd.join("classes.json"), classes.to_string()).unwrap();
+    let args = ["import", "w.safetensors", "--spec", "classes.json", "--out", "x"];
+    refused_leaving_nothing(cwd, &args, "fc1.weight: shape [10, 576], expected [12, 576]", "x");
+    let printed = ok(&import(
+        cwd,
+        "w.safetensors",
+        "classes.json",
+        "fresh",
+        &["--allow-fresh", "fc1"],
+    ));
+    assert!(printed.contains("fresh      fc1.weight (--allow-fresh)"), "{printed}");
+    let imported = tensors(&cwd.join("fresh/model.safetensors"));
+    assert_eq!(imported[..2], weights[..2], "conv1 copied");
+    assert_eq!(imported[3].1, [12, 576]);
+
+    // f16 (as `model.half()` saves it) is widened to f32 exactly.
+    write_state_dict(&cwd.join("f16.safetensors"), &weights, Dtype::F16);
+    let printed = ok(&import(cwd, "f16.safetensors", "spec.json", "half", &[]));
+    assert!(
+        printed.contains("converted  conv1.weight <- conv1.weight (F16 to f32)"),
+        "{printed}"
+    );
+    let rounded: Vec<Vec<f32>> = weights
+        .iter()
+        .map(|(_, _, v)| v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect())
+        .collect();
+    let imported: Vec<Vec<f32>> = tensors(&cwd.join("half/model.safetensors"))
+        .into_iter()
+        .map(|t| t.2)
+        .collect();
+    assert_eq!(imported, rounded);
+}
+
+#[test]
+fn issue_33_a_validation_dataset_of_ones_own_keeps_the_stopping_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    state_dict_run(cwd);
+    ok(&import(cwd, "w.safetensors", "spec.json", "b", &[]));
+    // A held-out labelled set under another name (here: the fixture's files again).
+    let held = cwd.join("held");
+    std::fs::create_dir(&held).unwrap();
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fashion-mini")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, held.join(path.file_name().unwrap())).unwrap();
+    }
+    // The carve guard stays: b was trained (elsewhere) on the whole training split.
+    let prune = [
+        "prune",
+        "neurons",
+        "b",
+        "--criterion",
+        "l1-norm",
+        "--policy",
+        "units",
+        "--steps",
+        "1",
+        "--retrain-epochs",
+        "1",
+        "-q",
+    ];
+    let out = maxprune(&[&prune[..], &["--out", "p", "--val", "200"]].concat(), cwd);
+    fails_with(&out, "trained with val = 0");
+    let out = maxprune(
+        &[&prune[..], &["--out", "p", "--val-dataset", "embedded"]].concat(),
+        cwd,
+    );
+    fails_with(&out, "expected another dataset than embedded");
+    assert!(!cwd.join("p").exists());
+    ok(&maxprune(
+        &[&prune[..], &["--out", "p", "--val-dataset", "idx:held"]].concat(),
+        cwd,
+    ));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("p/report.json")).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["val_after"].is_f64()), "{report}");
+    ok(&maxprune(
+        &[
+            "sensitivity",
+            "b",
+            "--val-dataset",
+            "idx:held",
+            "--criterion",
+            "l1-norm",
+            "--fractions",
+            "0.5",
+            "--out",
+            "s",
+        ],
+        cwd,
+    ));
+    fails_with(
+        &maxprune(&["relevance", "b", "--split", "val"], cwd),
+        "give --val-dataset",
+    );
+    // Counted on all 2,500 held-out examples: 5 times the contests of the 500 test examples.
+    let contests = |extra: &[&str]| -> usize {
+        let args = [&["relevance", "b", "--out", "r.json", "-q"][..], extra].concat();
+        let printed = ok(&maxprune(&args, cwd));
+        let (_, after) = printed.split_once(" pieces over ").unwrap();
+        after.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let test = contests(&["--split", "test"]);
+    assert_eq!(contests(&["--split", "val", "--val-dataset", "idx:held"]), 5 * test);
+}
+
+#[test]
+fn issue_33_a_closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    state_dict_run(tmp.path());
+    // Seen: `eval --json | head -1` panicked ("failed printing to stdout: Broken pipe").
+    for args in [&["eval", "a", "--json"][..], &["inspect", "--preset", "vgg16"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_maxprune"))
+            .args(args)
+            .current_dir(tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is printed
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}
+
+#[test]
+fn issue_33_the_spec_documentation_example_is_the_preset_it_names() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/spec.md")).unwrap();
+    let (_, rest) = doc.split_once("```json\n").unwrap();
+    let (example, _) = rest.split_once("```").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("example.json"), example).unwrap();
+    let documented = json(&maxprune(&["inspect", "--spec", "example.json", "--json"], tmp.path()));
+    let preset = json(&maxprune(
+        &["inspect", "--preset", "lenet5-maxout", "--json"],
+        tmp.path(),
+    ));
+    assert_eq!(documented, preset);
+    assert_eq!(documented["params"], 427_330);
+}

@@ -152,6 +152,18 @@ pub struct Dataset {
     pub train: Split,
     /// The test split: for final accuracy only, never for decisions.
     pub test: Split,
+    /// A labelled set of its own that validates instead of examples carved off train (see
+    /// [`with_validation`](Self::with_validation)); `None` for a dataset as loaded.
+    pub validation: Option<Validation>,
+}
+
+/// A validation set taken from another dataset: every labelled example of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validation {
+    /// The dataset it comes from.
+    pub name: DatasetName,
+    /// Its examples: that dataset's training split, then its test split.
+    pub examples: Split,
 }
 
 /// Seed of the fixed permutation that carves the validation split out of train.
@@ -181,6 +193,53 @@ impl Dataset {
         Ok((self.train.subset(&train), self.train.subset(&val)))
     }
 
+    /// This dataset with every example of `other` (its training split, then its test split) as
+    /// the validation set, for a network trained on all of this dataset's training split
+    /// elsewhere. `other` must be another dataset (this one's examples are trained or tested
+    /// on), with this one's number of classes and one image shape in both of its splits.
+    pub fn with_validation(self, other: Dataset) -> Result<Dataset> {
+        let refuse = |expected: String, found: String| {
+            Err(Error::invalid(
+                "validation dataset",
+                format!("{}: expected {expected}, found {found}", other.name),
+            ))
+        };
+        if other.name == self.name {
+            return refuse(
+                format!(
+                    "another dataset than {} (its examples are trained and tested on)",
+                    self.name
+                ),
+                "the same dataset".into(),
+            );
+        }
+        if other.classes != self.classes {
+            return refuse(
+                format!("the {} classes of {}", self.classes, self.name),
+                format!("{} classes", other.classes),
+            );
+        }
+        let shape = |s: &Split| (s.channels, s.rows, s.cols);
+        if shape(&other.train) != shape(&other.test) {
+            let (c, h, w) = shape(&other.train);
+            let (tc, th, tw) = shape(&other.test);
+            return refuse(
+                format!("one image shape in both of its splits (train: {c}x{h}x{w})"),
+                format!("{tc}x{th}x{tw} in its test split"),
+            );
+        }
+        let mut examples = other.train;
+        examples.pixels.extend(other.test.pixels);
+        examples.labels.extend(other.test.labels);
+        Ok(Dataset {
+            validation: Some(Validation {
+                name: other.name,
+                examples,
+            }),
+            ..self
+        })
+    }
+
     /// The Fashion-MNIST subset compiled into the library: needs no file and no network.
     pub fn embedded() -> Result<Dataset> {
         let split = |img: &[u8], lbl: &[u8], what: &str| -> Result<Split> {
@@ -193,6 +252,7 @@ impl Dataset {
             classes: MNIST_CLASSES,
             train: split(embedded::TRAIN_IMAGES, embedded::TRAIN_LABELS, "train")?,
             test: split(embedded::TEST_IMAGES, embedded::TEST_LABELS, "test")?,
+            validation: None,
         })
     }
 
@@ -215,6 +275,7 @@ impl Dataset {
                     classes,
                     train,
                     test,
+                    validation: None,
                 });
             }
             DatasetName::Cifar10(dir) => {
@@ -224,6 +285,7 @@ impl Dataset {
                     classes: super::cifar::CLASSES,
                     train,
                     test,
+                    validation: None,
                 });
             }
             DatasetName::Idx(dir) => dir.clone(),
@@ -251,6 +313,7 @@ impl Dataset {
             classes: MNIST_CLASSES,
             train,
             test,
+            validation: None,
         })
     }
 }
@@ -391,6 +454,24 @@ mod tests {
         assert_eq!(v1, v2);
         assert_eq!(t1, t2);
         assert!(d.carve_val(2000).is_err());
+    }
+
+    #[test]
+    fn a_validation_dataset_is_all_of_another_dataset() {
+        let d = Dataset::embedded().unwrap();
+        let other = Dataset {
+            name: DatasetName::Idx("held-out".into()),
+            ..d.clone()
+        };
+        let v = d.clone().with_validation(other.clone()).unwrap().validation.unwrap();
+        assert_eq!(v.name, other.name);
+        assert_eq!(v.examples.len(), 2500);
+        assert_eq!(v.examples.image(2000), d.test.image(0));
+        let e = d.clone().with_validation(d.clone()).unwrap_err().to_string();
+        assert!(e.contains("embedded: expected another dataset than embedded"), "{e}");
+        let fewer = Dataset { classes: 3, ..other };
+        let e = d.with_validation(fewer).unwrap_err().to_string();
+        assert!(e.contains("the 10 classes of embedded, found 3 classes"), "{e}");
     }
 
     #[test]

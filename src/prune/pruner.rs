@@ -30,8 +30,14 @@ pub struct Retrain {
     /// Which steps are timed (a reporting choice: not saved, so a resume may change it).
     #[serde(skip)]
     pub bench_steps: BenchSteps,
-    /// Validation examples carved off train (0 disables the stopping rule).
+    /// Validation examples carved off train (0: none carved; without `val_dataset` that
+    /// disables the stopping rule).
     pub val: usize,
+    /// A validation set of its own instead of a carve: every example of this dataset (see
+    /// [`Dataset::with_validation`](crate::data::dataset::Dataset::with_validation)); `val` is
+    /// then 0 and retraining sees the whole training split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_dataset: Option<DatasetName>,
     /// Count the tolerance from this run's validation accuracy instead of the starting
     /// network's (an absolute path; the run must have been trained with the same `val`): prune
     /// until no more than `tolerance` points below a baseline, such as plain LeNet-5.
@@ -56,7 +62,8 @@ pub struct Retrain {
 
 impl Default for Retrain {
     /// 5 retraining epochs per step, 0.3 points tolerance under the point rule, 5,000
-    /// validation examples, Fashion-MNIST, seed 1, the result timed; no reference run,
+    /// validation examples carved off train, Fashion-MNIST, seed 1, the result timed; no validation
+    /// dataset, reference run,
     /// distillation, learning-rate override or recovery epochs.
     fn default() -> Self {
         Retrain {
@@ -65,6 +72,7 @@ impl Default for Retrain {
             stop_rule: StopRule::Point,
             bench_steps: BenchSteps::Last,
             val: 5000,
+            val_dataset: None,
             tolerance_against: None,
             dataset: DatasetName::FashionMnist,
             seed: 1,
@@ -76,9 +84,9 @@ impl Default for Retrain {
 }
 
 impl Retrain {
-    /// Checks every number for range and finiteness: a tolerance of at least 0 points, a
-    /// positive retraining learning rate, and the distillation's weight and temperature
-    /// ([`Distillation::validate`]).
+    /// Checks every number for range and finiteness and that at most one validation set is
+    /// named: a tolerance of at least 0 points, a positive retraining learning rate, and the
+    /// distillation's weight and temperature ([`Distillation::validate`]).
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, expected: &str, found: f64| {
             Err(Error::invalid(
@@ -88,6 +96,15 @@ impl Retrain {
         };
         if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
             return bad("tolerance", "a finite number of points >= 0", self.tolerance);
+        }
+        if let Some(name) = self.val_dataset.as_ref().filter(|_| self.val > 0) {
+            return Err(Error::invalid(
+                "retraining",
+                format!(
+                    "val = {} and the validation dataset {name}: expected one validation set, found two",
+                    self.val
+                ),
+            ));
         }
         if let Some(lr) = self.retrain_lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
             return bad("retraining learning rate", "a positive number", lr);

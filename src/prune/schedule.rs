@@ -24,7 +24,7 @@ use super::pruner::{Pruned, Pruner, Retrain, nonzeros};
 use super::select::{LayerBudget, LayerCut, Policy, select, select_each, unit_layers_once};
 use super::stop::{BenchSteps, PairedChange, StopRule};
 use crate::bench::{SPEEDUP_ROUNDS, Speedup, lenet5_reference, speedups};
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Dataset, DatasetName};
 use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -486,8 +486,9 @@ impl StepWork for Retraining<'_> {
 }
 
 /// Refuses, before anything is written, an output that is a run directory or the source, a
-/// validation split the starting network was not trained with, and a run to count the
-/// tolerance from that was trained on another dataset or carve; checks the settings and that
+/// validation split the starting network was not trained with, a validation dataset other than
+/// the one `config` names, and a run to count the tolerance from that was trained on another
+/// dataset or carve; checks the settings and that
 /// the networks predict the dataset's classes. Returns the starting run's recipe.
 fn check_start(source: &RunDir, out: &Path, config: &Retrain, data: &Dataset) -> Result<TrainConfig> {
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
@@ -519,6 +520,18 @@ fn check_start(source: &RunDir, out: &Path, config: &Retrain, data: &Dataset) ->
             ),
         ));
     }
+    let given = data.validation.as_ref().map(|v| &v.name);
+    if given != config.val_dataset.as_ref() {
+        let name = |n: Option<&DatasetName>| n.map_or_else(|| "none".to_string(), ToString::to_string);
+        return Err(Error::invalid(
+            "schedule",
+            format!(
+                "validation dataset: expected {} (the schedule's), found {} (the data's)",
+                name(config.val_dataset.as_ref()),
+                name(given)
+            ),
+        ));
+    }
     if let Some(path) = &config.tolerance_against {
         let reference = RunDir::open(path)?.config()?;
         if reference.dataset != config.dataset {
@@ -535,7 +548,8 @@ fn check_start(source: &RunDir, out: &Path, config: &Retrain, data: &Dataset) ->
         }
         crate::train::check_classes(&RunDir::open(path)?.spec()?, data.classes, &path.display().to_string())?;
         let trained = reference.val;
-        if config.val == 0 || trained != config.val {
+        // A validation dataset of its own is unseen by both networks alike.
+        if config.val_dataset.is_none() && (config.val == 0 || trained != config.val) {
             return Err(Error::invalid(
                 "schedule",
                 format!(
@@ -1029,14 +1043,17 @@ fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain) -> Result<()> 
         StopRule::None => "not applied: every step is kept",
     };
     let mut md = format!(
-        "# Pruning `{}`\n\n{}; {} retraining epochs per step, tolerance {} points{against} on {} validation examples ({rule}), dataset `{}`, seed {}.{lr} \
+        "# Pruning `{}`\n\n{}; {} retraining epochs per step, tolerance {} points{against} on {} ({rule}), dataset `{}`, seed {}.{lr} \
          The validation change is paired: the step's network and the one the tolerance counts from, scored on the same \
          examples, with a 95% Wald interval from the examples only one of them classifies correctly.\n\n",
         report.source.display(),
         report.description,
         c.retrain_epochs,
         c.tolerance,
-        c.val,
+        match &c.val_dataset {
+            Some(name) => format!("every example of `{name}`"),
+            None => format!("{} validation examples", c.val),
+        },
         c.dataset,
         c.seed
     );

@@ -603,6 +603,7 @@ fn conv_maxout_network_prunes_end_to_end_and_resumes() {
         classes: 10,
         train: first(&full.train, 600),
         test: first(&full.test, 200),
+        validation: None,
     };
     let tmp = tempfile::tempdir().unwrap();
     let config = TrainConfig {

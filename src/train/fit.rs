@@ -80,7 +80,7 @@ pub fn pin_teacher(config: &mut TrainConfig, out: &Path, student: &Network) -> R
 pub struct Splits {
     /// Examples SGD sees.
     pub train: Split,
-    /// Validation examples (carved from train), if any.
+    /// Validation examples (carved from train, or the dataset's own validation set), if any.
     pub val: Option<Split>,
     /// The test split.
     pub test: Split,
@@ -89,13 +89,26 @@ pub struct Splits {
 }
 
 impl Splits {
-    /// Carves the validation split that `config.val` asks for.
+    /// Carves the validation split that `config.val` asks for, or takes the dataset's own
+    /// [`validation`](Dataset::validation) set (then nothing is carved: `config.val` must be 0).
     pub fn new(data: &Dataset, config: &TrainConfig) -> Result<Splits> {
-        let (train, val) = if config.val > 0 {
-            let (t, v) = data.carve_val(config.val)?;
-            (t, Some(v))
-        } else {
-            (data.train.clone(), None)
+        let (train, val) = match (&data.validation, config.val) {
+            (Some(v), 0) => (data.train.clone(), Some(v.examples.clone())),
+            (Some(v), n) => {
+                return Err(Error::invalid(
+                    "validation",
+                    format!(
+                        "val = {n} and the validation dataset {}: expected one validation set, found two \
+                         (set val = 0 to validate on {} alone)",
+                        v.name, v.name
+                    ),
+                ));
+            }
+            (None, 0) => (data.train.clone(), None),
+            (None, n) => {
+                let (t, v) = data.carve_val(n)?;
+                (t, Some(v))
+            }
         };
         for (split, n) in [("training", train.len()), ("test", data.test.len())] {
             if n == 0 {

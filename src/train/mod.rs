@@ -6,7 +6,7 @@
 //! | `config.rs` | [`TrainConfig`], [`Teacher`], [`Distillation`] |
 //! | `sgd.rs` | [`Sgd`] and weight [`Masks`] |
 //! | `loss.rs` | [`cross_entropy`], [`distillation_loss`] |
-//! | `eval.rs` | [`evaluate`], [`evaluate_with_hits`], [`Evaluation`], [`check_classes`] |
+//! | `eval.rs` | [`evaluate`], [`evaluate_with_hits`], [`Evaluation`], [`check_classes`], [`predict`], [`Predictions`] |
 //! | `events.rs` | [`EpochMetrics`], [`Event`] |
 //! | `checkpoint.rs` | the run directory ([`RunDir`], [`Checkpoint`]) |
 //! | `fit.rs` | the epoch loop ([`train`]) and the [`Splits`] it reads |
@@ -26,7 +26,7 @@ pub mod sgd;
 pub use crate::model::params::Masks;
 pub use checkpoint::{Checkpoint, RunDir, Summary};
 pub use config::{Distillation, Teacher, TrainConfig};
-pub use eval::{Evaluation, check_classes, evaluate, evaluate_with_hits};
+pub use eval::{Evaluation, Predictions, check_classes, evaluate, evaluate_with_hits, predict};
 pub use events::{EpochMetrics, Event};
 pub use fingerprint::Fingerprint;
 pub use fit::{Splits, check_trainable, pin_teacher, train};

@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use maxprune::data::dataset::{Dataset, DatasetName};
+use maxprune::model::presets::Preset;
 use maxprune::model::spec::ArchSpec;
 use maxprune::prune::pruner::Retrain;
 use maxprune::prune::select::{Policy, parse_layer_names};
@@ -27,6 +28,10 @@ pub(crate) struct RetrainArgs {
     /// Validation examples carved off train (must match the starting run's; 0: no stopping rule).
     #[arg(long, default_value_t = 5000)]
     pub(crate) val: usize,
+    /// Validate on every example of this dataset (its train and test splits) instead of a carve,
+    /// and retrain on the whole training split: for a network trained on all of it elsewhere.
+    #[arg(long, value_name = "DATASET", conflicts_with = "val")]
+    pub(crate) val_dataset: Option<DatasetName>,
     /// Seed of retraining (and of the random criterion).
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
@@ -64,7 +69,8 @@ impl RetrainArgs {
         Retrain {
             retrain_epochs: self.retrain_epochs,
             tolerance: self.tolerance,
-            val: self.val,
+            val: if self.val_dataset.is_some() { 0 } else { self.val },
+            val_dataset: self.val_dataset.clone(),
             dataset,
             seed: self.seed,
             distill: self.distill.map(|alpha| Distillation {
@@ -129,7 +135,11 @@ impl PolicyArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum SplitName {
+    /// The whole training split.
     Train,
+    /// The validation examples: the run's carve (`train --val N`) or --val-dataset.
+    Val,
+    /// The test split.
     Test,
 }
 
@@ -170,14 +180,40 @@ impl DataArgs {
         Ok(self.dataset.as_deref().map(str::parse).transpose()?)
     }
 
-    /// Loads `--dataset`, or `recorded` when none was given.
-    pub(crate) fn load_or(&self, recorded: DatasetName) -> Result<Dataset> {
-        self.load(&self.name_or(recorded)?)
-    }
-
     /// Loads `name`, looking in `--data-dir` first.
     pub(crate) fn load(&self, name: &DatasetName) -> Result<Dataset> {
         Ok(Dataset::load(name, self.data_dir.as_deref())?)
+    }
+
+    /// Loads `name` with every example of `validation`, when given, as its validation set.
+    pub(crate) fn load_validated(&self, name: &DatasetName, validation: Option<&DatasetName>) -> Result<Dataset> {
+        let data = self.load(name)?;
+        Ok(match validation {
+            Some(v) => data.with_validation(self.load(v)?)?,
+            None => data,
+        })
+    }
+}
+
+/// The architecture: a preset or a spec file.
+#[derive(Args)]
+pub(crate) struct ArchArgs {
+    /// Architecture preset.
+    #[arg(long, conflicts_with = "spec")]
+    pub(crate) preset: Option<Preset>,
+    /// Architecture from a spec.json file (docs/spec.md).
+    #[arg(long)]
+    pub(crate) spec: Option<PathBuf>,
+}
+
+impl ArchArgs {
+    /// The preset's spec, or the spec file's.
+    pub(crate) fn spec(&self) -> Result<ArchSpec> {
+        Ok(match (&self.preset, &self.spec) {
+            (Some(p), _) => p.spec(),
+            (None, Some(path)) => ArchSpec::from_json(&maxprune::fsio::read_text(path)?, &path.display().to_string())?,
+            (None, None) => bail!("give --preset or --spec"),
+        })
     }
 }
 

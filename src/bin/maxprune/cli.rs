@@ -84,7 +84,8 @@ pub(crate) enum Command {
     Export(ExportArgs),
     /// Reproduce the paper's LeNet-5 table (train, neuron pruning, weight pruning, over seeds).
     Reproduce(ReproduceArgs),
-    /// Start a run directory from pretrained torchvision-named weights (safetensors).
+    /// Start a run directory from pretrained weights (safetensors): a PyTorch state_dict for a
+    /// spec, or torchvision-named VGG weights.
     Import(ImportArgs),
     /// Face verification on LFW's protocol (10 folds, threshold chosen on 9, tested on 1).
     Verify(VerifyArgs),
@@ -112,7 +113,7 @@ impl Command {
             Command::Train(a) => (
                 &a.out,
                 RunDir::OUTPUT,
-                a.spec.iter().chain(&a.config).map(|p| p.as_path()).collect(),
+                a.arch.spec.iter().chain(&a.config).map(|p| p.as_path()).collect(),
             ),
             Command::Demo(a) => (&a.out, DEMO_OUTPUT, Vec::new()),
             Command::Relevance(a) => (&a.out, file, vec![&a.run]),
@@ -122,10 +123,19 @@ impl Command {
             Command::Prune(PruneCommand::Apply(a)) => (&a.out, RunDir::OUTPUT, vec![&a.run, &a.plan]),
             Command::Prune(PruneCommand::Weights(a)) => (&a.out, SCHEDULE_OUTPUT, vec![&a.run]),
             Command::Export(a) => (&a.out, file, vec![&a.run]),
-            Command::Import(a) => (&a.out, RunDir::OUTPUT, vec![&a.file]),
+            Command::Import(a) => (
+                &a.out,
+                RunDir::OUTPUT,
+                [&a.file].into_iter().chain(&a.arch.spec).map(|p| p.as_path()).collect(),
+            ),
             Command::Verify(a) => (a.out.as_deref()?, VERIFY_OUTPUT, vec![&a.run, &a.pairs, &a.images]),
+            Command::Eval(a) => (
+                a.predictions.as_deref()?,
+                file,
+                [&a.run].into_iter().chain(&a.model).map(|p| p.as_path()).collect(),
+            ),
             Command::Chart(ChartCommand::Bars(a)) => (&a.out, file, vec![&a.data]),
-            Command::Reproduce(_) | Command::Eval(_) | Command::Inspect(_) | Command::Fetch(_) | Command::Bench(_) => {
+            Command::Reproduce(_) | Command::Inspect(_) | Command::Fetch(_) | Command::Bench(_) => {
                 return None;
             }
         };

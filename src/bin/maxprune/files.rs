@@ -32,8 +32,10 @@ pub(crate) fn claim_output(out: &Output) -> Result<maxprune::fsio::OutputLock> {
     Ok(maxprune::fsio::OutputLock::acquire(out.path, &command.join(" "))?)
 }
 
-/// Makes SIGINT, SIGTERM and SIGHUP remove the files of the output locks held, then end the
-/// process as the signal does by default (the signal is raised again with its default action).
+/// Makes SIGINT, SIGTERM, SIGHUP and SIGPIPE remove the files of the output locks held, then end
+/// the process as the signal does by default (the signal is raised again with its default
+/// action). SIGPIPE so that a reader that stops early (`maxprune eval --json | head -1`) ends
+/// the process quietly, as it ends any Unix filter, instead of every print failing.
 pub(crate) fn remove_locks_on_signals() {
     extern "C" fn on_signal(signal: libc::c_int) {
         maxprune::fsio::remove_held_lock_files();
@@ -44,7 +46,7 @@ pub(crate) fn remove_locks_on_signals() {
         }
     }
     let handler = on_signal as extern "C" fn(libc::c_int);
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
         // SAFETY: the handler calls only async-signal-safe functions. Should installing it
         // fail, the signal keeps its default action and only the lock file stays behind.
         unsafe { libc::signal(signal, handler as libc::sighandler_t) };

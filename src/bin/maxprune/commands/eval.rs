@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use maxprune::sparse;
-use maxprune::train::{RunDir, TrainConfig, evaluate};
+use maxprune::train::{RunDir, TrainConfig, evaluate, predict};
 
 use crate::args::DataArgs;
-use crate::files::sparse_file;
+use crate::files::{sparse_file, write_file};
 
 #[derive(Args)]
 pub(crate) struct EvalArgs {
@@ -22,6 +22,13 @@ pub(crate) struct EvalArgs {
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also write every test example's label and predicted class to this CSV file
+    /// (`index,label,predicted`, in the test split's order).
+    #[arg(long, value_name = "FILE.csv")]
+    pub(crate) predictions: Option<PathBuf>,
+    /// Add the class scores (logits, before softmax) to --predictions: `logit_0`, `logit_1`, ...
+    #[arg(long, requires = "predictions")]
+    pub(crate) logits: bool,
 }
 
 pub(crate) fn cmd_eval(a: EvalArgs) -> Result<()> {
@@ -46,6 +53,9 @@ pub(crate) fn cmd_eval(a: EvalArgs) -> Result<()> {
     let data = a.data.load(&name)?;
     maxprune::memory::check_batch(net.spec(), batch, false)?;
     let e = evaluate(&net, &data.test, data.classes, batch)?;
+    if let Some(path) = &a.predictions {
+        write_file(path, predict(&net, &data.test, batch)?.to_csv(a.logits).as_bytes())?;
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&e)?);
     } else {

@@ -4,24 +4,32 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use maxprune::model::import::torchvision;
+use maxprune::model::import::{ImportOptions, Names, import};
 use maxprune::model::presets::Preset;
 use maxprune::train::{RunDir, TrainConfig};
 
-use crate::args::{DataArgs, ScaleArgs};
+use crate::args::{ArchArgs, DataArgs, ScaleArgs};
 
 #[derive(Args)]
 pub(crate) struct ImportArgs {
-    /// Safetensors file with torchvision's VGG names (features.<i>.*, classifier.<i>.*).
+    /// Safetensors file of weights: a PyTorch state_dict (`<layer>.weight`, `<layer>.bias`) or
+    /// torchvision's VGG names (see --names).
     pub(crate) file: PathBuf,
-    /// Architecture to fill.
-    #[arg(long)]
-    pub(crate) preset: Preset,
+    #[command(flatten)]
+    pub(crate) arch: ArchArgs,
+    /// How the file names its tensors (default: torchvision with --preset vgg16 or vgg16-maxout,
+    /// state-dict otherwise).
+    #[arg(long, value_enum)]
+    pub(crate) names: Option<Names>,
+    /// Layers that start from a fresh initialisation instead of the file (a new classifier, say);
+    /// every other layer must come from the file.
+    #[arg(long, value_delimiter = ',', value_name = "LAYER")]
+    pub(crate) allow_fresh: Vec<String>,
     #[command(flatten)]
     pub(crate) scale: ScaleArgs,
     #[command(flatten)]
     pub(crate) data: DataArgs,
-    /// Seed of the layers that are not imported, and of the training config.
+    /// Seed of the fresh layers, and of the training config.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
     /// Run directory to create (continue with `train --resume --out DIR --epochs N`).
@@ -30,13 +38,22 @@ pub(crate) struct ImportArgs {
 }
 
 pub(crate) fn cmd_import(a: ImportArgs) -> Result<()> {
-    let spec = a.scale.apply(a.preset.spec())?;
+    let spec = a.scale.apply(a.arch.spec()?)?;
+    let names = a.names.unwrap_or(match a.arch.preset {
+        Some(Preset::Vgg16 | Preset::Vgg16Maxout) => Names::Torchvision,
+        _ => Names::StateDict,
+    });
     let bytes = maxprune::fsio::read_tensor_file(&a.file)?;
-    let (net, report) = torchvision(
+    let options = ImportOptions {
+        names,
+        allow_fresh: &a.allow_fresh,
+        seed: a.seed,
+    };
+    let (net, report) = import(
         &spec,
         &bytes,
         &a.file.display().to_string(),
-        a.seed,
+        options,
         &maxprune::device(),
     )?;
     let config = TrainConfig {
@@ -47,13 +64,16 @@ pub(crate) fn cmd_import(a: ImportArgs) -> Result<()> {
     };
     RunDir::create(&a.out, &net, &config)?;
     for (ours, theirs) in &report.copied {
-        println!("copied  {ours} <- {theirs}");
+        println!("copied     {ours} <- {theirs}");
+    }
+    for (ours, theirs, dtype) in &report.converted {
+        println!("converted  {ours} <- {theirs} ({dtype} to f32)");
     }
     for (ours, theirs, k) in &report.summed {
-        println!("summed  {ours} <- {theirs} (columns summed in groups of {k})");
+        println!("summed     {ours} <- {theirs} (columns summed in groups of {k})");
     }
-    for (ours, why) in &report.fresh {
-        println!("fresh   {ours}: {why}");
+    for ours in &report.fresh {
+        println!("fresh      {ours} (--allow-fresh)");
     }
     println!("wrote {} ({} parameters)", a.out.display(), net.num_params());
     Ok(())

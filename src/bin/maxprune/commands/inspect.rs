@@ -2,21 +2,19 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
-use maxprune::model::presets::Preset;
 use maxprune::train::RunDir;
 
-use crate::args::ScaleArgs;
+use crate::args::{ArchArgs, ScaleArgs};
 
 #[derive(Args)]
 pub(crate) struct InspectArgs {
-    /// Run directory.
-    #[arg(required_unless_present = "preset")]
+    /// Run directory (or inspect --preset or --spec instead).
+    #[arg(required_unless_present_any = ["preset", "spec"], conflicts_with_all = ["preset", "spec"])]
     pub(crate) run: Option<PathBuf>,
-    /// Inspect a preset instead.
-    #[arg(long, conflicts_with = "run")]
-    pub(crate) preset: Option<Preset>,
+    #[command(flatten)]
+    pub(crate) arch: ArchArgs,
     #[command(flatten)]
     pub(crate) scale: ScaleArgs,
     /// Print JSON.
@@ -25,10 +23,9 @@ pub(crate) struct InspectArgs {
 }
 
 pub(crate) fn cmd_inspect(a: InspectArgs) -> Result<()> {
-    let spec = match (&a.preset, &a.run) {
-        (Some(p), _) => p.spec(),
-        (None, Some(r)) => RunDir::open(r)?.spec()?,
-        (None, None) => bail!("give a run directory or --preset"),
+    let spec = match &a.run {
+        Some(r) => RunDir::open(r)?.spec()?,
+        None => a.arch.spec()?,
     };
     let spec = a.scale.apply(spec)?;
     let infos = spec.validate()?;

@@ -130,7 +130,7 @@ pub(crate) fn cmd_weights(a: WeightsArgs, quiet: bool) -> Result<()> {
     };
     rule.validate()?;
     let dataset = a.data.name_or(source.config()?.dataset)?;
-    let data = a.data.load(&dataset)?;
+    let data = a.data.load_validated(&dataset, a.retrain.val_dataset.as_ref())?;
     let schedule = WeightSchedule {
         rule,
         steps: a.steps,
@@ -148,7 +148,7 @@ pub(crate) fn cmd_weights(a: WeightsArgs, quiet: bool) -> Result<()> {
 pub(crate) fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
     let source = RunDir::open(&a.run)?;
     let dataset = a.data.name_or(source.config()?.dataset)?;
-    let data = a.data.load(&dataset)?;
+    let data = a.data.load_validated(&dataset, a.retrain.val_dataset.as_ref())?;
     if a.control && a.steps.is_none() {
         bail!("--control needs --steps (the number of retraining rounds to match)");
     }

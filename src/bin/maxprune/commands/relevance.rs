@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use maxprune::data::dataset::DatasetName;
 use maxprune::relevance::{Pass, criterion};
 use maxprune::report::relevance_histogram;
-use maxprune::train::{RunDir, check_classes};
+use maxprune::train::{RunDir, Splits, check_classes};
 
 use crate::args::{CriterionArgs, DataArgs, SplitName, layer_names};
 use crate::files::write_file;
@@ -21,6 +22,10 @@ pub(crate) struct RelevanceArgs {
     /// Split to count on.
     #[arg(long, value_enum, default_value = "train")]
     pub(crate) split: SplitName,
+    /// With --split val: count on every example of this dataset (its train and test splits)
+    /// instead of the run's carve.
+    #[arg(long, value_name = "DATASET")]
+    pub(crate) val_dataset: Option<DatasetName>,
     #[command(flatten)]
     pub(crate) criterion: CriterionArgs,
     /// Unit layers to score, by the name of the layer producing their units (default: every
@@ -34,11 +39,29 @@ pub(crate) struct RelevanceArgs {
 
 pub(crate) fn cmd_relevance(a: RelevanceArgs, quiet: bool) -> Result<()> {
     let dir = RunDir::open(&a.run)?;
-    let config = dir.config()?;
-    let data = a.data.load_or(config.dataset.clone())?;
+    let mut config = dir.config()?;
+    if a.val_dataset.is_some() {
+        if !matches!(a.split, SplitName::Val) {
+            bail!("--val-dataset: the validation set is counted on with --split val");
+        }
+        // The validation dataset replaces the run's carve.
+        config.val = 0;
+    }
+    let name = a.data.name_or(config.dataset.clone())?;
+    let data = a.data.load_validated(&name, a.val_dataset.as_ref())?;
+    let val;
     let split = match a.split {
         SplitName::Train => &data.train,
         SplitName::Test => &data.test,
+        SplitName::Val => {
+            val = Splits::new(&data, &config)?.val.with_context(|| {
+                format!(
+                    "--split val: {} was trained with val = 0, so it has no validation examples; give --val-dataset",
+                    a.run.display()
+                )
+            })?;
+            &val
+        }
     };
     let net = dir.network(&maxprune::device())?;
     check_classes(net.spec(), data.classes, &data.name.to_string())?;

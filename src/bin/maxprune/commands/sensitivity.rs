@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use maxprune::data::dataset::DatasetName;
 use maxprune::fsio::OutputKind;
 use maxprune::relevance::{CriterionKind, Pass, criterion};
 use maxprune::train::{RunDir, Splits, check_classes};
@@ -28,7 +29,7 @@ pub(crate) enum CutArg {
 
 #[derive(Args)]
 pub(crate) struct SensitivityArgs {
-    /// Run directory (trained with validation examples: `train --val N`).
+    /// Run directory (trained with validation examples, `train --val N`, or give --val-dataset).
     pub(crate) run: PathBuf,
     /// Unit layers to cut, by the name of the layer that produces their units: maxout layers, or
     /// plain conv/dense layers read by another one (default: every maxout layer, or in a network
@@ -52,6 +53,10 @@ pub(crate) struct SensitivityArgs {
     /// network has seen some of them).
     #[arg(long)]
     pub(crate) val: Option<usize>,
+    /// Validate on every example of this dataset (its train and test splits) instead of the
+    /// run's carve: for a network trained on all of its training split (elsewhere, say).
+    #[arg(long, value_name = "DATASET", conflicts_with = "val")]
+    pub(crate) val_dataset: Option<DatasetName>,
     #[command(flatten)]
     pub(crate) data: DataArgs,
     /// Output directory: sensitivity.json, sensitivity.md, sensitivity.svg.
@@ -63,12 +68,15 @@ pub(crate) fn cmd_sensitivity(a: SensitivityArgs) -> Result<()> {
     use maxprune::prune::sensitivity::{Cut, sensitivity};
     maxprune::prune::sensitivity::check_fractions(&a.fractions).context("--fractions")?;
     let dir = RunDir::open(&a.run)?;
-    let config = dir.config()?;
+    let mut config = dir.config()?;
     let val = a.val.unwrap_or(config.val);
-    if val == 0 || val != config.val {
+    if a.val_dataset.is_some() {
+        // The validation dataset replaces the carve; the whole training split is scored.
+        config.val = 0;
+    } else if val == 0 || val != config.val {
         bail!(
             "--val {val}: sensitivity is measured on validation examples the network has not seen, and {} was \
-             trained with val = {}; train it with --val N (and give the same N here)",
+             trained with val = {}; train it with --val N (and give the same N here), or give --val-dataset",
             a.run.display(),
             config.val
         );
@@ -76,7 +84,9 @@ pub(crate) fn cmd_sensitivity(a: SensitivityArgs) -> Result<()> {
     let net = dir.network(&maxprune::device())?;
     let spec = net.spec();
     let layers = spec.unit_layers_named(&layer_names(a.layers.as_deref(), spec)?)?;
-    let data = a.data.load_or(config.dataset.clone())?;
+    let data = a
+        .data
+        .load_validated(&a.data.name_or(config.dataset.clone())?, a.val_dataset.as_ref())?;
     check_classes(spec, data.classes, &data.name.to_string())?;
     let splits = Splits::new(&data, &config)?;
     let Some(val_split) = &splits.val else {

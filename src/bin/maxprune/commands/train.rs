@@ -5,21 +5,15 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow, bail};
 use clap::Args;
 use maxprune::model::network::Network;
-use maxprune::model::presets::Preset;
-use maxprune::model::spec::ArchSpec;
 use maxprune::train::{RunDir, Splits, TrainConfig, check_trainable, pin_teacher, train};
 
-use crate::args::{DataArgs, ScaleArgs};
+use crate::args::{ArchArgs, DataArgs, ScaleArgs};
 use crate::progress::Bars;
 
 #[derive(Args)]
 pub(crate) struct TrainArgs {
-    /// Architecture preset.
-    #[arg(long, conflicts_with = "spec")]
-    pub(crate) preset: Option<Preset>,
-    /// Architecture from a spec.json file.
-    #[arg(long)]
-    pub(crate) spec: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) arch: ArchArgs,
     #[command(flatten)]
     pub(crate) scale: ScaleArgs,
     #[command(flatten)]
@@ -77,12 +71,7 @@ pub(crate) fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
         if config.epochs == 0 {
             bail!("epochs: expected at least 1 for a new run, found 0 (from --config)");
         }
-        let spec = match (&a.preset, &a.spec) {
-            (Some(p), _) => p.spec(),
-            (None, Some(path)) => ArchSpec::from_json(&maxprune::fsio::read_text(path)?, &path.display().to_string())?,
-            (None, None) => bail!("give --preset or --spec"),
-        };
-        let spec = a.scale.apply(spec)?;
+        let spec = a.scale.apply(a.arch.spec()?)?;
         // Before the parameters are allocated: the batches' buffers bound the spec too.
         maxprune::memory::check_training(&spec, config.batch_size, config.eval_batch_size)?;
         let net = Network::init(&spec, config.seed, &maxprune::device())?;
@@ -117,8 +106,8 @@ pub(crate) fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
 fn check_resume_flags(a: &TrainArgs, dir: &RunDir, run: &TrainConfig) -> Result<()> {
     let path = dir.path().display();
     let architecture = [
-        ("--preset", a.preset.is_some()),
-        ("--spec", a.spec.is_some()),
+        ("--preset", a.arch.preset.is_some()),
+        ("--spec", a.arch.spec.is_some()),
         ("--width", a.scale.width.is_some()),
         ("--input-size", a.scale.input_size.is_some()),
         ("--classes", a.scale.classes.is_some()),
