@@ -160,7 +160,14 @@ fn measure(dir: &RunDir, data: &Dataset, seconds: f64, device: &Device) -> Resul
         sparse_bytes: crate::sparse::encode(&net, Some(&config.dataset)).len(),
         dense_bytes: net.to_safetensors().len(),
         flops: net.spec().flops()?,
-        accuracy: evaluate(&net, &data.test, data.classes, config.eval_batch_size)?.accuracy,
+        accuracy: evaluate(
+            &net,
+            &data.test,
+            data.classes,
+            config.eval_batch_size,
+            &dir.normalization()?,
+        )?
+        .accuracy,
         seconds,
     })
 }

@@ -68,7 +68,7 @@ fn argmax(row: &[f32]) -> usize {
 
 /// Exports `net`, runs it in tract, and compares with maxprune's forward pass.
 fn agrees(what: &str, net: &Network) {
-    let onnx = maxprune::onnx::export(net).unwrap();
+    let onnx = maxprune::onnx::export(net, &Default::default()).unwrap();
     let input = net.spec().input;
     let x = inputs(&input);
     let (ours, theirs) = (maxprune_logits(net, &x), tract_logits(&onnx, &input, &x));

@@ -24,7 +24,6 @@ use super::pruner::{Pruned, Pruner, Retrain, nonzeros};
 use super::select::{LayerBudget, LayerCut, Policy, select, select_each, unit_layers_once};
 use crate::bench::{SPEEDUP_ROUNDS, Speedup, lenet5_reference, speedups};
 use crate::data::dataset::Dataset;
-use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::model::network::Network;
@@ -268,7 +267,7 @@ impl Pruner for ScheduleConfig {
         &self,
         step: usize,
         net: &Network,
-        train: &Split,
+        splits: &Splits,
         batch: usize,
         observer: &mut dyn Observer<RelevanceEvent>,
     ) -> Result<Option<Pruned>> {
@@ -277,8 +276,9 @@ impl Pruner for ScheduleConfig {
             net,
             Pass {
                 layers: &layers,
-                data: train,
+                data: &splits.train,
                 batch,
+                norm: &splits.norm,
             },
             observer,
         )?;
@@ -375,11 +375,11 @@ fn accuracies(net: &Network, splits: &Splits, batch: usize) -> Result<(Option<f6
     let val = splits
         .val
         .as_ref()
-        .map(|v| evaluate(net, v, splits.classes, batch))
+        .map(|v| evaluate(net, v, splits.classes, batch, &splits.norm))
         .transpose()?;
     Ok((
         val.map(|e| e.accuracy),
-        evaluate(net, &splits.test, splits.classes, batch)?.accuracy,
+        evaluate(net, &splits.test, splits.classes, batch, &splits.norm)?.accuracy,
     ))
 }
 
@@ -727,7 +727,7 @@ pub fn run_schedule_with(
                 RunDir::open(&dir)?
             } else {
                 let mut observer = forward(work.observer(), ScheduleEvent::Relevance);
-                let Some(pruned) = pruner.prune(step, &net, &splits.train, batch, &mut observer)? else {
+                let Some(pruned) = pruner.prune(step, &net, &splits, batch, &mut observer)? else {
                     break;
                 };
                 write_step(out, step, &pruned, &retrain)?

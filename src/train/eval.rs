@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::loss::cross_entropy;
 use crate::data::split::{Split, batch};
+use crate::data::transform::Normalization;
 use crate::error::{Error, Result};
 use crate::model::network::Network;
 use crate::model::spec::ArchSpec;
@@ -39,9 +40,16 @@ pub fn check_classes(spec: &ArchSpec, classes: usize, data: &str) -> Result<()> 
     Ok(())
 }
 
-/// Evaluates `net` on `split` in evaluation mode (no dropout); `classes` is the dataset's
-/// class count, checked against the network's outputs first ([`check_classes`]).
-pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize) -> Result<Evaluation> {
+/// Evaluates `net` on `split` in evaluation mode (no dropout), its pixels normalised by `norm`;
+/// `classes` is the dataset's class count, checked against the network's outputs first
+/// ([`check_classes`]).
+pub fn evaluate(
+    net: &Network,
+    split: &Split,
+    classes: usize,
+    batch_size: usize,
+    norm: &Normalization,
+) -> Result<Evaluation> {
     check_classes(net.spec(), classes, "being evaluated")?;
     if split.is_empty() {
         return Err(Error::invalid(
@@ -56,7 +64,7 @@ pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize)
     let mut loss_sum = 0.0f64;
     let order: Vec<usize> = (0..split.len()).collect();
     for chunk in order.chunks(batch_size) {
-        let (x, y) = batch(split, chunk, &net.spec().input, &device);
+        let (x, y) = batch(split, chunk, &net.spec().input, norm, &device);
         let logits = net.forward(x);
         loss_sum += f64::from(cross_entropy(logits.clone(), y).into_scalar::<f32>()) * chunk.len() as f64;
         let pred = logits.argmax(1).into_data();

@@ -11,6 +11,7 @@ use super::events::{EpochMetrics, Event};
 use super::loss::{cross_entropy, distillation_loss};
 use crate::data::dataset::Dataset;
 use crate::data::split::{Split, batch};
+use crate::data::transform::Normalization;
 use crate::error::{Error, Result};
 use crate::memory::check_training;
 use crate::model::network::Network;
@@ -49,10 +50,13 @@ pub struct Splits {
     pub test: Split,
     /// Number of classes.
     pub classes: usize,
+    /// How their pixels become inputs (the run's `mean` and `std`).
+    pub norm: Normalization,
 }
 
 impl Splits {
-    /// Carves the validation split that `config.val` asks for.
+    /// Carves the validation split that `config.val` asks for; pixels are normalised as
+    /// `config` says.
     pub fn new(data: &Dataset, config: &TrainConfig) -> Result<Splits> {
         let (train, val) = if config.val > 0 {
             let (t, v) = data.carve_val(config.val)?;
@@ -73,17 +77,21 @@ impl Splits {
             val,
             test: data.test.clone(),
             classes: data.classes,
+            norm: config.normalization(),
         })
     }
 }
 
 /// Checks that `net` can be trained on `splits` with `config`: it has parameters, an output for
-/// every class of `config.dataset`, and its batches fit the limit of [`check_training`]. [`train`]
+/// every class of `config.dataset`, its batches fit the limit of [`check_training`], and the
+/// config's normalisation and augmentation fit its input ([`TrainConfig::check_input`], errors
+/// naming `train.toml`). [`train`]
 /// checks it too; a caller that creates a run directory checks it first, so that a refused run
 /// leaves nothing behind.
 pub fn check_trainable(net: &Network, splits: &Splits, config: &TrainConfig) -> Result<()> {
     check_classes(net.spec(), splits.classes, &config.dataset.to_string())?;
     check_training(net.spec(), config.batch_size, config.eval_batch_size)?;
+    config.check_input(&net.spec().input, "train.toml")?;
     if net.num_params() == 0 {
         return Err(Error::invalid(
             "network",
@@ -122,11 +130,19 @@ pub fn train(dir: &RunDir, splits: &Splits, device: &Device, observer: &mut dyn 
         let mut order: Vec<usize> = (0..n).collect();
         SplitMix64::derive(config.seed, "shuffle", epoch as u64).shuffle(&mut order);
         let mut drop_rng = SplitMix64::derive(config.seed, "dropout", epoch as u64);
+        let mut augment_rng = SplitMix64::derive(config.seed, "augment", epoch as u64);
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         let mut lr = config.lr_at(ckpt.iteration);
         let start = Instant::now();
         for (step, chunk) in order.chunks(config.batch_size).enumerate() {
-            let (x, y) = batch(&splits.train, chunk, &input, &device);
+            let (x, y) = match config.augment {
+                Some(a) => {
+                    let varied = a.apply(&splits.train, chunk, &mut augment_rng);
+                    let all: Vec<usize> = (0..chunk.len()).collect();
+                    batch(&varied, &all, &input, &splits.norm, &device)
+                }
+                None => batch(&splits.train, chunk, &input, &splits.norm, &device),
+            };
             let soft = teacher.as_ref().map(|(t, weights)| (t.forward(x.clone()), *weights));
             let logits = net.forward_train(x, &mut drop_rng);
             correct += logits
@@ -169,9 +185,15 @@ pub fn train(dir: &RunDir, splits: &Splits, device: &Device, observer: &mut dyn 
             val: splits
                 .val
                 .as_ref()
-                .map(|v| evaluate(&ckpt.net, v, splits.classes, config.eval_batch_size))
+                .map(|v| evaluate(&ckpt.net, v, splits.classes, config.eval_batch_size, &splits.norm))
                 .transpose()?,
-            test: evaluate(&ckpt.net, &splits.test, splits.classes, config.eval_batch_size)?,
+            test: evaluate(
+                &ckpt.net,
+                &splits.test,
+                splits.classes,
+                config.eval_batch_size,
+                &splits.norm,
+            )?,
             train_seconds,
             train_img_per_s: n as f64 / train_seconds,
         };
