@@ -1073,3 +1073,75 @@ fn issue32_cause_12_messages_name_the_file_and_offer_only_what_exists() {
     fails_with(&out, "invalid spec: bad.json: layer 3");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("bad.json: invalid spec"));
 }
+
+#[test]
+fn issue36_normalisation_and_augmentation_are_deterministic_by_seed_and_resume_bit_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::write(cwd.join("spec.json"), spec().to_string()).unwrap();
+    let recipe = "mean = [0.3]\nstd = [0.4]\n[augment]\nflip = true\ncrop = 2\n";
+    std::fs::write(cwd.join("train.toml"), recipe).unwrap();
+    std::fs::write(cwd.join("plain.toml"), "mean = [0.3]\nstd = [0.4]\n").unwrap();
+    let train = |config: &str, epochs: &str, out: &str| {
+        let args = [
+            "train",
+            "--spec",
+            "spec.json",
+            "--dataset",
+            "embedded",
+            "--config",
+            config,
+        ];
+        ok(&maxprune(
+            &[&args[..], &["--epochs", epochs, "--out", out, "-q"]].concat(),
+            cwd,
+        ));
+    };
+    train("train.toml", "2", "a");
+    train("train.toml", "2", "b");
+    train("train.toml", "1", "c");
+    ok(&maxprune(
+        &["train", "--resume", "--epochs", "2", "--out", "c", "-q"],
+        cwd,
+    ));
+    train("plain.toml", "2", "p");
+    let model = |d: &str| std::fs::read(cwd.join(d).join("model.safetensors")).unwrap();
+    assert_eq!(model("a"), model("b"), "the same seed, the same run");
+    assert_eq!(model("a"), model("c"), "resuming reproduces the uninterrupted run");
+    assert_ne!(model("a"), model("p"), "augmentation changes what is learnt");
+    let saved = std::fs::read_to_string(cwd.join("a/train.toml")).unwrap();
+    assert!(saved.contains("mean = [0.3]") && saved.contains("crop = 2"), "{saved}");
+    // eval normalises as training did: its accuracy is the run's own last test accuracy.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("a/summary.json")).unwrap()).unwrap();
+    let e = util::json(&maxprune(&["eval", "a", "--json"], cwd));
+    assert_eq!(e["accuracy"], summary["last"]["test"]["accuracy"]);
+
+    for (text, needle) in [
+        (
+            "mean = [0.5, 0.5]",
+            "mean: expected 1 value (the input has 1 channel), found 2 values",
+        ),
+        ("std = [0.0]", "std: expected finite numbers > 0, found 0.0"),
+        (
+            "[augment]\nrotate = 10",
+            "unknown field `rotate`, expected `flip` or `crop`",
+        ),
+    ] {
+        std::fs::write(cwd.join("train.toml"), text).unwrap();
+        let args = [
+            "train",
+            "--spec",
+            "spec.json",
+            "--dataset",
+            "embedded",
+            "--config",
+            "train.toml",
+        ];
+        refused_leaving_nothing(cwd, &[&args[..], &["--out", "refused"]].concat(), needle, "refused");
+        fails_with(
+            &maxprune(&[&args[..], &["--out", "refused"]].concat(), cwd),
+            "train.toml",
+        );
+    }
+}
