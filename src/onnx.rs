@@ -279,7 +279,7 @@ pub fn export(net: &Network, norm: &Normalization) -> Result<Vec<u8>> {
         let (mean, std): (Vec<f32>, Vec<f32>) = (0..c).map(|i| norm.channel(i)).unzip();
         for (op, role, values) in [("Sub", "mean", mean), ("Div", "std", std)] {
             let constant = b.float_tensor(format!("{INPUT}.{role}"), TensorData::new(values, [1, c, 1, 1]));
-            b.node(op, &format!("{INPUT}.{role}"), vec![constant], vec![]);
+            b.node(op, &format!("{INPUT}.{}", op.to_lowercase()), vec![constant], vec![]);
         }
     }
     for (i, (layer, params)) in spec.layers.iter().zip(net.params()).enumerate() {
