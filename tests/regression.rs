@@ -1145,3 +1145,56 @@ fn issue36_normalisation_and_augmentation_are_deterministic_by_seed_and_resume_b
         );
     }
 }
+
+#[test]
+fn issue36_import_of_torchvision_weights_normalises_with_imagenets_mean_and_std() {
+    use maxprune::model::spec::{InputShape, LayerSpec};
+    let tmp = tempfile::tempdir().unwrap();
+    let input = InputShape {
+        channels: 3,
+        height: 32,
+        width: 32,
+    };
+    let spec = maxprune::model::presets::Preset::Vgg16
+        .spec()
+        .scaled(0.0625, input, 10)
+        .unwrap();
+    let net = maxprune::model::network::Network::init(&spec, 1, &burn::tensor::Device::flex()).unwrap();
+    let ours = net.to_safetensors();
+    let st = safetensors::SafeTensors::deserialize(&ours).unwrap();
+    // torchvision's names, in layer order: features.<i> for convs, classifier.<i> for denses.
+    let (mut convs, mut denses) = (0, 0);
+    let mut tensors = Vec::new();
+    for layer in &spec.layers {
+        let (name, theirs) = match layer {
+            LayerSpec::Conv2d(c) => (&c.name, format!("features.{}", post_inc(&mut convs))),
+            LayerSpec::Dense(d) => (&d.name, format!("classifier.{}", post_inc(&mut denses))),
+            _ => continue,
+        };
+        for role in ["weight", "bias"] {
+            tensors.push((
+                format!("{theirs}.{role}"),
+                st.tensor(&format!("{name}.{role}")).unwrap(),
+            ));
+        }
+    }
+    std::fs::write(
+        tmp.path().join("vgg.safetensors"),
+        safetensors::serialize(tensors, None).unwrap(),
+    )
+    .unwrap();
+    let scale = ["--width", "0.0625", "--input-size", "32", "--classes", "10"];
+    let args = ["import", "vgg.safetensors", "--preset", "vgg16", "--out", "v"];
+    ok(&maxprune(&[&args[..], &scale].concat(), tmp.path()));
+    let saved = std::fs::read_to_string(tmp.path().join("v/train.toml")).unwrap();
+    assert!(
+        saved.contains("mean = [0.485, 0.456, 0.406]") && saved.contains("std = [0.229, 0.224, 0.225]"),
+        "{saved}"
+    );
+}
+
+/// Returns `n`, then counts it up.
+fn post_inc(n: &mut usize) -> usize {
+    *n += 1;
+    *n - 1
+}

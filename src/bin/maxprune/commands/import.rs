@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use maxprune::data::transform::Normalization;
 use maxprune::model::import::torchvision;
 use maxprune::model::presets::Preset;
 use maxprune::train::{RunDir, TrainConfig};
@@ -39,10 +40,14 @@ pub(crate) fn cmd_import(a: ImportArgs) -> Result<()> {
         a.seed,
         &maxprune::device(),
     )?;
+    let (rgb, (imagenet_mean, imagenet_std)) = (spec.input.channels == 3, Normalization::IMAGENET);
     let config = TrainConfig {
         dataset: a.data.name_or(TrainConfig::default().dataset)?,
         seed: a.seed,
         epochs: 0,
+        // torchvision's pretrained weights read RGB normalised by ImageNet's mean and std.
+        mean: rgb.then(|| imagenet_mean.to_vec()),
+        std: rgb.then(|| imagenet_std.to_vec()),
         ..TrainConfig::default()
     };
     RunDir::create(&a.out, &net, &config)?;
