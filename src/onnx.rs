@@ -1,8 +1,10 @@
 //! ONNX export of any network maxprune builds, as standard operators only.
 //!
-//! The graph (opset 13, IR version 7) takes `input` `[batch, C, H, W]` float32 in `[0, 1]`, as
-//! maxprune feeds it, with a symbolic batch dimension, and returns the logits as `logits`
-//! `[batch, classes]`. Layers map one to one: `conv2d` -> `Conv`, `max-pool` -> `MaxPool`
+//! The graph (opset 13, IR version 7) takes `input` `[batch, C, H, W]` float32 in `[0, 1]`
+//! (pixels / 255), with a symbolic batch dimension, and returns the logits as `logits`
+//! `[batch, classes]`. A run normalised with `mean` and `std` (`train.toml`) starts with `Sub`
+//! and `Div` nodes by `[1, C, 1, 1]` constants (`input.mean`, `input.std`), so the file takes
+//! the same `[0, 1]` pixels either way. Layers map one to one: `conv2d` -> `Conv`, `max-pool` -> `MaxPool`
 //! (floor, as maxprune), `flatten` -> `Flatten`, `dense` -> `Gemm` (`transB = 1`, the weight is
 //! `[out, in]`), `relu` -> `Relu`; `dropout` is left out (an inference graph). A maxout layer of
 //! `units` x `k` pieces is `Reshape` to `[batch, units, k(, H, W)]` + `ReduceMax` over the `k`
@@ -17,6 +19,7 @@
 
 use burn::tensor::TensorData;
 
+use crate::data::transform::Normalization;
 use crate::error::Result;
 use crate::model::layers::Kind;
 use crate::model::network::{LayerParams, Network};
@@ -271,8 +274,9 @@ impl Builder {
     }
 }
 
-/// The ONNX model of `net` (see the module docs for the graph).
-pub fn export(net: &Network) -> Result<Vec<u8>> {
+/// The ONNX model of `net` reading pixels normalised by `norm` (see the module docs for the
+/// graph).
+pub fn export(net: &Network, norm: &Normalization) -> Result<Vec<u8>> {
     use prost::Message;
     let spec = net.spec();
     let infos = spec.validate()?;
@@ -281,6 +285,14 @@ pub fn export(net: &Network) -> Result<Vec<u8>> {
         initializers: Vec::new(),
         last: INPUT.into(),
     };
+    if !norm.is_identity() {
+        let c = spec.input.channels;
+        let (mean, std): (Vec<f32>, Vec<f32>) = (0..c).map(|i| norm.channel(i)).unzip();
+        for (op, role, values) in [("Sub", "mean", mean), ("Div", "std", std)] {
+            let constant = b.float_tensor(format!("{INPUT}.{role}"), TensorData::new(values, [1, c, 1, 1]));
+            b.node(op, &format!("{INPUT}.{}", op.to_lowercase()), vec![constant], vec![]);
+        }
+    }
     for (i, (layer, params)) in spec.layers.iter().zip(net.params()).enumerate() {
         let name = layer
             .name()

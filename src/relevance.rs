@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::split::Split;
 use crate::data::split::batch;
+use crate::data::transform::Normalization;
 use crate::error::{Error, Result};
 use crate::model::finite::check_forward;
 use crate::model::layout;
@@ -193,7 +194,8 @@ pub trait Criterion {
     fn score_layers(&self, net: &Network, pass: Pass, obs: Listener) -> Result<Relevance>;
 
     /// [`score_layers`](Self::score_layers) of the default unit layers
-    /// ([`ArchSpec::default_unit_layers`]).
+    /// ([`ArchSpec::default_unit_layers`]), on pixels scaled to `[0, 1]`
+    /// ([`Normalization::default`]).
     fn score_observed(&self, net: &Network, data: &Split, batch: usize, observer: Listener) -> Result<Relevance> {
         let layers = net.spec().default_unit_layers();
         self.score_layers(
@@ -202,6 +204,7 @@ pub trait Criterion {
                 layers: &layers,
                 data,
                 batch,
+                norm: &Normalization::default(),
             },
             observer,
         )
@@ -222,6 +225,8 @@ pub struct Pass<'a> {
     pub data: &'a Split,
     /// Examples per traced batch.
     pub batch: usize,
+    /// How the examples' pixels become inputs (the run's normalisation).
+    pub norm: &'a Normalization,
 }
 
 /// Who hears of a relevance pass.
@@ -304,6 +309,7 @@ fn for_each_trace(
         layers,
         data,
         batch: size,
+        norm,
     }: Pass,
     observer: &mut dyn Observer<RelevanceEvent>,
     mut visit: impl FnMut(usize, &[f32], usize, usize, usize),
@@ -312,7 +318,7 @@ fn for_each_trace(
     let order: Vec<usize> = (0..data.len()).collect();
     let mut done = 0;
     for chunk in order.chunks(size.max(1)) {
-        let (x, _) = batch(data, chunk, &net.spec().input, net.device());
+        let (x, _) = batch(data, chunk, &net.spec().input, norm, net.device());
         let (logits, traces) = net.forward_traced_at(x.clone(), layers);
         if done == 0 {
             check_forward(&net, x, logits)?;

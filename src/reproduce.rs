@@ -219,7 +219,14 @@ fn measure(done: &Done, data: &Dataset, device: &Device) -> Result<Measured> {
         sparse_bytes: crate::sparse::encode(&net, Some(&config.dataset)).len(),
         dense_bytes: net.to_safetensors().len(),
         flops: net.spec().flops()?,
-        accuracy: evaluate(&net, &data.test, data.classes, config.eval_batch_size)?.accuracy,
+        accuracy: evaluate(
+            &net,
+            &data.test,
+            data.classes,
+            config.eval_batch_size,
+            &dir.normalization()?,
+        )?
+        .accuracy,
         seconds,
     })
 }

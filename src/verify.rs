@@ -15,6 +15,7 @@ use image::imageops::FilterType;
 use serde::Serialize;
 
 use crate::data::folder::open_image;
+use crate::data::transform::Normalization;
 use crate::error::{Error, Result};
 use crate::model::network::Network;
 use crate::model::spec::InputShape;
@@ -326,10 +327,10 @@ pub fn images(folds: &[Vec<Pair>]) -> Vec<ImageRef> {
     set.into_keys().collect()
 }
 
-/// Loads an image as `[channels, height, width]` values in `[0, 1]`: decoded by the `image`
-/// crate (JPEG or PNG), converted to grayscale or RGB as `input.channels` asks, and resized to
-/// the input (bilinear, aspect ratio not kept).
-pub fn load_image(path: &Path, input: &InputShape) -> Result<Vec<f32>> {
+/// Loads an image as `[channels, height, width]` input values (pixels normalised by `norm`):
+/// decoded by the `image` crate (JPEG or PNG), converted to grayscale or RGB as
+/// `input.channels` asks, and resized to the input (bilinear, aspect ratio not kept).
+pub fn load_image(path: &Path, input: &InputShape, norm: &Normalization) -> Result<Vec<f32>> {
     let img = open_image(path)?;
     let (h, w) = (input.height, input.width);
     let img = img.resize_exact(w as u32, h as u32, FilterType::Triangle);
@@ -348,19 +349,31 @@ pub fn load_image(path: &Path, input: &InputShape) -> Result<Vec<f32>> {
             });
         }
     };
-    Ok(planes.iter().flatten().map(|&p| f32::from(p) / 255.0).collect())
+    let table = norm.table(planes.len());
+    Ok(planes
+        .iter()
+        .zip(&table)
+        .flat_map(|(plane, values)| plane.iter().map(|&p| values[usize::from(p)]))
+        .collect())
 }
 
 /// Embeds every image under `root` with the network's first `layers` layers (see
-/// [`crate::model::spec::ArchSpec::embedding_depth`]), `batch` images at a time.
-pub fn embed(net: &Network, root: &Path, images: &[ImageRef], layers: usize, batch: usize) -> Result<Vec<Vec<f32>>> {
+/// [`crate::model::spec::ArchSpec::embedding_depth`]), `batch` images at a time, their pixels
+/// normalised by `norm`.
+pub fn embed(
+    (net, norm): (&Network, &Normalization),
+    root: &Path,
+    images: &[ImageRef],
+    layers: usize,
+    batch: usize,
+) -> Result<Vec<Vec<f32>>> {
     let net = net.clone().into_inference();
     let input = net.spec().input;
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(batch.max(1)) {
         let mut pixels = Vec::with_capacity(chunk.len() * input.channels * input.height * input.width);
         for image in chunk {
-            pixels.extend(load_image(&image.path(root), &input)?);
+            pixels.extend(load_image(&image.path(root), &input, norm)?);
         }
         let shape = [chunk.len(), input.channels, input.height, input.width];
         let x = Tensor::<4>::from_data(TensorData::new(pixels, shape), net.device());
@@ -372,17 +385,18 @@ pub fn embed(net: &Network, root: &Path, images: &[ImageRef], layers: usize, bat
     Ok(out)
 }
 
-/// The whole protocol: embeds the images `folds` need (under `root`, LFW's layout), measures
-/// each pair's `distance` and runs [`protocol`].
+/// The whole protocol: embeds the images `folds` need (under `root`, LFW's layout) with `net`
+/// reading pixels normalised by `norm` (its run's), measures each pair's `distance` and runs
+/// [`protocol`].
 pub fn verify(
-    net: &Network,
+    (net, norm): (&Network, &Normalization),
     folds: &[Vec<Pair>],
     root: &Path,
     distance: Distance,
     layers: usize,
 ) -> Result<Verification> {
     let images = images(folds);
-    let embeddings = embed(net, root, &images, layers, 64)?;
+    let embeddings = embed((net, norm), root, &images, layers, 64)?;
     let index: BTreeMap<&ImageRef, &[f32]> = images.iter().zip(embeddings.iter().map(Vec::as_slice)).collect();
     let scored: Vec<Vec<(f64, bool)>> = folds
         .iter()

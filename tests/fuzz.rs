@@ -366,7 +366,7 @@ fn fuzz_image(name: &str, format: image::ImageFormat) {
     };
     fuzz(name, image_file(format), |b| {
         std::fs::write(&path, b).unwrap();
-        load_image(Path::new(&path), &shape)
+        load_image(Path::new(&path), &shape, &Default::default())
     });
 }
 

@@ -5,6 +5,7 @@
 use burn::tensor::{Device, Tensor as BurnTensor, TensorData};
 use maxprune::data::dataset::Dataset;
 use maxprune::data::split::Split;
+use maxprune::data::transform::Normalization;
 use maxprune::model::layers::{Maxout, Relu};
 use maxprune::model::network::Network;
 use maxprune::model::presets::Preset;
@@ -69,10 +70,25 @@ fn argmax(row: &[f32]) -> usize {
 
 /// Exports `net`, runs it in tract, and compares with maxprune's forward pass.
 fn agrees(what: &str, net: &Network) {
-    let onnx = maxprune::onnx::export(net).unwrap();
+    agrees_normalised(what, net, &Normalization::default());
+}
+
+/// Exports `net` reading pixels normalised by `norm`, runs it in tract on pixels in `[0, 1]`,
+/// and compares with maxprune's forward pass on the normalised pixels.
+fn agrees_normalised(what: &str, net: &Network, norm: &Normalization) {
+    let onnx = maxprune::onnx::export(net, norm).unwrap();
     let input = net.spec().input;
     let x = inputs(&input);
-    let (ours, theirs) = (maxprune_logits(net, &x), tract_logits(&onnx, &input, &x));
+    let plane = input.height * input.width;
+    let normalised: Vec<f32> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let (m, s) = norm.channel(i / plane % input.channels);
+            (v - m) / s
+        })
+        .collect();
+    let (ours, theirs) = (maxprune_logits(net, &normalised), tract_logits(&onnx, &input, &x));
     assert_eq!(ours.len(), theirs.len(), "{what}");
     let diff = ours
         .iter()
@@ -165,4 +181,21 @@ fn tract_agrees_with_maxprune_on_every_kind_of_network() {
     }
     agrees("cifar-maxout (batch norm, avg-pool, global-avg-pool)", &net);
     agrees("cifar-maxout, batch norm folded", &net.fold_batch_norm().unwrap());
+}
+
+#[test]
+fn a_normalised_run_exports_its_mean_and_std_in_front_of_the_graph() {
+    let input = InputShape {
+        channels: 3,
+        height: 28,
+        width: 28,
+    };
+    let spec = Preset::Lenet5Maxout.spec().scaled(1.0, input, 10).unwrap();
+    let net = Network::init(&spec, 1, &device()).unwrap();
+    let (mean, std) = Normalization::IMAGENET;
+    agrees_normalised(
+        "imagenet-normalised",
+        &net,
+        &Normalization::new(Some(&mean), Some(&std)),
+    );
 }

@@ -1762,3 +1762,128 @@ fn issue_33_the_spec_documentation_example_is_the_preset_it_names() {
     assert_eq!(documented, preset);
     assert_eq!(documented["params"], 427_330);
 }
+
+#[test]
+fn issue36_normalisation_and_augmentation_are_deterministic_by_seed_and_resume_bit_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::write(cwd.join("spec.json"), spec().to_string()).unwrap();
+    let recipe = "mean = [0.3]\nstd = [0.4]\n[augment]\nflip = true\ncrop = 2\n";
+    std::fs::write(cwd.join("train.toml"), recipe).unwrap();
+    std::fs::write(cwd.join("plain.toml"), "mean = [0.3]\nstd = [0.4]\n").unwrap();
+    let train = |config: &str, epochs: &str, out: &str| {
+        let args = [
+            "train",
+            "--spec",
+            "spec.json",
+            "--dataset",
+            "embedded",
+            "--config",
+            config,
+        ];
+        ok(&maxprune(
+            &[&args[..], &["--epochs", epochs, "--out", out, "-q"]].concat(),
+            cwd,
+        ));
+    };
+    train("train.toml", "2", "a");
+    train("train.toml", "2", "b");
+    train("train.toml", "1", "c");
+    ok(&maxprune(
+        &["train", "--resume", "--epochs", "2", "--out", "c", "-q"],
+        cwd,
+    ));
+    train("plain.toml", "2", "p");
+    let model = |d: &str| std::fs::read(cwd.join(d).join("model.safetensors")).unwrap();
+    assert_eq!(model("a"), model("b"), "the same seed, the same run");
+    assert_eq!(model("a"), model("c"), "resuming reproduces the uninterrupted run");
+    assert_ne!(model("a"), model("p"), "augmentation changes what is learnt");
+    let saved = std::fs::read_to_string(cwd.join("a/train.toml")).unwrap();
+    assert!(saved.contains("mean = [0.3]") && saved.contains("crop = 2"), "{saved}");
+    // eval normalises as training did: its accuracy is the run's own last test accuracy.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("a/summary.json")).unwrap()).unwrap();
+    let e = util::json(&maxprune(&["eval", "a", "--json"], cwd));
+    assert_eq!(e["accuracy"], summary["last"]["test"]["accuracy"]);
+
+    for (text, needle) in [
+        (
+            "mean = [0.5, 0.5]",
+            "mean: expected 1 value (the input has 1 channel), found 2 values",
+        ),
+        ("std = [0.0]", "std: expected finite numbers > 0, found 0.0"),
+        (
+            "[augment]\nrotate = 10",
+            "unknown field `rotate`, expected `flip` or `crop`",
+        ),
+    ] {
+        std::fs::write(cwd.join("train.toml"), text).unwrap();
+        let args = [
+            "train",
+            "--spec",
+            "spec.json",
+            "--dataset",
+            "embedded",
+            "--config",
+            "train.toml",
+        ];
+        refused_leaving_nothing(cwd, &[&args[..], &["--out", "refused"]].concat(), needle, "refused");
+        fails_with(
+            &maxprune(&[&args[..], &["--out", "refused"]].concat(), cwd),
+            "train.toml",
+        );
+    }
+}
+
+#[test]
+fn issue36_import_of_torchvision_weights_normalises_with_imagenets_mean_and_std() {
+    use maxprune::model::spec::{InputShape, LayerSpec};
+    let tmp = tempfile::tempdir().unwrap();
+    let input = InputShape {
+        channels: 3,
+        height: 32,
+        width: 32,
+    };
+    let spec = maxprune::model::presets::Preset::Vgg16
+        .spec()
+        .scaled(0.0625, input, 10)
+        .unwrap();
+    let net = maxprune::model::network::Network::init(&spec, 1, &burn::tensor::Device::flex()).unwrap();
+    let ours = net.to_safetensors();
+    let st = safetensors::SafeTensors::deserialize(&ours).unwrap();
+    // torchvision's names, in layer order: features.<i> for convs, classifier.<i> for denses.
+    let (mut convs, mut denses) = (0, 0);
+    let mut tensors = Vec::new();
+    for layer in &spec.layers {
+        let (name, theirs) = match layer {
+            LayerSpec::Conv2d(c) => (&c.name, format!("features.{}", post_inc(&mut convs))),
+            LayerSpec::Dense(d) => (&d.name, format!("classifier.{}", post_inc(&mut denses))),
+            _ => continue,
+        };
+        for role in ["weight", "bias"] {
+            tensors.push((
+                format!("{theirs}.{role}"),
+                st.tensor(&format!("{name}.{role}")).unwrap(),
+            ));
+        }
+    }
+    std::fs::write(
+        tmp.path().join("vgg.safetensors"),
+        safetensors::serialize(tensors, None).unwrap(),
+    )
+    .unwrap();
+    let scale = ["--width", "0.0625", "--input-size", "32", "--classes", "10"];
+    let args = ["import", "vgg.safetensors", "--preset", "vgg16", "--out", "v"];
+    ok(&maxprune(&[&args[..], &scale].concat(), tmp.path()));
+    let saved = std::fs::read_to_string(tmp.path().join("v/train.toml")).unwrap();
+    assert!(
+        saved.contains("mean = [0.485, 0.456, 0.406]") && saved.contains("std = [0.229, 0.224, 0.225]"),
+        "{saved}"
+    );
+}
+
+/// Returns `n`, then counts it up.
+fn post_inc(n: &mut usize) -> usize {
+    *n += 1;
+    *n - 1
+}

@@ -1,4 +1,5 @@
-//! Data: IDX files, CIFAR-10 batches, image folders, named datasets and their download.
+//! Data: IDX files, CIFAR-10 batches, image folders, named datasets and their download; how pixels
+//! become inputs (normalisation) and training varies them (augmentation).
 
 pub mod cifar;
 pub mod dataset;
@@ -6,3 +7,4 @@ pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod split;
+pub mod transform;

@@ -3,6 +3,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::idx::IdxImages;
+use super::transform::Normalization;
 use crate::error::{Error, Result};
 use crate::model::spec::InputShape;
 
@@ -77,7 +78,8 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
     (l / 10_000) as u8
 }
 
-/// One batch as tensors: pixels scaled to `[0, 1]`, and labels. The images are centred in the
+/// One batch as tensors: pixels as `norm` turns them into values (by default scaled to
+/// `[0, 1]`), and labels. The images are centred in the
 /// network's `input` (zero padding where it is larger, a centre crop where it is smaller). When
 /// the image and the input have the same number of channels they are copied channel by channel;
 /// otherwise every input channel gets the image's gray (a gray image's one channel, an RGB
@@ -86,14 +88,22 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
 ///
 /// # Shapes
 /// - returns `([batch, input.channels, input.height, input.width], [batch])`
-pub fn batch(split: &Split, indices: &[usize], input: &InputShape, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+pub fn batch(
+    split: &Split,
+    indices: &[usize],
+    input: &InputShape,
+    norm: &Normalization,
+    device: &Device,
+) -> (Tensor<4>, Tensor<1, Int>) {
     let b = indices.len();
     let (c, h, w) = (input.channels, input.height, input.width);
-    let scale = |p: u8| f32::from(p) / 255.0;
+    let table = norm.table(c);
+    let scale = |ch: usize, p: u8| table[ch][usize::from(p)];
     let pixels = if (c, h, w) == (split.channels, split.rows, split.cols) {
+        let plane = h * w;
         indices
             .iter()
-            .flat_map(|&i| split.image(i).iter().map(|&p| scale(p)))
+            .flat_map(|&i| split.image(i).iter().enumerate().map(|(at, &p)| scale(at / plane, p)))
             .collect()
     } else {
         let plane = split.rows * split.cols;
@@ -113,7 +123,7 @@ pub fn batch(split: &Split, indices: &[usize], input: &InputShape, device: &Devi
                 for x in 0..w {
                     let Some(sx) = source(x, w, split.cols) else { continue };
                     for ch in 0..c {
-                        pixels[((n * c + ch) * h + y) * w + x] = scale(value(image, ch, sy * split.cols + sx));
+                        pixels[((n * c + ch) * h + y) * w + x] = scale(ch, value(image, ch, sy * split.cols + sx));
                     }
                 }
             }
@@ -152,11 +162,15 @@ mod tests {
                 .map(|v| (v * 255.0).round() as u8)
                 .collect::<Vec<_>>()
         };
-        let (x, y) = batch(&split, &[0], &shape(1, 4), &d);
+        let none = Normalization::default();
+        let (x, y) = batch(&split, &[0], &shape(1, 4), &none, &d);
         assert_eq!(values(x), [0, 0, 0, 0, 0, 51, 102, 0, 0, 153, 204, 0, 0, 0, 0, 0]);
         assert_eq!(y.into_data().iter::<i64>().collect::<Vec<_>>(), [3]);
-        assert_eq!(values(batch(&split, &[0], &shape(3, 1), &d).0), [204, 204, 204]);
-        assert_eq!(values(batch(&split, &[0], &shape(1, 2), &d).0), [51, 102, 153, 204]);
+        assert_eq!(values(batch(&split, &[0], &shape(3, 1), &none, &d).0), [204, 204, 204]);
+        assert_eq!(
+            values(batch(&split, &[0], &shape(1, 2), &none, &d).0),
+            [51, 102, 153, 204]
+        );
     }
 
     #[test]
@@ -176,7 +190,7 @@ mod tests {
                 height: 1,
                 width: w,
             };
-            let x = batch(&split, &[0], &input, &d).0;
+            let x = batch(&split, &[0], &input, &Normalization::default(), &d).0;
             x.into_data()
                 .iter::<f32>()
                 .map(|v| (v * 255.0).round() as u8)

@@ -135,8 +135,10 @@ pub fn import(
         .filter(|l| matches!(l, crate::model::spec::LayerSpec::BatchNorm(_)))
         .filter_map(|l| fill.prefixes.get(l.name()?).map(String::as_str))
         .collect();
-    fill.unused
-        .retain(|n| !n.strip_suffix(".num_batches_tracked").is_some_and(|p| norms.contains(&p)));
+    fill.unused.retain(|n| {
+        !n.strip_suffix(".num_batches_tracked")
+            .is_some_and(|p| norms.contains(&p))
+    });
     let mut problems = fill.problems;
     problems.extend(
         fill.unused

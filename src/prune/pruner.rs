@@ -5,13 +5,13 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::DatasetName;
-use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::model::network::{Network, ParamVisitor};
 use crate::model::spec::ArchSpec;
 use crate::progress::Observer;
 use crate::relevance::RelevanceEvent;
 use crate::train::Distillation;
+use crate::train::Splits;
 
 use super::stop::{BenchSteps, StopRule};
 
@@ -143,13 +143,13 @@ pub trait Pruner {
     /// Whether the schedule is complete, before step `steps_done + 1`.
     fn finished(&self, net: &Network, steps_done: usize) -> bool;
     /// Step `step` (1-based): prunes `net` (with the weight masks it holds), scoring on
-    /// `train` if needed (a pass reported to `observer`); `None` when nothing more can be
-    /// removed (the schedule then ends).
+    /// `splits.train` if needed (a pass reported to `observer`); `None` when nothing more can
+    /// be removed (the schedule then ends).
     fn prune(
         &self,
         step: usize,
         net: &Network,
-        train: &Split,
+        splits: &Splits,
         batch: usize,
         observer: &mut dyn Observer<RelevanceEvent>,
     ) -> Result<Option<Pruned>>;

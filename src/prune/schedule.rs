@@ -25,7 +25,6 @@ use super::select::{LayerBudget, LayerCut, Policy, select, select_each, unit_lay
 use super::stop::{BenchSteps, PairedChange, StopRule};
 use crate::bench::{SPEEDUP_ROUNDS, Speedup, lenet5_reference, speedups};
 use crate::data::dataset::{Dataset, DatasetName};
-use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::model::network::Network;
@@ -34,9 +33,7 @@ use crate::progress::{Observer, forward};
 use crate::relevance::{CriterionKind, Pass, Relevance, RelevanceEvent, TiePolicy, criterion};
 use crate::report::{self, StepRow, VsLenet5, lenet5_params_for};
 use crate::train::RunDir;
-use crate::train::{
-    Checkpoint, Event, Fingerprint, Splits, Teacher, TrainConfig, evaluate, evaluate_with_hits, train,
-};
+use crate::train::{Checkpoint, Event, Fingerprint, Splits, Teacher, TrainConfig, evaluate, evaluate_with_hits, train};
 
 /// The piece count a schedule stops at: `until_k` when given; without it and without a step
 /// limit, one piece per unit (the paper's end point); with only a step limit, none.
@@ -271,7 +268,7 @@ impl Pruner for ScheduleConfig {
         &self,
         step: usize,
         net: &Network,
-        train: &Split,
+        splits: &Splits,
         batch: usize,
         observer: &mut dyn Observer<RelevanceEvent>,
     ) -> Result<Option<Pruned>> {
@@ -280,8 +277,9 @@ impl Pruner for ScheduleConfig {
             net,
             Pass {
                 layers: &layers,
-                data: train,
+                data: &splits.train,
                 batch,
+                norm: &splits.norm,
             },
             observer,
         )?;
@@ -409,11 +407,11 @@ fn scores(net: &Network, splits: &Splits, batch: usize) -> Result<Scores> {
     let val = splits
         .val
         .as_ref()
-        .map(|v| evaluate_with_hits(net, v, splits.classes, batch))
+        .map(|v| evaluate_with_hits(net, v, splits.classes, batch, &splits.norm))
         .transpose()?;
     Ok(Scores {
         val: val.map(|(_, hits)| hits),
-        test: evaluate(net, &splits.test, splits.classes, batch)?.accuracy,
+        test: evaluate(net, &splits.test, splits.classes, batch, &splits.norm)?.accuracy,
     })
 }
 
@@ -832,7 +830,7 @@ pub fn run_schedule_with(
                 RunDir::open(&dir)?
             } else {
                 let mut observer = forward(work.observer(), ScheduleEvent::Relevance);
-                let Some(pruned) = pruner.prune(step, &net, &splits.train, batch, &mut observer)? else {
+                let Some(pruned) = pruner.prune(step, &net, &splits, batch, &mut observer)? else {
                     break;
                 };
                 write_step(out, step, &pruned, &retrain)?

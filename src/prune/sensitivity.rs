@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::neuron::apply;
 use super::select::{Policy, select};
 use crate::data::split::Split;
+use crate::data::transform::Normalization;
 use crate::error::{Error, Result};
 use crate::model::network::Network;
 use crate::model::spec::ArchSpec;
@@ -103,14 +104,14 @@ pub fn check_fractions(fractions: &[f64]) -> Result<()> {
 
 /// Cuts each unit layer in `layers` (spec indices) by each of `fractions`, alone, ranked by
 /// `rel` (made for `net`), and measures accuracy on `val` (`classes` classes, in batches of
-/// `batch`). No retraining.
+/// `batch`, pixels normalised by `norm`). No retraining.
 pub fn sensitivity(
     net: &Network,
     rel: &Relevance,
     cut: Cut,
     layers: &[usize],
     fractions: &[f64],
-    (val, classes, batch): (&Split, usize, usize),
+    (val, classes, batch, norm): (&Split, usize, usize, &Normalization),
 ) -> Result<Sensitivity> {
     check_fractions(fractions)?;
     let spec = net.spec();
@@ -141,7 +142,7 @@ pub fn sensitivity(
                 fraction,
                 pieces: (pieces_of(net, m), pieces_of(&cut_net, m)),
                 params: cut_net.num_params(),
-                val_accuracy: evaluate(&cut_net, val, classes, batch)?.accuracy,
+                val_accuracy: evaluate(&cut_net, val, classes, batch, norm)?.accuracy,
             });
         }
     }
@@ -149,7 +150,7 @@ pub fn sensitivity(
         criterion: rel.criterion,
         cut,
         examples: val.len(),
-        baseline: evaluate(net, val, classes, batch)?.accuracy,
+        baseline: evaluate(net, val, classes, batch, norm)?.accuracy,
         params: net.num_params(),
         rows,
     })

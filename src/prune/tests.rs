@@ -8,6 +8,7 @@ use super::plan::{LayerPlan, PLAN_FORMAT_VERSION, PrunePlan};
 use super::select::{Policy, select};
 use crate::data::split::Split;
 use crate::data::split::batch;
+use crate::data::transform::Normalization;
 use crate::model::layout;
 use crate::model::network::Network;
 use crate::model::network::tests::conv_maxout_spec;
@@ -30,7 +31,7 @@ fn images(n: usize, seed: u64) -> Split {
 
 fn outputs(net: &Network, data: &Split) -> Vec<f32> {
     let idx: Vec<usize> = (0..data.len()).collect();
-    let (x, _) = batch(data, &idx, &net.spec().input, net.device());
+    let (x, _) = batch(data, &idx, &net.spec().input, &Normalization::default(), net.device());
     net.forward(x).into_data().iter::<f32>().collect()
 }
 
@@ -323,7 +324,7 @@ fn contribution_of_a_unit_is_its_mean_output_magnitude_times_its_outgoing_weight
     let net = Network::init(&Preset::Lenet5Maxout.spec(), 3, &d).unwrap();
     let rel = Contribution { ties: TiePolicy::Split }.score(&net, &data, 4).unwrap();
     let idx: Vec<usize> = (0..data.len()).collect();
-    let (_, traces) = net.forward_traced(batch(&data, &idx, &net.spec().input, &d).0);
+    let (_, traces) = net.forward_traced(batch(&data, &idx, &net.spec().input, &Normalization::default(), &d).0);
     let [n, units, k] = traces[0].pieces.dims();
     let pieces: Vec<f32> = traces[0].pieces.to_data().iter::<f32>().collect();
     let fc2 = net.spec().layers.iter().position(|l| l.name() == Some("fc2")).unwrap();
@@ -445,7 +446,7 @@ fn regression_relevance_is_counted_without_dropout() {
     let data = images(4, 4);
     let crit = ArgmaxFrequency { ties: TiePolicy::Split };
     let rel = crit.score(&net, &data, 4).unwrap();
-    let (_, traces) = without.forward_traced(batch(&data, &[0, 1, 2, 3], &spec.input, &d).0);
+    let (_, traces) = without.forward_traced(batch(&data, &[0, 1, 2, 3], &spec.input, &Normalization::default(), &d).0);
     let mut manual = vec![vec![0.0; 4]; 125];
     for (i, w) in traces[0].winners().into_data().iter::<i64>().enumerate() {
         manual[i % 125][w as usize] += 1.0;
@@ -761,6 +762,7 @@ fn plain_unit_layers_are_scored_and_plans_for_them_are_checked() {
                 layers: &[0, 2],
                 data: &data,
                 batch: 2,
+                norm: &Normalization::default(),
             },
             &mut crate::progress::Silent,
         )
@@ -782,6 +784,7 @@ fn plain_unit_layers_are_scored_and_plans_for_them_are_checked() {
                 layers: &[2],
                 data: &data,
                 batch: 2,
+                norm: &Normalization::default(),
             },
             &mut crate::progress::Silent,
         )
@@ -809,6 +812,7 @@ fn plain_unit_layers_are_scored_and_plans_for_them_are_checked() {
                 layers: &[7],
                 data: &data,
                 batch: 2,
+                norm: &Normalization::default(),
             },
             &mut crate::progress::Silent,
         )
@@ -1045,6 +1049,7 @@ fn folding_batch_norm_predicts_as_the_network_within_1e_4() {
                     layers: &n.spec().maxout_layers(),
                     data: &data,
                     batch: 2,
+                    norm: &Normalization::default(),
                 },
                 &mut crate::progress::Silent,
             )

@@ -11,13 +11,13 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::pruner::{Pruned, Pruner, Retrain, nonzeros};
-use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::model::network::{Network, ParamMapper, ParamVisitor};
 use crate::model::spec::ArchSpec;
 use crate::progress::Observer;
 use crate::relevance::RelevanceEvent;
 use crate::train::Masks;
+use crate::train::Splits;
 
 /// How much of each layer to remove.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -404,7 +404,7 @@ impl Pruner for WeightSchedule {
         &self,
         step: usize,
         net: &Network,
-        _: &Split,
+        _: &Splits,
         _: usize,
         _: &mut dyn Observer<RelevanceEvent>,
     ) -> Result<Option<Pruned>> {

@@ -23,6 +23,7 @@ use super::config::TrainConfig;
 use super::events::EpochMetrics;
 use super::sgd::Sgd;
 use crate::data::dataset::DatasetName;
+use crate::data::transform::Normalization;
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::model::network::{Network, ParamVisitor, f32_values};
@@ -171,6 +172,14 @@ impl RunDir {
     pub fn config(&self) -> Result<TrainConfig> {
         let p = self.file(CONFIG);
         TrainConfig::from_toml(&fsio::read_text(&p)?, &p.display().to_string())
+    }
+
+    /// How the run turns pixels into inputs ([`TrainConfig::normalization`]), its `train.toml`
+    /// checked against its network's input first.
+    pub fn normalization(&self) -> Result<Normalization> {
+        let config = self.config()?;
+        config.check_input(&self.spec()?.input, &self.file(CONFIG).display().to_string())?;
+        Ok(config.normalization())
     }
 
     /// Replaces the training config (to extend a run with more epochs, say).

@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::fingerprint::Fingerprint;
 use crate::data::dataset::DatasetName;
+use crate::data::transform::{Augment, Normalization};
 use crate::error::{Error, Result};
+use crate::model::spec::InputShape;
 
 /// The training recipe. Defaults are the original code's Caffe solver (the paper's LeNet-5): SGD, momentum 0.9,
 /// weight decay 5e-4, base lr 0.01 with the "inv" policy (gamma 1e-4, power 0.75), batch 64.
@@ -37,6 +39,17 @@ pub struct TrainConfig {
     /// Knowledge distillation from a teacher network (none by default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teacher: Option<Teacher>,
+    /// Per-channel mean subtracted from pixels scaled to `[0, 1]`: one value, or one per input
+    /// channel (none: 0). Training and every evaluation of the run use it ([`Normalization`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f64>>,
+    /// Per-channel std the centred pixels are divided by, each > 0: one value, or one per input
+    /// channel (none: 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f64>>,
+    /// Augmentation of training images (none by default), drawn from the run's seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub augment: Option<Augment>,
 }
 
 /// How much a student learns from a teacher's predictions (Hinton et al. 2015, "Distilling the
@@ -143,6 +156,9 @@ impl Default for TrainConfig {
             val: 0,
             eval_batch_size: 500,
             teacher: None,
+            mean: None,
+            std: None,
+            augment: None,
         }
     }
 }
@@ -177,7 +193,63 @@ impl TrainConfig {
         if !finite_at_least_0(self.weight_decay) {
             return p("weight_decay", "a finite number >= 0", self.weight_decay.to_string());
         }
+        for (field, values) in [("mean", &self.mean), ("std", &self.std)] {
+            let Some(values) = values else { continue };
+            if values.is_empty() {
+                return p(field, "one value, or one per input channel", "an empty list".into());
+            }
+            let positive = field == "std";
+            if let Some(v) = values.iter().find(|&&v| !(v.is_finite() && (!positive || v > 0.0))) {
+                let expected = if positive {
+                    "finite numbers > 0"
+                } else {
+                    "finite numbers"
+                };
+                return p(field, expected, format!("{v:?}"));
+            }
+        }
         self.teacher.as_ref().and_then(|t| t.weights().problem("teacher."))
+    }
+
+    /// The first setting that does not fit a network reading `input`.
+    fn input_problem(&self, input: &InputShape) -> Option<Problem> {
+        let c = input.channels;
+        for (field, values) in [("mean", &self.mean), ("std", &self.std)] {
+            if let Some(n) = values.as_ref().map(Vec::len).filter(|&n| n != 1 && n != c) {
+                let expected = match c {
+                    1 => "1 value (the input has 1 channel)".to_string(),
+                    c => format!("1 value or {c} (one per input channel)"),
+                };
+                return Some((field.into(), expected, format!("{n} values")));
+            }
+        }
+        let crop = self.augment.map_or(0, |a| a.crop);
+        let side = input.height.min(input.width);
+        (crop >= side.max(1)).then(|| {
+            let expected = format!("less than {side} (the input's smaller side)");
+            ("augment.crop".into(), expected, crop.to_string())
+        })
+    }
+
+    /// Checks the values against a network reading `input` (a mean or std per input channel, a
+    /// crop smaller than the input); errors are `source`'s and name the field, what it must be
+    /// and what it is.
+    pub fn check_input(&self, input: &InputShape, source: &str) -> Result<()> {
+        match self.problem().or_else(|| self.input_problem(input)) {
+            Some((what, expected, found)) => Err(Error::Format {
+                path: source.into(),
+                what,
+                expected,
+                found,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// How pixels become inputs in this run: `mean` and `std` ([`Normalization::default`]
+    /// without them).
+    pub fn normalization(&self) -> Normalization {
+        Normalization::new(self.mean.as_deref(), self.std.as_deref())
     }
 
     /// Checks the values; errors name the field, what it must be and what it is.
@@ -249,6 +321,70 @@ mod tests {
         ] {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn normalisation_and_augmentation_are_checked_and_round_trip() {
+        let rgb = InputShape {
+            channels: 3,
+            height: 32,
+            width: 32,
+        };
+        let text = "mean = [0.5, 0.4, 0.3]\nstd = [0.25]\n[augment]\nflip = true\ncrop = 4\n";
+        let c = TrainConfig::from_toml(text, "train.toml").unwrap();
+        c.check_input(&rgb, "train.toml").unwrap();
+        assert_eq!(c.augment, Some(Augment { flip: true, crop: 4 }));
+        assert_eq!(TrainConfig::from_toml(&c.to_toml(), "t").unwrap(), c);
+        assert_eq!(c.normalization().channel(2), (0.3, 0.25));
+        // Without them the file and the inputs are as before.
+        let plain = TrainConfig::default();
+        assert!(!plain.to_toml().contains("mean") && plain.normalization().is_identity());
+        let refused = |text: &str, input: &InputShape| {
+            let c = TrainConfig::from_toml(text, "train.toml");
+            let e = c.and_then(|c| c.check_input(input, "train.toml")).unwrap_err();
+            crate::error::error_chain(&e)
+        };
+        let gray = InputShape { channels: 1, ..rgb };
+        for (text, input, message) in [
+            (
+                "mean = [0.5, 0.5]",
+                &rgb,
+                "train.toml: mean: expected 1 value or 3 (one per input channel), found 2 values",
+            ),
+            (
+                "std = [0.5, 0.5]",
+                &gray,
+                "train.toml: std: expected 1 value (the input has 1 channel), found 2 values",
+            ),
+            (
+                "std = [0.5, 0.0, 1.0]",
+                &rgb,
+                "train.toml: std: expected finite numbers > 0, found 0.0",
+            ),
+            (
+                "std = [-1.0]",
+                &rgb,
+                "train.toml: std: expected finite numbers > 0, found -1.0",
+            ),
+            (
+                "mean = []",
+                &rgb,
+                "train.toml: mean: expected one value, or one per input channel, found an empty list",
+            ),
+            (
+                "augment = { crop = 32 }",
+                &rgb,
+                "train.toml: augment.crop: expected less than 32 (the input's smaller side), found 32",
+            ),
+            (
+                "augment = { rotate = 1 }",
+                &rgb,
+                "unknown field `rotate`, expected `flip` or `crop`",
+            ),
+        ] {
+            let e = refused(text, input);
+            assert!(e.contains(message) && e.contains("train.toml"), "{text}: {e}");
         }
     }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::loss::cross_entropy;
 use crate::data::split::{Split, batch};
+use crate::data::transform::Normalization;
 use crate::error::{Error, Result};
 use crate::model::finite::check_forward;
 use crate::model::network::Network;
@@ -41,10 +42,16 @@ pub fn check_classes(spec: &ArchSpec, classes: usize, data: &str) -> Result<()> 
     Ok(())
 }
 
-/// Evaluates `net` on `split` in evaluation mode (no dropout); `classes` is the dataset's
-/// class count, checked against the network's outputs first ([`check_classes`]).
-pub fn evaluate(net: &Network, split: &Split, classes: usize, batch_size: usize) -> Result<Evaluation> {
-    Ok(evaluate_with_hits(net, split, classes, batch_size)?.0)
+/// Evaluates `net` on `split` in evaluation mode (no dropout), its pixels normalised by `norm`;
+/// `classes` is the dataset's class count, checked against the network's outputs first ([`check_classes`]).
+pub fn evaluate(
+    net: &Network,
+    split: &Split,
+    classes: usize,
+    batch_size: usize,
+    norm: &Normalization,
+) -> Result<Evaluation> {
+    Ok(evaluate_with_hits(net, split, classes, batch_size, norm)?.0)
 }
 
 /// [`evaluate`], with whether each example of `split` was classified correctly (in split
@@ -54,13 +61,14 @@ pub fn evaluate_with_hits(
     split: &Split,
     classes: usize,
     batch_size: usize,
+    norm: &Normalization,
 ) -> Result<(Evaluation, Vec<bool>)> {
     check_classes(net.spec(), classes, "being evaluated")?;
     let mut correct = vec![0usize; classes];
     let mut total = vec![0usize; classes];
     let mut loss_sum = 0.0f64;
     let mut hits = Vec::with_capacity(split.len());
-    in_batches(net, split, batch_size, |chunk, logits, y| {
+    in_batches(net, split, batch_size, norm, |chunk, logits, y| {
         loss_sum += f64::from(cross_entropy(logits.clone(), y).into_scalar::<f32>()) * chunk.len() as f64;
         let pred = logits.argmax(1).into_data();
         for (p, &i) in pred.iter::<i64>().zip(chunk) {
@@ -93,6 +101,7 @@ fn in_batches(
     net: &Network,
     split: &Split,
     batch_size: usize,
+    norm: &Normalization,
     mut f: impl FnMut(&[usize], Tensor<2>, Tensor<1, burn::tensor::Int>),
 ) -> Result<()> {
     if split.is_empty() {
@@ -105,7 +114,7 @@ fn in_batches(
     let net = net.clone().to_device(&device);
     let order: Vec<usize> = (0..split.len()).collect();
     for (i, chunk) in order.chunks(batch_size).enumerate() {
-        let (x, y) = batch(split, chunk, &net.spec().input, &device);
+        let (x, y) = batch(split, chunk, &net.spec().input, norm, &device);
         let logits = net.forward(x.clone());
         if i == 0 {
             check_forward(&net, x, logits.clone())?;
@@ -150,13 +159,13 @@ impl Predictions {
 
 /// Runs `net` on every example of `split` in evaluation mode (no dropout), in batches of
 /// `batch_size`, keeping each example's scores and arg-max.
-pub fn predict(net: &Network, split: &Split, batch_size: usize) -> Result<Predictions> {
+pub fn predict(net: &Network, split: &Split, batch_size: usize, norm: &Normalization) -> Result<Predictions> {
     let mut predictions = Predictions {
         labels: split.labels.clone(),
         predicted: Vec::with_capacity(split.len()),
         logits: Vec::with_capacity(split.len()),
     };
-    in_batches(net, split, batch_size, |_, logits, _| {
+    in_batches(net, split, batch_size, norm, |_, logits, _| {
         let outputs = logits.dims()[1];
         let pred = logits.clone().argmax(1).into_data();
         predictions.predicted.extend(pred.iter::<i64>().map(|p| p as usize));

@@ -13,6 +13,7 @@ use super::fingerprint::Fingerprint;
 use super::loss::{cross_entropy, distillation_loss};
 use crate::data::dataset::Dataset;
 use crate::data::split::{Split, batch};
+use crate::data::transform::Normalization;
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::memory::check_training;
@@ -86,11 +87,14 @@ pub struct Splits {
     pub test: Split,
     /// Number of classes.
     pub classes: usize,
+    /// How their pixels become inputs (the run's `mean` and `std`).
+    pub norm: Normalization,
 }
 
 impl Splits {
     /// Carves the validation split that `config.val` asks for, or takes the dataset's own
-    /// [`validation`](Dataset::validation) set (then nothing is carved: `config.val` must be 0).
+    /// [`validation`](Dataset::validation) set (then nothing is carved: `config.val` must be 0); pixels are normalised as
+    /// `config` says.
     pub fn new(data: &Dataset, config: &TrainConfig) -> Result<Splits> {
         let (train, val) = match (&data.validation, config.val) {
             (Some(v), 0) => (data.train.clone(), Some(v.examples.clone())),
@@ -123,17 +127,21 @@ impl Splits {
             val,
             test: data.test.clone(),
             classes: data.classes,
+            norm: config.normalization(),
         })
     }
 }
 
 /// Checks that `net` can be trained on `splits` with `config`: it has parameters, an output for
-/// every class of `config.dataset`, and its batches fit the limit of [`check_training`]. [`train`]
+/// every class of `config.dataset`, its batches fit the limit of [`check_training`], and the
+/// config's normalisation and augmentation fit its input ([`TrainConfig::check_input`], errors
+/// naming `train.toml`). [`train`]
 /// checks it too; a caller that creates a run directory checks it first, so that a refused run
 /// leaves nothing behind.
 pub fn check_trainable(net: &Network, splits: &Splits, config: &TrainConfig) -> Result<()> {
     check_classes(net.spec(), splits.classes, &config.dataset.to_string())?;
     check_training(net.spec(), config.batch_size, config.eval_batch_size)?;
+    config.check_input(&net.spec().input, "train.toml")?;
     if net.num_params() == 0 {
         return Err(Error::invalid(
             "network",
@@ -172,11 +180,19 @@ pub fn train(dir: &RunDir, splits: &Splits, device: &Device, observer: &mut dyn 
         let mut order: Vec<usize> = (0..n).collect();
         SplitMix64::derive(config.seed, "shuffle", epoch as u64).shuffle(&mut order);
         let mut drop_rng = SplitMix64::derive(config.seed, "dropout", epoch as u64);
+        let mut augment_rng = SplitMix64::derive(config.seed, "augment", epoch as u64);
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         let mut lr = config.lr_at(ckpt.iteration);
         let start = Instant::now();
         for (step, chunk) in order.chunks(config.batch_size).enumerate() {
-            let (x, y) = batch(&splits.train, chunk, &input, &device);
+            let (x, y) = match config.augment {
+                Some(a) => {
+                    let varied = a.apply(&splits.train, chunk, &mut augment_rng);
+                    let all: Vec<usize> = (0..chunk.len()).collect();
+                    batch(&varied, &all, &input, &splits.norm, &device)
+                }
+                None => batch(&splits.train, chunk, &input, &splits.norm, &device),
+            };
             let soft = teacher.as_ref().map(|(t, weights)| (t.forward(x.clone()), *weights));
             let (logits, stats) = net.forward_train(x, &mut drop_rng);
             correct += logits
@@ -219,9 +235,15 @@ pub fn train(dir: &RunDir, splits: &Splits, device: &Device, observer: &mut dyn 
             val: splits
                 .val
                 .as_ref()
-                .map(|v| evaluate(&ckpt.net, v, splits.classes, config.eval_batch_size))
+                .map(|v| evaluate(&ckpt.net, v, splits.classes, config.eval_batch_size, &splits.norm))
                 .transpose()?,
-            test: evaluate(&ckpt.net, &splits.test, splits.classes, config.eval_batch_size)?,
+            test: evaluate(
+                &ckpt.net,
+                &splits.test,
+                splits.classes,
+                config.eval_batch_size,
+                &splits.norm,
+            )?,
             train_seconds,
             train_img_per_s: n as f64 / train_seconds,
         };

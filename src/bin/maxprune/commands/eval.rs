@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use maxprune::data::transform::Normalization;
 use maxprune::sparse;
 use maxprune::train::{RunDir, TrainConfig, evaluate, predict};
 
@@ -32,9 +33,14 @@ pub(crate) struct EvalArgs {
 }
 
 pub(crate) fn cmd_eval(a: EvalArgs) -> Result<()> {
-    let (net, recorded, batch) = if a.run.is_file() {
+    let (net, recorded, batch, norm) = if a.run.is_file() {
         let (net, dataset) = sparse_file(&a.run)?;
-        (net, dataset, TrainConfig::default().eval_batch_size)
+        (
+            net,
+            dataset,
+            TrainConfig::default().eval_batch_size,
+            Normalization::default(),
+        )
     } else {
         let dir = RunDir::open(&a.run)?;
         let config = dir.config()?;
@@ -45,16 +51,19 @@ pub(crate) fn cmd_eval(a: EvalArgs) -> Result<()> {
                 sparse::read_model(&dir.spec()?, &bytes, &path.display().to_string(), &maxprune::device())?
             }
         };
-        (net, Some(config.dataset), config.eval_batch_size)
+        (net, Some(config.dataset), config.eval_batch_size, dir.normalization()?)
     };
     let Some(name) = a.data.name()?.or(recorded) else {
         bail!("{}: no dataset recorded; give --dataset", a.run.display());
     };
     let data = a.data.load(&name)?;
     maxprune::memory::check_batch(net.spec(), batch, false)?;
-    let e = evaluate(&net, &data.test, data.classes, batch)?;
+    let e = evaluate(&net, &data.test, data.classes, batch, &norm)?;
     if let Some(path) = &a.predictions {
-        write_file(path, predict(&net, &data.test, batch)?.to_csv(a.logits).as_bytes())?;
+        write_file(
+            path,
+            predict(&net, &data.test, batch, &norm)?.to_csv(a.logits).as_bytes(),
+        )?;
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&e)?);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
+use maxprune::data::transform::Normalization;
 use maxprune::prune::schedule::accepted_run;
 use maxprune::sparse;
 use maxprune::train::RunDir;
@@ -39,18 +40,24 @@ pub(crate) struct ExportArgs {
 
 pub(crate) fn cmd_export(a: ExportArgs) -> Result<()> {
     // A run directory, or a sparse file (which records its dataset).
-    let (net, dataset) = if a.run.is_file() {
-        sparse_file(&a.run)?
+    let (net, dataset, norm) = if a.run.is_file() {
+        let (net, dataset) = sparse_file(&a.run)?;
+        (net, dataset, Normalization::default())
     } else {
         let dir = RunDir::open(&accepted_run(&a.run)?)?;
-        (dir.network(&maxprune::device())?, Some(dir.config()?.dataset))
+        let config = dir.config()?;
+        (
+            dir.network(&maxprune::device())?,
+            Some(config.dataset),
+            dir.normalization()?,
+        )
     };
     let net = if a.fold_bn { net.fold_batch_norm()? } else { net };
     let dense = net.to_safetensors();
     let bytes = match a.format {
         ExportFormat::Sparse => sparse::encode(&net, dataset.as_ref()),
         ExportFormat::Dense => dense.clone(),
-        ExportFormat::Onnx => maxprune::onnx::export(&net)?,
+        ExportFormat::Onnx => maxprune::onnx::export(&net, &norm)?,
     };
     write_file(&a.out, &bytes)?;
     println!(

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use maxprune::data::transform::Normalization;
 use maxprune::model::import::{ImportOptions, Names, import};
 use maxprune::model::presets::Preset;
 use maxprune::train::{RunDir, TrainConfig};
@@ -56,10 +57,15 @@ pub(crate) fn cmd_import(a: ImportArgs) -> Result<()> {
         options,
         &maxprune::device(),
     )?;
+    // torchvision's pretrained weights read RGB normalised by ImageNet's mean and std.
+    let imagenet = names == Names::Torchvision && spec.input.channels == 3;
+    let (imagenet_mean, imagenet_std) = Normalization::IMAGENET;
     let config = TrainConfig {
         dataset: a.data.name_or(TrainConfig::default().dataset)?,
         seed: a.seed,
         epochs: 0,
+        mean: imagenet.then(|| imagenet_mean.to_vec()),
+        std: imagenet.then(|| imagenet_std.to_vec()),
         ..TrainConfig::default()
     };
     RunDir::create(&a.out, &net, &config)?;

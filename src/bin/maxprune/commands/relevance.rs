@@ -75,6 +75,7 @@ pub(crate) fn cmd_relevance(a: RelevanceArgs, quiet: bool) -> Result<()> {
             layers: &layers,
             data: split,
             batch: config.eval_batch_size,
+            norm: &dir.normalization()?,
         },
         &mut Bars::new(quiet),
     )?;

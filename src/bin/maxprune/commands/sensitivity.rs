@@ -103,6 +103,7 @@ pub(crate) fn cmd_sensitivity(a: SensitivityArgs) -> Result<()> {
             layers: &layers,
             data: &splits.train,
             batch: config.eval_batch_size,
+            norm: &splits.norm,
         },
         &mut maxprune::progress::Silent,
     )?;
@@ -112,7 +113,7 @@ pub(crate) fn cmd_sensitivity(a: SensitivityArgs) -> Result<()> {
         cut,
         &layers,
         &a.fractions,
-        (val_split, data.classes, config.eval_batch_size),
+        (val_split, data.classes, config.eval_batch_size, &splits.norm),
     )?;
     maxprune::fsio::create_dir(&a.out)?;
     write_file(

@@ -72,6 +72,11 @@ pub(crate) fn cmd_train(a: TrainArgs, quiet: bool) -> Result<()> {
             bail!("epochs: expected at least 1 for a new run, found 0 (from --config)");
         }
         let spec = a.scale.apply(a.arch.spec()?)?;
+        let source = a
+            .config
+            .as_ref()
+            .map_or("train.toml".into(), |p| p.display().to_string());
+        config.check_input(&spec.input, &source)?;
         // Before the parameters are allocated: the batches' buffers bound the spec too.
         maxprune::memory::check_training(&spec, config.batch_size, config.eval_batch_size)?;
         let net = Network::init(&spec, config.seed, &maxprune::device())?;

@@ -45,7 +45,7 @@ pub(crate) fn cmd_verify(a: VerifyArgs) -> Result<()> {
     let text = maxprune::fsio::read_text(&a.pairs)?;
     let folds = parse_pairs(&text, &a.pairs.display().to_string())?;
     let layers = net.spec().embedding_depth(a.layer.as_deref())?;
-    let v = verify(&net, &folds, &a.images, a.distance, layers)?;
+    let v = verify((&net, &dir.normalization()?), &folds, &a.images, a.distance, layers)?;
     if let Some(out) = &a.out {
         maxprune::fsio::create_dir(out)?;
         maxprune::fsio::write_atomic(&out.join("verify.json"), serde_json::to_string_pretty(&v)?.as_bytes())?;
