@@ -69,6 +69,16 @@ def build(layers, channels, height, width):
             k, s = layer["kernel"], layer["stride"]
             mods.append(nn.MaxPool2d(k, s))
             shape = (shape[0], (shape[1] - k) // s + 1, (shape[2] - k) // s + 1)
+        elif kind == "avg-pool":
+            k, s, p = layer["kernel"], layer["stride"], layer.get("padding", 0)
+            mods.append(nn.AvgPool2d(k, s, p, count_include_pad=True))
+            shape = (shape[0], (shape[1] + 2 * p - k) // s + 1, (shape[2] + 2 * p - k) // s + 1)
+        elif kind == "global-avg-pool":
+            mods.extend([nn.AdaptiveAvgPool2d(1), nn.Flatten()])
+            shape = (shape[0],)
+        elif kind == "batch-norm":
+            norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+            mods.append(norm(shape[0], eps=layer.get("eps", 1e-5), momentum=layer.get("momentum", 0.1)))
         elif kind == "flatten":
             mods.append(nn.Flatten())
             shape = (shape[0] * shape[1] * shape[2],)

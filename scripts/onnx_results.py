@@ -4,7 +4,8 @@
 Makes each kind of network on the embedded Fashion-MNIST subset (2 training epochs, seed 1):
 unpruned `lenet5-maxout`, per-unit pruned (k=4 -> 3, arg-max relevance), ragged (`--policy
 global --fraction 0.4`), whole units removed (`contribution`, `--policy units --fraction 0.5`)
-and weight-pruned (one `prune weights` step, exported dense with its zeros); exports each with
+weight-pruned (one `prune weights` step, exported dense with its zeros), and a network with
+batch norm and global average pooling (as it is, folded, and with units removed); exports each with
 `maxprune export --format onnx`, runs it in ONNX Runtime on the 500 embedded test images, and
 compares accuracy and mean cross-entropy with `maxprune eval --json` on the same images.
 
@@ -55,6 +56,25 @@ def onnx_eval(model, images, labels):
     return float((logits.argmax(axis=1) == labels).mean()), float(loss)
 
 
+BN_SPEC = {
+    "format_version": 1,
+    "name": "bn",
+    "input": {"channels": 1, "height": 28, "width": 28},
+    "layers": [
+        {"kind": "conv2d", "name": "c1", "filters": 16, "kernel": 3, "stride": 1, "padding": 1},
+        {"kind": "batch-norm", "name": "bn1"},
+        {"kind": "relu"},
+        {"kind": "maxout", "pieces": {"units": 8, "k": 2}},
+        {"kind": "max-pool", "kernel": 2, "stride": 2},
+        {"kind": "conv2d", "name": "c2", "filters": 16, "kernel": 3, "stride": 1, "padding": 1},
+        {"kind": "batch-norm", "name": "bn2"},
+        {"kind": "relu"},
+        {"kind": "global-avg-pool"},
+        {"kind": "dense", "name": "fc", "outputs": 10},
+    ],
+}
+
+
 def networks(tmp):
     """Makes the run directories; returns [(what, run directory)]."""
     t = Path(tmp)
@@ -72,6 +92,14 @@ def networks(tmp):
         made.append((what, t / name))
     run("prune", "weights", str(t / "base"), "--out", str(t / "weights"), "--val", "0", "--retrain-epochs", "1", "--steps", "1")
     made.append(("weight-pruned (one step, dense zeros)", t / "weights" / "step-01"))
+    # Batch norm before a conv maxout layer and after a plain conv, global average pooling.
+    (t / "bn.json").write_text(json.dumps(BN_SPEC))
+    run("train", "--spec", str(t / "bn.json"), "--dataset", "embedded", "--epochs", "2", "--seed", "1", "--out", str(t / "bn"))
+    made.append(("batch norm + global-avg-pool (conv maxout)", t / "bn"))
+    made.append(("the same, batch norm folded (`--fold-bn`)", (t / "bn", "--fold-bn")))
+    run("prune", "neurons", str(t / "bn"), "--out", str(t / "bn-units"), "--criterion", "contribution", "--policy", "units",
+        "--fraction", "0.25", "--layers", "c1,c2", "--steps", "1", "--retrain-epochs", "1", "--val", "0")
+    made.append(("the same, units removed through batch norm", t / "bn-units" / "step-01"))
     return made
 
 
@@ -101,9 +129,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         given = [(arg, Path(arg)) for arg in args.runs]
         full = reproduced(args.reproduced) if args.reproduced else []
-        for what, run_dir in (given or networks(tmp)) + full:
+        for what, source in (given or networks(tmp)) + full:
+            # A network is a run directory, or (run directory, extra export flag).
+            run_dir, *flags = source if isinstance(source, tuple) else (source,)
             model = Path(tmp) / f"{len(rows)}.onnx"
-            run("export", str(run_dir), "--format", "onnx", "--out", str(model))
+            run("export", str(run_dir), "--format", "onnx", *flags, "--out", str(model))
             ours = maxprune_eval(run_dir)
             acc, loss = onnx_eval(model, images, labels)
             agree = ours["accuracy"] == acc and abs(ours["loss"] - loss) < 1e-4

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Regenerates the README's speed table: maxprune (flex) against PyTorch on this machine's CPU.
 
-For 1 and 2 threads and each network (`lenet5-maxout`, and `vgg16-maxout` scaled to width 0.25,
-32x32 inputs and 10 classes), runs `maxprune bench --json` with maxprune's own kernels, the same
+For 1 and 2 threads and each network (`lenet5-maxout`, `vgg16-maxout` scaled to width 0.25,
+32x32 inputs and 10 classes, and `cifar-maxout`: batch norm and global average pooling), runs `maxprune bench --json` with maxprune's own kernels, the same
 with `--kernels burn` (burn's convolution and pooling, the state before), and
 `bench/torch_reference.py --json` (the same network and measurements) alternately, `--rounds`
 times each, and reports the median of each figure; then training alone at batch 8 and 1 for
@@ -11,7 +11,7 @@ markers, with the ratios against PyTorch drawn as a bar chart (`maxprune chart b
 `docs/charts/speed-ratios.svg`). PyTorch comes from `$TORCH_PYTHON` (default `python3`), e.g. a venv made with
 `python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch numpy`.
 
-    cargo build --release && TORCH_PYTHON=/tmp/torch/bin/python3 python3 scripts/speed_results.py
+    cargo build --release && TORCH_PYTHON=/tmp/torch/bin/python3 python3 scripts/speed_results.py [--only PRESET]
 """
 import argparse
 import json
@@ -29,6 +29,7 @@ VGG_SCALE = ["--width", "0.25", "--input-size", "32", "--classes", "10"]
 NETWORKS = [
     ("lenet5-maxout", "`lenet5-maxout`", []),
     ("vgg16-maxout", "`vgg16-maxout` at width 0.25, 32x32, 10 classes", VGG_SCALE),
+    ("cifar-maxout", "`cifar-maxout` (conv-batch-norm-relu-maxout blocks, global average pooling)", []),
 ]
 NAMES = {
     "train_img_per_s": "training, img/s (batch 64)",
@@ -72,12 +73,15 @@ def fmt(key, value):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
-    rounds = ap.parse_args().rounds
+    ap.add_argument("--only", help="measure one preset and print its table (the README block is not written)")
+    args = ap.parse_args()
+    rounds = args.rounds
+    networks = [n for n in NETWORKS if args.only in (None, n[0])]
     backend = None
     md = []
     at_par = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for preset, title, scale in NETWORKS:
+        for preset, title, scale in networks:
             spec = spec_file(preset, scale, tmp)
             rows = []
             for threads in [1, 2]:
@@ -113,6 +117,9 @@ def main():
         f"{backend}, CPU). Ratios above 1.0x mean the first is faster (for latency, the inverse ratio).",
         "",
     ]
+    if args.only:
+        print("\n".join(header + md))
+        return
     lenet = [f"{NAMES[k].split(',')[0]} {r:.2f}x on {th} thread(s)" for (p, th, k), r in at_par.items() if p == "lenet5-maxout"]
     below = [f"{p} {NAMES[k].split(',')[0]} on {th} thread(s) ({r:.2f}x)" for (p, th, k), r in at_par.items() if r < 1.0]
     footer = [
