@@ -216,7 +216,7 @@ fn measure(done: &Done, data: &Dataset, device: &Device) -> Result<Measured> {
         val_change,
         params: net.num_params(),
         nonzeros: nonzeros(&net),
-        sparse_bytes: crate::sparse::encode(&net, Some(&config.dataset)).len(),
+        sparse_bytes: crate::sparse::encode(&net, &crate::sparse::Recorded::of(&config)).len(),
         dense_bytes: net.to_safetensors().len(),
         flops: net.spec().flops()?,
         accuracy: evaluate(

@@ -63,6 +63,11 @@ struct Entry {
 struct Header {
     spec: ArchSpec,
     dataset: Option<DatasetName>,
+    /// The run's per-channel normalisation (absent: pixels / 255).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mean: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    std: Option<Vec<f64>>,
     tensors: Vec<Entry>,
     /// Version 1 only: the payload's SHA-256 (version 2 checks the whole file instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,8 +78,36 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Encodes `net` (and the dataset it was trained on) as a sparse model file.
-pub fn encode(net: &Network, dataset: Option<&DatasetName>) -> Vec<u8> {
+/// What a sparse file records besides the network: the dataset it was trained on and how its
+/// pixels were normalised (`mean`, `std` as in `train.toml`; `None`: pixels / 255).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recorded {
+    /// The dataset, when known.
+    pub dataset: Option<DatasetName>,
+    /// Per-channel means.
+    pub mean: Option<Vec<f64>>,
+    /// Per-channel standard deviations.
+    pub std: Option<Vec<f64>>,
+}
+
+impl Recorded {
+    /// The dataset and normalisation of a run's config.
+    pub fn of(config: &crate::train::TrainConfig) -> Recorded {
+        Recorded {
+            dataset: Some(config.dataset.clone()),
+            mean: config.mean.clone(),
+            std: config.std.clone(),
+        }
+    }
+
+    /// How pixels become the network's inputs.
+    pub fn normalization(&self) -> crate::data::transform::Normalization {
+        crate::data::transform::Normalization::new(self.mean.as_deref(), self.std.as_deref())
+    }
+}
+
+/// Encodes `net` (and what `recorded` says of it) as a sparse model file.
+pub fn encode(net: &Network, recorded: &Recorded) -> Vec<u8> {
     struct Collect {
         payload: Vec<u8>,
         entries: Vec<Entry>,
@@ -132,7 +165,9 @@ pub fn encode(net: &Network, dataset: Option<&DatasetName>) -> Vec<u8> {
     net.visit_params(&mut c);
     let header = Header {
         spec: net.spec().clone(),
-        dataset: dataset.cloned(),
+        dataset: recorded.dataset.clone(),
+        mean: recorded.mean.clone(),
+        std: recorded.std.clone(),
         tensors: c.entries,
         payload_sha256: None,
     };
@@ -175,9 +210,9 @@ pub fn is_sparse(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
 }
 
-/// Decodes a sparse model file; `source` names it in errors. Returns the network and the
-/// dataset recorded in it.
-pub fn decode(bytes: &[u8], source: &str, device: &Device) -> Result<(Network, Option<DatasetName>)> {
+/// Decodes a sparse model file; `source` names it in errors. Returns the network and what the
+/// file records of it (its normalisation checked against the network's input).
+pub fn decode(bytes: &[u8], source: &str, device: &Device) -> Result<(Network, Recorded)> {
     let bad = |what: &str, expected: String, found: String| Error::Format {
         path: source.to_string(),
         what: what.to_string(),
@@ -245,6 +280,17 @@ pub fn decode(bytes: &[u8], source: &str, device: &Device) -> Result<(Network, O
         .spec
         .validate()
         .map_err(|e| bad("spec", "a valid spec".into(), e.to_string()))?;
+    let recorded = Recorded {
+        dataset: header.dataset.clone(),
+        mean: header.mean.clone(),
+        std: header.std.clone(),
+    };
+    let config = crate::train::TrainConfig {
+        mean: recorded.mean.clone(),
+        std: recorded.std.clone(),
+        ..Default::default()
+    };
+    config.check_input(&header.spec.input, &format!("{source}: header"))?;
     let payload = &body[20 + json.len()..];
     let mut need = 0usize;
     let mut table = BTreeMap::new();
@@ -350,7 +396,7 @@ pub fn decode(bytes: &[u8], source: &str, device: &Device) -> Result<(Network, O
             format!("extra tensor '{extra}'"),
         ));
     }
-    Ok((net, header.dataset))
+    Ok((net, recorded))
 }
 
 /// Decodes one tensor whose shape already equals the spec's (so its size is bounded).
@@ -438,7 +484,13 @@ mod tests {
         let net = Network::init(&Preset::SeedLenet.spec(), 1, &Device::flex())
             .unwrap()
             .map_params(&mut Thin);
-        let bytes = encode(&net, Some(&DatasetName::Embedded));
+        let bytes = encode(
+            &net,
+            &Recorded {
+                dataset: Some(DatasetName::Embedded),
+                ..Recorded::default()
+            },
+        );
         let h = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
         let header = serde_json::from_slice(&bytes[20..20 + h]).unwrap();
         (header, bytes[20 + h..bytes.len() - 32].to_vec())
@@ -517,11 +569,11 @@ mod tests {
         let spec = Preset::SeedLenet.spec();
         let net = Network::init(&spec, 1, &Device::flex()).unwrap().map_params(&mut Thin);
         let same = |other: &Network| other.to_safetensors() == net.to_safetensors();
-        for bytes in [net.to_safetensors(), encode(&net, None)] {
+        for bytes in [net.to_safetensors(), encode(&net, &Recorded::default())] {
             assert!(same(&read_model(&spec, &bytes, "m", &Device::flex()).unwrap()));
         }
         let other = Preset::Lenet5.spec();
-        let e = read_model(&other, &encode(&net, None), "m.mxs", &Device::flex()).unwrap_err();
+        let e = read_model(&other, &encode(&net, &Recorded::default()), "m.mxs", &Device::flex()).unwrap_err();
         assert!(e.to_string().contains("m.mxs: made for another spec"), "{e}");
         // A larger spec than the file holds is refused before its network is built.
         let e = read_model(&other, &net.to_safetensors(), "m", &Device::flex()).unwrap_err();
@@ -540,8 +592,11 @@ mod tests {
         let mut v1 = [&MAGIC[..], &VERSION_1.to_le_bytes(), &(json.len() as u64).to_le_bytes()].concat();
         v1.extend_from_slice(&json);
         v1.extend_from_slice(&payload);
-        let (net, dataset) = decode(&v1, "m.mxs", &Device::flex()).unwrap();
-        assert_eq!((net.num_params(), dataset), (240_470, Some(DatasetName::Embedded)));
+        let (net, recorded) = decode(&v1, "m.mxs", &Device::flex()).unwrap();
+        assert_eq!(
+            (net.num_params(), recorded.dataset),
+            (240_470, Some(DatasetName::Embedded))
+        );
         let last = v1.len() - 1;
         v1[last] ^= 0x40;
         assert!(error(&v1).contains("payload checksum"));

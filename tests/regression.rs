@@ -1805,6 +1805,10 @@ fn issue36_normalisation_and_augmentation_are_deterministic_by_seed_and_resume_b
         serde_json::from_str(&std::fs::read_to_string(cwd.join("a/summary.json")).unwrap()).unwrap();
     let e = util::json(&maxprune(&["eval", "a", "--json"], cwd));
     assert_eq!(e["accuracy"], summary["last"]["test"]["accuracy"]);
+    // So does a sparse file of the run, which records the normalisation in its header.
+    ok(&maxprune(&["export", "a", "--out", "a.mxs"], cwd));
+    let sparse = util::json(&maxprune(&["eval", "a.mxs", "--json"], cwd));
+    assert_eq!(sparse["accuracy"], e["accuracy"]);
 
     for (text, needle) in [
         (

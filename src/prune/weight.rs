@@ -651,14 +651,20 @@ mod tests {
         for s in [0.5, 0.7, 0.9] {
             let masks = magnitude_masks(&net, &Masks::new(), &targets(s, s), 1, 1);
             let pruned = apply_masks(net.clone(), &masks);
-            let bytes = crate::sparse::encode(&pruned, Some(&crate::data::dataset::DatasetName::Embedded));
+            let bytes = crate::sparse::encode(
+                &pruned,
+                &crate::sparse::Recorded {
+                    dataset: Some(crate::data::dataset::DatasetName::Embedded),
+                    ..Default::default()
+                },
+            );
             assert!(
                 bytes.len() < pruned.to_safetensors().len(),
                 "sparsity {s}: {} bytes",
                 bytes.len()
             );
             let (back, dataset) = crate::sparse::decode(&bytes, "m.mxs", &d).unwrap();
-            assert_eq!(dataset, Some(crate::data::dataset::DatasetName::Embedded));
+            assert_eq!(dataset.dataset, Some(crate::data::dataset::DatasetName::Embedded));
             let a: Vec<f32> = pruned.forward(x.clone()).into_data().iter().collect();
             let b: Vec<f32> = back.forward(x.clone()).into_data().iter().collect();
             assert_eq!(a, b);
@@ -670,7 +676,7 @@ mod tests {
         let d = Device::flex();
         let net = Network::init(&Preset::Lenet5.spec(), 3, &d).unwrap();
         let masks = magnitude_masks(&net, &Masks::new(), &targets(0.5, 0.9), 1, 1);
-        let bytes = crate::sparse::encode(&apply_masks(net, &masks), None);
+        let bytes = crate::sparse::encode(&apply_masks(net, &masks), &Default::default());
         let err = |b: &[u8]| {
             crate::sparse::decode(b, "m.mxs", &d)
                 .map(|_| ())

@@ -4,14 +4,13 @@
 use std::path::Path;
 
 use anyhow::Result;
-use maxprune::data::dataset::DatasetName;
 use maxprune::model::network::Network;
-use maxprune::sparse;
+use maxprune::sparse::{self, Recorded};
 
 use crate::cli::Output;
 
-/// The network in a sparse `.mxs` file, and the dataset it records.
-pub(crate) fn sparse_file(path: &Path) -> Result<(Network, Option<DatasetName>)> {
+/// The network in a sparse `.mxs` file, and the dataset and normalisation it records.
+pub(crate) fn sparse_file(path: &Path) -> Result<(Network, Recorded)> {
     let bytes = maxprune::fsio::read_tensor_file(path)?;
     Ok(sparse::decode(
         &bytes,

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use maxprune::data::transform::Normalization;
 use maxprune::sparse;
 use maxprune::train::{RunDir, TrainConfig, evaluate, predict};
 
@@ -34,13 +33,9 @@ pub(crate) struct EvalArgs {
 
 pub(crate) fn cmd_eval(a: EvalArgs) -> Result<()> {
     let (net, recorded, batch, norm) = if a.run.is_file() {
-        let (net, dataset) = sparse_file(&a.run)?;
-        (
-            net,
-            dataset,
-            TrainConfig::default().eval_batch_size,
-            Normalization::default(),
-        )
+        let (net, recorded) = sparse_file(&a.run)?;
+        let norm = recorded.normalization();
+        (net, recorded.dataset, TrainConfig::default().eval_batch_size, norm)
     } else {
         let dir = RunDir::open(&a.run)?;
         let config = dir.config()?;

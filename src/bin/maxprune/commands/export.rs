@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use maxprune::data::transform::Normalization;
 use maxprune::prune::schedule::accepted_run;
-use maxprune::sparse;
+use maxprune::sparse::{self, Recorded};
 use maxprune::train::RunDir;
 
 use crate::files::{sparse_file, write_file};
@@ -39,25 +38,20 @@ pub(crate) struct ExportArgs {
 }
 
 pub(crate) fn cmd_export(a: ExportArgs) -> Result<()> {
-    // A run directory, or a sparse file (which records its dataset).
-    let (net, dataset, norm) = if a.run.is_file() {
-        let (net, dataset) = sparse_file(&a.run)?;
-        (net, dataset, Normalization::default())
+    // A run directory, or a sparse file (which records its dataset and normalisation).
+    let (net, recorded) = if a.run.is_file() {
+        sparse_file(&a.run)?
     } else {
         let dir = RunDir::open(&accepted_run(&a.run)?)?;
-        let config = dir.config()?;
-        (
-            dir.network(&maxprune::device())?,
-            Some(config.dataset),
-            dir.normalization()?,
-        )
+        dir.normalization()?;
+        (dir.network(&maxprune::device())?, Recorded::of(&dir.config()?))
     };
     let net = if a.fold_bn { net.fold_batch_norm()? } else { net };
     let dense = net.to_safetensors();
     let bytes = match a.format {
-        ExportFormat::Sparse => sparse::encode(&net, dataset.as_ref()),
+        ExportFormat::Sparse => sparse::encode(&net, &recorded),
         ExportFormat::Dense => dense.clone(),
-        ExportFormat::Onnx => maxprune::onnx::export(&net, &norm)?,
+        ExportFormat::Onnx => maxprune::onnx::export(&net, &recorded.normalization())?,
     };
     write_file(&a.out, &bytes)?;
     println!(
