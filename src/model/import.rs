@@ -187,7 +187,9 @@ fn torchvision_prefixes(spec: &ArchSpec, st: &SafeTensors, source: &str) -> Resu
     let (mut convs, mut denses) = (features.iter(), classifier.iter());
     for layer in &spec.layers {
         let (ours, theirs) = match layer {
+            // vgg16_bn's features interleave each conv with its batch norm, as the spec does.
             LayerSpec::Conv2d(c) => (&c.name, convs.next()),
+            LayerSpec::BatchNorm(b) => (&b.name, convs.next()),
             LayerSpec::Dense(d) => (&d.name, denses.next()),
             _ => continue,
         };
@@ -195,7 +197,8 @@ fn torchvision_prefixes(spec: &ArchSpec, st: &SafeTensors, source: &str) -> Resu
             path: source.into(),
             what: format!("tensors for layer {ours}"),
             expected: format!(
-                "torchvision names for every conv and dense layer of {} (features.<i>.weight, classifier.<i>.weight)",
+                "torchvision names for every conv, batch norm and dense layer of {} (features.<i>.weight, \
+                 classifier.<i>.weight)",
                 spec.name
             ),
             found: count(),
@@ -206,7 +209,7 @@ fn torchvision_prefixes(spec: &ArchSpec, st: &SafeTensors, source: &str) -> Resu
         return Err(Error::Format {
             path: source.into(),
             what: "layer count".into(),
-            expected: format!("as many conv and dense layers as {}", spec.name),
+            expected: format!("as many conv, batch norm and dense layers as {}", spec.name),
             found: count(),
         });
     }
@@ -387,6 +390,56 @@ mod tests {
             options(Names::Torchvision, allow_fresh),
             &Device::flex(),
         )
+    }
+
+    #[test]
+    fn torchvision_vgg16_bn_names_import_exactly_with_num_batches_tracked_skipped() {
+        // torchvision's vgg16_bn numbers `features` as the spec orders its layers (conv, bn,
+        // relu, ..., pool) and `classifier` from 0 after the flatten.
+        let d = Device::flex();
+        let input = InputShape {
+            channels: 3,
+            height: 32,
+            width: 32,
+        };
+        let spec = crate::model::presets::Preset::Vgg16Bn
+            .spec()
+            .scaled(1.0 / 32.0, input, 10)
+            .unwrap();
+        let net = Network::init(&spec, 2, &d).unwrap();
+        let ours = net.to_safetensors();
+        let st = SafeTensors::deserialize(&ours).unwrap();
+        let flatten = spec
+            .layers
+            .iter()
+            .position(|l| matches!(l, LayerSpec::Flatten(_)))
+            .unwrap();
+        let tracked = 7i64.to_le_bytes();
+        let mut tensors = Vec::new();
+        for (i, layer) in spec.layers.iter().enumerate() {
+            let Some(name) = layer.name() else { continue };
+            let theirs = if i < flatten {
+                format!("features.{i}")
+            } else {
+                format!("classifier.{}", i - flatten - 1)
+            };
+            for (full, view) in st
+                .tensors()
+                .into_iter()
+                .filter(|(n, _)| n.starts_with(&format!("{name}.")))
+            {
+                let role = &full[name.len() + 1..];
+                tensors.push((format!("{theirs}.{role}"), view));
+            }
+            if matches!(layer, LayerSpec::BatchNorm(_)) {
+                let view = TensorView::new(Dtype::I64, vec![], &tracked).unwrap();
+                tensors.push((format!("{theirs}.num_batches_tracked"), view));
+            }
+        }
+        let bytes = safetensors::serialize(tensors, None).unwrap();
+        let (back, report) = torchvision(&spec, &bytes, &[]).unwrap();
+        assert!(report.fresh.is_empty() && report.summed.is_empty());
+        assert_eq!(back.to_safetensors(), ours);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub(crate) struct ImportArgs {
     pub(crate) file: PathBuf,
     #[command(flatten)]
     pub(crate) arch: ArchArgs,
-    /// How the file names its tensors (default: torchvision with --preset vgg16 or vgg16-maxout,
+    /// How the file names its tensors (default: torchvision with the --preset vgg16* presets,
     /// state-dict otherwise).
     #[arg(long, value_enum)]
     pub(crate) names: Option<Names>,
@@ -41,7 +41,7 @@ pub(crate) struct ImportArgs {
 pub(crate) fn cmd_import(a: ImportArgs) -> Result<()> {
     let spec = a.scale.apply(a.arch.spec()?)?;
     let names = a.names.unwrap_or(match a.arch.preset {
-        Some(Preset::Vgg16 | Preset::Vgg16Maxout) => Names::Torchvision,
+        Some(Preset::Vgg16 | Preset::Vgg16Maxout | Preset::Vgg16Bn | Preset::Vgg16MaxoutBn) => Names::Torchvision,
         _ => Names::StateDict,
     });
     let bytes = maxprune::fsio::read_tensor_file(&a.file)?;
