@@ -2,17 +2,14 @@
 //! maxprune builds and must give maxprune's logits (max abs difference under 1e-4, identical
 //! predictions) on the embedded test images.
 
-use burn::tensor::{Device, Tensor as BurnTensor, TensorData};
-use maxprune::data::dataset::Dataset;
-use maxprune::data::split::Split;
+use burn::tensor::{Tensor as BurnTensor, TensorData};
 use maxprune::data::transform::Normalization;
-use maxprune::model::layers::{Maxout, Relu};
+use maxprune::model::layers::Maxout;
 use maxprune::model::network::Network;
 use maxprune::model::presets::Preset;
-use maxprune::model::spec::{ArchSpec, InputShape, LayerSpec, Pieces};
-use maxprune::prune::neuron::apply;
-use maxprune::prune::select::{Policy, select};
-use maxprune::relevance::{CriterionKind, TiePolicy, criterion};
+use maxprune::model::spec::{InputShape, LayerSpec, Pieces};
+use maxprune::prune::select::Policy;
+use maxprune::relevance::CriterionKind;
 use maxprune::rng::SplitMix64;
 use tract_onnx::prelude::*;
 use util::nets::*;

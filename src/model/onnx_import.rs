@@ -1107,6 +1107,84 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::onnx::proto::{
+        Dimension, DimensionValue, GraphProto, TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto,
+    };
+
+    fn node(op: &str, name: &str, input: &[&str]) -> NodeProto {
+        NodeProto {
+            input: input.iter().map(|s| s.to_string()).collect(),
+            output: vec![format!("{name}.out")],
+            name: name.into(),
+            op_type: op.into(),
+            attribute: vec![],
+        }
+    }
+
+    /// A model of `nodes` reading `x` `[batch, 1, 4, 4]`, whose output is the last node's.
+    fn model(nodes: Vec<NodeProto>) -> Vec<u8> {
+        let dims = [DimensionValue::DimParam("batch".into())]
+            .into_iter()
+            .chain([1, 4, 4].map(DimensionValue::DimValue));
+        let info = |name: &str, dims: Vec<Dimension>| ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                tensor_type: Some(TensorTypeProto {
+                    elem_type: 1,
+                    shape: Some(TensorShapeProto { dim: dims }),
+                }),
+            }),
+        };
+        let output = nodes.last().expect("a node").output[0].clone();
+        ModelProto {
+            graph: Some(GraphProto {
+                input: vec![info("x", dims.map(|v| Dimension { value: Some(v) }).collect())],
+                output: vec![info(&output, vec![])],
+                node: nodes,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn refusal(nodes: Vec<NodeProto>) -> String {
+        let bytes = model(nodes);
+        match import_onnx(&bytes, Path::new("m.onnx"), &OnnxOptions::default(), &Device::flex()) {
+            Ok(_) => panic!("imported"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_residual_add_is_refused_naming_the_node() {
+        let e = refusal(vec![
+            node("Relu", "act", &["x"]),
+            node("Add", "skip", &["x", "act.out"]),
+        ]);
+        assert!(e.contains("node 'skip' (Add)") && e.contains("sequential"), "{e}");
+    }
+
+    #[test]
+    fn an_unsupported_operator_is_refused_naming_the_node_and_the_supported_ones() {
+        let e = refusal(vec![node("Sigmoid", "squash", &["x"])]);
+        assert!(e.contains("node 'squash' (Sigmoid)") && e.contains("Conv, Gemm"), "{e}");
+    }
+
+    #[test]
+    fn a_symbolic_input_needs_its_shape() {
+        let mut bytes = model(vec![node("Relu", "act", &["x"])]);
+        let mut m = ModelProto::decode(&bytes[..]).unwrap();
+        let dim = &mut m.graph.as_mut().unwrap().input[0].r#type.as_mut().unwrap();
+        let shape = dim.tensor_type.as_mut().unwrap().shape.as_mut().unwrap();
+        shape.dim[2].value = Some(DimensionValue::DimParam("h".into()));
+        bytes = m.encode_to_vec();
+        let e = match import_onnx(&bytes, Path::new("m.onnx"), &OnnxOptions::default(), &Device::flex()) {
+            Ok(_) => panic!("imported"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("--input-shape"), "{e}");
+    }
 
     #[test]
     fn ragged_gather_decodes_to_counts() {
