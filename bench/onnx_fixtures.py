@@ -108,6 +108,8 @@ def main():
     for opset in (13, 17):
         export(f"lenet-torchscript-op{opset}", lenet, (1, 28, 28), False, opset_version=opset)
         export(f"gap-torchscript-op{opset}", gap, (3, 16, 16), False, opset_version=opset)
+    # Without constant folding batch norm stays a BatchNormalization node (folded, it is gone).
+    export("lenet-torchscript-unfolded", lenet, (1, 28, 28), False, opset_version=13, do_constant_folding=False)
     try:
         import onnxscript  # noqa: F401  (the dynamo exporter needs it)
     except ImportError:

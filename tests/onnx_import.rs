@@ -130,5 +130,5 @@ fn pytorch_exports_give_pytorchs_logits() {
         assert!(diff < 1e-4, "{}: max abs difference {diff}", model.display());
         checked += 1;
     }
-    assert!(checked >= 4, "fixtures found: {checked}");
+    assert_eq!(checked, 7, "fixtures found");
 }
