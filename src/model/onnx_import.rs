@@ -123,6 +123,21 @@ enum Pending {
 
 /// Reads the ONNX model `bytes`; `source` is the file (external data is read beside it, and its
 /// stem names the spec). See the module's documentation for what is accepted.
+///
+/// ```
+/// use std::path::Path;
+/// use burn::tensor::Device;
+/// use maxprune::data::transform::Normalization;
+/// use maxprune::model::network::Network;
+/// use maxprune::model::onnx_import::{OnnxOptions, import_onnx};
+/// use maxprune::model::presets::Preset;
+///
+/// let net = Network::init(&Preset::SeedLenet.spec(), 7, &Device::flex()).unwrap();
+/// let onnx = maxprune::onnx::export(&net, &Normalization::default()).unwrap();
+/// let back = import_onnx(&onnx, Path::new("seed.onnx"), &OnnxOptions::default(), &Device::flex()).unwrap();
+/// assert_eq!(back.network.num_params(), net.num_params());
+/// assert_eq!(back.network.spec().name, "seed");
+/// ```
 pub fn import_onnx(bytes: &[u8], source: &Path, options: &OnnxOptions, device: &Device) -> Result<Imported> {
     let path = source.display().to_string();
     let model = ModelProto::decode(bytes).map_err(|e| Error::Format {
@@ -838,7 +853,7 @@ impl Walk {
                 .filter(|&(i, _)| i != free)
                 .map(|(_, &d)| d)
                 .product();
-            resolved[free] = if known == 0 { 0 } else { numel / known };
+            resolved[free] = numel.checked_div(known).unwrap_or(0);
         }
         let bad = self.refuse(
             node,
