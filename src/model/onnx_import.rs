@@ -1187,6 +1187,29 @@ mod tests {
     }
 
     #[test]
+    fn external_data_outside_the_models_directory_is_refused() {
+        let entry = |key: &str, value: &str| crate::onnx::proto::StringStringEntryProto {
+            key: key.into(),
+            value: value.into(),
+        };
+        for location in ["../secret.data", "/etc/passwd"] {
+            let t = TensorProto {
+                name: "w".into(),
+                data_type: 1,
+                dims: vec![1],
+                data_location: 1,
+                external_data: vec![entry("location", location)],
+                ..Default::default()
+            };
+            let e = decode_tensor(&t, Path::new("."), "m.onnx").unwrap_err().to_string();
+            assert!(
+                e.contains("tensor 'w' external data") && e.contains("beside the model"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn a_symbolic_input_needs_its_shape() {
         let mut bytes = model(vec![node("Relu", "act", &["x"])]);
         let mut m = ModelProto::decode(&bytes[..]).unwrap();
