@@ -33,8 +33,9 @@ pub const INPUT: &str = "input";
 /// The name of the graph's output.
 pub const OUTPUT: &str = "logits";
 
-/// The subset of `onnx.proto3` this exporter writes (field numbers as there).
-mod proto {
+/// The subset of `onnx.proto3` this exporter writes and the importer
+/// ([`crate::model::onnx_import`]) reads (field numbers as there).
+pub(crate) mod proto {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ModelProto {
         #[prost(int64, tag = "1")]
@@ -106,23 +107,42 @@ mod proto {
         pub f: f32,
         #[prost(int64, tag = "3")]
         pub i: i64,
+        #[prost(bytes = "vec", tag = "4")]
+        pub s: Vec<u8>,
+        #[prost(message, optional, tag = "5")]
+        pub t: Option<TensorProto>,
+        #[prost(float, repeated, tag = "7")]
+        pub floats: Vec<f32>,
         #[prost(int64, repeated, tag = "8")]
         pub ints: Vec<i64>,
         #[prost(int32, tag = "20")]
         pub r#type: i32,
     }
 
-    /// `TensorProto.DataType`: FLOAT = 1, INT64 = 7.
+    /// `TensorProto.DataType`: FLOAT = 1, INT32 = 6, INT64 = 7, DOUBLE = 11;
+    /// `data_location` EXTERNAL = 1 (then `external_data` holds `location`, `offset`, `length`).
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct TensorProto {
         #[prost(int64, repeated, tag = "1")]
         pub dims: Vec<i64>,
         #[prost(int32, tag = "2")]
         pub data_type: i32,
+        #[prost(float, repeated, tag = "4")]
+        pub float_data: Vec<f32>,
+        #[prost(int32, repeated, tag = "5")]
+        pub int32_data: Vec<i32>,
+        #[prost(int64, repeated, tag = "7")]
+        pub int64_data: Vec<i64>,
         #[prost(string, tag = "8")]
         pub name: String,
         #[prost(bytes = "vec", tag = "9")]
         pub raw_data: Vec<u8>,
+        #[prost(double, repeated, tag = "10")]
+        pub double_data: Vec<f64>,
+        #[prost(message, repeated, tag = "13")]
+        pub external_data: Vec<StringStringEntryProto>,
+        #[prost(int32, tag = "14")]
+        pub data_location: i32,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -248,6 +268,7 @@ impl Builder {
             data_type: FLOAT,
             name: name.clone(),
             raw_data,
+            ..Default::default()
         });
         name
     }
@@ -259,6 +280,7 @@ impl Builder {
             data_type: INT64,
             name: name.clone(),
             raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
         });
         name
     }

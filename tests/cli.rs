@@ -883,3 +883,31 @@ fn chart_bars_draws_ratios_from_json_and_names_a_bad_file() {
     );
     assert!(!cwd.join("bad.svg").exists());
 }
+
+#[test]
+fn import_of_an_onnx_export_evaluates_as_the_original_and_bad_files_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    train_embedded(tmp.path(), "seed-lenet", "a", &[]);
+    ok(&maxprune(
+        &["export", "a", "--format", "onnx", "--out", "a.onnx"],
+        tmp.path(),
+    ));
+    let out = ok(&maxprune(
+        &["import", "a.onnx", "--out", "r", "--dataset", "embedded"],
+        tmp.path(),
+    ));
+    assert!(out.contains("wrote r"), "{out}");
+    let (a, r) = (
+        json(&maxprune(&["eval", "a", "--json"], tmp.path())),
+        json(&maxprune(&["eval", "r", "--json"], tmp.path())),
+    );
+    assert_eq!((&a["accuracy"], &a["per_class"]), (&r["accuracy"], &r["per_class"]));
+    // An architecture flag, or a file that is no ONNX model: refused, nothing written.
+    fails_with(
+        &maxprune(&["import", "a.onnx", "--preset", "lenet5", "--out", "s"], tmp.path()),
+        "--preset",
+    );
+    std::fs::write(tmp.path().join("bad.onnx"), b"\xff\xff not protobuf").unwrap();
+    fails_with(&maxprune(&["import", "bad.onnx", "--out", "s"], tmp.path()), "bad.onnx");
+    assert!(!tmp.path().join("s").exists());
+}

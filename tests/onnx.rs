@@ -2,50 +2,19 @@
 //! maxprune builds and must give maxprune's logits (max abs difference under 1e-4, identical
 //! predictions) on the embedded test images.
 
-use burn::tensor::{Device, Tensor as BurnTensor, TensorData};
-use maxprune::data::dataset::Dataset;
-use maxprune::data::split::Split;
+use burn::tensor::{Tensor as BurnTensor, TensorData};
 use maxprune::data::transform::Normalization;
-use maxprune::model::layers::{Maxout, Relu};
+use maxprune::model::layers::Maxout;
 use maxprune::model::network::Network;
 use maxprune::model::presets::Preset;
-use maxprune::model::spec::{ArchSpec, InputShape, LayerSpec, Pieces};
-use maxprune::prune::neuron::apply;
-use maxprune::prune::select::{Policy, select};
-use maxprune::relevance::{CriterionKind, TiePolicy, criterion};
+use maxprune::model::spec::{InputShape, LayerSpec, Pieces};
+use maxprune::prune::select::Policy;
+use maxprune::relevance::CriterionKind;
 use maxprune::rng::SplitMix64;
 use tract_onnx::prelude::*;
+use util::nets::*;
 
-const IMAGES: usize = 100;
-
-fn device() -> Device {
-    Device::flex()
-}
-
-fn test_images() -> Split {
-    let mut test = Dataset::embedded().unwrap().test;
-    test.pixels.truncate(IMAGES * test.rows * test.cols);
-    test.labels.truncate(IMAGES);
-    test
-}
-
-/// `IMAGES` inputs in `[0, 1]` for `input`: the embedded test images where they fit, else a
-/// fixed pattern.
-fn inputs(input: &InputShape) -> Vec<f32> {
-    let images = test_images();
-    if (input.channels, input.height, input.width) == (1, images.rows, images.cols) {
-        return images.pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
-    }
-    let n = IMAGES * input.channels * input.height * input.width;
-    (0..n).map(|i| ((i * 7919) % 256) as f32 / 255.0).collect()
-}
-
-fn maxprune_logits(net: &Network, x: &[f32]) -> Vec<f32> {
-    let input = net.spec().input;
-    let shape = [IMAGES, input.channels, input.height, input.width];
-    let t = BurnTensor::<4>::from_data(TensorData::new(x.to_vec(), shape), net.device());
-    net.forward(t).into_data().iter::<f32>().collect()
-}
+mod util;
 
 fn tract_logits(onnx: &[u8], input: &InputShape, x: &[f32]) -> Vec<f32> {
     let shape = [IMAGES, input.channels, input.height, input.width];
@@ -101,29 +70,6 @@ fn agrees_normalised(what: &str, net: &Network, norm: &Normalization) {
         let row = i * classes..(i + 1) * classes;
         assert_eq!(argmax(&ours[row.clone()]), argmax(&theirs[row]), "{what}: image {i}");
     }
-}
-
-fn pruned(net: &Network, kind: CriterionKind, policy: Policy) -> Network {
-    let rel = criterion(kind, TiePolicy::Split, 1)
-        .score(net, &test_images(), 50)
-        .unwrap();
-    apply(net, &select(&rel, net.spec(), policy).unwrap()).unwrap()
-}
-
-/// `lenet5-maxout` with conv1 as a maxout layer over rectified channel groups too.
-fn conv_maxout_spec() -> ArchSpec {
-    let mut spec = Preset::Lenet5Maxout.spec();
-    spec.name = "conv-maxout".into();
-    spec.layers.splice(
-        1..1,
-        [
-            LayerSpec::Relu(Relu {}),
-            LayerSpec::Maxout(Maxout {
-                pieces: Pieces::Uniform { units: 5, k: 4 },
-            }),
-        ],
-    );
-    spec
 }
 
 #[test]

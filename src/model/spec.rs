@@ -21,7 +21,7 @@ pub const MAX_NAME: usize = 64;
 
 /// A layer name that is safe as part of a file name and a tensor name: 1 to [`MAX_NAME`]
 /// ASCII letters, digits, `_`, `-` and `.`, not starting with `.` (so never `..`).
-fn is_safe_name(name: &str) -> bool {
+pub(crate) fn is_safe_name(name: &str) -> bool {
     (1..=MAX_NAME).contains(&name.len())
         && !name.starts_with('.')
         && name

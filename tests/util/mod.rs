@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests that drive the real `maxprune` binary.
 #![allow(dead_code)] // each test crate uses a part of them
 
+pub mod nets;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 use maxprune::data::transform::Normalization;
 use maxprune::model::import::{ImportOptions, Names, import};
+use maxprune::model::onnx_import::{OnnxOptions, import_onnx};
 use maxprune::model::presets::Preset;
+use maxprune::model::spec::InputShape;
 use maxprune::train::{RunDir, TrainConfig};
 
 use crate::args::{ArchArgs, DataArgs, ScaleArgs};
@@ -14,8 +16,15 @@ use crate::args::{ArchArgs, DataArgs, ScaleArgs};
 #[derive(Args)]
 pub(crate) struct ImportArgs {
     /// Safetensors file of weights: a PyTorch state_dict (`<layer>.weight`, `<layer>.bias`) or
-    /// torchvision's VGG names (see --names).
+    /// torchvision's VGG names (see --names); or an ONNX model (`.onnx`), architecture and
+    /// weights together.
     pub(crate) file: PathBuf,
+    /// The ONNX model's input `C,H,W` where the file leaves it symbolic.
+    #[arg(long, value_delimiter = ',', num_args = 3, value_name = "C,H,W")]
+    pub(crate) input_shape: Option<Vec<usize>>,
+    /// Fold the ONNX model's batch normalisation into the conv or dense layer before it.
+    #[arg(long)]
+    pub(crate) fold_bn: bool,
     #[command(flatten)]
     pub(crate) arch: ArchArgs,
     /// How the file names its tensors (default: torchvision with the --preset vgg16* presets,
@@ -39,6 +48,12 @@ pub(crate) struct ImportArgs {
 }
 
 pub(crate) fn cmd_import(a: ImportArgs) -> Result<()> {
+    if a.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+        return import_onnx_file(a);
+    }
+    if a.input_shape.is_some() || a.fold_bn {
+        bail!("--input-shape and --fold-bn apply to ONNX models (a .onnx file)");
+    }
     let spec = a.scale.apply(a.arch.spec()?)?;
     let names = a.names.unwrap_or(match a.arch.preset {
         Some(Preset::Vgg16 | Preset::Vgg16Maxout | Preset::Vgg16Bn | Preset::Vgg16MaxoutBn) => Names::Torchvision,
@@ -80,6 +95,52 @@ pub(crate) fn cmd_import(a: ImportArgs) -> Result<()> {
     }
     for ours in &report.fresh {
         println!("fresh      {ours} (--allow-fresh)");
+    }
+    println!("wrote {} ({} parameters)", a.out.display(), net.num_params());
+    Ok(())
+}
+
+/// An ONNX model: the file holds the architecture, so the arguments that choose or resize one
+/// are refused.
+fn import_onnx_file(a: ImportArgs) -> Result<()> {
+    if a.arch.preset.is_some()
+        || a.arch.spec.is_some()
+        || !a.scale.is_none()
+        || a.names.is_some()
+        || !a.allow_fresh.is_empty()
+    {
+        bail!(
+            "{}: an ONNX model holds its architecture and every weight; --preset, --spec, --width, \
+             --input-size, --classes, --names and --allow-fresh do not apply",
+            a.file.display()
+        );
+    }
+    let input = a.input_shape.as_deref().map(|s| InputShape {
+        channels: s[0],
+        height: s[1],
+        width: s[2],
+    });
+    let bytes = maxprune::fsio::read_tensor_file(&a.file)?;
+    let options = OnnxOptions {
+        input,
+        fold_bn: a.fold_bn,
+    };
+    let imported = import_onnx(&bytes, &a.file, &options, &maxprune::device())?;
+    let config = TrainConfig {
+        dataset: a.data.name_or(TrainConfig::default().dataset)?,
+        seed: a.seed,
+        epochs: 0,
+        mean: imported.mean.clone(),
+        std: imported.std.clone(),
+        ..TrainConfig::default()
+    };
+    let net = &imported.network;
+    RunDir::create(&a.out, net, &config)?;
+    for name in &imported.dropped {
+        println!("dropped    {name} (identity in inference)");
+    }
+    for layer in &net.spec().layers {
+        println!("layer      {layer}");
     }
     println!("wrote {} ({} parameters)", a.out.display(), net.num_params());
     Ok(())

@@ -1,0 +1,71 @@
+//! Networks and inputs shared by the ONNX tests (export checked by tract, import round trips).
+
+use burn::tensor::{Device, Tensor as BurnTensor, TensorData};
+use maxprune::data::dataset::Dataset;
+use maxprune::data::split::Split;
+use maxprune::model::layers::{Maxout, Relu};
+use maxprune::model::network::Network;
+use maxprune::model::presets::Preset;
+use maxprune::model::spec::{ArchSpec, InputShape, LayerSpec, Pieces};
+use maxprune::prune::neuron::apply;
+use maxprune::prune::select::{Policy, select};
+use maxprune::relevance::{CriterionKind, TiePolicy, criterion};
+
+/// Images per comparison.
+pub const IMAGES: usize = 100;
+
+/// The CPU device.
+pub fn device() -> Device {
+    Device::flex()
+}
+
+/// The first `IMAGES` embedded test images.
+pub fn test_images() -> Split {
+    let mut test = Dataset::embedded().unwrap().test;
+    test.pixels.truncate(IMAGES * test.rows * test.cols);
+    test.labels.truncate(IMAGES);
+    test
+}
+
+/// `IMAGES` inputs in `[0, 1]` for `input`: the embedded test images where they fit, else a
+/// fixed pattern.
+pub fn inputs(input: &InputShape) -> Vec<f32> {
+    let images = test_images();
+    if (input.channels, input.height, input.width) == (1, images.rows, images.cols) {
+        return images.pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+    }
+    let n = IMAGES * input.channels * input.height * input.width;
+    (0..n).map(|i| ((i * 7919) % 256) as f32 / 255.0).collect()
+}
+
+/// maxprune's logits for `IMAGES` inputs `x`, flattened.
+pub fn maxprune_logits(net: &Network, x: &[f32]) -> Vec<f32> {
+    let input = net.spec().input;
+    let shape = [IMAGES, input.channels, input.height, input.width];
+    let t = BurnTensor::<4>::from_data(TensorData::new(x.to_vec(), shape), net.device());
+    net.forward(t).into_data().iter::<f32>().collect()
+}
+
+/// `net` pruned by `kind` scores on the test images under `policy`.
+pub fn pruned(net: &Network, kind: CriterionKind, policy: Policy) -> Network {
+    let rel = criterion(kind, TiePolicy::Split, 1)
+        .score(net, &test_images(), 50)
+        .unwrap();
+    apply(net, &select(&rel, net.spec(), policy).unwrap()).unwrap()
+}
+
+/// `lenet5-maxout` with conv1 as a maxout layer over rectified channel groups too.
+pub fn conv_maxout_spec() -> ArchSpec {
+    let mut spec = Preset::Lenet5Maxout.spec();
+    spec.name = "conv-maxout".into();
+    spec.layers.splice(
+        1..1,
+        [
+            LayerSpec::Relu(Relu {}),
+            LayerSpec::Maxout(Maxout {
+                pieces: Pieces::Uniform { units: 5, k: 4 },
+            }),
+        ],
+    );
+    spec
+}
