@@ -448,6 +448,7 @@ pub fn reproduce(
             control: false,
             layers: Vec::new(),
             budgets: Vec::new(),
+            target: None,
             retrain: retrain(seed),
         };
         let units = ctx.schedule(&neurons, "lenet5-maxout-units", &units)?;
@@ -634,6 +635,7 @@ mod tests {
             rows: Vec::new(),
             final_step: 2,
             tolerance_from: None,
+            ended_by: None,
         };
         let out = tmp.path().join("schedule");
         let e = final_dir(&out, &report, &source).unwrap_err().to_string();

@@ -911,3 +911,101 @@ fn import_of_an_onnx_export_evaluates_as_the_original_and_bad_files_write_nothin
     fails_with(&maxprune(&["import", "bad.onnx", "--out", "s"], tmp.path()), "bad.onnx");
     assert!(!tmp.path().join("s").exists());
 }
+
+#[test]
+fn prune_neurons_to_a_flop_target_by_cost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    // FLOPs: conv1 115,200, fc1 6,912, fc2 80; every unit but one per maxout layer leaves
+    // 58,484 (a FLOP ratio of 2.09).
+    let spec = serde_json::json!({
+        "format_version": 1,
+        "name": "small-maxout",
+        "input": {"channels": 1, "height": 28, "width": 28},
+        "layers": [
+            {"kind": "conv2d", "name": "conv1", "filters": 4, "kernel": 5, "stride": 1, "padding": 0},
+            {"kind": "maxout", "pieces": {"units": 2, "k": 2}},
+            {"kind": "max-pool", "kernel": 2, "stride": 2},
+            {"kind": "flatten"},
+            {"kind": "dense", "name": "fc1", "outputs": 12},
+            {"kind": "maxout", "pieces": {"units": 4, "k": 3}},
+            {"kind": "dense", "name": "fc2", "outputs": 10}
+        ]
+    });
+    std::fs::write(cwd.join("s.json"), spec.to_string()).unwrap();
+    ok(&util::train_one_epoch(
+        cwd,
+        &["--spec", "s.json"],
+        "a",
+        &["--val", "200"],
+    ));
+    let prune = |extra: &[&str]| {
+        let args = [
+            "prune",
+            "neurons",
+            "a",
+            "--out",
+            "b",
+            "--val",
+            "200",
+            "--retrain-epochs",
+            "1",
+            "-q",
+        ];
+        maxprune(&[&args[..], extra].concat(), cwd)
+    };
+    let cost = ["--policy", "cost", "--criterion", "contribution"];
+    for (extra, needle) in [
+        (
+            &[&cost[..], &["--target-speedup", "50"]].concat()[..],
+            "FLOP ratio 50 (at most 2443 FLOPs per example) cannot be reached: removing every unit but one in \
+             each scored layer (conv1, fc1) leaves 58484",
+        ),
+        (
+            &[&cost[..], &["--against", "a"]].concat()[..],
+            "--against needs --target-speedup",
+        ),
+        (
+            &[
+                "--policy",
+                "units",
+                "--criterion",
+                "contribution",
+                "--target-speedup",
+                "1.2",
+            ][..],
+            "expected the cost policy, found units",
+        ),
+        (
+            &[&cost[..], &["--target-speedup", "0.5"]].concat()[..],
+            "speedup: expected a finite number above 1",
+        ),
+    ] {
+        fails_with(&prune(extra), needle);
+        assert!(!cwd.join("b").exists(), "{extra:?} left an output behind");
+    }
+    let extra = [
+        &cost[..],
+        &[
+            "--target-speedup",
+            "1.2",
+            "--stop-rule",
+            "none",
+            "--bench-steps",
+            "none",
+        ],
+    ]
+    .concat();
+    ok(&prune(&extra));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("b/report.json")).unwrap()).unwrap();
+    assert_eq!(report["ended_by"], "limit");
+    let rows = report["rows"].as_array().unwrap();
+    let last = rows.last().unwrap()["flop_ratio"].as_f64().unwrap();
+    assert!(
+        last >= 1.2 && rows[rows.len() - 2]["flop_ratio"].as_f64().unwrap() < 1.2,
+        "{rows:?}"
+    );
+    let md = std::fs::read_to_string(cwd.join("b/report.md")).unwrap();
+    assert!(md.contains("Target speedup 1.2: the result was not timed"), "{md}");
+}

@@ -656,6 +656,58 @@ impl ArchSpec {
         Ok(self.validate()?.iter().map(|l| l.params).sum())
     }
 
+    /// The FLOPs for one example that each unit of unit layer `layer` costs, in unit order:
+    /// what its producer spends computing its pieces plus what its consumer spends reading it
+    /// (counted as [`LayerInfo::flops`]; validates first). Removing units of two adjacent
+    /// layers saves a little less than their costs' sum, since both count the weights between
+    /// them.
+    pub fn unit_flops(&self, layer: usize) -> Result<Vec<f64>> {
+        let infos = self.validate()?;
+        let pieces = self.unit_pieces(layer).ok_or_else(|| {
+            Error::invalid(
+                "layers",
+                format!("{}: expected a unit layer at index {layer}, found none", self.name),
+            )
+        })?;
+        let per_piece = self
+            .producer_of(layer)
+            .map_or(0.0, |p| infos[p].flops as f64 / pieces.total().max(1) as f64);
+        let reading = self
+            .consumer_of(layer)
+            .map_or(0.0, |c| infos[c].flops as f64 / pieces.units().max(1) as f64);
+        Ok((0..pieces.units())
+            .map(|u| per_piece * pieces.count(u) as f64 + reading)
+            .collect())
+    }
+
+    /// The fewest FLOPs for one example left after removing every unit but one (one with the
+    /// fewest pieces) from each of the unit layers `layers` (validates first): a conv or dense
+    /// layer's FLOPs scale with the share of its inputs and of its outputs that stay.
+    pub fn flops_keeping_one_unit(&self, layers: &[usize]) -> Result<usize> {
+        let infos = self.validate()?;
+        let mut scale = vec![1.0f64; infos.len()];
+        for &l in layers {
+            let pieces = self.unit_pieces(l).ok_or_else(|| {
+                Error::invalid(
+                    "layers",
+                    format!("{}: expected a unit layer at index {l}, found none", self.name),
+                )
+            })?;
+            let fewest = pieces.counts().into_iter().min().unwrap_or(0);
+            if let Some(p) = self.producer_of(l) {
+                scale[p] *= fewest as f64 / pieces.total().max(1) as f64;
+            }
+            if let Some(c) = self.consumer_of(l) {
+                scale[c] /= pieces.units().max(1) as f64;
+            }
+        }
+        Ok(infos
+            .iter()
+            .zip(&scale)
+            .map(|(i, s)| (i.flops as f64 * s).round() as usize)
+            .sum())
+    }
+
     /// Total FLOPs for one example (validates first).
     pub fn flops(&self) -> Result<usize> {
         Ok(self.validate()?.iter().map(|l| l.flops).sum())

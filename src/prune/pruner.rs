@@ -13,7 +13,7 @@ use crate::relevance::RelevanceEvent;
 use crate::train::Distillation;
 use crate::train::Splits;
 
-use super::stop::{BenchSteps, StopRule};
+use super::stop::{BenchSteps, FlopTarget, StopRule};
 
 /// Retraining and stopping settings shared by every pruning schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +139,10 @@ pub trait Pruner {
     /// schedule writes anything (default: nothing to check).
     fn check(&self, _spec: &ArchSpec) -> Result<()> {
         Ok(())
+    }
+    /// The FLOP target that ends the schedule, reported against its result (default: none).
+    fn target(&self) -> Option<&FlopTarget> {
+        None
     }
     /// Whether the schedule is complete, before step `steps_done + 1`.
     fn finished(&self, net: &Network, steps_done: usize) -> bool;

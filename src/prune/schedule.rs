@@ -22,7 +22,7 @@ use super::neuron::apply;
 use super::plan::{PLAN_FORMAT_VERSION, PrunePlan};
 use super::pruner::{Pruned, Pruner, Retrain, nonzeros};
 use super::select::{LayerBudget, LayerCut, Policy, select, select_each, unit_layers_once};
-use super::stop::{BenchSteps, PairedChange, StopRule};
+use super::stop::{BenchSteps, Ended, FlopTarget, PairedChange, StopRule};
 use crate::bench::{SPEEDUP_ROUNDS, Speedup, lenet5_reference, speedups};
 use crate::data::dataset::{Dataset, DatasetName};
 use crate::error::{Error, Result};
@@ -64,6 +64,10 @@ pub struct ScheduleConfig {
     /// must be `units`; its own fraction is then unused). Only these layers are scored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<LayerBudget>,
+    /// Stop once the network's FLOPs come down to this target (the policy must be `cost`; each
+    /// step then removes at most the FLOPs still above the target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<FlopTarget>,
     /// Retraining and stopping.
     #[serde(flatten)]
     pub retrain: Retrain,
@@ -100,6 +104,15 @@ impl ScheduleConfig {
                 ));
             }
         }
+        if self.target.is_some() && !matches!(self.policy, Policy::Cost { .. }) {
+            return Err(Error::invalid(
+                "schedule",
+                format!(
+                    "a FLOP target is reached by removing units by their cost: expected the cost policy, found {}",
+                    self.policy
+                ),
+            ));
+        }
         self.retrain.validate()
     }
 
@@ -115,6 +128,7 @@ impl ScheduleConfig {
             control: false,
             layers: Vec::new(),
             budgets: Vec::new(),
+            target: None,
             retrain,
         }
     }
@@ -129,10 +143,10 @@ impl ScheduleConfig {
         }
     }
 
-    /// Whether a step removes whole units (the units policy or per-layer budgets), which never
-    /// lowers a unit's piece count.
+    /// Whether a step removes whole units (the units or cost policy, or per-layer budgets),
+    /// which never lowers a unit's piece count.
     fn removes_units(&self) -> bool {
-        !self.budgets.is_empty() || matches!(self.policy, Policy::Units { .. })
+        !self.budgets.is_empty() || matches!(self.policy, Policy::Units { .. } | Policy::Cost { .. })
     }
 
     /// The largest piece count among the scored maxout layers of `spec` (`None` when none of
@@ -165,7 +179,18 @@ impl ScheduleConfig {
                     self.criterion.name()
                 ));
             }
-            if self.steps.is_none() {
+            if let Some(t) = &self.target {
+                let fewest = spec.flops_keeping_one_unit(&self.scored_layers(spec)?)?;
+                if t.flops() < fewest {
+                    return bad(format!(
+                        "FLOP ratio {} (at most {} FLOPs per example) cannot be reached: removing every unit \
+                         but one in each scored layer ({}) leaves {fewest}",
+                        t.ratio,
+                        t.flops(),
+                        self.scored_names(spec)?
+                    ));
+                }
+            } else if self.steps.is_none() {
                 return bad(
                     "removing whole units never lowers a unit's piece count, so it is stopped by a number \
                      of steps: expected steps, found none"
@@ -244,6 +269,16 @@ impl Pruner for ScheduleConfig {
             if !self.layers.is_empty() {
                 s += &format!(", layers `{}`", self.layers.join(", "));
             }
+            if let Some(t) = &self.target {
+                s += &format!(
+                    ", until FLOP ratio {} against {} ({} FLOPs per example)",
+                    t.ratio,
+                    t.against
+                        .as_ref()
+                        .map_or("the start".into(), |p| format!("`{}`", p.display())),
+                    t.flops()
+                );
+            }
             s
         }
     }
@@ -256,12 +291,22 @@ impl Pruner for ScheduleConfig {
         self.check_network(spec)
     }
 
+    fn target(&self) -> Option<&FlopTarget> {
+        self.target.as_ref()
+    }
+
     fn finished(&self, net: &Network, steps_done: usize) -> bool {
         let until_k = default_until_k(self.until_k, self.steps).filter(|_| !self.control && !self.removes_units());
         let k = self
             .scored_k_max(net.spec())
             .expect("the scored layers were checked against the starting network, and pruning keeps every unit layer");
-        self.steps.is_some_and(|n| steps_done >= n) || until_k.is_some_and(|until_k| k.is_some_and(|k| k <= until_k))
+        let reached = self
+            .target
+            .as_ref()
+            .is_some_and(|t| net.spec().flops().is_ok_and(|f| f <= t.flops()));
+        self.steps.is_some_and(|n| steps_done >= n)
+            || until_k.is_some_and(|until_k| k.is_some_and(|k| k <= until_k))
+            || (reached && !self.control)
     }
 
     fn prune(
@@ -289,6 +334,14 @@ impl Pruner for ScheduleConfig {
                 spec_fingerprint: net.spec().fingerprint(),
                 layers: Vec::new(),
             }
+        } else if let Policy::Cost { fraction } = self.policy {
+            // The step removes its share of the FLOPs, or only what stays above the target.
+            let now = net.spec().flops()? as f64;
+            let budget = self
+                .target
+                .as_ref()
+                .map_or(fraction * now, |t| (fraction * now).min(now - t.flops() as f64));
+            select_each(&rel, net.spec(), |_| LayerCut::Flops(budget))?
         } else if self.budgets.is_empty() {
             select(&rel, net.spec(), self.policy)?
         } else {
@@ -339,6 +392,9 @@ pub struct ScheduleReport {
     /// (`tolerance_against`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance_from: Option<f64>,
+    /// What ended the schedule (absent in reports written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<Ended>,
 }
 
 fn step_dir(out: &Path, step: usize) -> PathBuf {
@@ -812,6 +868,7 @@ pub fn run_schedule_with(
     work.observer().event(&ScheduleEvent::Row(Box::new(rows[0].clone())));
     let mut final_step = 0;
     let mut step = 0;
+    let mut ended_by = Ended::Limit;
     while !pruner.finished(&net, step) {
         step += 1;
         let dir = step_dir(out, step);
@@ -831,6 +888,7 @@ pub fn run_schedule_with(
             } else {
                 let mut observer = forward(work.observer(), ScheduleEvent::Relevance);
                 let Some(pruned) = pruner.prune(step, &net, &splits, batch, &mut observer)? else {
+                    ended_by = Ended::Exhausted;
                     break;
                 };
                 write_step(out, step, &pruned, &retrain)?
@@ -864,6 +922,7 @@ pub fn run_schedule_with(
         let accepted = r.accepted;
         rows.push(r);
         if !accepted {
+            ended_by = Ended::Tolerance;
             break;
         }
         final_step = step;
@@ -881,8 +940,9 @@ pub fn run_schedule_with(
         rows,
         final_step,
         tolerance_from: start.reference,
+        ended_by: Some(ended_by),
     };
-    write_report(out, &report, config)?;
+    write_report(out, &report, config, pruner.target())?;
     Ok(report)
 }
 
@@ -1017,7 +1077,7 @@ fn relevance_plots(rel: &Relevance) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain) -> Result<()> {
+fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain, target: Option<&FlopTarget>) -> Result<()> {
     write_json(&out.join("report.json"), report)?;
     let against = match (&c.tolerance_against, report.tolerance_from) {
         (Some(p), Some(v)) => format!(
@@ -1057,9 +1117,41 @@ fn write_report(out: &Path, report: &ScheduleReport, c: &Retrain) -> Result<()> 
     );
     md += &report::markdown_table(&report.rows);
     md += &format!("\nResult: step {} (the last within tolerance).\n", report.final_step);
+    if let Some(ended) = report.ended_by {
+        md += &format!("The schedule ended because {ended}.\n");
+    }
+    if let Some(t) = target {
+        md += &target_line(t, &report.rows[report.final_step]);
+    }
     fsio::write_atomic(&out.join("report.md"), md.as_bytes())?;
     let svg = report::accuracy_chart(&report.rows, (c.tolerance, report.tolerance_from), report.final_step)?;
     fsio::write_atomic(&out.join("accuracy-vs-params.svg"), svg.as_bytes())
+}
+
+/// The report's line on a FLOP target: the ratio reached by the result `row` (counted from
+/// the target's reference) and, for a speedup target, the speedup measured at batch 256.
+fn target_line(t: &FlopTarget, row: &StepRow) -> String {
+    let reached = t.reference as f64 / row.flops.max(1) as f64;
+    let mut line = format!(
+        "FLOP target: ratio {} ({} FLOPs per example); the result has {} FLOPs, ratio {reached:.2}.",
+        t.ratio,
+        t.flops(),
+        row.flops
+    );
+    if let Some(speedup) = t.speedup {
+        line += &match (&t.against, row.speedup) {
+            (None, Some(s)) => format!(
+                " Target speedup {speedup}: measured {:.2}x at batch 256 against the start.",
+                s.median
+            ),
+            (Some(_), Some(s)) => format!(
+                " Target speedup {speedup}: measured {:.2}x at batch 256 against the start (not the reference run).",
+                s.median
+            ),
+            (_, None) => format!(" Target speedup {speedup}: the result was not timed."),
+        };
+    }
+    line + "\n"
 }
 
 #[cfg(test)]
@@ -1432,5 +1524,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("holds a run directory"), "{e}");
+    }
+
+    #[test]
+    fn a_flop_target_is_reached_within_one_step_and_an_unreachable_one_is_refused_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (source, paper, data) = start(tmp.path(), 100);
+        let spec = source.spec().unwrap();
+        let flops = spec.flops().unwrap();
+        let target = |speedup: f64| ScheduleConfig {
+            policy: Policy::Cost { fraction: 0.05 },
+            target: Some(FlopTarget::new(None, Some(speedup), flops, None).unwrap()),
+            ..paper.clone()
+        };
+        // Only fc1's maxout units are scored: each costs 4 of its 500 outputs and 1 of fc2's 125
+        // inputs; the schedule ends as soon as the FLOPs are at most the start's over 1.1.
+        let unit = spec.unit_flops(spec.maxout_layers()[0]).unwrap()[0];
+        let schedule = target(1.1);
+        let goal = schedule.target.as_ref().unwrap().flops();
+        let out = tmp.path().join("target");
+        let mut fake = Fake::new(collapses_at_k1);
+        let report = run(&source, &out, &schedule, &data, false, &mut fake).unwrap();
+        let f: Vec<usize> = report.rows.iter().map(|r| r.flops).collect();
+        assert!(f.len() > 2, "several steps of 5%: {f:?}");
+        let (last, before) = (f[f.len() - 1], f[f.len() - 2]);
+        assert!(before > goal && last <= goal, "{f:?} against {goal}");
+        // The last step removes only what stayed above the target, and at most one unit more.
+        assert!(
+            goal as f64 - last as f64 <= unit,
+            "{last} is more than a unit ({unit}) below {goal}"
+        );
+        for w in f.windows(2) {
+            assert!((w[0] - w[1]) as f64 <= 0.05 * w[0] as f64 + unit, "{f:?}");
+        }
+        assert_eq!((report.final_step, report.ended_by), (f.len() - 1, Some(Ended::Limit)));
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(
+            md.contains("ended because its limit") && md.contains("Target speedup 1.1: measured 1.00x"),
+            "{md}"
+        );
+        // Removing every fc1 unit but one leaves about 0.82 of the FLOPs: a 1.5x target is
+        // refused before anything is written.
+        let out = tmp.path().join("unreachable");
+        let e = run(&source, &out, &target(1.5), &data, false, &mut fake)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("FLOP ratio 1.5") && e.contains("cannot be reached") && e.contains("(fc1) leaves"),
+            "{e}"
+        );
+        assert!(!out.exists());
     }
 }

@@ -37,6 +37,15 @@ pub enum Policy {
         /// Fraction of the layer's units, in `(0, 1)`.
         fraction: f64,
     },
+    /// Remove whole units ranked together across every layer it cuts by score per FLOP: a
+    /// unit's summed score over its layer's mean unit score (so layers compare on one scale),
+    /// divided by the FLOPs the unit costs ([`ArchSpec::unit_flops`]); the lowest go first until
+    /// `fraction` of the network's FLOPs are removed. Needs a criterion whose sums rank units;
+    /// every layer keeps a unit.
+    Cost {
+        /// Fraction of the network's FLOPs removed per step, in `(0, 1)`.
+        fraction: f64,
+    },
 }
 
 /// As reports show it: the policy's name as `--policy` takes it, and its number.
@@ -47,6 +56,7 @@ impl std::fmt::Display for Policy {
             Policy::Threshold { tau } => write!(f, "threshold, tau {tau}"),
             Policy::Global { fraction } => write!(f, "global, fraction {fraction}"),
             Policy::Units { fraction } => write!(f, "units, fraction {fraction}"),
+            Policy::Cost { fraction } => write!(f, "cost, fraction {fraction} of the FLOPs"),
         }
     }
 }
@@ -61,7 +71,9 @@ impl Policy {
             Policy::Threshold { tau } if !(tau.is_finite() && tau >= 0.0) => {
                 bad(format!("threshold: expected a finite score >= 0, found {tau}"))
             }
-            Policy::Global { fraction } | Policy::Units { fraction } if !(fraction > 0.0 && fraction < 1.0) => {
+            Policy::Global { fraction } | Policy::Units { fraction } | Policy::Cost { fraction }
+                if !(fraction > 0.0 && fraction < 1.0) =>
+            {
                 bad(format!("fraction: expected (0, 1), found {fraction}"))
             }
             _ => Ok(()),
@@ -170,6 +182,9 @@ pub enum LayerCut {
     Policy(Policy),
     /// This many whole units, lowest summed scores first.
     Units(usize),
+    /// Whole units ranked with those of every layer cut by the same budget, lowest score per
+    /// FLOP first (as [`Policy::Cost`]), until this many FLOPs for one example are removed.
+    Flops(f64),
 }
 
 /// Marks every piece of the `remove` units whose scores sum lowest (at most all units but one).
@@ -211,17 +226,64 @@ fn drop_lowest_pieces(relevance: &Relevance, pooled: &[usize], fraction: f64, dr
     }
 }
 
+/// Marks the whole units of the layers `pooled` (indices into `relevance.layers`) with the
+/// lowest score per FLOP, ranked together, until their costs reach `budget` FLOPs (the last unit
+/// taken may pass it); every layer keeps a unit. A unit's score is its summed score over its
+/// layer's mean unit score (1 where that mean is 0). Among equal ratios the later layer, then
+/// the higher unit goes first.
+fn drop_cheapest_units(
+    relevance: &Relevance,
+    spec: &ArchSpec,
+    pooled: &[usize],
+    budget: f64,
+    drops: &mut [Vec<Vec<usize>>],
+) -> Result<()> {
+    let mut all: Vec<(f64, usize, usize, f64)> = Vec::new();
+    for &i in pooled {
+        let scores = &relevance.layers[i].scores;
+        let totals: Vec<f64> = scores.iter().map(|s| s.iter().sum()).collect();
+        let mean = totals.iter().sum::<f64>() / totals.len().max(1) as f64;
+        let mean = if mean > 0.0 { mean } else { 1.0 };
+        let costs = spec.unit_flops(relevance.layers[i].layer)?;
+        for (u, (t, c)) in totals.iter().zip(costs).enumerate() {
+            all.push((t / mean / c.max(f64::MIN_POSITIVE), i, u, c));
+        }
+    }
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then((b.1, b.2).cmp(&(a.1, a.2))));
+    let mut removed = 0.0;
+    for (_, i, u, cost) in all {
+        if removed >= budget {
+            break;
+        }
+        let units = relevance.layers[i].scores.len();
+        if drops[i].iter().filter(|d| !d.is_empty()).count() + 1 < units {
+            drops[i][u] = (0..relevance.layers[i].scores[u].len()).collect();
+            removed += cost;
+        }
+    }
+    Ok(())
+}
+
 /// Turns scores into a plan for `spec` (checked against the relevance's fingerprint): every
 /// scored layer cut by `policy`.
 pub fn select(relevance: &Relevance, spec: &ArchSpec, policy: Policy) -> Result<PrunePlan> {
     policy.validate()?;
+    if let Policy::Cost { fraction } = policy {
+        let budget = fraction * spec.flops()? as f64;
+        return select_each(relevance, spec, |_| LayerCut::Flops(budget));
+    }
     select_each(relevance, spec, |_| LayerCut::Policy(policy))
 }
 
 /// Turns scores into a plan for `spec`, each scored layer cut as `cut(layer)` says.
 pub fn select_each(relevance: &Relevance, spec: &ArchSpec, cut: impl Fn(usize) -> LayerCut) -> Result<PrunePlan> {
     relevance.check_spec(spec, "relevance")?;
-    let by_units = |c: LayerCut| matches!(c, LayerCut::Units(_) | LayerCut::Policy(Policy::Units { .. }));
+    let by_units = |c: LayerCut| {
+        matches!(
+            c,
+            LayerCut::Units(_) | LayerCut::Flops(_) | LayerCut::Policy(Policy::Units { .. } | Policy::Cost { .. })
+        )
+    };
     if relevance.layers.iter().any(|l| by_units(cut(l.layer))) && !relevance.criterion.ranks_units() {
         return Err(Error::invalid(
             "policy",
@@ -229,7 +291,15 @@ pub fn select_each(relevance: &Relevance, spec: &ArchSpec, cut: impl Fn(usize) -
              contribution criterion",
         ));
     }
-    let cuts: Vec<LayerCut> = relevance.layers.iter().map(|l| cut(l.layer)).collect();
+    let total = spec.flops()? as f64;
+    let cuts: Vec<LayerCut> = relevance
+        .layers
+        .iter()
+        .map(|l| match cut(l.layer) {
+            LayerCut::Policy(Policy::Cost { fraction }) => LayerCut::Flops(fraction * total),
+            c => c,
+        })
+        .collect();
     let mut drops: Vec<Vec<Vec<usize>>> = relevance
         .layers
         .iter()
@@ -249,7 +319,7 @@ pub fn select_each(relevance: &Relevance, spec: &ArchSpec, cut: impl Fn(usize) -
                 }
             }
             // Ranked across layers below.
-            LayerCut::Policy(Policy::Global { .. }) => {}
+            LayerCut::Policy(Policy::Global { .. } | Policy::Cost { .. }) | LayerCut::Flops(_) => {}
             LayerCut::Policy(Policy::Units { fraction }) => {
                 let remove = (fraction * lr.scores.len() as f64).floor() as usize;
                 drop_lowest_units(&lr.scores, remove, drop);
@@ -271,6 +341,21 @@ pub fn select_each(relevance: &Relevance, spec: &ArchSpec, cut: impl Fn(usize) -
             .filter(|&i| cuts[i] == LayerCut::Policy(Policy::Global { fraction }))
             .collect();
         drop_lowest_pieces(relevance, &pooled, fraction, &mut drops);
+    }
+    let mut budgets: Vec<f64> = cuts
+        .iter()
+        .filter_map(|c| match c {
+            LayerCut::Flops(budget) => Some(*budget),
+            _ => None,
+        })
+        .collect();
+    budgets.sort_by(f64::total_cmp);
+    budgets.dedup();
+    for budget in budgets {
+        let pooled: Vec<usize> = (0..cuts.len())
+            .filter(|&i| cuts[i] == LayerCut::Flops(budget))
+            .collect();
+        drop_cheapest_units(relevance, spec, &pooled, budget, &mut drops)?;
     }
     let layers = relevance
         .layers
@@ -325,6 +410,86 @@ mod tests {
             "{e}"
         );
         assert!(err("conv1=0.1,conv1=0.2").contains("given twice"));
+    }
+
+    /// Input 1x2x2, flatten, dense `a` 4 (relu), dense `b` 3 (relu), dense `out` 2: FLOPs
+    /// a 2x4x4 = 32, b 2x4x3 = 24, out 2x3x2 = 12, 68 in all. A unit of `a` costs 32/4 + 24/4 =
+    /// 14 FLOPs, one of `b` 24/3 + 12/3 = 12.
+    fn two_plain_layers() -> ArchSpec {
+        use crate::model::spec::{Init, InputShape, LayerSpec, SPEC_FORMAT_VERSION};
+        ArchSpec {
+            format_version: SPEC_FORMAT_VERSION,
+            name: "two-plain".into(),
+            input: InputShape {
+                channels: 1,
+                height: 2,
+                width: 2,
+            },
+            layers: vec![
+                LayerSpec::flatten(),
+                LayerSpec::dense("a", 4),
+                LayerSpec::relu(),
+                LayerSpec::dense("b", 3),
+                LayerSpec::relu(),
+                LayerSpec::dense("out", 2),
+            ],
+            init: Init::Xavier,
+        }
+    }
+
+    /// Contribution-like scores of `two_plain_layers`: unit totals `a` and `b`.
+    fn scores_of(spec: &ArchSpec, a: &[f64], b: &[f64]) -> Relevance {
+        use crate::relevance::{CriterionKind, LayerRelevance, TiePolicy};
+        let layer = |layer: usize, producer: &str, t: &[f64]| LayerRelevance {
+            layer,
+            producer: producer.into(),
+            contests: 1,
+            counts: t.iter().map(|&v| vec![v]).collect(),
+            scores: t.iter().map(|&v| vec![v]).collect(),
+        };
+        Relevance {
+            criterion: CriterionKind::Contribution,
+            ties: TiePolicy::Split,
+            examples: 1,
+            spec_fingerprint: spec.fingerprint(),
+            layers: vec![layer(1, "a", a), layer(3, "b", b)],
+        }
+    }
+
+    /// The units each layer of `plan` keeps.
+    fn kept(plan: &PrunePlan) -> Vec<Vec<usize>> {
+        plan.layers
+            .iter()
+            .map(|l| (0..l.keep.len()).filter(|&u| !l.keep[u].is_empty()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn the_cost_policy_removes_the_unit_with_the_lowest_score_per_flop_across_layers() {
+        let spec = two_plain_layers();
+        assert_eq!(spec.flops().unwrap(), 68);
+        assert_eq!(spec.unit_flops(1).unwrap(), [14.0; 4]);
+        assert_eq!(spec.unit_flops(3).unwrap(), [12.0; 3]);
+        // Over their layer's mean: a 0.8, 1.2, 1, 1 (per FLOP: 0.057 lowest); b 1.125, 1.125,
+        // 0.75 (per FLOP 0.0625). b's unit 2 has the lowest raw and the lowest normalised score,
+        // a's unit 0 the lowest per FLOP.
+        let rel = scores_of(&spec, &[0.8, 1.2, 1.0, 1.0], &[0.1125, 0.1125, 0.075]);
+        // 0.1 of 68 FLOPs: the first unit (14 FLOPs) covers it.
+        let plan = select(&rel, &spec, Policy::Cost { fraction: 0.1 }).unwrap();
+        assert_eq!(kept(&plan), [vec![1, 2, 3], vec![0, 1, 2]]);
+        // 20 FLOPs: a's unit 0 (14), then b's unit 2 (12).
+        let plan = select_each(&rel, &spec, |_| LayerCut::Flops(20.0)).unwrap();
+        assert_eq!(kept(&plan), [vec![1, 2, 3], vec![0, 1]]);
+        // Any budget leaves every layer a unit.
+        let plan = select(&rel, &spec, Policy::Cost { fraction: 0.99 }).unwrap();
+        assert_eq!(kept(&plan).iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+        // Every unit but one per layer leaves a 1 of its 4 outputs (32 / 4 = 8 FLOPs), b 1 of 4
+        // inputs and 1 of 3 outputs (24 / 12 = 2), out 1 of 3 inputs (12 / 3 = 4).
+        assert_eq!(spec.flops_keeping_one_unit(&[1, 3]).unwrap(), 14);
+        let e = select(&rel, &spec, Policy::Cost { fraction: 1.0 })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fraction: expected (0, 1), found 1"), "{e}");
     }
 
     #[test]

@@ -2,8 +2,12 @@
 //! paired change of accuracy against the network the tolerance counts from, with its 95%
 //! interval; and which steps are timed.
 
+use std::path::PathBuf;
+
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 
 /// The standard normal quantile of a two-sided 95% interval.
 const Z95: f64 = 1.959_963_984_540_054;
@@ -113,6 +117,82 @@ impl PairedChange {
     pub fn cell(&self) -> String {
         let (lo, hi) = self.interval();
         format!("{:+.2} ({:+.2}, {:+.2})", 100.0 * self.change(), 100.0 * lo, 100.0 * hi)
+    }
+}
+
+/// A FLOP target that ends a schedule once the network's FLOP ratio against a reference (the
+/// reference's FLOPs over the network's, as report rows show it) reaches `ratio`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlopTarget {
+    /// The FLOP ratio to reach, above 1.
+    pub ratio: f64,
+    /// FLOPs for one example of the network the ratio counts from.
+    pub reference: usize,
+    /// The speedup asked for, when the target was given as one: the measured speedup of the
+    /// result is reported against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speedup: Option<f64>,
+    /// The run whose network the ratio counts from (absolute path); `None`: the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against: Option<PathBuf>,
+}
+
+impl FlopTarget {
+    /// A target of FLOP ratio `ratio` (default: `speedup`) against a network of
+    /// `reference_flops` FLOPs for one example, that of the run `against` (`None`: the start).
+    /// Both numbers must be finite and above 1, and at least one given.
+    pub fn new(
+        ratio: Option<f64>,
+        speedup: Option<f64>,
+        reference_flops: usize,
+        against: Option<PathBuf>,
+    ) -> Result<FlopTarget> {
+        for (field, v) in [("FLOP ratio", ratio), ("speedup", speedup)] {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 1.0)) {
+                return Err(Error::invalid(
+                    "target",
+                    format!("{field}: expected a finite number above 1, found {v}"),
+                ));
+            }
+        }
+        let ratio = ratio
+            .or(speedup)
+            .ok_or_else(|| Error::invalid("target", "expected a speedup or a FLOP ratio, found neither"))?;
+        Ok(FlopTarget {
+            ratio,
+            reference: reference_flops,
+            speedup,
+            against,
+        })
+    }
+}
+
+impl FlopTarget {
+    /// FLOPs for one example the network must come down to: the reference's over the ratio.
+    pub fn flops(&self) -> usize {
+        (self.reference as f64 / self.ratio).floor() as usize
+    }
+}
+
+/// What ended a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ended {
+    /// Its own limit: the steps, the piece count, or the FLOP target.
+    Limit,
+    /// A step outside the validation tolerance (after any recovery epochs).
+    Tolerance,
+    /// Nothing more could be removed.
+    Exhausted,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ended::Limit => "its limit (steps, piece count or FLOP target) was reached",
+            Ended::Tolerance => "a step fell outside the validation tolerance",
+            Ended::Exhausted => "nothing more could be removed",
+        })
     }
 }
 

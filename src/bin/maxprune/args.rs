@@ -100,6 +100,10 @@ pub(crate) enum PolicyName {
     Global,
     /// Drop whole units: the --fraction of each layer's units whose scores sum lowest.
     Units,
+    /// Drop whole units across layers, lowest score per FLOP first, until --fraction of the
+    /// network's FLOPs are gone: a unit's summed score over its layer's mean unit score,
+    /// divided by the FLOPs it and its consumer's reading of it take.
+    Cost,
 }
 
 #[derive(Args)]
@@ -113,7 +117,8 @@ pub(crate) struct PolicyArgs {
     /// Score threshold (threshold).
     #[arg(long, default_value_t = 0.05)]
     pub(crate) tau: f64,
-    /// Fraction of each layer's pieces (global) or units (units) removed per step.
+    /// Fraction of each layer's pieces (global) or units (units), or of the network's FLOPs
+    /// (cost), removed per step.
     #[arg(long, default_value_t = 0.25)]
     pub(crate) fraction: f64,
 }
@@ -127,6 +132,9 @@ impl PolicyArgs {
                 fraction: self.fraction,
             },
             PolicyName::Units => Policy::Units {
+                fraction: self.fraction,
+            },
+            PolicyName::Cost => Policy::Cost {
                 fraction: self.fraction,
             },
         }

@@ -8,6 +8,7 @@ use maxprune::prune::neuron::apply;
 use maxprune::prune::plan::PrunePlan;
 use maxprune::prune::schedule::{ScheduleConfig, accepted_run, default_until_k};
 use maxprune::prune::select::{parse_budgets, select};
+use maxprune::prune::stop::FlopTarget;
 use maxprune::prune::weight::{WeightRule, WeightSchedule, parse_sparsity, sparsity, sparsity_markdown};
 use maxprune::relevance::Relevance;
 use maxprune::train::{RunDir, TrainConfig};
@@ -85,6 +86,17 @@ pub(crate) struct NeuronsArgs {
     /// units removed in all, in equal increments over --steps (with --policy units).
     #[arg(long, conflicts_with_all = ["layers", "fraction"])]
     pub(crate) fraction_per_layer: Option<String>,
+    /// Prune (with --policy cost) until the network's FLOP ratio against --against reaches
+    /// this speedup, each step removing at most the FLOPs still above it; the result's
+    /// speedup measured at batch 256 is reported against it.
+    #[arg(long, value_name = "X")]
+    pub(crate) target_speedup: Option<f64>,
+    /// The FLOP ratio to reach instead of --target-speedup's (with --policy cost).
+    #[arg(long, value_name = "X")]
+    pub(crate) target_flops_ratio: Option<f64>,
+    /// Run directory whose network the FLOP ratio counts from (default: RUN).
+    #[arg(long, value_name = "RUN")]
+    pub(crate) against: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) retrain: RetrainArgs,
 }
@@ -157,15 +169,32 @@ pub(crate) fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
         Some(text) => parse_budgets(text, &spec).context("--fraction-per-layer")?,
         None => Vec::new(),
     };
+    let target = match (a.target_flops_ratio, a.target_speedup, &a.against) {
+        (None, None, Some(_)) => bail!("--against needs --target-speedup or --target-flops-ratio"),
+        (None, None, None) => None,
+        (ratio, speedup, against) => {
+            let against = against.as_deref().map(std::path::absolute).transpose()?;
+            let reference = match &against {
+                Some(p) => RunDir::open(p)?.spec()?.flops()?,
+                None => spec.flops()?,
+            };
+            Some(FlopTarget::new(ratio, speedup, reference, against).context("--target-speedup")?)
+        }
+    };
     let config = ScheduleConfig {
         criterion: a.criterion.criterion,
         ties: a.criterion.ties.ties,
         policy: a.policy.policy(),
-        until_k: default_until_k(a.until_k, a.steps),
+        // A FLOP target stops the schedule in place of the default piece count.
+        until_k: match target {
+            Some(_) => a.until_k,
+            None => default_until_k(a.until_k, a.steps),
+        },
         steps: a.steps,
         control: a.control,
         layers: layer_names(a.layers.as_deref(), &spec)?,
         budgets,
+        target,
         retrain: a.retrain.retrain(dataset),
     };
     config.validate()?;
