@@ -205,7 +205,7 @@ def main():
     maxprune(
         "prune", "neurons", out / "imported", "--out", out / "pruned", "--criterion", "contribution",
         "--policy", "units", "--fraction", "0.5", "--steps", "1", "--retrain-epochs", "1",
-        "--val", "0", "--val-dataset", f"idx:{out / 'val'}",
+        "--val-dataset", f"idx:{out / 'val'}",
     )
     report = json.loads((out / "pruned" / "report.json").read_text())
     step = report["final_step"]
