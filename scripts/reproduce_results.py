@@ -2,14 +2,14 @@
 """Regenerates the README's `reproduce` table (neuron + weight pruning of LeNet-5, 3 seeds).
 
 Runs `maxprune reproduce lenet5 --dataset fashion-mnist` for seeds 1, 2 and 3 into
-`results/lenet5-fashion-mnist/` (or `--out DIR`), one process per seed with one thread each, `--jobs` at a time
-(default 2: on a 2-core machine two single-thread processes get more done than one two-thread
-process), then once more for all seeds together, which finds every stage finished and writes
-the combined `REPORT.md`. Every stage resumes, so an interrupted call picks up where it stopped.
+`results/lenet5-fashion-mnist/` (or `--out DIR`), one seed after another with two threads
+(maxprune's output lock allows one writer per output tree, so seeds cannot run as parallel
+processes into one directory), then once more for all seeds together, which finds every stage
+finished and writes the combined `REPORT.md`. Every stage resumes, so an interrupted call picks up where it stopped.
 Writes the table between the README's `results:reproduce` markers, and the at-a-glance table
 (the paper's figures beside maxprune's, mean ± std over the seeds) between `results:glance`.
 
-    cargo build --release && python3 scripts/reproduce_results.py [--jobs 2] [--seeds 1,2,3] [--out DIR]
+    cargo build --release && python3 scripts/reproduce_results.py [--seeds 1,2,3] [--out DIR]
 """
 import argparse
 import json
@@ -17,7 +17,6 @@ import statistics
 import subprocess
 import time
 from pathlib import Path
-from concurrent.futures import ThreadPoolExecutor
 
 from common import BIN, ROOT, write_block
 
@@ -72,21 +71,18 @@ def glance(report, seeds):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seeds", default="1,2,3", help="comma-separated (the README's table uses 1,2,3)")
     ap.add_argument("--out", default=str(OUT), help="reproduction directory (resumed when it holds one)")
     a = ap.parse_args()
     out = Path(a.out)
-    jobs, seeds = a.jobs, [int(s) for s in a.seeds.split(",")]
-    threads = 1 if jobs > 1 else 2
+    seeds = [int(s) for s in a.seeds.split(",")]
     start = time.time()
-    with ThreadPoolExecutor(jobs) as pool:
-        for f in [pool.submit(reproduce, threads, [s], out) for s in seeds]:
-            f.result()
+    for seed in seeds:
+        reproduce(2, [seed], out)
     reproduce(2, seeds, out)
     report = (out / "REPORT.md").read_text().split("\n", 2)[2].strip()
-    timing = (f"This call of the script took {(time.time() - start) / 60:.0f} min ({jobs} processes at a time, "
-              f"{threads} thread(s) each; less when an earlier call had finished stages).")
+    timing = (f"This call of the script took {(time.time() - start) / 60:.0f} min (one seed at a time, "
+              f"2 threads; less when an earlier call had finished stages).")
     write_block("reproduce", report + "\n\n" + timing)
     write_block("glance", glance(json.loads((out / "report.json").read_text()), seeds))
 
