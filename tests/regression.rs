@@ -24,6 +24,22 @@ fn spec() -> serde_json::Value {
     })
 }
 
+/// Trains `s.json`, a conv layer and a dense maxout layer of 4 units of k=3, for one epoch on
+/// the embedded subset into `a` (200 validation examples).
+fn train_small_maxout(cwd: &Path) {
+    let mut s = spec();
+    s["layers"] = serde_json::json!([
+        {"kind": "conv2d", "name": "conv1", "filters": 4, "kernel": 5, "stride": 1, "padding": 0},
+        {"kind": "max-pool", "kernel": 2, "stride": 2},
+        {"kind": "flatten"},
+        {"kind": "dense", "name": "fc1", "outputs": 12},
+        {"kind": "maxout", "pieces": {"units": 4, "k": 3}},
+        {"kind": "dense", "name": "fc2", "outputs": 10}
+    ]);
+    std::fs::write(cwd.join("s.json"), s.to_string()).unwrap();
+    ok(&train_one_epoch(cwd, &["--spec", "s.json"], "a", &["--val", "200"]));
+}
+
 /// Writes `spec` to `name` in `dir` and trains it for one epoch into `out`.
 fn train_spec(dir: &Path, name: &str, spec: &serde_json::Value, out: &str) -> std::process::Output {
     std::fs::write(dir.join(name), spec.to_string()).unwrap();
@@ -1247,17 +1263,7 @@ fn issue32_cause_13_schedules_and_plain_networks_work_with_the_defaults() {
     // own default criterion (`arg-max frequencies ... cannot rank units`).
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
-    let mut s = spec();
-    s["layers"] = serde_json::json!([
-        {"kind": "conv2d", "name": "conv1", "filters": 4, "kernel": 5, "stride": 1, "padding": 0},
-        {"kind": "max-pool", "kernel": 2, "stride": 2},
-        {"kind": "flatten"},
-        {"kind": "dense", "name": "fc1", "outputs": 12},
-        {"kind": "maxout", "pieces": {"units": 4, "k": 3}},
-        {"kind": "dense", "name": "fc2", "outputs": 10}
-    ]);
-    std::fs::write(cwd.join("s.json"), s.to_string()).unwrap();
-    ok(&train_one_epoch(cwd, &["--spec", "s.json"], "a", &["--val", "200"]));
+    train_small_maxout(cwd);
     ok(&prune_neurons(cwd, &["--layers", "fc1", "--until-k", "2"]));
     ok(&maxprune(
         &["export", "b", "--format", "dense", "--out", "m.safetensors"],
@@ -1348,17 +1354,7 @@ fn issue32_cause_4_what_is_built_on_is_checked_by_content_not_path() {
     // replaced; a `[teacher]` could be the run's own output.
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
-    let mut s = spec();
-    s["layers"] = serde_json::json!([
-        {"kind": "conv2d", "name": "conv1", "filters": 4, "kernel": 5, "stride": 1, "padding": 0},
-        {"kind": "max-pool", "kernel": 2, "stride": 2},
-        {"kind": "flatten"},
-        {"kind": "dense", "name": "fc1", "outputs": 12},
-        {"kind": "maxout", "pieces": {"units": 4, "k": 3}},
-        {"kind": "dense", "name": "fc2", "outputs": 10}
-    ]);
-    std::fs::write(cwd.join("s.json"), s.to_string()).unwrap();
-    ok(&train_one_epoch(cwd, &["--spec", "s.json"], "a", &["--val", "200"]));
+    train_small_maxout(cwd);
     let steps = ["--steps", "1", "--distill", "0.5"];
     ok(&prune_neurons(cwd, &steps));
     // The step's retraining learns from `a`, whose content it recorded.
