@@ -2,7 +2,6 @@
 //! maxprune builds and must give maxprune's logits (max abs difference under 1e-4, identical
 //! predictions) on the embedded test images.
 
-use burn::tensor::{Tensor as BurnTensor, TensorData};
 use maxprune::data::transform::Normalization;
 use maxprune::model::layers::Maxout;
 use maxprune::model::network::Network;
@@ -10,7 +9,6 @@ use maxprune::model::presets::Preset;
 use maxprune::model::spec::{InputShape, LayerSpec, Pieces};
 use maxprune::prune::select::Policy;
 use maxprune::relevance::CriterionKind;
-use maxprune::rng::SplitMix64;
 use tract_onnx::prelude::*;
 use util::nets::*;
 
@@ -108,23 +106,7 @@ fn tract_agrees_with_maxprune_on_every_kind_of_network() {
     agrees("scaled vgg16-maxout", &Network::init(&vgg, 3, &device()).unwrap());
     // Batch norm (its running statistics moved by two training passes), average pooling and
     // global average pooling; and the same network with its batch norms folded.
-    let mut cifar = Preset::CifarMaxout.spec().scaled(0.25, input, 10).unwrap();
-    let pool = cifar
-        .layers
-        .iter()
-        .position(|l| matches!(l, LayerSpec::MaxPool(_)))
-        .unwrap();
-    cifar.layers[pool] = LayerSpec::avg_pool(3, 2, 1);
-    let mut net = Network::init(&cifar, 4, &device()).unwrap();
-    let x = inputs(&input);
-    for step in 0..2 {
-        let batch = BurnTensor::<4>::from_data(
-            TensorData::new(x.iter().map(|v| v * (step + 1) as f32).collect(), [IMAGES, 3, 32, 32]),
-            &device(),
-        );
-        let (_, stats) = net.forward_train(batch, &mut SplitMix64::new(step));
-        net = net.with_running_stats(stats);
-    }
+    let net = cifar_with_running_stats(input, 0.25, 2);
     agrees("cifar-maxout (batch norm, avg-pool, global-avg-pool)", &net);
     agrees("cifar-maxout, batch norm folded", &net.fold_batch_norm().unwrap());
 }

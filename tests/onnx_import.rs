@@ -11,7 +11,6 @@ use maxprune::model::presets::Preset;
 use maxprune::model::spec::{InputShape, LayerSpec};
 use maxprune::prune::select::Policy;
 use maxprune::relevance::CriterionKind;
-use maxprune::rng::SplitMix64;
 use util::nets::*;
 
 mod util;
@@ -58,17 +57,7 @@ fn import_of_an_export_gives_back_the_network() {
         height: 16,
         width: 16,
     };
-    let mut cifar = Preset::CifarMaxout.spec().scaled(0.125, input, 10).unwrap();
-    let pool = cifar
-        .layers
-        .iter()
-        .position(|l| matches!(l, LayerSpec::MaxPool(_)))
-        .unwrap();
-    cifar.layers[pool] = LayerSpec::avg_pool(3, 2, 1);
-    let mut net = Network::init(&cifar, 4, &device()).unwrap();
-    let x = BurnTensor::<4>::from_data(TensorData::new(inputs(&input), [IMAGES, 3, 16, 16]), &device());
-    let (_, stats) = net.forward_train(x, &mut SplitMix64::new(1));
-    net = net.with_running_stats(stats);
+    let net = cifar_with_running_stats(input, 0.125, 1);
     round_trips("cifar-maxout (batch norm, avg-pool, global-avg-pool)", &net);
 }
 

@@ -69,3 +69,26 @@ pub fn conv_maxout_spec() -> ArchSpec {
     );
     spec
 }
+
+/// `cifar-maxout` at `width` for `input`, its first max pool an avg-pool (3, stride 2, padding
+/// 1), its batch norms' running statistics moved by `passes` training passes on `inputs(input)`
+/// scaled by 1, 2, ...: batch norm, average pooling and global average pooling in one network.
+pub fn cifar_with_running_stats(input: InputShape, width: f64, passes: usize) -> Network {
+    let mut cifar = Preset::CifarMaxout.spec().scaled(width, input, 10).unwrap();
+    let pool = cifar
+        .layers
+        .iter()
+        .position(|l| matches!(l, LayerSpec::MaxPool(_)))
+        .unwrap();
+    cifar.layers[pool] = LayerSpec::avg_pool(3, 2, 1);
+    let mut net = Network::init(&cifar, 4, &device()).unwrap();
+    let x = inputs(&input);
+    let shape = [IMAGES, input.channels, input.height, input.width];
+    for pass in 0..passes {
+        let scaled = x.iter().map(|v| v * (pass + 1) as f32).collect();
+        let batch = BurnTensor::<4>::from_data(TensorData::new(scaled, shape), &device());
+        let (_, stats) = net.forward_train(batch, &mut maxprune::rng::SplitMix64::new(pass as u64));
+        net = net.with_running_stats(stats);
+    }
+    net
+}
