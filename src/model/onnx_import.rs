@@ -32,7 +32,7 @@ use prost::Message;
 use crate::error::{Error, Result};
 use crate::model::layers::{Kind, LayerSpec};
 use crate::model::network::{Network, non_finite};
-use crate::model::params::{LayerParams, Param, ParamTensor};
+use crate::model::params::{LayerParams, Param};
 use crate::model::spec::{ActShape, ArchSpec, Init, InputShape, Pieces, SPEC_FORMAT_VERSION};
 use crate::onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
 
@@ -296,14 +296,7 @@ pub fn import_onnx(bytes: &[u8], source: &Path, options: &OnnxOptions, device: &
                     if let Some(bad) = non_finite(&values) {
                         return Err(format_error(&path, &what, "finite values", &bad));
                     }
-                    Ok(Param {
-                        role: d.role,
-                        value: ParamTensor::from_values(values, &d.shape, device),
-                        out_axis: d.out_axis,
-                        in_axis: d.in_axis,
-                        mask: None,
-                        trainable: d.trainable,
-                    })
+                    Ok(Param::declared(&d, values, device))
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(LayerParams { params })

@@ -113,6 +113,21 @@ pub struct Param {
     pub trainable: bool,
 }
 
+impl Param {
+    /// The tensor `decl` declares, holding `values` (row-major, as many as its shape has), with
+    /// no mask.
+    pub fn declared(decl: &ParamDecl, values: Vec<f32>, device: &Device) -> Param {
+        Param {
+            role: decl.role,
+            value: ParamTensor::from_values(values, &decl.shape, device),
+            out_axis: decl.out_axis,
+            in_axis: decl.in_axis,
+            mask: None,
+            trainable: decl.trainable,
+        }
+    }
+}
+
 /// 0/1 masks of pruned weights, flattened, keyed by parameter name (`fc1.weight`).
 pub type Masks = std::collections::BTreeMap<String, Tensor<1>>;
 
@@ -143,14 +158,7 @@ impl LayerParams {
                     Fill::Zeros => vec![0.0; n],
                     Fill::Ones => vec![1.0; n],
                 };
-                Param {
-                    role: d.role,
-                    value: ParamTensor::from_values(values, &d.shape, device),
-                    out_axis: d.out_axis,
-                    in_axis: d.in_axis,
-                    mask: None,
-                    trainable: d.trainable,
-                }
+                Param::declared(&d, values, device)
             })
             .collect();
         LayerParams { params }
