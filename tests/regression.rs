@@ -1430,26 +1430,12 @@ fn issue32_cause_13_timing_is_chosen_and_every_step_reports_its_paired_change() 
     // stopping rule but the point comparison.
     let tmp = tempfile::tempdir().unwrap();
     train_embedded(tmp.path(), "seed-lenet", "a", &["--val", "200"]);
-    let neurons = [
-        "prune",
-        "neurons",
-        "a",
-        "--out",
-        "b",
-        "--val",
-        "200",
-        "--retrain-epochs",
-        "1",
-        "--criterion",
-        "weight-norm",
-        "--steps",
-        "1",
-    ];
-    let refused = maxprune(&[&neurons[..], &["--bench-steps", "some"]].concat(), tmp.path());
+    let neurons = ["--criterion", "weight-norm", "--steps", "1"];
+    let refused = prune_neurons(tmp.path(), &[&neurons[..], &["--bench-steps", "some"]].concat());
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("none, last, all"));
-    let stdout = ok(&maxprune(
-        &[&neurons[..], &["--stop-rule", "paired", "--bench-steps", "none"]].concat(),
+    let stdout = ok(&prune_neurons(
         tmp.path(),
+        &[&neurons[..], &["--stop-rule", "paired", "--bench-steps", "none"]].concat(),
     ));
     assert!(stdout.contains("val change, points (95% CI)"), "{stdout}");
     let report: serde_json::Value =
