@@ -6,7 +6,8 @@ For 1 and 2 threads and each network (`lenet5-maxout`, `vgg16-maxout` scaled to 
 with `--kernels burn` (burn's convolution and pooling, the state before), and
 `bench/torch_reference.py --json` (the same network and measurements) alternately, `--rounds`
 times each, and reports the median of each figure; then training alone at batch 8 and 1 for
-`lenet5-maxout` (`--train-batch`). Writes the table between the README's `results:speed`
+`lenet5-maxout` (`--train-batch`); then the batch-norm and average-pooling blocks (`--spec`
+files written here: training at batch 64 and inference at batch 256). Writes the table between the README's `results:speed`
 markers, with the ratios against PyTorch drawn as a bar chart (`maxprune chart bars`,
 `docs/charts/speed-ratios.svg`). PyTorch comes from `$TORCH_PYTHON` (default `python3`), e.g. a venv made with
 `python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch numpy`.
@@ -31,6 +32,27 @@ NETWORKS = [
     ("vgg16-maxout", "`vgg16-maxout` at width 0.25, 32x32, 10 classes", VGG_SCALE),
     ("cifar-maxout", "`cifar-maxout` (conv-batch-norm-relu-maxout blocks, global average pooling)", []),
 ]
+# The kernels of batch norm and average pooling, each inside the smallest network that trains
+# through it (cifar-maxout's second block: 48 channels of 16x16 in, 192 filters of 3x3): the
+# plain conv-relu block is the baseline, so the rows below it show what each kernel adds.
+def block(name, *middle):
+    conv = {"kind": "conv2d", "name": "conv", "filters": 192, "kernel": 3, "padding": 1}
+    return {
+        "format_version": 1, "name": name, "init": "he",
+        "input": {"channels": 48, "height": 16, "width": 16},
+        "layers": [conv, *middle, {"kind": "global-avg-pool"}, {"kind": "dense", "name": "fc", "outputs": 10}],
+    }
+
+
+BN = {"kind": "batch-norm", "name": "bn"}
+RELU = {"kind": "relu"}
+BLOCKS = [
+    ("conv 3x3 -> relu -> global avg pool", block("conv-relu", RELU)),
+    ("conv 3x3 -> batch norm -> relu -> global avg pool", block("conv-bn-relu", BN, RELU)),
+    ("conv 3x3 -> batch norm -> relu -> avg pool 3/2/1 -> global avg pool",
+     block("conv-bn-relu-avg", BN, RELU, {"kind": "avg-pool", "kernel": 3, "stride": 2, "padding": 1})),
+]
+BLOCK_KEYS = ["train_img_per_s", "infer_img_per_s"]
 NAMES = {
     "train_img_per_s": "training, img/s (batch 64)",
     "infer_img_per_s": "inference, img/s (batch 256)",
@@ -70,10 +92,35 @@ def fmt(key, value):
     return f"{value:.3f}" if key == "latency_ms_b1" else f"{value:,.0f}"
 
 
+def blocks(rounds, tmp):
+    """The table of the batch-norm and pooling blocks (BLOCKS), at 1 and 2 threads, and the
+    PyTorch version that measured it."""
+    md = [
+        "Batch norm and average pooling (their kernels: burn's `avg_pool2d`, maxprune's batch norm "
+        "from burn's tensor operations), each in a block of `cifar-maxout`'s second stage "
+        "(48x16x16 in, conv 192@3x3 padding 1, a dense classifier of 10 after global average pooling):",
+        "",
+        "| threads | block | figure | maxprune | PyTorch | maxprune / PyTorch |",
+        "|---:|---|---|---:|---:|---:|",
+    ]
+    for threads in [1, 2]:
+        for title, spec in BLOCKS:
+            path = os.path.join(tmp, f"{spec['name']}.json")
+            with open(path, "w") as f:
+                json.dump(spec, f)
+            ours = [str(BIN), "--threads", str(threads), "bench", "--spec", path, "--json"]
+            torch = [PYTHON, str(ROOT / "bench" / "torch_reference.py"), "--spec", path, "--threads", str(threads), "--json"]
+            o, t = alternate(rounds, [ours, torch])
+            backend = t["backend"]
+            for k in BLOCK_KEYS:
+                md.append(f"| {threads} | {title} | {NAMES[k]} | {fmt(k, o[k])} | {fmt(k, t[k])} | {ratio(k, o, t):.2f}x |")
+    return md + [""], backend
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--only", help="measure one preset and print its table (the README block is not written)")
+    ap.add_argument("--only", help="measure one preset, or `blocks`, and print its table (the README block is not written)")
     args = ap.parse_args()
     rounds = args.rounds
     networks = [n for n in NETWORKS if args.only in (None, n[0])]
@@ -111,6 +158,9 @@ def main():
                 burn_ratio = f"{r_burn:.2f}x" if r_burn is not None else ""
                 md.append(f"| {threads} | {name} | {o} | {b} | {t} | {burn_ratio} | {r_torch:.2f}x |")
             md.append("")
+        if args.only in (None, "blocks"):
+            table, backend = blocks(rounds, tmp)
+            md += table
     header = [
         f"{cpu_name()}, median of {rounds} alternating runs of each command per thread count "
         f"(maxprune: flex backend, its own convolution and pooling, and the same with `--kernels burn`; "

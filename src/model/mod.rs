@@ -7,6 +7,7 @@ pub mod import;
 pub mod layers;
 pub mod layout;
 pub mod network;
+pub mod norm;
 pub mod onnx_import;
 pub mod params;
 pub mod pool;

@@ -1,10 +1,16 @@
-//! Max pooling with its own forward and backward pass for the flex backend (f32).
+//! Max and average pooling with their own forward and backward passes for the flex backend (f32).
 //!
-//! The forward pass records, for every output, the offset of its window's maximum in the input
+//! Max pooling: the forward pass records, for every output, the offset of its window's maximum in the input
 //! plane (the first among equal maxima, in row-major order); the backward pass adds each output
 //! gradient at that offset. Planes (one channel of one image) are split over threads; each
 //! plane's result does not depend on the split, so training stays bit-identical whatever the
 //! thread count. On any other backend or dtype [`max_pool2d`] is burn's pooling.
+//!
+//! Average pooling ([`avg_pool2d`], padded zeros counted as PyTorch's `AvgPool2d` does): each
+//! output is its window's sum over the input inside the padding, times `1 / kernel²`; the
+//! backward pass adds each output gradient times `1 / kernel²` to its window. Planes are split
+//! over threads as for max pooling, so it is bit-identical whatever the thread count too. On
+//! any other backend or dtype it is burn's `avg_pool2d`.
 
 use std::sync::Arc;
 
@@ -17,7 +23,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::Tensor;
-use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use rayon::prelude::*;
 
 use super::host::{Kept, Placement, dims4, lifted, placement, tensor, values};
@@ -217,6 +223,164 @@ fn tracked(x: FloatTensor<Autodiff<Flex>>, kernel: usize, stride: usize) -> Floa
     }
 }
 
+/// Average pooling of `x` over `kernel x kernel` windows every `stride` positions, with
+/// `padding` zeros on every side that count in every window's mean.
+///
+/// # Shapes
+/// - x: `[batch, channels, height, width]`
+/// - returns `[batch, channels, (height + 2 padding - kernel) / stride + 1, (width + 2 padding - kernel) / stride + 1]`
+pub fn avg_pool2d(x: Tensor<4>, kernel: usize, stride: usize, padding: usize) -> Tensor<4> {
+    match placement(&[(x.device(), x.dtype())]) {
+        Placement::Flex => {
+            if let Ok(p) = x.clone().try_into_primitive::<Flex>() {
+                let g = AvgGeometry::new(&p, kernel, stride, padding);
+                return Tensor::from_primitive::<Flex>(avg_forward(&g, &p));
+            }
+        }
+        Placement::AutodiffFlex => {
+            if let Ok(p) = lifted(&x).try_into_primitive::<Autodiff<Flex>>() {
+                return Tensor::from_primitive::<Autodiff<Flex>>(avg_tracked(p, kernel, stride, padding));
+            }
+        }
+        Placement::Other => {}
+    }
+    burn_avg_pool2d(x, kernel, stride, padding)
+}
+
+/// burn's average pooling with the arguments of [`avg_pool2d`].
+pub fn burn_avg_pool2d(x: Tensor<4>, kernel: usize, stride: usize, padding: usize) -> Tensor<4> {
+    let options = AvgPoolOptions::new([kernel; 2])
+        .with_stride([stride; 2])
+        .with_padding([padding; 2])
+        .with_count_include_pad(true);
+    burn::tensor::module::avg_pool2d(x, options)
+}
+
+/// The sizes of one average pooling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct AvgGeometry {
+    pool: Geometry,
+    padding: usize,
+}
+
+impl AvgGeometry {
+    fn new(x: &FlexTensor, kernel: usize, stride: usize, padding: usize) -> AvgGeometry {
+        let [batch, channels, height, width] = dims4(x);
+        assert!(
+            kernel > 0 && stride > 0 && height + 2 * padding >= kernel && width + 2 * padding >= kernel,
+            "avg_pool2d: the validated spec keeps the window inside the padded input"
+        );
+        AvgGeometry {
+            pool: Geometry {
+                batch,
+                channels,
+                height,
+                width,
+                kernel,
+                stride,
+                out_h: (height + 2 * padding - kernel) / stride + 1,
+                out_w: (width + 2 * padding - kernel) / stride + 1,
+            },
+            padding,
+        }
+    }
+
+    /// The input rows (or columns, with `size` the width) of output `o`'s window inside the
+    /// input: the padding contributes zeros.
+    fn span(&self, o: usize, size: usize) -> std::ops::Range<usize> {
+        let start = (o * self.pool.stride).saturating_sub(self.padding);
+        let end = (o * self.pool.stride + self.pool.kernel)
+            .saturating_sub(self.padding)
+            .min(size);
+        start..end
+    }
+
+    /// Calls `f(output offset, input rows, input columns)` for every output of a plane.
+    fn windows(&self, mut f: impl FnMut(usize, std::ops::Range<usize>, std::ops::Range<usize>)) {
+        let g = &self.pool;
+        for oy in 0..g.out_h {
+            let rows = self.span(oy, g.height);
+            for ox in 0..g.out_w {
+                f(oy * g.out_w + ox, rows.clone(), self.span(ox, g.width));
+            }
+        }
+    }
+
+    fn inv_area(&self) -> f32 {
+        1.0 / (self.pool.kernel * self.pool.kernel) as f32
+    }
+}
+
+/// The forward pass: every window's sum times `1 / kernel²`, planes split over threads.
+fn avg_forward(g: &AvgGeometry, x: &FlexTensor) -> FlexTensor {
+    let p = &g.pool;
+    let xv = values(x);
+    let mut out = vec![0.0f32; p.batch * p.channels * p.out_plane()];
+    let inv = g.inv_area();
+    xv.par_chunks(p.plane())
+        .zip(out.par_chunks_mut(p.out_plane().max(1)))
+        .for_each(|(x, out)| {
+            g.windows(|o, rows, cols| {
+                let sum: f32 = rows
+                    .map(|y| x[y * p.width + cols.start..y * p.width + cols.end].iter().sum::<f32>())
+                    .sum();
+                out[o] = sum * inv;
+            });
+        });
+    tensor(out, vec![p.batch, p.channels, p.out_h, p.out_w])
+}
+
+/// The autodiff operation of average pooling: the one parent is the input.
+#[derive(Debug)]
+struct AvgPoolBackward;
+
+impl Backward<Flex, 1> for AvgPoolBackward {
+    type State = AvgGeometry;
+
+    fn backward(self, ops: Ops<AvgGeometry, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let Some(node) = node_x else { return };
+        let g = ops.state;
+        let p = &g.pool;
+        let gv = values(&grad);
+        let inv = g.inv_area();
+        let mut dx = vec![0.0f32; p.batch * p.channels * p.plane()];
+        dx.par_chunks_mut(p.plane())
+            .zip(gv.par_chunks(p.out_plane().max(1)))
+            .for_each(|(dx, gr)| {
+                g.windows(|o, rows, cols| {
+                    let v = gr[o] * inv;
+                    for y in rows {
+                        dx[y * p.width + cols.start..y * p.width + cols.end]
+                            .iter_mut()
+                            .for_each(|d| *d += v);
+                    }
+                });
+            });
+        grads.register::<Flex>(node.id, tensor(dx, vec![p.batch, p.channels, p.height, p.width]));
+    }
+}
+
+/// Average pooling on the autodiff device, recording [`AvgPoolBackward`] when the input is
+/// tracked.
+fn avg_tracked(
+    x: FloatTensor<Autodiff<Flex>>,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> FloatTensor<Autodiff<Flex>> {
+    let g = AvgGeometry::new(x.primitive(), kernel, stride, padding);
+    match AvgPoolBackward
+        .prepare::<NoCheckpointing>([x.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(g, avg_forward(&g, x.primitive())),
+        OpsKind::UnTracked(prep) => prep.finish(avg_forward(&g, x.primitive())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +420,26 @@ mod tests {
             let ours = run(|x| max_pool2d(x, kernel, stride), shape, seed);
             let reference = run(|x| burn_max_pool2d(x, kernel, stride), shape, seed);
             prop_assert_eq!(ours, reference);
+        }
+
+        /// Output and input gradient equal burn's average pooling and its gradient within
+        /// rounding (1e-6: the window sums are added in another order).
+        #[test]
+        fn average_pooling_equals_burns_and_its_gradient(
+            batch in 1usize..4, channels in 1usize..4, size in 1usize..10, kernel in 1usize..5, stride in 1usize..4, padding in 0usize..3, seed: u64,
+        ) {
+            prop_assume!(size + 2 * padding >= kernel && 2 * padding <= kernel);
+            let shape = [batch, channels, size, size + 1];
+            let (ours, reference) = (
+                run(|x| avg_pool2d(x, kernel, stride, padding), shape, seed),
+                run(|x| burn_avg_pool2d(x, kernel, stride, padding), shape, seed),
+            );
+            for (a, b) in [(&ours.0, &reference.0), (&ours.1, &reference.1)] {
+                prop_assert_eq!(a.len(), b.len());
+                for (a, b) in a.iter().zip(b) {
+                    prop_assert!((a - b).abs() <= 1e-6, "{} vs burn's {}", a, b);
+                }
+            }
         }
     }
 

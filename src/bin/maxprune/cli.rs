@@ -44,7 +44,7 @@ pub(crate) struct Cli {
     /// Compute backend.
     #[arg(long, global = true, value_enum, default_value = "flex")]
     pub(crate) device: Backend,
-    /// Convolution and pooling kernels: maxprune's own (flex) or burn's, for comparisons.
+    /// Convolution, pooling and batch-norm kernels: maxprune's own (flex) or burn's, for comparisons.
     #[arg(long, global = true, value_enum, default_value = "own")]
     pub(crate) kernels: KernelsArg,
 }
@@ -52,9 +52,10 @@ pub(crate) struct Cli {
 /// `--kernels`.
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum KernelsArg {
-    /// maxprune's own convolution and pooling with their own backward passes (flex, f32).
+    /// maxprune's own convolution, max and average pooling and batch norm with their own
+    /// backward passes (flex, f32).
     Own,
-    /// burn's `conv2d` and `max_pool2d`.
+    /// burn's `conv2d`, `max_pool2d`, `avg_pool2d` and batch norm from its tensor operations.
     Burn,
 }
 

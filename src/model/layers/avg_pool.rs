@@ -1,11 +1,11 @@
 //! `avg-pool`: 2-D average pooling over square windows, zero padding counted (PyTorch's
 //! `AvgPool2d` defaults: `count_include_pad=True`, floor).
 
-use burn::tensor::ops::AvgPoolOptions;
 use serde::{Deserialize, Serialize};
 
-use super::{Act, Forward, Inferred, Kind, check_sides, maps, window_out};
+use super::{Act, Forward, Inferred, Kernels, Kind, check_sides, maps, window_out};
 use crate::model::params::LayerParams;
+use crate::model::pool;
 use crate::model::spec::ActShape;
 use crate::onnx::{Builder, int, ints};
 
@@ -52,15 +52,15 @@ impl Kind for AvgPool {
         })
     }
 
-    fn forward(&self, _: &LayerParams, act: Act, _: &mut Forward<'_>) -> Act {
+    fn forward(&self, _: &LayerParams, act: Act, ctx: &mut Forward<'_>) -> Act {
         let Act::Map(x) = act else {
             unreachable!("a validated avg-pool reads feature maps")
         };
-        let options = AvgPoolOptions::new([self.kernel; 2])
-            .with_stride([self.stride; 2])
-            .with_padding([self.padding; 2])
-            .with_count_include_pad(true);
-        Act::Map(burn::tensor::module::avg_pool2d(x, options))
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        Act::Map(match ctx.kernels {
+            Kernels::Own => pool::avg_pool2d(x, k, s, p),
+            Kernels::Burn => pool::burn_avg_pool2d(x, k, s, p),
+        })
     }
 
     fn onnx(&self, b: &mut Builder, name: &str, _: &LayerParams, _: ActShape) {

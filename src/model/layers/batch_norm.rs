@@ -5,7 +5,8 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::{Act, Fill, Forward, Inferred, Kind, ParamDecl, Role, flops};
+use super::{Act, Fill, Forward, Inferred, Kernels, Kind, ParamDecl, Role, flops};
+use crate::model::norm::{self, BatchStats};
 use crate::model::params::{LayerParams, ParamTensor};
 use crate::model::spec::ActShape;
 use crate::onnx::{Builder, float};
@@ -76,24 +77,46 @@ impl BatchNorm {
         })
     }
 
-    /// Normalises `x`, `[n, c]` with one row per example and position, by batch statistics;
-    /// queues the running statistics' updates in `ctx`. Returns the normalised `[n, c]`.
-    fn train(&self, params: &LayerParams, x: Tensor<2>, ctx: &mut Forward<'_>) -> Tensor<2> {
+    /// Normalises `x`, `[n, c]` with one row per example and position, by batch statistics
+    /// with burn's operations (any backend); queues the running statistics' updates in `ctx`.
+    fn train_burn(&self, params: &LayerParams, x: Tensor<2>, ctx: &mut Forward<'_>) -> Tensor<2> {
         let n = x.dims()[0];
         let (var, mean) = x.clone().var_mean_bias(0);
         let normed = (x - mean.clone()) / var.clone().add_scalar(self.eps).sqrt();
         let c = mean.dims()[1];
+        let stats = BatchStats {
+            mean: mean.detach().reshape([c]),
+            var: var.detach().reshape([c]),
+        };
+        self.queue_updates(params, stats, n, ctx);
+        normed * params.t1("weight").unsqueeze_dim(0) + params.t1("bias").unsqueeze_dim(0)
+    }
+
+    /// Normalises `x` (`[batch, channels, height, width]`, a vector being `[batch, features, 1,
+    /// 1]`) by batch statistics with maxprune's own kernel ([`norm::train`]) where it applies;
+    /// queues the running statistics' updates in `ctx`. `None`: use [`Self::train_burn`].
+    fn train_own(&self, params: &LayerParams, x: &Tensor<4>, ctx: &mut Forward<'_>) -> Option<Tensor<4>> {
+        if ctx.kernels != Kernels::Own {
+            return None;
+        }
+        let [b, _, h, w] = x.dims();
+        let (y, stats) = norm::train(x, &params.t1("weight"), &params.t1("bias"), self.eps)?;
+        self.queue_updates(params, stats, b * h * w, ctx);
+        Some(y)
+    }
+
+    /// Queues `running = (1 − momentum) running + momentum stat` for both statistics, the
+    /// variance made unbiased over the `n` values each channel had.
+    fn queue_updates(&self, params: &LayerParams, stats: BatchStats, n: usize, ctx: &mut Forward<'_>) {
         let m = self.momentum;
         let unbiased = if n > 1 { n as f64 / (n as f64 - 1.0) } else { 1.0 };
-        let update = |running: Tensor<1>, stat: Tensor<2>, factor: f64| {
-            let stat = stat.detach().reshape([c]).mul_scalar(factor * m);
-            ParamTensor::R1(running.mul_scalar(1.0 - m) + stat)
+        let update = |running: Tensor<1>, stat: Tensor<1>, factor: f64| {
+            ParamTensor::R1(running.mul_scalar(1.0 - m) + stat.mul_scalar(factor * m))
         };
         ctx.updates
-            .push(("running_mean", update(params.t1("running_mean"), mean, 1.0)));
+            .push(("running_mean", update(params.t1("running_mean"), stats.mean, 1.0)));
         ctx.updates
-            .push(("running_var", update(params.t1("running_var"), var, unbiased)));
-        normed * params.t1("weight").unsqueeze_dim(0) + params.t1("bias").unsqueeze_dim(0)
+            .push(("running_var", update(params.t1("running_var"), stats.var, unbiased)));
     }
 }
 
@@ -150,21 +173,41 @@ impl Kind for BatchNorm {
     fn forward(&self, params: &LayerParams, act: Act, ctx: &mut Forward<'_>) -> Act {
         let training = ctx.rng.is_some();
         match act {
-            Act::Flat(x) if training => Act::Flat(self.train(params, x, ctx)),
-            Act::Map(x) if training => {
-                let [b, c, h, w] = x.dims();
-                let rows = x.permute([0, 2, 3, 1]).reshape([b * h * w, c]);
-                let y = self.train(params, rows, ctx);
-                Act::Map(y.reshape([b, h, w, c]).permute([0, 3, 1, 2]))
+            Act::Flat(x) if training => {
+                let [n, c] = x.dims();
+                let maps = x.clone().reshape([n, c, 1, 1]);
+                Act::Flat(match self.train_own(params, &maps, ctx) {
+                    Some(y) => y.reshape([n, c]),
+                    None => self.train_burn(params, x, ctx),
+                })
             }
+            Act::Map(x) if training => Act::Map(match self.train_own(params, &x, ctx) {
+                Some(y) => y,
+                None => {
+                    let [b, c, h, w] = x.dims();
+                    let rows = x.permute([0, 2, 3, 1]).reshape([b * h * w, c]);
+                    let y = self.train_burn(params, rows, ctx);
+                    y.reshape([b, h, w, c]).permute([0, 3, 1, 2])
+                }
+            }),
             Act::Flat(x) => {
                 let (scale, shift) = self.scale_shift(params);
-                Act::Flat(x * scale.unsqueeze_dim(0) + shift.unsqueeze_dim(0))
+                let [n, c] = x.dims();
+                let own = (ctx.kernels == Kernels::Own)
+                    .then(|| norm::affine(&x.clone().reshape([n, c, 1, 1]), &scale, &shift))
+                    .flatten();
+                Act::Flat(match own {
+                    Some(y) => y.reshape([n, c]),
+                    None => x * scale.unsqueeze_dim(0) + shift.unsqueeze_dim(0),
+                })
             }
             Act::Map(x) => {
                 let (scale, shift) = self.scale_shift(params);
                 let c = scale.dims()[0];
-                Act::Map(x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1]))
+                let own = (ctx.kernels == Kernels::Own)
+                    .then(|| norm::affine(&x, &scale, &shift))
+                    .flatten();
+                Act::Map(own.unwrap_or_else(|| x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])))
             }
         }
     }

@@ -102,7 +102,7 @@ pub struct ParamDecl {
 
 /// What a forward pass carries from layer to layer besides the activation.
 pub struct Forward<'a> {
-    /// Which convolution and pooling kernels to run.
+    /// Which convolution, pooling and batch-norm kernels to run.
     pub kernels: Kernels,
     /// Training mode: dropout masks are drawn from it. `None` in evaluation.
     pub rng: Option<&'a mut SplitMix64>,
@@ -116,16 +116,17 @@ pub struct Forward<'a> {
     pub updates: Vec<(&'static str, ParamTensor)>,
 }
 
-/// Which convolution and max-pooling kernels a network runs.
+/// Which convolution, pooling and batch-norm kernels a network runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kernels {
-    /// maxprune's own ([`conv`](super::conv), [`pool`](super::pool)): im2col GEMM convolution
-    /// and arg-max pooling with their own backward passes on flex (f32); burn's on any other
-    /// backend.
+    /// maxprune's own ([`conv`](super::conv), [`pool`](super::pool), [`norm`](super::norm)):
+    /// im2col GEMM convolution, arg-max and average pooling and per-channel batch norm with
+    /// their own backward passes on flex (f32); burn's on any other backend.
     #[default]
     Own,
-    /// burn's `conv2d` and `max_pool2d` everywhere (for comparisons).
+    /// burn's `conv2d`, `max_pool2d`, `avg_pool2d` and batch norm from its tensor operations
+    /// everywhere (for comparisons).
     Burn,
 }
 

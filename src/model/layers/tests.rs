@@ -176,3 +176,104 @@ fn torch_goldens_average_and_global_average_pooling() {
         assert_close(&format!("{what} input gradient"), &dx, want_dx);
     }
 }
+
+/// One training pass (as [`train_pass`]) and an evaluation pass of `net` running `kernels` on a
+/// pseudo-random `shape` input: output, input gradient, every parameter's gradient, the running
+/// statistics after the pass, and the evaluation output.
+fn passes(net: &Network, kernels: super::Kernels, shape: [usize; 4]) -> Vec<Vec<f32>> {
+    let mut rng = SplitMix64::new(11);
+    let x: Vec<f32> = (0..shape.iter().product())
+        .map(|_| 4.0 * rng.next_f32() - 1.0)
+        .collect();
+    let trainable = net.clone().with_kernels(kernels).into_trainable();
+    let (y, dx, after, grads) = train_pass(trainable.clone(), &x, shape);
+    let mut out = vec![y, dx];
+    for p in trainable.params() {
+        for role in ["weight", "bias"] {
+            let grad = match p.get(role).map(|t| t.dims().len()) {
+                Some(1) => p.t1(role).grad(&grads).map(values),
+                Some(2) => p.t2(role).grad(&grads).map(values),
+                Some(_) => p.t4(role).grad(&grads).map(values),
+                None => None,
+            };
+            out.extend(grad);
+        }
+    }
+    let after = after.into_inference();
+    for p in after.params() {
+        for role in ["running_mean", "running_var"] {
+            if p.get(role).is_some() {
+                out.push(values(p.t1(role)));
+            }
+        }
+    }
+    let x = Tensor::<4>::from_data(TensorData::new(x, shape), after.device());
+    out.push(values(after.forward(x)));
+    out
+}
+
+/// Networks through batch norm (after a conv, and on features after a dense layer) and average
+/// pooling.
+fn norm_and_pool_network() -> Network {
+    let spec = ArchSpec {
+        format_version: SPEC_FORMAT_VERSION,
+        name: "norm-and-pool".into(),
+        input: InputShape {
+            channels: 3,
+            height: 9,
+            width: 7,
+        },
+        layers: vec![
+            LayerSpec::conv2d("conv", 5, 3, 1, 1),
+            LayerSpec::batch_norm("bn1"),
+            LayerSpec::relu(),
+            LayerSpec::avg_pool(3, 2, 1),
+            LayerSpec::flatten(),
+            LayerSpec::dense("fc1", 6),
+            LayerSpec::batch_norm("bn2"),
+            LayerSpec::dense("fc2", 4),
+        ],
+        init: Init::He,
+    };
+    Network::init(&spec, 3, &Device::flex()).unwrap()
+}
+
+/// maxprune's own batch norm and average pooling kernels agree with burn's operations within
+/// rounding (1e-5 relative; the own batch norm sums its statistics in f64, burn's in f32):
+/// training output, every gradient, the running statistics and evaluation output.
+#[test]
+fn own_norm_and_pooling_kernels_agree_with_burns() {
+    let net = norm_and_pool_network();
+    let shape = [5, 3, 9, 7];
+    let own = passes(&net, super::Kernels::Own, shape);
+    let burn = passes(&net, super::Kernels::Burn, shape);
+    assert_eq!(own.len(), burn.len());
+    assert_eq!(own.len(), 2 + 2 * 5 + 2 * 2 + 1, "every value compared");
+    for (i, (a, b)) in own.iter().zip(&burn).enumerate() {
+        assert_eq!(a.len(), b.len(), "value {i}: length");
+        for (j, (a, b)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "value {i}[{j}]: own {a} vs burn's {b}"
+            );
+        }
+    }
+}
+
+/// Training through the own batch norm and pooling kernels is bit-identical whatever the thread
+/// count.
+#[test]
+fn own_norm_and_pooling_kernels_are_bit_identical_whatever_the_thread_count() {
+    let net = norm_and_pool_network();
+    let with = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        let out = pool.install(|| passes(&net, super::Kernels::Own, [17, 3, 9, 7]));
+        out.concat().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    };
+    let one = with(1);
+    assert_eq!(one, with(2));
+    assert_eq!(one, with(3));
+}

@@ -6,27 +6,26 @@ use anyhow::{Result, bail};
 use clap::Args;
 use maxprune::bench::{BenchConfig, Comparison, MAX_SPREAD, SPEEDUP_ROUNDS, bench, lenet5_reference, speedups};
 use maxprune::model::network::Network;
-use maxprune::model::presets::Preset;
 use maxprune::prune::schedule::pruned_and_source;
 use maxprune::train::RunDir;
 
-use crate::args::ScaleArgs;
+use crate::args::{ArchArgs, ScaleArgs};
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
     /// Run directory to measure; a schedule directory (from `prune`) measures its last accepted
     /// step, and a pruned run is compared with the run its schedule started from.
-    #[arg(required_unless_present = "preset")]
+    #[arg(required_unless_present_any = ["preset", "spec"], conflicts_with_all = ["preset", "spec"])]
     pub(crate) run: Option<PathBuf>,
     /// Compare inference speed with this run directory instead (the unpruned network).
-    #[arg(long, conflicts_with = "preset")]
+    #[arg(long, conflicts_with_all = ["preset", "spec"])]
     pub(crate) against: Option<PathBuf>,
     /// Alternating rounds of each speedup measurement (median and quartiles reported).
     #[arg(long, default_value_t = SPEEDUP_ROUNDS)]
     pub(crate) rounds: usize,
-    /// Measure a freshly initialised preset instead.
-    #[arg(long, conflicts_with = "run")]
-    pub(crate) preset: Option<Preset>,
+    /// Measure a freshly initialised preset (`--preset`) or spec file (`--spec`) instead.
+    #[command(flatten)]
+    pub(crate) arch: ArchArgs,
     #[command(flatten)]
     pub(crate) scale: ScaleArgs,
     /// Timed repetitions (median reported).
@@ -41,16 +40,18 @@ pub(crate) struct BenchArgs {
 }
 
 pub(crate) fn cmd_bench(a: BenchArgs) -> Result<()> {
-    let (net, base) = match (&a.preset, &a.run) {
-        (Some(p), _) => (Network::init(&a.scale.apply(p.spec())?, 1, &maxprune::device())?, None),
-        (None, Some(r)) if a.scale.is_none() => {
+    let (net, base) = match &a.run {
+        None => (
+            Network::init(&a.scale.apply(a.arch.spec()?)?, 1, &maxprune::device())?,
+            None,
+        ),
+        Some(r) if a.scale.is_none() => {
             let found = pruned_and_source(r)?;
             let measured = found.as_ref().map_or(r.clone(), |(step, _)| step.clone());
             let base = a.against.clone().or(found.map(|(_, source)| source));
             (RunDir::open(&measured)?.network(&maxprune::device())?, base)
         }
-        (None, Some(_)) => bail!("--width, --input-size and --classes resize a --preset, not a trained run"),
-        (None, None) => bail!("give a run directory or --preset"),
+        Some(_) => bail!("--width, --input-size and --classes resize a --preset or --spec, not a trained run"),
     };
     // The largest batches bench runs: its training batch, and inference at 256.
     maxprune::memory::check_batch(net.spec(), a.train_batch, true)?;
