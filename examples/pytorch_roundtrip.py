@@ -2,7 +2,9 @@
 """Bring your own PyTorch model to maxprune, and take the pruned one back (run by hand; not in CI).
 
 1. Trains a small sequential maxout CNN with batch norm and average pooling in PyTorch for one
-   epoch on 55,000 Fashion-MNIST training images, and exports it to ONNX (TorchScript exporter).
+   epoch on 55,000 Fashion-MNIST training images, and exports it to ONNX with each of PyTorch's
+   exporters: TorchScript (`dynamo=False`, opset 17) and dynamo (the default, weights in
+   `model.onnx.data` beside the file). Steps 2 to 4 run once per exported file.
 2. `maxprune import model.onnx` makes a run directory; `maxprune eval --predictions` is compared
    with ONNX Runtime on the 10,000 test images.
 3. `maxprune prune neurons` removes whole units with the other 5,000 training images as its own
@@ -13,7 +15,8 @@
 
     cargo build --release
     python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch onnx onnxruntime safetensors numpy
-    /tmp/torchenv/bin/python examples/pytorch_roundtrip.py [--data ../shared/data/fashion-mnist] [--out /tmp/roundtrip]
+    /tmp/torchenv/bin/pip install onnxscript   # the dynamo exporter's dependency
+    /tmp/torchenv/bin/python examples/pytorch_roundtrip.py [--data ../shared/data/fashion-mnist] [--out /tmp/roundtrip] [--exporters torchscript,dynamo]
 
 Prints the agreement figures the README shows (README: "Bring your own PyTorch model").
 """
@@ -21,6 +24,7 @@ import argparse
 import csv
 import gzip
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -32,7 +36,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "maxprune"
+BIN = Path(os.environ.get("MAXPRUNE_BIN", ROOT / "target" / "release" / "maxprune"))
 
 
 def read_idx(path):
@@ -159,8 +163,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
     ap.add_argument("--out", default="/tmp/roundtrip")
+    ap.add_argument("--exporters", default="torchscript,dynamo", help="comma-separated: torchscript, dynamo")
     args = ap.parse_args()
     data, out = Path(args.data), Path(args.out)
+    exporters = args.exporters.split(",")
+    if not set(exporters) <= {"torchscript", "dynamo"}:
+        raise SystemExit(f"--exporters: expected torchscript and/or dynamo, found {args.exporters}")
     if out.exists():
         raise SystemExit(f"{out} exists: give a fresh --out")
     out.mkdir(parents=True)
@@ -186,15 +194,32 @@ def main():
     test_images = (test_x.astype(np.float32) / 255.0)[:, None]
     with torch.no_grad():
         torch_pred = model(torch.from_numpy(test_images)).argmax(1).numpy()
-    torch.onnx.export(
-        model, torch.zeros(1, 1, 28, 28), out / "model.onnx", dynamo=False, opset_version=17,
-        input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-    )
+    print(f"PyTorch, 1 epoch on 55,000 images: test accuracy {100 * (torch_pred == test_y).mean():.2f}%")
+    for exporter in exporters:
+        round_trip(exporter, model, out / exporter, out, test_images, test_y)
+    print(f"wall time {time.time() - started:.0f} s")
+
+
+def export(exporter, model, path):
+    """`model` to ONNX with PyTorch's TorchScript or dynamo exporter, dynamic batch."""
+    x = torch.zeros(1, 1, 28, 28)
+    if exporter == "torchscript":
+        torch.onnx.export(
+            model, x, path, dynamo=False, opset_version=17, input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    else:
+        torch.onnx.export(model, (x,), path, dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=True)
+
+
+def round_trip(exporter, model, out, data, test_images, test_y):
+    """Steps 2 to 4 for the file `exporter` writes, in `out`; prints the agreement figures."""
+    out.mkdir()
+    export(exporter, model, out / "model.onnx")
     theirs_ort = onnx_logits(out / "model.onnx", test_images)
 
     # 2. Into maxprune: one command; evaluated as ONNX Runtime evaluates the file.
-    dataset = f"idx:{out / 'train'}"
-    maxprune("import", out / "model.onnx", "--dataset", dataset, "--out", out / "imported")
+    maxprune("import", out / "model.onnx", "--dataset", f"idx:{data / 'train'}", "--out", out / "imported")
     maxprune("eval", out / "imported", "--predictions", out / "imported.csv", "--logits")
     with open(out / "imported.csv") as f:
         rows = list(csv.DictReader(f))
@@ -205,7 +230,7 @@ def main():
     maxprune(
         "prune", "neurons", out / "imported", "--out", out / "pruned", "--criterion", "contribution",
         "--policy", "units", "--fraction", "0.5", "--steps", "1", "--retrain-epochs", "1",
-        "--val-dataset", f"idx:{out / 'val'}",
+        "--val-dataset", f"idx:{data / 'val'}",
     )
     report = json.loads((out / "pruned" / "report.json").read_text())
     step = report["final_step"]
@@ -225,22 +250,21 @@ def main():
 
     n = len(test_y)
     rows = report["rows"]
-    print(f"PyTorch, 1 epoch on 55,000 images: test accuracy {100 * (torch_pred == test_y).mean():.2f}%")
+    print(f"{exporter} exporter:")
     print(
-        f"imported: maxprune's test predictions equal ONNX Runtime's on the same file for "
+        f"  imported: maxprune's test predictions equal ONNX Runtime's on the same file for "
         f"{(imported_pred == theirs_ort.argmax(1)).sum()} of {n} images; max |logit difference| "
         f"{np.abs(ours_logits - theirs_ort).max():.2e}; accuracy {100 * (imported_pred == test_y).mean():.2f}%"
     )
     print(
-        f"pruned (half the units of every unit layer, 1 retraining epoch, validation on their own 5,000): "
+        f"  pruned (half the units of every unit layer, 1 retraining epoch, validation on their own 5,000): "
         f"{rows[0]['params']:,} -> {rows[step]['params']:,} parameters, test accuracy "
         f"{100 * (pruned_pred == test_y).mean():.2f}%"
     )
     print(
-        f"back out: ONNX Runtime agrees with maxprune eval on {(back_ort == pruned_pred).sum()} of {n}, "
+        f"  back out: ONNX Runtime agrees with maxprune eval on {(back_ort == pruned_pred).sum()} of {n}, "
         f"PyTorch (FromSpec + model.safetensors) on {(back_torch == pruned_pred).sum()} of {n}"
     )
-    print(f"wall time {time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,49 @@ def glance(report, seeds):
     return "\n".join(md)
 
 
+def interval(row):
+    """A step's paired validation change and its 95% Wald interval, in points (as
+    `PairedChange::interval` in src/prune/stop.rs computes them from the discordant counts)."""
+    c = row["val_change"]
+    b, g, n = c["lost"], c["gained"], c["examples"]
+    change = (g - b) / n
+    half = 1.959963984540054 * max(b + g - (g - b) ** 2 / n, 0.0) ** 0.5 / n
+    return 100 * change, 100 * (change - half), 100 * (change + half)
+
+
+def keeps(row, tolerance):
+    """Whether each stopping rule keeps a schedule step (`prune --stop-rule`): point, the step's
+    validation accuracy at most `tolerance` points below the accuracy it counts from (the change
+    is measured against it); paired, the 95% interval of the change not wholly below
+    -`tolerance`."""
+    change, _, hi = interval(row)
+    return -change <= tolerance + 1e-9, hi >= -tolerance - 1e-9
+
+
+def stop_rules(out, seeds):
+    """How the `point` and `paired` stopping rules judge every step the reproduction ran, per
+    stage and seed: the first step each rule rejects (a schedule ran until the rule it used
+    stopped it, so a later step the other rule might reach was not run)."""
+    md = ["Per stage and seed, the first step each stopping rule rejects among the steps `reproduce` ran "
+          "(– none), with each step's validation change in points and its paired 95% interval; each stage "
+          "ran under the rule in its name, so steps after its stop were not run.", "",
+          "| stage (its rule) | seed | steps run | point rejects | paired rejects | validation change per step |",
+          "|---|---:|---:|---:|---:|---|"]
+    for seed in seeds:
+        for report in sorted((out / f"seed-{seed}").glob("*/report.json")):
+            r = json.loads(report.read_text())
+            rows = [row for row in r["rows"] if row.get("val_change")]
+            if not rows:
+                continue
+            tol = r["config"]["tolerance"]
+            rule = r["config"].get("stop_rule", "point")
+            first = lambda i: next((row["step"] for row in rows if not keeps(row, tol)[i]), "–")
+            cells = ["{:+.2f} ({:+.2f}, {:+.2f})".format(*interval(row)) for row in rows]
+            md.append(f"| {report.parent.name} ({rule}, {tol} points) | {seed} | {len(rows)} | {first(0)} | {first(1)} | "
+                      + "; ".join(cells) + " |")
+    return "\n".join(md)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="1,2,3", help="comma-separated (the README's table uses 1,2,3)")
@@ -85,6 +128,7 @@ def main():
               f"2 threads; less when an earlier call had finished stages).")
     write_block("reproduce", report + "\n\n" + timing)
     write_block("glance", glance(json.loads((out / "report.json").read_text()), seeds))
+    write_block("stop-rules", stop_rules(out, seeds))
 
 
 if __name__ == "__main__":
