@@ -96,12 +96,12 @@ def blocks(rounds, tmp):
     """The table of the batch-norm and pooling blocks (BLOCKS), at 1 and 2 threads, and the
     PyTorch version that measured it."""
     md = [
-        "Batch norm and average pooling (their kernels: burn's `avg_pool2d`, maxprune's batch norm "
-        "from burn's tensor operations), each in a block of `cifar-maxout`'s second stage "
-        "(48x16x16 in, conv 192@3x3 padding 1, a dense classifier of 10 after global average pooling):",
+        "Batch norm and average pooling, each in a block of `cifar-maxout`'s second stage (48x16x16 in, "
+        "conv 192@3x3 padding 1, global average pooling, a dense classifier of 10); the plain conv-relu "
+        "block is the baseline:",
         "",
-        "| threads | block | figure | maxprune | PyTorch | maxprune / PyTorch |",
-        "|---:|---|---|---:|---:|---:|",
+        "| threads | block | figure | maxprune | maxprune, burn's kernels | PyTorch | own / burn's | maxprune / PyTorch |",
+        "|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for threads in [1, 2]:
         for title, spec in BLOCKS:
@@ -109,11 +109,13 @@ def blocks(rounds, tmp):
             with open(path, "w") as f:
                 json.dump(spec, f)
             ours = [str(BIN), "--threads", str(threads), "bench", "--spec", path, "--json"]
+            burn = [str(BIN), "--threads", str(threads), "--kernels", "burn", "bench", "--spec", path, "--json"]
             torch = [PYTHON, str(ROOT / "bench" / "torch_reference.py"), "--spec", path, "--threads", str(threads), "--json"]
-            o, t = alternate(rounds, [ours, torch])
+            o, b, t = alternate(rounds, [ours, burn, torch])
             backend = t["backend"]
             for k in BLOCK_KEYS:
-                md.append(f"| {threads} | {title} | {NAMES[k]} | {fmt(k, o[k])} | {fmt(k, t[k])} | {ratio(k, o, t):.2f}x |")
+                md.append(f"| {threads} | {title} | {NAMES[k]} | {fmt(k, o[k])} | {fmt(k, b[k])} | {fmt(k, t[k])} | "
+                          f"{ratio(k, o, b):.2f}x | {ratio(k, o, t):.2f}x |")
     return md + [""], backend
 
 
@@ -163,7 +165,7 @@ def main():
             md += table
     header = [
         f"{cpu_name()}, median of {rounds} alternating runs of each command per thread count "
-        f"(maxprune: flex backend, its own convolution and pooling, and the same with `--kernels burn`; "
+        f"(maxprune: flex backend, its own convolution, pooling and batch norm, and the same with `--kernels burn`; "
         f"{backend}, CPU). Ratios above 1.0x mean the first is faster (for latency, the inverse ratio).",
         "",
     ]
