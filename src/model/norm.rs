@@ -2,16 +2,18 @@
 //!
 //! Built from burn's tensor operations, a training pass permutes the maps to one row per
 //! example and position, reduces over rows, broadcasts the statistics back and permutes again,
-//! and autodiff records each step; at `cifar-maxout`'s shapes that cost more than the
-//! convolution before it. Here each channel is one task: its batch mean and variance are summed
-//! in f64 over the channel's planes, in order, then the channel is normalised in place of a
-//! copy; the backward pass is the closed form (`dx = w / σ / N · (N dy − Σdy − x̂ Σ(dy x̂))`,
-//! `dw = Σ dy x̂`, `db = Σ dy`). A channel's result does not depend on how channels are split
+//! each step a pass over the activations that autodiff records. Here each channel is one task:
+//! its batch mean and variance are summed in f64 over the channel's planes, in order, then one
+//! pass writes the normalised input `x̂` (kept for the backward pass) and the output. The
+//! backward pass is the closed form: `dx = w / σ / N · (N dy − Σdy − x̂ Σ(dy x̂))`,
+//! `dw = Σ dy x̂`, `db = Σ dy`. A channel's result does not depend on how channels are split
 //! over threads, so training stays bit-identical whatever the thread count. Evaluation applies
 //! the per-channel scale and shift in one pass.
 //!
 //! On any other backend or dtype the functions return `None` and the layer uses burn's
 //! operations.
+
+use std::sync::Arc;
 
 use burn::backend::Flex;
 use burn::backend::autodiff::Autodiff;
@@ -285,8 +287,8 @@ fn tracked(
         OpsKind::Tracked(prep) => {
             let saved = Saved {
                 geometry: g,
-                normed: Kept(std::sync::Arc::new(f.normed)),
-                inv_std: Kept(std::sync::Arc::new(f.inv_std)),
+                normed: Kept(Arc::new(f.normed)),
+                inv_std: Kept(Arc::new(f.inv_std)),
                 weight: w.primitive().clone(),
             };
             prep.finish(saved, f.y)
