@@ -234,6 +234,7 @@ pub fn import_onnx(bytes: &[u8], source: &Path, options: &OnnxOptions, device: &
     nodes.reverse();
     let mut walk = Walk {
         path: path.clone(),
+        dir,
         consts,
         dyn_dims: BTreeMap::from([(
             input.name.clone(),
@@ -456,8 +457,10 @@ fn ints_attr(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
 }
 
 /// The walk along the chain: constants, the chain's last value and the layers found so far.
-struct Walk {
+struct Walk<'a> {
     path: String,
+    /// The model's directory, where external data lies.
+    dir: &'a Path,
     consts: BTreeMap<String, Const>,
     /// ONNX shapes (batch first) of the computed values.
     dyn_dims: BTreeMap<String, Vec<usize>>,
@@ -476,7 +479,7 @@ struct Walk {
     names: BTreeSet<String>,
 }
 
-impl Walk {
+impl Walk<'_> {
     fn refuse(&self, node: &NodeProto, expected: &str, found: &str) -> Error {
         format_error(
             &self.path,
@@ -952,7 +955,7 @@ impl Walk {
                 match a.name.as_str() {
                     "value" => decode_tensor(
                         a.t.as_ref().ok_or_else(|| self.refuse(node, "a tensor", "none"))?,
-                        Path::new("."),
+                        self.dir,
                         &self.path,
                     )?,
                     "value_int" => Const {
@@ -1200,6 +1203,46 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn a_constant_nodes_external_data_is_read_beside_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let values: Vec<f32> = (0..32).map(|i| i as f32 / 8.0).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(dir.path().join("w.bin"), bytes).unwrap();
+        let entry = |key: &str, value: &str| crate::onnx::proto::StringStringEntryProto {
+            key: key.into(),
+            value: value.into(),
+        };
+        let mut weight = node("Constant", "w", &[]);
+        weight.attribute = vec![AttributeProto {
+            name: "value".into(),
+            t: Some(TensorProto {
+                name: "w".into(),
+                data_type: 1,
+                dims: vec![2, 16],
+                data_location: 1,
+                external_data: vec![entry("location", "w.bin")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        let mut fc = node("Gemm", "fc", &["flat.out", "w.out"]);
+        fc.attribute = vec![AttributeProto {
+            name: "transB".into(),
+            i: 1,
+            ..Default::default()
+        }];
+        let bytes = model(vec![weight, node("Flatten", "flat", &["x"]), fc]);
+        let source = dir.path().join("m.onnx");
+        let back = import_onnx(&bytes, &source, &OnnxOptions::default(), &Device::flex()).unwrap();
+        let read: Vec<f32> = back.network.params()[1].params[0]
+            .value
+            .to_data()
+            .iter::<f32>()
+            .collect();
+        assert_eq!(read, values);
     }
 
     #[test]
