@@ -123,6 +123,9 @@ pub mod proto {
         /// The operator's attributes.
         #[prost(message, repeated, tag = "5")]
         pub attribute: Vec<AttributeProto>,
+        /// The operator's domain (empty: the default `ai.onnx`).
+        #[prost(string, tag = "7")]
+        pub domain: String,
     }
 
     /// `AttributeProto.AttributeType`: INT = 2, INTS = 7.
@@ -314,6 +317,7 @@ impl Builder {
             name: name.into(),
             op_type: op.into(),
             attribute,
+            domain: String::new(),
         });
     }
 

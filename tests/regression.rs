@@ -1908,6 +1908,7 @@ fn onnx_node(op: &str, name: &str, input: &[&str]) -> NodeProto {
         name: name.into(),
         op_type: op.into(),
         attribute: vec![],
+        domain: String::new(),
     }
 }
 

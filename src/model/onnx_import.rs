@@ -16,8 +16,9 @@
 //!
 //! Shape arithmetic (`Shape`, `Gather`, `Unsqueeze`, `Squeeze`, `Concat`, `Slice`, `Cast`,
 //! `Constant`) is evaluated for the model's input shape; nodes whose outputs nothing reads are
-//! ignored. Any other operator, or a node reading a value other than the chain's last one (a
-//! residual `Add`, a `Concat` of branches), is an error naming the node.
+//! ignored. Any other operator, an operator of another domain than the default one, or a node
+//! reading a value other than the chain's last one (a residual `Add`, a `Concat` of branches),
+//! is an error naming the node.
 //!
 //! Parsing uses the prost messages of [`crate::onnx`] rather than `tract-onnx`: the importer
 //! needs the file's own initializer names and operator attributes (tract rewrites the graph
@@ -505,6 +506,15 @@ impl Walk<'_> {
     }
 
     fn node(&mut self, node: &NodeProto) -> Result<()> {
+        // Another domain's operator of the same name (`com.microsoft.nchwc`'s `Conv`, say)
+        // computes something else.
+        if !matches!(node.domain.as_str(), "" | "ai.onnx") {
+            return Err(self.refuse(
+                node,
+                "an operator of the default ONNX domain",
+                &format!("domain '{}'", node.domain),
+            ));
+        }
         let computed: Vec<&String> = node
             .input
             .iter()
@@ -1129,6 +1139,7 @@ mod tests {
             name: name.into(),
             op_type: op.into(),
             attribute: vec![],
+            domain: String::new(),
         }
     }
 
@@ -1180,6 +1191,15 @@ mod tests {
     fn an_unsupported_operator_is_refused_naming_the_node_and_the_supported_ones() {
         let e = refusal(vec![node("Sigmoid", "squash", &["x"])]);
         assert!(e.contains("node 'squash' (Sigmoid)") && e.contains("Conv, Gemm"), "{e}");
+        let mut other = node("Relu", "act", &["x"]);
+        other.domain = "com.example".into();
+        let e = refusal(vec![other]);
+        assert!(
+            e.contains(
+                "node 'act' (Relu): expected an operator of the default ONNX domain, found domain 'com.example'"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
