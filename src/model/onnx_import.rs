@@ -31,7 +31,7 @@ use burn::tensor::Device;
 use prost::Message;
 
 use crate::error::{Error, Result};
-use crate::model::layers::{Kind, LayerSpec};
+use crate::model::layers::{Kind, LayerSpec, Role};
 use crate::model::network::{Network, non_finite};
 use crate::model::params::{LayerParams, Param};
 use crate::model::spec::{ActShape, ArchSpec, Init, InputShape, Pieces, SPEC_FORMAT_VERSION};
@@ -235,6 +235,7 @@ pub fn import_onnx(bytes: &[u8], source: &Path, options: &OnnxOptions, device: &
     nodes.reverse();
     let mut walk = Walk {
         path: path.clone(),
+        input: shape,
         dir,
         consts,
         dyn_dims: BTreeMap::from([(
@@ -273,7 +274,9 @@ pub fn import_onnx(bytes: &[u8], source: &Path, options: &OnnxOptions, device: &
         layers: walk.found.iter().map(|f| f.layer.clone()).collect(),
         init: Init::default(),
     };
-    let infos = spec.validate()?;
+    let infos = spec
+        .validate()
+        .map_err(|e| format_error(&path, "the layer chain", "a network maxprune can build", &e.to_string()))?;
     let params = walk
         .found
         .into_iter()
@@ -460,6 +463,8 @@ fn ints_attr(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
 /// The walk along the chain: constants, the chain's last value and the layers found so far.
 struct Walk<'a> {
     path: String,
+    /// The network's input.
+    input: InputShape,
     /// The model's directory, where external data lies.
     dir: &'a Path,
     consts: BTreeMap<String, Const>,
@@ -919,7 +924,27 @@ impl Walk<'_> {
                 &format!("axes {axes:?}, keepdims {keep}"),
             ));
         }
-        self.push(node, LayerSpec::maxout(pieces), BTreeMap::new())
+        let layer = LayerSpec::maxout(pieces);
+        let mut layers: Vec<LayerSpec> = self.found.iter().map(|f| f.layer.clone()).collect();
+        layers.push(layer.clone());
+        let at = layers.len() - 1;
+        let probe = ArchSpec {
+            format_version: SPEC_FORMAT_VERSION,
+            name: String::new(),
+            input: self.input,
+            layers,
+            init: Init::default(),
+        };
+        if probe.producer_of(at).is_none() {
+            let before = self.found.iter().rev().find(|f| f.layer.role() != Role::Piecewise);
+            return Err(self.refuse(
+                node,
+                "a maxout over the outputs of one Conv, Gemm or MatMul (only Relu, Dropout and \
+                 BatchNormalization between): its pieces must be one layer's outputs to be pruned",
+                &format!("a maxout after {}", before.map_or("the input", |f| f.layer.kind())),
+            ));
+        }
+        self.push(node, layer, BTreeMap::new())
     }
 
     /// The `axes` of a reduction: an attribute (before opset 18) or input 1.
@@ -1200,6 +1225,42 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_maxout_over_a_pool_is_refused_naming_the_node() {
+        let mut shape = node("Constant", "shape", &[]);
+        shape.attribute = vec![AttributeProto {
+            name: "value_ints".into(),
+            ints: vec![-1, 1, 1],
+            ..Default::default()
+        }];
+        let mut pool = node("GlobalAveragePool", "pool", &["x"]);
+        pool.output = vec!["pooled".into()];
+        let mut max = node("ReduceMax", "max", &["units.out"]);
+        max.attribute = vec![
+            AttributeProto {
+                name: "axes".into(),
+                ints: vec![2],
+                ..Default::default()
+            },
+            AttributeProto {
+                name: "keepdims".into(),
+                ..Default::default()
+            },
+        ];
+        let e = refusal(vec![
+            shape,
+            pool,
+            node("Flatten", "flat", &["pooled"]),
+            node("Reshape", "units", &["flat.out", "shape.out"]),
+            max,
+        ]);
+        assert!(
+            e.contains("node 'max' (ReduceMax): expected a maxout over the outputs of one Conv"),
+            "{e}"
+        );
+        assert!(e.ends_with("found a maxout after global-avg-pool"), "{e}");
     }
 
     #[test]
