@@ -34,87 +34,125 @@ pub const INPUT: &str = "input";
 pub const OUTPUT: &str = "logits";
 
 /// The subset of `onnx.proto3` this exporter writes and the importer
-/// ([`crate::model::onnx_import`]) reads (field numbers as there).
-pub(crate) mod proto {
+/// ([`crate::model::onnx_import`]) reads (field numbers and meanings as there); fields not
+/// declared are skipped when decoding. Encode and decode with [`prost::Message`].
+pub mod proto {
+    /// A model file: the graph and what wrote it.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ModelProto {
+        /// The IR version the file follows.
         #[prost(int64, tag = "1")]
         pub ir_version: i64,
+        /// The tool that wrote the file.
         #[prost(string, tag = "2")]
         pub producer_name: String,
+        /// That tool's version.
         #[prost(string, tag = "3")]
         pub producer_version: String,
+        /// Free text.
         #[prost(string, tag = "6")]
         pub doc_string: String,
+        /// The computation.
         #[prost(message, optional, tag = "7")]
         pub graph: Option<GraphProto>,
+        /// The operator sets the graph uses.
         #[prost(message, repeated, tag = "8")]
         pub opset_import: Vec<OperatorSetIdProto>,
+        /// Key-value metadata.
         #[prost(message, repeated, tag = "14")]
         pub metadata_props: Vec<StringStringEntryProto>,
     }
 
+    /// An operator set and its version.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct OperatorSetIdProto {
+        /// The operator domain (empty: the default `ai.onnx`).
         #[prost(string, tag = "1")]
         pub domain: String,
+        /// Its version.
         #[prost(int64, tag = "2")]
         pub version: i64,
     }
 
+    /// A key-value pair.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct StringStringEntryProto {
+        /// The key.
         #[prost(string, tag = "1")]
         pub key: String,
+        /// The value.
         #[prost(string, tag = "2")]
         pub value: String,
     }
 
+    /// The graph: nodes, constants, inputs and outputs.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct GraphProto {
+        /// The nodes, in topological order.
         #[prost(message, repeated, tag = "1")]
         pub node: Vec<NodeProto>,
+        /// The graph's name.
         #[prost(string, tag = "2")]
         pub name: String,
+        /// Constant tensors (weights), by name.
         #[prost(message, repeated, tag = "5")]
         pub initializer: Vec<TensorProto>,
+        /// The graph's inputs (some files list the initializers here too).
         #[prost(message, repeated, tag = "11")]
         pub input: Vec<ValueInfoProto>,
+        /// The graph's outputs.
         #[prost(message, repeated, tag = "12")]
         pub output: Vec<ValueInfoProto>,
     }
 
+    /// One operator applied to named values.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct NodeProto {
+        /// Names of the values it reads (an empty name: an omitted optional input).
         #[prost(string, repeated, tag = "1")]
         pub input: Vec<String>,
+        /// Names of the values it writes.
         #[prost(string, repeated, tag = "2")]
         pub output: Vec<String>,
+        /// The node's name.
         #[prost(string, tag = "3")]
         pub name: String,
+        /// The operator (`Conv`, `Relu`, ...).
         #[prost(string, tag = "4")]
         pub op_type: String,
+        /// The operator's attributes.
         #[prost(message, repeated, tag = "5")]
         pub attribute: Vec<AttributeProto>,
+        /// The operator's domain (empty: the default `ai.onnx`).
+        #[prost(string, tag = "7")]
+        pub domain: String,
     }
 
     /// `AttributeProto.AttributeType`: INT = 2, INTS = 7.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct AttributeProto {
+        /// The attribute's name.
         #[prost(string, tag = "1")]
         pub name: String,
+        /// A FLOAT value.
         #[prost(float, tag = "2")]
         pub f: f32,
+        /// An INT value.
         #[prost(int64, tag = "3")]
         pub i: i64,
+        /// A STRING value, as bytes.
         #[prost(bytes = "vec", tag = "4")]
         pub s: Vec<u8>,
+        /// A TENSOR value.
         #[prost(message, optional, tag = "5")]
         pub t: Option<TensorProto>,
+        /// A FLOATS value.
         #[prost(float, repeated, tag = "7")]
         pub floats: Vec<f32>,
+        /// An INTS value.
         #[prost(int64, repeated, tag = "8")]
         pub ints: Vec<i64>,
+        /// Which of the value fields holds the value.
         #[prost(int32, tag = "20")]
         pub r#type: i32,
     }
@@ -123,38 +161,53 @@ pub(crate) mod proto {
     /// `data_location` EXTERNAL = 1 (then `external_data` holds `location`, `offset`, `length`).
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct TensorProto {
+        /// The shape.
         #[prost(int64, repeated, tag = "1")]
         pub dims: Vec<i64>,
+        /// The element type.
         #[prost(int32, tag = "2")]
         pub data_type: i32,
+        /// FLOAT values, when not in `raw_data`.
         #[prost(float, repeated, tag = "4")]
         pub float_data: Vec<f32>,
+        /// INT32 values, when not in `raw_data`.
         #[prost(int32, repeated, tag = "5")]
         pub int32_data: Vec<i32>,
+        /// INT64 values, when not in `raw_data`.
         #[prost(int64, repeated, tag = "7")]
         pub int64_data: Vec<i64>,
+        /// The tensor's name.
         #[prost(string, tag = "8")]
         pub name: String,
+        /// The values as little-endian bytes.
         #[prost(bytes = "vec", tag = "9")]
         pub raw_data: Vec<u8>,
+        /// DOUBLE values, when not in `raw_data`.
         #[prost(double, repeated, tag = "10")]
         pub double_data: Vec<f64>,
+        /// Where external data lies (`location`, `offset`, `length`).
         #[prost(message, repeated, tag = "13")]
         pub external_data: Vec<StringStringEntryProto>,
+        /// DEFAULT = 0 (in this message) or EXTERNAL = 1.
         #[prost(int32, tag = "14")]
         pub data_location: i32,
     }
 
+    /// A named value and its type.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ValueInfoProto {
+        /// The value's name.
         #[prost(string, tag = "1")]
         pub name: String,
+        /// Its type.
         #[prost(message, optional, tag = "2")]
         pub r#type: Option<TypeProto>,
     }
 
+    /// A value type (only tensors here).
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct TypeProto {
+        /// A tensor type.
         #[prost(message, optional, tag = "1")]
         pub tensor_type: Option<TensorTypeProto>,
     }
@@ -162,14 +215,18 @@ pub(crate) mod proto {
     /// `TypeProto.Tensor`.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct TensorTypeProto {
+        /// The element type (a `TensorProto.DataType`).
         #[prost(int32, tag = "1")]
         pub elem_type: i32,
+        /// The shape, where known.
         #[prost(message, optional, tag = "2")]
         pub shape: Option<TensorShapeProto>,
     }
 
+    /// A tensor shape.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct TensorShapeProto {
+        /// One entry per axis.
         #[prost(message, repeated, tag = "1")]
         pub dim: Vec<Dimension>,
     }
@@ -177,14 +234,18 @@ pub(crate) mod proto {
     /// `TensorShapeProto.Dimension`: a fixed size or a symbol.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Dimension {
+        /// The size, fixed or symbolic.
         #[prost(oneof = "DimensionValue", tags = "1, 2")]
         pub value: Option<DimensionValue>,
     }
 
+    /// A fixed size or a symbol.
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum DimensionValue {
+        /// A fixed size.
         #[prost(int64, tag = "1")]
         DimValue(i64),
+        /// A symbol (a batch size, say).
         #[prost(string, tag = "2")]
         DimParam(String),
     }
@@ -256,6 +317,7 @@ impl Builder {
             name: name.into(),
             op_type: op.into(),
             attribute,
+            domain: String::new(),
         });
     }
 

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use burn::tensor::{Tensor as BurnTensor, TensorData};
 use maxprune::data::transform::Normalization;
 use maxprune::model::network::Network;
 use maxprune::model::onnx_import::{OnnxOptions, import_onnx};
@@ -34,12 +33,7 @@ fn round_trips(what: &str, net: &Network) {
     assert_eq!(back.network.spec().input, net.spec().input, "{what}");
     assert_eq!((back.mean, back.std), (None, None), "{what}");
     let x = inputs(&net.spec().input);
-    let (ours, theirs) = (maxprune_logits(net, &x), maxprune_logits(&back.network, &x));
-    let diff = ours
-        .iter()
-        .zip(&theirs)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let diff = max_abs_diff(&maxprune_logits(net, &x), &maxprune_logits(&back.network, &x));
     assert!(diff < 1e-5, "{what}: max abs difference {diff}");
 }
 
@@ -92,32 +86,8 @@ fn import_reads_the_input_normalisation_and_folds_batch_norm_on_request() {
 /// logits for its fixed input, within 1e-4.
 #[test]
 fn pytorch_exports_give_pytorchs_logits() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/onnx");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let golden = entry.unwrap().path();
-        if golden.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&golden).unwrap()).unwrap();
-        let shape: Vec<usize> = serde_json::from_value(expected["input"].clone()).unwrap();
-        let logits: Vec<f32> = serde_json::from_value(expected["logits"].clone()).unwrap();
-        let model = golden.with_extension("onnx");
-        let bytes = std::fs::read(&model).unwrap();
-        let back = import_onnx(&bytes, &model, &OnnxOptions::default(), &device())
-            .unwrap_or_else(|e| panic!("{}: {e}", model.display()));
-        let n: usize = shape.iter().product();
-        let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 256) as f32 / 255.0).collect();
-        let t = BurnTensor::<4>::from_data(TensorData::new(x, [shape[0], shape[1], shape[2], shape[3]]), &device());
-        let ours: Vec<f32> = back.network.forward(t).into_data().iter::<f32>().collect();
-        assert_eq!(ours.len(), logits.len(), "{}", model.display());
-        let diff = ours
-            .iter()
-            .zip(&logits)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(diff < 1e-4, "{}: max abs difference {diff}", model.display());
-        checked += 1;
+    for fixture in pytorch_fixtures() {
+        let diff = max_abs_diff(&fixture.imported_logits(), &fixture.logits);
+        assert!(diff < 1e-4, "{}: max abs difference {diff}", fixture.model.display());
     }
-    assert_eq!(checked, 7, "fixtures found");
 }

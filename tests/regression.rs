@@ -6,6 +6,9 @@
 
 use std::path::Path;
 
+use maxprune::onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
+use prost::Message;
+
 mod util;
 use util::{fails_with, json, maxprune, ok, train_embedded, train_one_epoch};
 
@@ -1872,4 +1875,131 @@ fn issue36_import_of_torchvision_weights_normalises_with_imagenets_mean_and_std(
 fn post_inc(n: &mut usize) -> usize {
     *n += 1;
     *n - 1
+}
+
+/// A trained `seed-lenet` in `a`, exported to ONNX: the decoded model, for a test to edit.
+fn exported_seed_lenet(cwd: &Path) -> ModelProto {
+    train_embedded(cwd, "seed-lenet", "a", &[]);
+    ok(&maxprune(&["export", "a", "--format", "onnx", "--out", "a.onnx"], cwd));
+    ModelProto::decode(&std::fs::read(cwd.join("a.onnx")).unwrap()[..]).unwrap()
+}
+
+/// `model` with `node` placed after the node writing its first input, and every later node
+/// that read that value reading `node`'s output instead.
+fn inserted(model: &ModelProto, node: NodeProto) -> ModelProto {
+    let mut model = model.clone();
+    let graph = model.graph.as_mut().unwrap();
+    let (read, written) = (node.input[0].clone(), node.output[0].clone());
+    let at = graph.node.iter().position(|n| n.output.contains(&read)).unwrap() + 1;
+    for later in &mut graph.node[at..] {
+        for input in later.input.iter_mut().filter(|i| **i == read) {
+            input.clone_from(&written);
+        }
+    }
+    graph.node.insert(at, node);
+    model
+}
+
+/// A node `name` of `op` reading `input`, writing `<name>.out`.
+fn onnx_node(op: &str, name: &str, input: &[&str]) -> NodeProto {
+    NodeProto {
+        input: input.iter().map(|s| s.to_string()).collect(),
+        output: vec![format!("{name}.out")],
+        name: name.into(),
+        op_type: op.into(),
+        attribute: vec![],
+        domain: String::new(),
+    }
+}
+
+/// The f32 values of the initializer `name` of `model`, for editing.
+fn initializer<'a>(model: &'a mut ModelProto, name: &str) -> &'a mut TensorProto {
+    let graph = model.graph.as_mut().unwrap();
+    graph.initializer.iter_mut().find(|t| t.name == name).unwrap()
+}
+
+#[test]
+fn import_of_an_onnx_graph_it_cannot_represent_names_the_node_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let model = exported_seed_lenet(cwd);
+    let graph = model.graph.as_ref().unwrap();
+    let output_of = |op: &str| {
+        let node = graph.node.iter().find(|n| n.op_type == op).unwrap();
+        (node.name.clone(), node.output[0].clone())
+    };
+    let (conv1, conv1_out) = output_of("Conv");
+    assert_eq!(conv1, "conv1");
+    let (fc1_out, relu_out) = (output_of("Gemm").1, output_of("Relu").1);
+    // A Softmax between conv1 and the pool; fc1's relu added to its own input (a residual).
+    let softmax = inserted(&model, onnx_node("Softmax", "squash", &[&conv1_out]));
+    let residual = inserted(&model, onnx_node("Add", "skip", &[&relu_out, &fc1_out]));
+    // conv2 over its 20 channels in 2 groups of 10: the weight keeps each filter's first 10.
+    let mut grouped = model.clone();
+    let conv2 = grouped
+        .graph
+        .as_mut()
+        .unwrap()
+        .node
+        .iter_mut()
+        .find(|n| n.name == "conv2")
+        .unwrap();
+    conv2.attribute.push(AttributeProto {
+        name: "group".into(),
+        i: 2,
+        r#type: 2,
+        ..Default::default()
+    });
+    let w = initializer(&mut grouped, "conv2.weight");
+    assert_eq!(w.dims, [52, 20, 5, 5]);
+    let per_filter = 20 * 25 * 4;
+    w.raw_data = w
+        .raw_data
+        .chunks(per_filter)
+        .flat_map(|f| f[..per_filter / 2].to_vec())
+        .collect();
+    w.dims[1] = 10;
+    let mut nan = model.clone();
+    initializer(&mut nan, "fc2.bias").raw_data[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
+    for (edited, needle) in [
+        (
+            &softmax,
+            "node 'squash' (Softmax): expected one of the supported operators",
+        ),
+        (&residual, "node 'skip' (Add): expected a sequential graph"),
+        (&grouped, "node 'conv2' (Conv): expected groups 1"),
+        (&nan, "dense 'fc2' bias: expected finite values, found 1 NaN"),
+    ] {
+        std::fs::write(cwd.join("edited.onnx"), edited.encode_to_vec()).unwrap();
+        let args = ["import", "edited.onnx", "--dataset", "embedded", "--out", "x"];
+        refused_leaving_nothing(cwd, &args, needle, "x");
+    }
+    let found = "found weight [52, 10, 5, 5], group 2";
+    std::fs::write(cwd.join("edited.onnx"), grouped.encode_to_vec()).unwrap();
+    fails_with(&maxprune(&["import", "edited.onnx", "--out", "x"], cwd), found);
+}
+
+#[test]
+fn import_of_onnx_refuses_a_dataset_of_another_image_size_naming_both_shapes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    exported_seed_lenet(cwd);
+    write_idx(&cwd.join("big"), "train", 20, 32);
+    write_idx(&cwd.join("big"), "t10k", 10, 32);
+    let args = ["import", "a.onnx", "--dataset", "idx:big", "--out", "x"];
+    let needle = "a.onnx: the model does not read --dataset idx:big: idx:big: images: expected the \
+                  network's input shape 1x28x28";
+    refused_leaving_nothing(cwd, &args, needle, "x");
+    fails_with(&maxprune(&args, cwd), "found 1x32x32");
+    // An empty output directory is left as it was.
+    std::fs::create_dir(cwd.join("x")).unwrap();
+    fails_with(&maxprune(&args, cwd), "found 1x32x32");
+    assert_eq!(std::fs::read_dir(cwd.join("x")).unwrap().count(), 0);
+    // Images of the model's size import.
+    write_idx(&cwd.join("same"), "train", 20, 28);
+    write_idx(&cwd.join("same"), "t10k", 10, 28);
+    ok(&maxprune(
+        &["import", "a.onnx", "--dataset", "idx:same", "--out", "y"],
+        cwd,
+    ));
 }

@@ -137,6 +137,27 @@ pub fn batch(
     )
 }
 
+/// Checks that [`batch`] feeds `split`'s images to a network reading `input` unchanged in size:
+/// the same rows and columns (no padding or cropping), and channels it converts without loss of
+/// meaning: the same number, gray images (repeated into every input channel) or a gray network
+/// (RGB images as their [`luma`]). The error is the dataset `data`'s and names both shapes.
+pub fn check_fits(split: &Split, input: &InputShape, data: &str) -> Result<()> {
+    let (c, h, w) = (input.channels, input.height, input.width);
+    let channels = split.channels == c || split.channels == 1 || c == 1;
+    if channels && (split.rows, split.cols) == (h, w) {
+        return Ok(());
+    }
+    Err(Error::Format {
+        path: data.into(),
+        what: "images".into(),
+        expected: format!(
+            "the network's input shape {c}x{h}x{w} (channels x rows x columns; images are not \
+             resized, and only gray images feed {c} channels)"
+        ),
+        found: format!("{}x{}x{}", split.channels, split.rows, split.cols),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +229,38 @@ mod tests {
             let rgb = image::RgbImage::from_raw(1, 1, vec![r, g, b]).unwrap();
             let gray = image::DynamicImage::ImageRgb8(rgb).to_luma8();
             assert_eq!(luma(r, g, b), gray.as_raw()[0], "{r} {g} {b}");
+        }
+    }
+
+    #[test]
+    fn images_fit_a_network_of_their_size_in_any_channels_batch_converts() {
+        let split = |channels| Split {
+            channels,
+            rows: 28,
+            cols: 28,
+            pixels: vec![],
+            labels: vec![],
+        };
+        let input = |channels, height, width| InputShape {
+            channels,
+            height,
+            width,
+        };
+        for (images, net) in [(1, 1), (1, 3), (1, 4), (3, 3), (3, 1)] {
+            check_fits(&split(images), &input(net, 28, 28), "d").unwrap();
+        }
+        for (images, net, found) in [
+            (3, input(2, 28, 28), "3x28x28"),
+            (1, input(1, 32, 32), "1x28x28"),
+            (1, input(1, 28, 27), "1x28x28"),
+        ] {
+            let e = check_fits(&split(images), &net, "d").unwrap_err().to_string();
+            let want = format!("{}x{}x{}", net.channels, net.height, net.width);
+            assert!(
+                e.starts_with("d: images: expected the network's input shape ") && e.contains(&want),
+                "{e}"
+            );
+            assert!(e.ends_with(&format!("found {found}")), "{e}");
         }
     }
 }

@@ -16,8 +16,9 @@
 //!
 //! Shape arithmetic (`Shape`, `Gather`, `Unsqueeze`, `Squeeze`, `Concat`, `Slice`, `Cast`,
 //! `Constant`) is evaluated for the model's input shape; nodes whose outputs nothing reads are
-//! ignored. Any other operator, or a node reading a value other than the chain's last one (a
-//! residual `Add`, a `Concat` of branches), is an error naming the node.
+//! ignored. Any other operator, an operator of another domain than the default one, or a node
+//! reading a value other than the chain's last one (a residual `Add`, a `Concat` of branches),
+//! is an error naming the node.
 //!
 //! Parsing uses the prost messages of [`crate::onnx`] rather than `tract-onnx`: the importer
 //! needs the file's own initializer names and operator attributes (tract rewrites the graph
@@ -30,7 +31,7 @@ use burn::tensor::Device;
 use prost::Message;
 
 use crate::error::{Error, Result};
-use crate::model::layers::{Kind, LayerSpec};
+use crate::model::layers::{Kind, LayerSpec, Role};
 use crate::model::network::{Network, non_finite};
 use crate::model::params::{LayerParams, Param};
 use crate::model::spec::{ActShape, ArchSpec, Init, InputShape, Pieces, SPEC_FORMAT_VERSION};
@@ -234,6 +235,8 @@ pub fn import_onnx(bytes: &[u8], source: &Path, options: &OnnxOptions, device: &
     nodes.reverse();
     let mut walk = Walk {
         path: path.clone(),
+        input: shape,
+        dir,
         consts,
         dyn_dims: BTreeMap::from([(
             input.name.clone(),
@@ -271,7 +274,9 @@ pub fn import_onnx(bytes: &[u8], source: &Path, options: &OnnxOptions, device: &
         layers: walk.found.iter().map(|f| f.layer.clone()).collect(),
         init: Init::default(),
     };
-    let infos = spec.validate()?;
+    let infos = spec
+        .validate()
+        .map_err(|e| format_error(&path, "the layer chain", "a network maxprune can build", &e.to_string()))?;
     let params = walk
         .found
         .into_iter()
@@ -456,8 +461,12 @@ fn ints_attr(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
 }
 
 /// The walk along the chain: constants, the chain's last value and the layers found so far.
-struct Walk {
+struct Walk<'a> {
     path: String,
+    /// The network's input.
+    input: InputShape,
+    /// The model's directory, where external data lies.
+    dir: &'a Path,
     consts: BTreeMap<String, Const>,
     /// ONNX shapes (batch first) of the computed values.
     dyn_dims: BTreeMap<String, Vec<usize>>,
@@ -476,7 +485,7 @@ struct Walk {
     names: BTreeSet<String>,
 }
 
-impl Walk {
+impl Walk<'_> {
     fn refuse(&self, node: &NodeProto, expected: &str, found: &str) -> Error {
         format_error(
             &self.path,
@@ -502,6 +511,15 @@ impl Walk {
     }
 
     fn node(&mut self, node: &NodeProto) -> Result<()> {
+        // Another domain's operator of the same name (`com.microsoft.nchwc`'s `Conv`, say)
+        // computes something else.
+        if !matches!(node.domain.as_str(), "" | "ai.onnx") {
+            return Err(self.refuse(
+                node,
+                "an operator of the default ONNX domain",
+                &format!("domain '{}'", node.domain),
+            ));
+        }
         let computed: Vec<&String> = node
             .input
             .iter()
@@ -906,7 +924,27 @@ impl Walk {
                 &format!("axes {axes:?}, keepdims {keep}"),
             ));
         }
-        self.push(node, LayerSpec::maxout(pieces), BTreeMap::new())
+        let layer = LayerSpec::maxout(pieces);
+        let mut layers: Vec<LayerSpec> = self.found.iter().map(|f| f.layer.clone()).collect();
+        layers.push(layer.clone());
+        let at = layers.len() - 1;
+        let probe = ArchSpec {
+            format_version: SPEC_FORMAT_VERSION,
+            name: String::new(),
+            input: self.input,
+            layers,
+            init: Init::default(),
+        };
+        if probe.producer_of(at).is_none() {
+            let before = self.found.iter().rev().find(|f| f.layer.role() != Role::Piecewise);
+            return Err(self.refuse(
+                node,
+                "a maxout over the outputs of one Conv, Gemm or MatMul (only Relu, Dropout and \
+                 BatchNormalization between): its pieces must be one layer's outputs to be pruned",
+                &format!("a maxout after {}", before.map_or("the input", |f| f.layer.kind())),
+            ));
+        }
+        self.push(node, layer, BTreeMap::new())
     }
 
     /// The `axes` of a reduction: an attribute (before opset 18) or input 1.
@@ -952,7 +990,7 @@ impl Walk {
                 match a.name.as_str() {
                     "value" => decode_tensor(
                         a.t.as_ref().ok_or_else(|| self.refuse(node, "a tensor", "none"))?,
-                        Path::new("."),
+                        self.dir,
                         &self.path,
                     )?,
                     "value_int" => Const {
@@ -1126,6 +1164,7 @@ mod tests {
             name: name.into(),
             op_type: op.into(),
             attribute: vec![],
+            domain: String::new(),
         }
     }
 
@@ -1177,6 +1216,51 @@ mod tests {
     fn an_unsupported_operator_is_refused_naming_the_node_and_the_supported_ones() {
         let e = refusal(vec![node("Sigmoid", "squash", &["x"])]);
         assert!(e.contains("node 'squash' (Sigmoid)") && e.contains("Conv, Gemm"), "{e}");
+        let mut other = node("Relu", "act", &["x"]);
+        other.domain = "com.example".into();
+        let e = refusal(vec![other]);
+        assert!(
+            e.contains(
+                "node 'act' (Relu): expected an operator of the default ONNX domain, found domain 'com.example'"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_maxout_over_a_pool_is_refused_naming_the_node() {
+        let mut shape = node("Constant", "shape", &[]);
+        shape.attribute = vec![AttributeProto {
+            name: "value_ints".into(),
+            ints: vec![-1, 1, 1],
+            ..Default::default()
+        }];
+        let mut pool = node("GlobalAveragePool", "pool", &["x"]);
+        pool.output = vec!["pooled".into()];
+        let mut max = node("ReduceMax", "max", &["units.out"]);
+        max.attribute = vec![
+            AttributeProto {
+                name: "axes".into(),
+                ints: vec![2],
+                ..Default::default()
+            },
+            AttributeProto {
+                name: "keepdims".into(),
+                ..Default::default()
+            },
+        ];
+        let e = refusal(vec![
+            shape,
+            pool,
+            node("Flatten", "flat", &["pooled"]),
+            node("Reshape", "units", &["flat.out", "shape.out"]),
+            max,
+        ]);
+        assert!(
+            e.contains("node 'max' (ReduceMax): expected a maxout over the outputs of one Conv"),
+            "{e}"
+        );
+        assert!(e.ends_with("found a maxout after global-avg-pool"), "{e}");
     }
 
     #[test]
@@ -1200,6 +1284,46 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn a_constant_nodes_external_data_is_read_beside_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let values: Vec<f32> = (0..32).map(|i| i as f32 / 8.0).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(dir.path().join("w.bin"), bytes).unwrap();
+        let entry = |key: &str, value: &str| crate::onnx::proto::StringStringEntryProto {
+            key: key.into(),
+            value: value.into(),
+        };
+        let mut weight = node("Constant", "w", &[]);
+        weight.attribute = vec![AttributeProto {
+            name: "value".into(),
+            t: Some(TensorProto {
+                name: "w".into(),
+                data_type: 1,
+                dims: vec![2, 16],
+                data_location: 1,
+                external_data: vec![entry("location", "w.bin")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        let mut fc = node("Gemm", "fc", &["flat.out", "w.out"]);
+        fc.attribute = vec![AttributeProto {
+            name: "transB".into(),
+            i: 1,
+            ..Default::default()
+        }];
+        let bytes = model(vec![weight, node("Flatten", "flat", &["x"]), fc]);
+        let source = dir.path().join("m.onnx");
+        let back = import_onnx(&bytes, &source, &OnnxOptions::default(), &Device::flex()).unwrap();
+        let read: Vec<f32> = back.network.params()[1].params[0]
+            .value
+            .to_data()
+            .iter::<f32>()
+            .collect();
+        assert_eq!(read, values);
     }
 
     #[test]

@@ -4,7 +4,8 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::loss::cross_entropy;
-use crate::data::split::{Split, batch};
+use crate::data::dataset::Dataset;
+use crate::data::split::{Split, batch, check_fits};
 use crate::data::transform::Normalization;
 use crate::error::{Error, Result};
 use crate::model::finite::check_forward;
@@ -40,6 +41,15 @@ pub fn check_classes(spec: &ArchSpec, classes: usize, data: &str) -> Result<()> 
         ));
     }
     Ok(())
+}
+
+/// Checks that a network of `spec` reads the dataset `data` as it is: its images at the
+/// network's input size ([`check_fits`]) and an output for each of its classes
+/// ([`check_classes`]).
+pub fn check_dataset(spec: &ArchSpec, data: &Dataset) -> Result<()> {
+    let name = data.name.to_string();
+    check_fits(&data.train, &spec.input, &name)?;
+    check_classes(spec, data.classes, &name)
 }
 
 /// Evaluates `net` on `split` in evaluation mode (no dropout), its pixels normalised by `norm`;

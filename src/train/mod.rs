@@ -26,7 +26,7 @@ pub mod sgd;
 pub use crate::model::params::Masks;
 pub use checkpoint::{Checkpoint, RunDir, Summary};
 pub use config::{Distillation, Teacher, TrainConfig};
-pub use eval::{Evaluation, Predictions, check_classes, evaluate, evaluate_with_hits, predict};
+pub use eval::{Evaluation, Predictions, check_classes, check_dataset, evaluate, evaluate_with_hits, predict};
 pub use events::{EpochMetrics, Event};
 pub use fingerprint::Fingerprint;
 pub use fit::{Splits, check_trainable, pin_teacher, train};

@@ -1,10 +1,13 @@
 //! Networks and inputs shared by the ONNX tests (export checked by tract, import round trips).
 
+use std::path::{Path, PathBuf};
+
 use burn::tensor::{Device, Tensor as BurnTensor, TensorData};
 use maxprune::data::dataset::Dataset;
 use maxprune::data::split::Split;
 use maxprune::model::layers::{Maxout, Relu};
 use maxprune::model::network::Network;
+use maxprune::model::onnx_import::{OnnxOptions, import_onnx};
 use maxprune::model::presets::Preset;
 use maxprune::model::spec::{ArchSpec, InputShape, LayerSpec, Pieces};
 use maxprune::prune::neuron::apply;
@@ -91,4 +94,61 @@ pub fn cifar_with_running_stats(input: InputShape, width: f64, passes: usize) ->
         net = net.with_running_stats(stats);
     }
     net
+}
+
+/// A PyTorch export in `fixtures/onnx` (written by `bench/onnx_fixtures.py`) with its golden
+/// `<name>.json`.
+pub struct PytorchFixture {
+    /// The `.onnx` file (dynamo exports keep their weights in `<file>.data` beside it).
+    pub model: PathBuf,
+    /// The fixed input's `[batch, C, H, W]`.
+    pub shape: [usize; 4],
+    /// The fixed input `x[i] = ((i * 7919) % 256) / 255`, flattened.
+    pub x: Vec<f32>,
+    /// PyTorch's logits for `x`, flattened.
+    pub logits: Vec<f32>,
+}
+
+/// Every PyTorch export in `fixtures/onnx` (7 of them), with its fixed input and logits.
+pub fn pytorch_fixtures() -> Vec<PytorchFixture> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/onnx");
+    let mut goldens: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    goldens.sort();
+    let fixtures: Vec<PytorchFixture> = goldens
+        .iter()
+        .map(|golden| {
+            let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(golden).unwrap()).unwrap();
+            let shape: [usize; 4] = serde_json::from_value(expected["input"].clone()).unwrap();
+            let n: usize = shape.iter().product();
+            PytorchFixture {
+                model: golden.with_extension("onnx"),
+                shape,
+                x: (0..n).map(|i| ((i * 7919) % 256) as f32 / 255.0).collect(),
+                logits: serde_json::from_value(expected["logits"].clone()).unwrap(),
+            }
+        })
+        .collect();
+    assert_eq!(fixtures.len(), 7, "fixtures found in {}", dir.display());
+    fixtures
+}
+
+impl PytorchFixture {
+    /// The logits of the network `import_onnx` reads from the file, for `x`, flattened.
+    pub fn imported_logits(&self) -> Vec<f32> {
+        let bytes = std::fs::read(&self.model).unwrap();
+        let back = import_onnx(&bytes, &self.model, &OnnxOptions::default(), &device())
+            .unwrap_or_else(|e| panic!("{}: {e}", self.model.display()));
+        let t = BurnTensor::<4>::from_data(TensorData::new(self.x.clone(), self.shape), &device());
+        back.network.forward(t).into_data().iter::<f32>().collect()
+    }
+}
+
+/// The largest absolute difference between `a` and `b`, which have the same length.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "as many values on both sides");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max)
 }

@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use maxprune::data::transform::Normalization;
 use maxprune::model::import::{ImportOptions, Names, import};
 use maxprune::model::onnx_import::{OnnxOptions, import_onnx};
 use maxprune::model::presets::Preset;
 use maxprune::model::spec::InputShape;
-use maxprune::train::{RunDir, TrainConfig};
+use maxprune::train::{RunDir, TrainConfig, check_dataset};
 
 use crate::args::{ArchArgs, DataArgs, ScaleArgs};
 
@@ -101,7 +101,7 @@ pub(crate) fn cmd_import(a: ImportArgs) -> Result<()> {
 }
 
 /// An ONNX model: the file holds the architecture, so the arguments that choose or resize one
-/// are refused.
+/// are refused; a `--dataset` must have the model's input size and at most its classes.
 fn import_onnx_file(a: ImportArgs) -> Result<()> {
     if a.arch.preset.is_some()
         || a.arch.spec.is_some()
@@ -126,6 +126,10 @@ fn import_onnx_file(a: ImportArgs) -> Result<()> {
         fold_bn: a.fold_bn,
     };
     let imported = import_onnx(&bytes, &a.file, &options, &maxprune::device())?;
+    if let Some(name) = a.data.name()? {
+        check_dataset(imported.network.spec(), &a.data.load(&name)?)
+            .with_context(|| format!("{}: the model does not read --dataset {name}", a.file.display()))?;
+    }
     let config = TrainConfig {
         dataset: a.data.name_or(TrainConfig::default().dataset)?,
         seed: a.seed,
