@@ -34,10 +34,9 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().iter::<f32>().collect()
 }
 
-/// A network of `layers` on `[c, h, w]` input, batch norm weights and biases set as the script
-/// sets them.
-fn network(layers: Vec<LayerSpec>, [c, h, w]: [usize; 3]) -> Network {
-    let spec = ArchSpec {
+/// A spec of `layers` on `[c, h, w]` input.
+fn spec(layers: Vec<LayerSpec>, [c, h, w]: [usize; 3]) -> ArchSpec {
+    ArchSpec {
         format_version: SPEC_FORMAT_VERSION,
         name: "golden".into(),
         input: InputShape {
@@ -47,7 +46,13 @@ fn network(layers: Vec<LayerSpec>, [c, h, w]: [usize; 3]) -> Network {
         },
         layers,
         init: Init::Xavier,
-    };
+    }
+}
+
+/// A network of `layers` on `[c, h, w]` input, batch norm weights and biases set as the script
+/// sets them.
+fn network(layers: Vec<LayerSpec>, input: [usize; 3]) -> Network {
+    let spec = spec(layers, input);
     let d = Device::flex();
     let params = Network::init(&spec, 0, &d)
         .unwrap()
@@ -215,27 +220,17 @@ fn passes(net: &Network, kernels: super::Kernels, shape: [usize; 4]) -> Vec<Vec<
 /// Networks through batch norm (after a conv, and on features after a dense layer) and average
 /// pooling.
 fn norm_and_pool_network() -> Network {
-    let spec = ArchSpec {
-        format_version: SPEC_FORMAT_VERSION,
-        name: "norm-and-pool".into(),
-        input: InputShape {
-            channels: 3,
-            height: 9,
-            width: 7,
-        },
-        layers: vec![
-            LayerSpec::conv2d("conv", 5, 3, 1, 1),
-            LayerSpec::batch_norm("bn1"),
-            LayerSpec::relu(),
-            LayerSpec::avg_pool(3, 2, 1),
-            LayerSpec::flatten(),
-            LayerSpec::dense("fc1", 6),
-            LayerSpec::batch_norm("bn2"),
-            LayerSpec::dense("fc2", 4),
-        ],
-        init: Init::He,
-    };
-    Network::init(&spec, 3, &Device::flex()).unwrap()
+    let layers = vec![
+        LayerSpec::conv2d("conv", 5, 3, 1, 1),
+        LayerSpec::batch_norm("bn1"),
+        LayerSpec::relu(),
+        LayerSpec::avg_pool(3, 2, 1),
+        LayerSpec::flatten(),
+        LayerSpec::dense("fc1", 6),
+        LayerSpec::batch_norm("bn2"),
+        LayerSpec::dense("fc2", 4),
+    ];
+    Network::init(&spec(layers, [3, 9, 7]), 3, &Device::flex()).unwrap()
 }
 
 /// maxprune's own batch norm and average pooling kernels agree with burn's operations within
