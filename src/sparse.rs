@@ -329,20 +329,14 @@ pub fn decode(bytes: &[u8], source: &str, device: &Device) -> Result<(Network, R
             return Err(bad("payload checksum", stored, format!("{sha} (corrupted)")));
         }
     }
-    // The table must list at least as many values as the spec has parameters before the spec's
-    // network is built: a small file must not make the reader allocate a large network first
-    // (the tensors are compared one by one below).
-    let listed: u128 = header
-        .tensors
-        .iter()
-        .map(|t| t.shape.iter().map(|&d| d as u128).product::<u128>())
-        .sum();
-    let params = header.spec.num_params()?;
-    if listed < params as u128 {
+    // Names and shapes are compared with the spec's before its network is built, so a small
+    // file never makes the reader allocate a large network first.
+    let listed = header.tensors.iter().map(|t| (t.name.as_str(), t.shape.clone()));
+    if let Some(found) = header.spec.table_mismatch(listed)? {
         return Err(bad(
             "tensor table",
-            format!("at least {params} values in all, one per parameter of its spec"),
-            format!("{listed} values"),
+            "the tensors its spec names, with their shapes".into(),
+            found,
         ));
     }
     let template = Network::init(&header.spec, 0, device)?;
@@ -555,7 +549,8 @@ mod tests {
         dense["outputs"] = 1_000_000.into();
         let e = error(&signed(&h, &payload));
         assert!(
-            e.contains("m.mxs: tensor table: expected") && e.contains("values in all"),
+            e.contains("m.mxs: tensor table: expected the tensors its spec names")
+                && e.contains("the spec needs [1000000,"),
             "{e}"
         );
         let mut h = header.clone();
@@ -579,7 +574,7 @@ mod tests {
         let e = read_model(&other, &net.to_safetensors(), "m", &Device::flex()).unwrap_err();
         assert!(
             e.to_string()
-                .contains("m: tensors: expected at least 431080 values in all"),
+                .contains("m: tensors: expected the tensors its spec names, with their shapes, found '"),
             "{e}"
         );
     }

@@ -357,6 +357,9 @@ pub fn load_image(path: &Path, input: &InputShape, norm: &Normalization) -> Resu
         .collect())
 }
 
+/// Images embedded per forward pass by [`verify`].
+pub const EMBED_BATCH: usize = 64;
+
 /// Embeds every image under `root` with the network's first `layers` layers (see
 /// [`crate::model::spec::ArchSpec::embedding_depth`]), `batch` images at a time, their pixels
 /// normalised by `norm`.
@@ -396,7 +399,7 @@ pub fn verify(
     layers: usize,
 ) -> Result<Verification> {
     let images = images(folds);
-    let embeddings = embed((net, norm), root, &images, layers, 64)?;
+    let embeddings = embed((net, norm), root, &images, layers, EMBED_BATCH)?;
     let index: BTreeMap<&ImageRef, &[f32]> = images.iter().zip(embeddings.iter().map(Vec::as_slice)).collect();
     let scored: Vec<Vec<(f64, bool)>> = folds
         .iter()

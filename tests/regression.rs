@@ -764,6 +764,46 @@ fn issue_32_cause_1_memory_is_bounded_per_batch_not_per_example() {
 }
 
 #[test]
+fn issue_32_cause_1_every_command_that_runs_a_network_bounds_its_batch_first() {
+    // Seen: `train`, `eval`, `relevance` and `bench` bounded their batches, but `sensitivity`,
+    // `verify` and the pruning schedules ran a batch through the network unbounded. A conv
+    // before global average pooling has the same parameters at any padding, so a trained
+    // network imports under a spec padded 3000.
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let mut s = spec();
+    s["layers"] = serde_json::json!([
+        {"kind": "conv2d", "name": "conv1", "filters": 4, "kernel": 3, "stride": 1, "padding": 1},
+        {"kind": "relu"},
+        {"kind": "global-avg-pool"},
+        {"kind": "dense", "name": "fc1", "outputs": 10}
+    ]);
+    ok(&train_spec(cwd, "s.json", &s, "a"));
+    s["layers"][0]["padding"] = 3000.into();
+    std::fs::write(cwd.join("big.json"), s.to_string()).unwrap();
+    ok(&maxprune(
+        &["import", "a/model.safetensors", "--spec", "big.json", "--out", "big"],
+        cwd,
+    ));
+    let units = ["--criterion", "contribution", "--policy", "units", "--fraction", "0.5"];
+    for (args, out) in [
+        (vec!["sensitivity", "big", "--out", "s"], "s"),
+        (
+            vec!["verify", "big", "--pairs", "p.txt", "--images", "i", "--out", "v"],
+            "v",
+        ),
+        (
+            [&["prune", "neurons", "big", "--out", "n", "--val", "0"][..], &units].concat(),
+            "n",
+        ),
+        (vec!["prune", "weights", "big", "--out", "w", "--val", "0"], "w"),
+    ] {
+        fails_with(&maxprune(&args, cwd), "its output for a batch of");
+        assert!(!cwd.join(out).exists(), "{args:?} wrote {out}");
+    }
+}
+
+#[test]
 fn real_cnns_neuron_pruning_after_weight_pruning_keeps_the_masks() {
     // Seen: `prune weights a --out w`, then `prune neurons w/step-01 --out n` failed with
     // "tensor 'sgd.mask.fc1.weight': expected 300000 values … found 400000", leaving an

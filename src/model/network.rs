@@ -493,21 +493,15 @@ impl Network {
             expected: "a valid safetensors header and data".into(),
             found: e.to_string(),
         })?;
-        // The file must hold at least as many values as the spec has parameters before the spec's
-        // network is built, so a small file never makes the reader allocate a large network first
-        // (the tensors are compared one by one below).
-        let listed: u128 = st
-            .tensors()
-            .iter()
-            .map(|(_, t)| t.shape().iter().map(|&d| d as u128).product::<u128>())
-            .sum();
-        let params = spec.num_params()?;
-        if listed < params as u128 {
+        // Names and shapes are compared with the spec's before its network is built, so a small
+        // file never makes the reader allocate a large network first.
+        let table = st.tensors();
+        if let Some(found) = spec.table_mismatch(table.iter().map(|(n, t)| (n.as_str(), t.shape().to_vec())))? {
             return Err(Error::Format {
                 path: source.into(),
                 what: "tensors".into(),
-                expected: format!("at least {params} values in all, one per parameter of the spec"),
-                found: format!("{listed} values (written for another network?)"),
+                expected: "the tensors its spec names, with their shapes".into(),
+                found,
             });
         }
         // Start from shapes alone (a zero-seed init gives the right shapes); replace every tensor.

@@ -1,6 +1,7 @@
 //! `ArchSpec`: a network's architecture as serde data, with validation, shape inference and
 //! parameter/FLOP accounting. Knows nothing about tensors or devices.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -654,6 +655,43 @@ impl ArchSpec {
     /// Total parameters (validates first).
     pub fn num_params(&self) -> Result<usize> {
         Ok(self.validate()?.iter().map(|l| l.params).sum())
+    }
+
+    /// Every tensor of the spec's network, parameters and buffers, as `(name, shape)` in layer
+    /// order (names `<layer>.<role>`, as files store them), without allocating any (validates
+    /// first).
+    pub fn tensor_shapes(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        Ok(self
+            .validate()?
+            .iter()
+            .zip(&self.layers)
+            .flat_map(|(info, layer)| {
+                let name = layer.name().unwrap_or_default();
+                layer
+                    .params(info.input)
+                    .into_iter()
+                    .map(move |d| (format!("{name}.{}", d.role), d.shape))
+            })
+            .collect())
+    }
+
+    /// Compares a file's tensor table, `(name, shape)` of each tensor it holds, with
+    /// [`tensor_shapes`](Self::tensor_shapes), before any network is built from it, so that a
+    /// small file never makes a reader allocate a large network first. `Some` says the first
+    /// tensor missing or of another shape, or a tensor the spec does not name.
+    pub fn table_mismatch<'a>(&self, table: impl IntoIterator<Item = (&'a str, Vec<usize>)>) -> Result<Option<String>> {
+        let mut table: BTreeMap<&str, Vec<usize>> = table.into_iter().collect();
+        for (name, shape) in self.tensor_shapes()? {
+            match table.remove(name.as_str()) {
+                Some(found) if found == shape => {}
+                Some(found) => return Ok(Some(format!("'{name}' has shape {found:?}, the spec needs {shape:?}"))),
+                None => return Ok(Some(format!("'{name}' is missing (written for another spec?)"))),
+            }
+        }
+        Ok(table
+            .keys()
+            .next()
+            .map(|extra| format!("extra tensor '{extra}', which the spec does not name")))
     }
 
     /// The FLOPs for one example that each unit of unit layer `layer` costs, in unit order:

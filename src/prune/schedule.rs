@@ -841,6 +841,7 @@ pub fn run_schedule_with(
     let base_train = check_start(source, out, config, data)?;
     pruner.check(&source.spec()?)?;
     let retrain = retrain_config(config, base_train, source)?;
+    crate::memory::check_training(&source.spec()?, retrain.batch_size, retrain.eval_batch_size)?;
     let splits = Splits::new(data, &retrain)?;
     let clock = Instant::now();
     let base = source.checkpoint(work.device())?;

@@ -82,6 +82,7 @@ pub(crate) fn cmd_sensitivity(a: SensitivityArgs) -> Result<()> {
         );
     }
     let net = dir.network(&maxprune::device())?;
+    maxprune::memory::check_batch(net.spec(), config.eval_batch_size, false)?;
     let spec = net.spec();
     let layers = spec.unit_layers_named(&layer_names(a.layers.as_deref(), spec)?)?;
     let data = a

@@ -42,6 +42,7 @@ pub(crate) struct VerifyArgs {
 pub(crate) fn cmd_verify(a: VerifyArgs) -> Result<()> {
     let dir = RunDir::open(&a.run)?;
     let net = dir.network(&maxprune::device())?;
+    maxprune::memory::check_batch(net.spec(), maxprune::verify::EMBED_BATCH, false)?;
     let text = maxprune::fsio::read_text(&a.pairs)?;
     let folds = parse_pairs(&text, &a.pairs.display().to_string())?;
     let layers = net.spec().embedding_depth(a.layer.as_deref())?;
