@@ -418,7 +418,8 @@ pub const COST_PROFILE_BATCH: usize = 256;
 /// The measured cost model of a schedule writing to `out` from `net`: the one `out`'s
 /// `schedule.json` records, when it records one (a resumed schedule ranks as it started);
 /// otherwise a new [`layer_profile`] of `net` at [`COST_PROFILE_BATCH`] over
-/// [`SPEEDUP_ROUNDS`] rounds.
+/// [`SPEEDUP_ROUNDS`] rounds, once its buffers at that batch are checked
+/// ([`check_batch`](crate::memory::check_batch)).
 pub fn measured_cost(net: &Network, out: &Path) -> Result<CostModel> {
     let saved = out.join("schedule.json");
     if saved.exists() {
@@ -431,6 +432,7 @@ pub fn measured_cost(net: &Network, out: &Path) -> Result<CostModel> {
             }
         }
     }
+    crate::memory::check_batch(net.spec(), COST_PROFILE_BATCH, false)?;
     Ok(CostModel::Measured {
         profile: layer_profile(net, COST_PROFILE_BATCH, SPEEDUP_ROUNDS)?,
     })
