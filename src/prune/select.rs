@@ -40,8 +40,9 @@ pub enum Policy {
     },
     /// Remove whole units ranked together across every layer it cuts by score per FLOP: a
     /// unit's summed score over its layer's mean unit score (so layers compare on one scale),
-    /// divided by the FLOPs the unit costs ([`ArchSpec::unit_flops`]); the lowest go first until
-    /// `fraction` of the network's FLOPs are removed. Needs a criterion whose sums rank units;
+    /// divided by the FLOPs the unit costs ([`ArchSpec::unit_flops`]; a schedule may rank by
+    /// measured time instead, [`CostModel`]); the lowest go first until `fraction` of the
+    /// network's FLOPs are removed. Needs a criterion whose sums rank units;
     /// every layer keeps a unit.
     Cost {
         /// Fraction of the network's FLOPs removed per step, in `(0, 1)`.
