@@ -5,6 +5,8 @@ use std::time::Instant;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+use crate::model::layers::{Act, Forward, Kind};
 use crate::model::network::{Kernels, Network};
 use crate::relevance::{ArgmaxFrequency, Criterion, TiePolicy};
 use crate::rng::SplitMix64;
@@ -67,6 +69,9 @@ pub struct BenchResult {
     /// its input.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vs_lenet5: Option<Comparison>,
+    /// Per-layer latency profiles, one per batch size of [`PROFILE_BATCHES`], when asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_layer: Vec<LayerProfile>,
 }
 
 /// Inference speedups of a network against a reference network, one per batch size.
@@ -298,7 +303,127 @@ pub fn bench(net: &Network, config: &BenchConfig) -> BenchResult {
         flops: net.spec().flops().unwrap_or(0),
         against: None,
         vs_lenet5: None,
+        per_layer: Vec::new(),
     }
+}
+
+/// The batch sizes a per-layer profile is taken at.
+pub const PROFILE_BATCHES: [usize; 2] = [1, 256];
+
+/// One layer's part of an evaluation-mode forward pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerTime {
+    /// Index in the spec's layers.
+    pub index: usize,
+    /// Kind name, as in `spec.json`.
+    pub kind: String,
+    /// Name, for layers with parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// FLOPs for one example, as the spec counts them (pooling, activations and maxout count 0).
+    pub flops: usize,
+    /// Milliseconds per batch: the median over the rounds.
+    pub ms: f64,
+    /// Its share of the summed milliseconds of every layer.
+    pub share: f64,
+}
+
+/// The forward time of every layer of a network at one batch size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerProfile {
+    /// Batch size.
+    pub batch: usize,
+    /// Rounds measured.
+    pub rounds: usize,
+    /// One entry per layer of the spec, in order.
+    pub layers: Vec<LayerTime>,
+}
+
+/// The same activation again (a tensor clone shares its buffer).
+fn copy(act: &Act) -> Act {
+    match act {
+        Act::Map(x) => Act::Map(x.clone()),
+        Act::Flat(x) => Act::Flat(x.clone()),
+    }
+}
+
+/// Times each layer of `net` alone in evaluation mode at `batch`, on the activation the layers
+/// before it produce from a random input. Per round every layer runs `ceil(1024 / batch)`
+/// passes (after one warm-up pass each), the device synchronised after each; the rounds walk
+/// the layers first to last and last to first in turn, as [`speedup`] alternates its two
+/// networks, so a shared machine's drift falls on every layer alike. A layer's time is the
+/// median over `rounds` (at least 1) of its seconds per pass. The layers' times sum to a
+/// little more than a whole forward pass's: each layer's output is computed and synchronised
+/// on its own.
+pub fn layer_profile(net: &Network, batch: usize, rounds: usize) -> Result<LayerProfile> {
+    let net = net.clone().into_inference();
+    let batch = batch.max(1);
+    let passes = 1024usize.div_ceil(batch);
+    let spec = net.spec();
+    let infos = spec.validate()?;
+    let run = |i: usize, act: Act| -> Result<Act> {
+        let mut ctx = Forward {
+            kernels: net.kernels(),
+            rng: None,
+            trace: false,
+            traced: None,
+            updates: Vec::new(),
+        };
+        let out = spec.layers[i].forward(&net.params()[i], act, &mut ctx);
+        out.device()
+            .sync()
+            .map_err(|e| Error::invalid("device", format!("layer {i} of {}: {e:?}", spec.name)))?;
+        Ok(out)
+    };
+    // The input of every layer: inputs[i] is what layer i reads.
+    let mut inputs = vec![Act::Map(random_input(
+        batch,
+        &net,
+        &mut SplitMix64::new(11),
+        net.device(),
+    ))];
+    for i in 0..spec.layers.len() {
+        let next = run(i, copy(&inputs[i]))?;
+        inputs.push(next);
+    }
+    let timed = |i: usize| -> Result<f64> {
+        let t = Instant::now();
+        for _ in 0..passes {
+            run(i, copy(&inputs[i]))?;
+        }
+        Ok(t.elapsed().as_secs_f64() / passes as f64)
+    };
+    let n = spec.layers.len();
+    let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); n];
+    for round in 0..rounds.max(1) {
+        for step in 0..n {
+            let i = if round % 2 == 0 { step } else { n - 1 - step };
+            seconds[i].push(timed(i)?);
+        }
+    }
+    let ms: Vec<f64> = seconds.into_iter().map(|s| 1e3 * median(s)).collect();
+    let total: f64 = ms.iter().sum();
+    Ok(LayerProfile {
+        batch,
+        rounds: rounds.max(1),
+        layers: infos
+            .iter()
+            .zip(&ms)
+            .map(|(info, &ms)| LayerTime {
+                index: info.index,
+                kind: info.kind.into(),
+                name: info.name.clone(),
+                flops: info.flops,
+                ms,
+                share: if total > 0.0 { ms / total } else { 0.0 },
+            })
+            .collect(),
+    })
+}
+
+/// [`layer_profile`] at every batch size of [`PROFILE_BATCHES`].
+pub fn layer_profiles(net: &Network, rounds: usize) -> Result<Vec<LayerProfile>> {
+    PROFILE_BATCHES.iter().map(|&b| layer_profile(net, b, rounds)).collect()
 }
 
 #[cfg(test)]
@@ -322,5 +447,23 @@ mod tests {
         assert!(once.too_noisy());
         assert_eq!(once.cell(), "0.90x? (1 timing)");
         assert!(Speedup::from_ratios(8, vec![]).too_noisy());
+    }
+
+    #[test]
+    fn a_layer_profile_lists_every_layer_and_its_shares_sum_to_one() {
+        let spec = crate::model::presets::Preset::Lenet5MaxoutConv.spec();
+        let net = Network::init(&spec, 1, &crate::device()).unwrap();
+        let p = layer_profile(&net, 2, 3).unwrap();
+        assert_eq!((p.batch, p.rounds), (2, 3));
+        let kinds: Vec<&str> = p.layers.iter().map(|l| l.kind.as_str()).collect();
+        let expected: Vec<&str> = spec.validate().unwrap().iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, expected);
+        assert_eq!(
+            p.layers.iter().map(|l| l.index).collect::<Vec<_>>(),
+            (0..spec.layers.len()).collect::<Vec<_>>()
+        );
+        assert!(p.layers.iter().all(|l| l.ms > 0.0 && l.share > 0.0), "{p:?}");
+        // Tolerance: rounding of the summed shares.
+        assert!((p.layers.iter().map(|l| l.share).sum::<f64>() - 1.0).abs() < 1e-9);
     }
 }

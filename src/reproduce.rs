@@ -22,7 +22,7 @@ use crate::plot::{Chart, Mark, Series};
 use crate::progress::{Observer, forward};
 use crate::prune::pruner::{Pruner, Retrain, nonzeros};
 use crate::prune::schedule::{ScheduleConfig, ScheduleEvent, ScheduleReport, run_schedule};
-use crate::prune::select::Policy;
+use crate::prune::select::{CostModel, Policy};
 use crate::prune::stop::{PairedChange, StopRule};
 use crate::prune::weight::{Target, WeightRule, WeightSchedule, dense_sparsity_for};
 use crate::relevance::{CriterionKind, TiePolicy};
@@ -449,6 +449,7 @@ pub fn reproduce(
             layers: Vec::new(),
             budgets: Vec::new(),
             target: None,
+            cost: CostModel::Flops,
             retrain: retrain(seed),
         };
         let units = ctx.schedule(&neurons, "lenet5-maxout-units", &units)?;

@@ -2043,3 +2043,106 @@ fn import_of_onnx_refuses_a_dataset_of_another_image_size_naming_both_shapes() {
         cwd,
     ));
 }
+
+#[test]
+fn bench_per_layer_lists_every_layer_at_batch_1_and_256_with_shares_summing_to_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "--threads",
+        "1",
+        "bench",
+        "--preset",
+        "lenet5-maxout-conv",
+        "--width",
+        "0.25",
+    ];
+    let quick = [
+        "--reps",
+        "1",
+        "--train-batch",
+        "16",
+        "--rounds",
+        "1",
+        "--per-layer",
+        "--json",
+    ];
+    let j = json(&maxprune(&[&args[..], &quick].concat(), tmp.path()));
+    let profiles = j["per_layer"].as_array().unwrap();
+    let batches: Vec<u64> = profiles.iter().map(|p| p["batch"].as_u64().unwrap()).collect();
+    assert_eq!(batches, [1, 256]);
+    let kinds = [
+        "conv2d", "relu", "maxout", "max-pool", "conv2d", "relu", "maxout", "max-pool", "flatten", "dense", "relu",
+        "dropout", "maxout", "dense",
+    ];
+    for p in profiles {
+        let layers = p["layers"].as_array().unwrap();
+        assert_eq!(
+            layers.iter().map(|l| l["kind"].as_str().unwrap()).collect::<Vec<_>>(),
+            kinds
+        );
+        let shares: Vec<f64> = layers.iter().map(|l| l["share"].as_f64().unwrap()).collect();
+        // Tolerance: rounding of the summed shares.
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-6, "{p}");
+        assert!(
+            layers.iter().all(|l| l["ms"].as_f64().is_some_and(|ms| ms > 0.0)),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn prune_cost_measured_records_its_profile_and_needs_the_cost_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    train_small_maxout(tmp.path());
+    // Refused before anything is measured or written.
+    let units = [
+        "--criterion",
+        "contribution",
+        "--policy",
+        "units",
+        "--steps",
+        "1",
+        "--cost",
+        "measured",
+    ];
+    fails_with(
+        &prune_neurons(tmp.path(), &units),
+        "--cost measured: invalid schedule: a measured cost ranks units by their time: expected the cost policy, found units",
+    );
+    assert!(!tmp.path().join("b").exists());
+    let flops = [
+        "--criterion",
+        "contribution",
+        "--policy",
+        "cost",
+        "--fraction",
+        "0.1",
+        "--steps",
+        "1",
+        "--bench-steps",
+        "none",
+        "--tolerance",
+        "100",
+    ];
+    let cost = [&flops[..], &["--cost", "measured"]].concat();
+    ok(&prune_neurons(tmp.path(), &cost));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("b/schedule.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&saved["cost"]["source"], &saved["cost"]["profile"]["batch"]),
+        (&"measured".into(), &256.into())
+    );
+    let layers = saved["cost"]["profile"]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 6, "{saved}");
+    assert!(
+        layers.iter().all(|l| l["ms"].as_f64().is_some_and(|ms| ms > 0.0)),
+        "{saved}"
+    );
+    // A resumed schedule ranks by the profile it recorded (a new one would differ); ranking by
+    // FLOPs is another schedule.
+    ok(&prune_neurons(tmp.path(), &[&cost[..], &["--resume"]].concat()));
+    fails_with(
+        &prune_neurons(tmp.path(), &[&flops[..], &["--resume"]].concat()),
+        "resuming with options that differ",
+    );
+}

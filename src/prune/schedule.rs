@@ -21,9 +21,11 @@ use serde::{Deserialize, Serialize};
 use super::neuron::apply;
 use super::plan::{PLAN_FORMAT_VERSION, PrunePlan};
 use super::pruner::{Pruned, Pruner, Retrain, nonzeros};
-use super::select::{LayerBudget, LayerCut, Policy, select, select_each, unit_layers_once};
+use super::select::{
+    CostModel, LayerBudget, LayerCut, Policy, select, select_each, select_each_costed, unit_layers_once,
+};
 use super::stop::{BenchSteps, Ended, FlopTarget, PairedChange, StopRule};
-use crate::bench::{SPEEDUP_ROUNDS, Speedup, lenet5_reference, speedups};
+use crate::bench::{SPEEDUP_ROUNDS, Speedup, layer_profile, lenet5_reference, speedups};
 use crate::data::dataset::{Dataset, DatasetName};
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -68,6 +70,10 @@ pub struct ScheduleConfig {
     /// step then removes at most the FLOPs still above the target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<FlopTarget>,
+    /// What the cost policy ranks units' costs by: FLOPs, or time measured on the starting
+    /// network (the policy must be `cost`).
+    #[serde(default, skip_serializing_if = "CostModel::is_flops")]
+    pub cost: CostModel,
     /// Retraining and stopping.
     #[serde(flatten)]
     pub retrain: Retrain,
@@ -113,7 +119,35 @@ impl ScheduleConfig {
                 ),
             ));
         }
+        if !self.cost.is_flops() {
+            self.check_measured()?;
+        }
         self.retrain.validate()
+    }
+
+    /// A measured cost ranks the units of the cost policy.
+    fn check_measured(&self) -> Result<()> {
+        if matches!(self.policy, Policy::Cost { .. }) {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            "schedule",
+            format!(
+                "a measured cost ranks units by their time: expected the cost policy, found {}",
+                self.policy
+            ),
+        ))
+    }
+
+    /// This schedule with its units ranked by time measured on `net`, the network it starts
+    /// from, or recorded by the schedule it resumes in `out` ([`measured_cost`]); refused
+    /// before anything is measured unless the policy is `cost`.
+    pub fn with_measured_cost(self, net: &Network, out: &Path) -> Result<ScheduleConfig> {
+        self.check_measured()?;
+        Ok(ScheduleConfig {
+            cost: measured_cost(net, out)?,
+            ..self
+        })
     }
 
     /// The paper's schedule: arg-max relevance (ties split), one piece removed per unit and
@@ -129,6 +163,7 @@ impl ScheduleConfig {
             layers: Vec::new(),
             budgets: Vec::new(),
             target: None,
+            cost: CostModel::Flops,
             retrain,
         }
     }
@@ -269,6 +304,9 @@ impl Pruner for ScheduleConfig {
             if !self.layers.is_empty() {
                 s += &format!(", layers `{}`", self.layers.join(", "));
             }
+            if let CostModel::Measured { profile } = &self.cost {
+                s += &format!(", cost measured (batch {})", profile.batch);
+            }
             if let Some(t) = &self.target {
                 s += &format!(
                     ", until FLOP ratio {} against {} ({} FLOPs per example)",
@@ -341,7 +379,7 @@ impl Pruner for ScheduleConfig {
                 .target
                 .as_ref()
                 .map_or(fraction * now, |t| (fraction * now).min(now - t.flops() as f64));
-            select_each(&rel, net.spec(), |_| LayerCut::Flops(budget))?
+            select_each_costed(&rel, net.spec(), |_| LayerCut::Flops(budget), &self.cost)?
         } else if self.budgets.is_empty() {
             select(&rel, net.spec(), self.policy)?
         } else {
@@ -372,6 +410,32 @@ impl Pruner for ScheduleConfig {
             plots: relevance_plots(&rel)?,
         }))
     }
+}
+
+/// The batch size a measured cost is profiled at.
+pub const COST_PROFILE_BATCH: usize = 256;
+
+/// The measured cost model of a schedule writing to `out` from `net`: the one `out`'s
+/// `schedule.json` records, when it records one (a resumed schedule ranks as it started);
+/// otherwise a new [`layer_profile`] of `net` at [`COST_PROFILE_BATCH`] over
+/// [`SPEEDUP_ROUNDS`] rounds, once its buffers at that batch are checked
+/// ([`check_batch`](crate::memory::check_batch)).
+pub fn measured_cost(net: &Network, out: &Path) -> Result<CostModel> {
+    let saved = out.join("schedule.json");
+    if saved.exists() {
+        let config: serde_json::Value = fsio::read_json(&saved)?;
+        if let Some(cost) = config.get("cost") {
+            let cost: CostModel =
+                serde_json::from_value(cost.clone()).map_err(|e| Error::parse(saved.display().to_string(), e))?;
+            if !cost.is_flops() {
+                return Ok(cost);
+            }
+        }
+    }
+    crate::memory::check_batch(net.spec(), COST_PROFILE_BATCH, false)?;
+    Ok(CostModel::Measured {
+        profile: layer_profile(net, COST_PROFILE_BATCH, SPEEDUP_ROUNDS)?,
+    })
 }
 
 /// The result of a schedule.

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::plan::{LayerPlan, PLAN_FORMAT_VERSION, PrunePlan};
+use crate::bench::LayerProfile;
 use crate::error::{Error, Result};
 use crate::model::spec::ArchSpec;
 use crate::relevance::Relevance;
@@ -39,8 +40,9 @@ pub enum Policy {
     },
     /// Remove whole units ranked together across every layer it cuts by score per FLOP: a
     /// unit's summed score over its layer's mean unit score (so layers compare on one scale),
-    /// divided by the FLOPs the unit costs ([`ArchSpec::unit_flops`]); the lowest go first until
-    /// `fraction` of the network's FLOPs are removed. Needs a criterion whose sums rank units;
+    /// divided by the FLOPs the unit costs ([`ArchSpec::unit_flops`]; a schedule may rank by
+    /// measured time instead, [`CostModel`]); the lowest go first until `fraction` of the
+    /// network's FLOPs are removed. Needs a criterion whose sums rank units;
     /// every layer keeps a unit.
     Cost {
         /// Fraction of the network's FLOPs removed per step, in `(0, 1)`.
@@ -78,6 +80,67 @@ impl Policy {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// What the cost policy ranks a unit's cost by. Either way the budget of a step and a FLOP
+/// target count FLOPs; only the ranking changes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "kebab-case")]
+pub enum CostModel {
+    /// The FLOPs the unit costs ([`ArchSpec::unit_flops`]).
+    #[default]
+    Flops,
+    /// Measured time: a unit layer's time is the summed time of its producer, the layers after
+    /// it up to and including its consumer (activations, maxout, pooling, flatten), shared
+    /// among its units in proportion to their FLOPs. The profile is of the network a schedule
+    /// starts from; a pruned network's layer keeps the milliseconds per FLOP it had there.
+    Measured {
+        /// Per-layer profile (a batch of 256) of the network the schedule started from.
+        profile: LayerProfile,
+    },
+}
+
+impl CostModel {
+    /// Whether this is [`CostModel::Flops`].
+    pub fn is_flops(&self) -> bool {
+        *self == CostModel::Flops
+    }
+
+    /// What each unit of unit layer `layer` of `spec` costs, in unit order: its FLOPs, or its
+    /// FLOPs times its layer's measured milliseconds per FLOP. The profile must list `spec`'s
+    /// layers (by kind, in order), each timed at a finite time above 0.
+    pub fn unit_costs(&self, spec: &ArchSpec, layer: usize) -> Result<Vec<f64>> {
+        let flops = spec.unit_flops(layer)?;
+        let CostModel::Measured { profile } = self else {
+            return Ok(flops);
+        };
+        let kinds: Vec<&str> = spec.validate()?.iter().map(|l| l.kind).collect();
+        let timed: Vec<&str> = profile.layers.iter().map(|l| l.kind.as_str()).collect();
+        if kinds != timed {
+            return Err(Error::invalid(
+                "cost profile",
+                format!(
+                    "expected the layers of {} ({}), found {}",
+                    spec.name,
+                    kinds.join(", "),
+                    timed.join(", ")
+                ),
+            ));
+        }
+        if let Some(l) = profile.layers.iter().find(|l| !(l.ms.is_finite() && l.ms > 0.0)) {
+            return Err(Error::invalid(
+                "cost profile",
+                format!("layer {}: expected a time above 0 ms, found {}", l.index, l.ms),
+            ));
+        }
+        let first = spec.producer_of(layer).unwrap_or(layer);
+        let last = spec.consumer_of(layer).unwrap_or(spec.layers.len() - 1);
+        let group = &profile.layers[first..=last];
+        let ms: f64 = group.iter().map(|l| l.ms).sum();
+        let group_flops: usize = group.iter().map(|l| l.flops).sum();
+        let per_flop = ms / group_flops.max(1) as f64;
+        Ok(flops.into_iter().map(|f| f * per_flop).collect())
     }
 }
 
@@ -227,15 +290,16 @@ fn drop_lowest_pieces(relevance: &Relevance, pooled: &[usize], fraction: f64, dr
 }
 
 /// Marks the whole units of the layers `pooled` (indices into `relevance.layers`) with the
-/// lowest score per FLOP, ranked together, until their costs reach `budget` FLOPs (the last unit
-/// taken may pass it); every layer keeps a unit. A unit's score is its summed score over its
-/// layer's mean unit score (1 where that mean is 0). Among equal ratios the later layer, then
-/// the higher unit goes first.
+/// lowest score per cost (as `cost` counts it), ranked together, until their FLOPs reach
+/// `budget` (the last unit taken may pass it); every layer keeps a unit. A unit's score is its
+/// summed score over its layer's mean unit score (1 where that mean is 0). Among equal ratios
+/// the later layer, then the higher unit goes first.
 fn drop_cheapest_units(
     relevance: &Relevance,
     spec: &ArchSpec,
     pooled: &[usize],
     budget: f64,
+    cost: &CostModel,
     drops: &mut [Vec<Vec<usize>>],
 ) -> Result<()> {
     let mut all: Vec<(f64, usize, usize, f64)> = Vec::new();
@@ -244,9 +308,11 @@ fn drop_cheapest_units(
         let totals: Vec<f64> = scores.iter().map(|s| s.iter().sum()).collect();
         let mean = totals.iter().sum::<f64>() / totals.len().max(1) as f64;
         let mean = if mean > 0.0 { mean } else { 1.0 };
-        let costs = spec.unit_flops(relevance.layers[i].layer)?;
-        for (u, (t, c)) in totals.iter().zip(costs).enumerate() {
-            all.push((t / mean / c.max(f64::MIN_POSITIVE), i, u, c));
+        let layer = relevance.layers[i].layer;
+        let flops = spec.unit_flops(layer)?;
+        let costs = cost.unit_costs(spec, layer)?;
+        for (u, ((t, c), f)) in totals.iter().zip(costs).zip(flops).enumerate() {
+            all.push((t / mean / c.max(f64::MIN_POSITIVE), i, u, f));
         }
     }
     all.sort_by(|a, b| a.0.total_cmp(&b.0).then((b.1, b.2).cmp(&(a.1, a.2))));
@@ -275,8 +341,19 @@ pub fn select(relevance: &Relevance, spec: &ArchSpec, policy: Policy) -> Result<
     select_each(relevance, spec, |_| LayerCut::Policy(policy))
 }
 
-/// Turns scores into a plan for `spec`, each scored layer cut as `cut(layer)` says.
+/// Turns scores into a plan for `spec`, each scored layer cut as `cut(layer)` says, units
+/// cut by FLOPs ranked by their FLOPs.
 pub fn select_each(relevance: &Relevance, spec: &ArchSpec, cut: impl Fn(usize) -> LayerCut) -> Result<PrunePlan> {
+    select_each_costed(relevance, spec, cut, &CostModel::Flops)
+}
+
+/// [`select_each`], with the units of [`LayerCut::Flops`] ranked by score per unit of `cost`.
+pub fn select_each_costed(
+    relevance: &Relevance,
+    spec: &ArchSpec,
+    cut: impl Fn(usize) -> LayerCut,
+    cost: &CostModel,
+) -> Result<PrunePlan> {
     relevance.check_spec(spec, "relevance")?;
     let by_units = |c: LayerCut| {
         matches!(
@@ -355,7 +432,7 @@ pub fn select_each(relevance: &Relevance, spec: &ArchSpec, cut: impl Fn(usize) -
         let pooled: Vec<usize> = (0..cuts.len())
             .filter(|&i| cuts[i] == LayerCut::Flops(budget))
             .collect();
-        drop_cheapest_units(relevance, spec, &pooled, budget, &mut drops)?;
+        drop_cheapest_units(relevance, spec, &pooled, budget, cost, &mut drops)?;
     }
     let layers = relevance
         .layers
@@ -490,6 +567,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("fraction: expected (0, 1), found 1"), "{e}");
+    }
+
+    #[test]
+    fn a_measured_cost_ranks_by_score_per_millisecond() {
+        use crate::bench::{LayerProfile, LayerTime};
+        let spec = two_plain_layers();
+        let rel = scores_of(&spec, &[0.8, 1.2, 1.0, 1.0], &[0.1125, 0.1125, 0.075]);
+        // Hand-set: 1 ms per layer, `out` 10 ms. a's layers (a, relu, b) take 3 ms for 56 FLOPs,
+        // b's (b, relu, out) 12 ms for 36: a unit of a costs 14 x 3/56 = 0.75 ms, one of b
+        // 12 x 12/36 = 4 ms. Per ms b's unit 2 is lowest (0.75 / 4), where per FLOP a's unit 0
+        // was.
+        let ms = [1.0, 1.0, 1.0, 1.0, 1.0, 10.0];
+        let infos = spec.validate().unwrap();
+        let profile = |ms: &[f64]| LayerProfile {
+            batch: 256,
+            rounds: 1,
+            layers: infos
+                .iter()
+                .zip(ms)
+                .map(|(i, &ms)| LayerTime {
+                    index: i.index,
+                    kind: i.kind.into(),
+                    name: i.name.clone(),
+                    flops: i.flops,
+                    ms,
+                    share: ms / 15.0,
+                })
+                .collect(),
+        };
+        let cost = CostModel::Measured { profile: profile(&ms) };
+        let costs = |l| cost.unit_costs(&spec, l).unwrap();
+        assert_eq!((costs(1)[0], costs(3)[0]), (14.0 * 3.0 / 56.0, 4.0));
+        // The budget still counts FLOPs: 0.1 of 68 is covered by b's unit 2 (12 FLOPs).
+        let budget = |_| LayerCut::Flops(6.8);
+        let plan = select_each_costed(&rel, &spec, budget, &cost).unwrap();
+        assert_eq!(kept(&plan), [vec![0, 1, 2, 3], vec![0, 1]]);
+        let by_flops = select_each_costed(&rel, &spec, budget, &CostModel::Flops).unwrap();
+        assert_eq!(kept(&by_flops), [vec![1, 2, 3], vec![0, 1, 2]]);
+        // A profile of another network, or a layer timed at 0, is refused.
+        let e = |ms: &[f64]| {
+            CostModel::Measured { profile: profile(ms) }
+                .unit_costs(&spec, 1)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(e(&ms[..5]).contains("expected the layers of two-plain (flatten, dense, relu, dense, relu, dense), found flatten, dense, relu, dense, relu"));
+        assert!(e(&[1.0, 0.0, 1.0, 1.0, 1.0, 1.0]).contains("layer 1: expected a time above 0 ms, found 0"));
     }
 
     #[test]

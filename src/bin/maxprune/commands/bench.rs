@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use maxprune::bench::{BenchConfig, Comparison, MAX_SPREAD, SPEEDUP_ROUNDS, bench, lenet5_reference, speedups};
+use maxprune::bench::{
+    BenchConfig, Comparison, LayerProfile, MAX_SPREAD, SPEEDUP_ROUNDS, bench, layer_profiles, lenet5_reference,
+    speedups,
+};
 use maxprune::model::network::Network;
 use maxprune::prune::schedule::pruned_and_source;
 use maxprune::train::RunDir;
@@ -34,6 +37,11 @@ pub(crate) struct BenchArgs {
     /// Batch size of the training measurement (1,280 images per repetition).
     #[arg(long, default_value_t = 64)]
     pub(crate) train_batch: usize,
+    /// Also time each layer alone in evaluation mode at batch 1 and 256 (median of --rounds
+    /// rounds that walk the layers forwards and backwards in turn) and print its share of the
+    /// summed time.
+    #[arg(long)]
+    pub(crate) per_layer: bool,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -77,6 +85,9 @@ pub(crate) fn cmd_bench(a: BenchArgs) -> Result<()> {
             speedups: speedups(&lenet, &net, a.rounds),
         });
     }
+    if a.per_layer {
+        r.per_layer = layer_profiles(&net, a.rounds)?;
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -109,5 +120,35 @@ pub(crate) fn cmd_bench(a: BenchArgs) -> Result<()> {
             );
         }
     }
+    if !r.per_layer.is_empty() {
+        print_profiles(&r.per_layer);
+    }
     Ok(())
+}
+
+/// The per-layer profiles as one table, a column pair per batch size.
+fn print_profiles(profiles: &[LayerProfile]) {
+    println!(
+        "  per-layer forward time (median of {} alternating rounds; each layer alone, so the sum is a little \
+         above a whole pass):",
+        profiles[0].rounds
+    );
+    let mut head = format!("    {:<4}{:<12}{:<10}", "#", "layer", "kind");
+    for p in profiles {
+        head += &format!("{:>16}{:>8}", format!("batch {} ms", p.batch), "share");
+    }
+    println!("{head}");
+    for (i, l) in profiles[0].layers.iter().enumerate() {
+        let mut line = format!(
+            "    {:<4}{:<12}{:<10}",
+            l.index,
+            l.name.as_deref().unwrap_or("-"),
+            l.kind
+        );
+        for p in profiles {
+            let t = &p.layers[i];
+            line += &format!("{:>16.4}{:>7.1}%", t.ms, 100.0 * t.share);
+        }
+        println!("{line}");
+    }
 }

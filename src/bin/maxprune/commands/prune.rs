@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use maxprune::prune::neuron::apply;
 use maxprune::prune::plan::PrunePlan;
 use maxprune::prune::schedule::{ScheduleConfig, accepted_run, default_until_k};
-use maxprune::prune::select::{parse_budgets, select};
+use maxprune::prune::select::{CostModel, parse_budgets, select};
 use maxprune::prune::stop::FlopTarget;
 use maxprune::prune::weight::{WeightRule, WeightSchedule, parse_sparsity, sparsity, sparsity_markdown};
 use maxprune::relevance::Relevance;
@@ -97,8 +97,24 @@ pub(crate) struct NeuronsArgs {
     /// Run directory whose network the FLOP ratio counts from (default: RUN).
     #[arg(long, value_name = "RUN")]
     pub(crate) against: Option<PathBuf>,
+    /// What --policy cost ranks a unit's cost by. `measured`: time, not FLOPs: each scored
+    /// layer's forward time at batch 256 (its conv or dense layer, the activations, maxout and
+    /// pooling after it, and the layer reading it), profiled once on RUN (as `bench
+    /// --per-layer`) and recorded in schedule.json, shared among the layer's units in proportion
+    /// to their FLOPs. Step budgets and the target still count FLOPs.
+    #[arg(long, value_enum, default_value = "flops")]
+    pub(crate) cost: CostArg,
     #[command(flatten)]
     pub(crate) retrain: RetrainArgs,
+}
+
+/// `--cost`.
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub(crate) enum CostArg {
+    /// The FLOPs a unit costs.
+    Flops,
+    /// The time a unit costs, from a per-layer profile of RUN.
+    Measured,
 }
 
 #[derive(Args)]
@@ -195,9 +211,16 @@ pub(crate) fn cmd_neurons(a: NeuronsArgs, quiet: bool) -> Result<()> {
         layers: layer_names(a.layers.as_deref(), &spec)?,
         budgets,
         target,
+        cost: CostModel::Flops,
         retrain: a.retrain.retrain(dataset),
     };
     config.validate()?;
+    let config = match a.cost {
+        CostArg::Flops => config,
+        CostArg::Measured => config
+            .with_measured_cost(&source.network(&maxprune::device())?, &a.out)
+            .context("--cost measured")?,
+    };
     run_and_print(&source, &a.out, &config, &data, a.retrain.resume, quiet)?;
     Ok(())
 }
