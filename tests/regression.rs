@@ -782,12 +782,33 @@ fn issue_32_cause_1_every_command_that_runs_a_network_bounds_its_batch_first() {
     s["layers"][0]["padding"] = 3000.into();
     std::fs::write(cwd.join("big.json"), s.to_string()).unwrap();
     ok(&maxprune(
-        &["import", "a/model.safetensors", "--spec", "big.json", "--out", "big"],
+        &[
+            "import",
+            "a/model.safetensors",
+            "--spec",
+            "big.json",
+            "--dataset",
+            "embedded",
+            "--out",
+            "big",
+        ],
         cwd,
     ));
-    let units = ["--criterion", "contribution", "--policy", "units", "--fraction", "0.5"];
+    let units = [
+        "--criterion",
+        "contribution",
+        "--policy",
+        "units",
+        "--fraction",
+        "0.5",
+        "--steps",
+        "1",
+    ];
     for (args, out) in [
-        (vec!["sensitivity", "big", "--out", "s"], "s"),
+        (
+            vec!["sensitivity", "big", "--val-dataset", "embedded", "--out", "s"],
+            "s",
+        ),
         (
             vec!["verify", "big", "--pairs", "p.txt", "--images", "i", "--out", "v"],
             "v",
