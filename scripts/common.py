@@ -2,6 +2,7 @@
 import os
 import platform
 import re
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -34,3 +35,10 @@ def cpu_name():
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def mean_std(values):
+    """`mean ± sample std` with two decimals (the value alone for one seed)."""
+    if len(values) < 2:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"

@@ -45,7 +45,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import BIN, ROOT, cpu_name, run, write_block
+from common import BIN, ROOT, cpu_name, mean_std, run, write_block
 
 RUNS = ROOT / "runs" / "conv"
 UNIT_BUDGETS = "conv1=0.5,conv2=0.5,fc1=0.5"
@@ -137,13 +137,6 @@ def bench(run_dir, against, rounds):
 def accuracy(run_dir):
     """Test accuracy (%) of a run directory's network, from its summary."""
     return 100 * json.loads((run_dir / "summary.json").read_text())["last"]["test"]["accuracy"]
-
-
-def mean_std(values):
-    """`mean ± sample std` (just the value for one seed)."""
-    if len(values) < 2:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def main():

@@ -22,7 +22,7 @@ import json
 import statistics
 import time
 
-from common import BIN, ROOT, run, write_block
+from common import BIN, ROOT, mean_std, run, write_block
 
 BASES = ROOT / "results" / "lenet5-fashion-mnist"
 OUT = ROOT / "runs" / "criteria"
@@ -55,10 +55,6 @@ def cut(seed, setting, criterion):
         run("--threads", "1", *args)
     row = json.loads((out / "report.json").read_text())["rows"][1]
     return 100 * row["val_before"], 100 * row["test_before"], row["params"]
-
-
-def mean_std(v):
-    return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}"
 
 
 def main():

@@ -30,11 +30,10 @@ one validation pass per network, per seed, ratio and ranking: minutes, not hours
 import argparse
 import json
 import shutil
-import statistics
 import subprocess
 from pathlib import Path
 
-from common import BIN, ROOT, run
+from common import BIN, ROOT, mean_std, run
 
 RANKINGS = {
     "cost": "cost-aware, across layers (contribution per FLOP)",
@@ -95,13 +94,6 @@ def prune(source, out, seed, a, *policy):
         run("--threads", str(a.threads), "prune", "neurons", str(source), "--out", str(out), "--retrain-epochs", "0",
             "--stop-rule", "none", "--bench-steps", "none", "--val", str(a.val), "--seed", str(seed), *policy)
     return json.loads((out / "report.json").read_text())["rows"][-1]
-
-
-def mean_std(values):
-    """`mean ± sample std` (the value alone for one seed)."""
-    if len(values) < 2:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def main():

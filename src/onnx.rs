@@ -128,6 +128,21 @@ pub mod proto {
         pub domain: String,
     }
 
+    impl NodeProto {
+        /// A node of ONNX's own `op`, named `name`, reading `input` and writing the one value
+        /// `<name>.out` (the naming maxprune's export uses).
+        pub fn new(op: &str, name: &str, input: Vec<String>, attribute: Vec<AttributeProto>) -> NodeProto {
+            NodeProto {
+                input,
+                output: vec![format!("{name}.out")],
+                name: name.into(),
+                op_type: op.into(),
+                attribute,
+                domain: String::new(),
+            }
+        }
+    }
+
     /// `AttributeProto.AttributeType`: INT = 2, INTS = 7.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct AttributeProto {
@@ -308,17 +323,9 @@ pub struct Builder {
 impl Builder {
     /// Adds `op` reading the current value (and `extra` inputs); its output becomes current.
     pub(crate) fn node(&mut self, op: &str, name: &str, extra: Vec<String>, attribute: Vec<AttributeProto>) {
-        let output = format!("{name}.out");
-        let mut input = vec![std::mem::replace(&mut self.last, output.clone())];
+        let mut input = vec![std::mem::replace(&mut self.last, format!("{name}.out"))];
         input.extend(extra);
-        self.nodes.push(NodeProto {
-            input,
-            output: vec![output],
-            name: name.into(),
-            op_type: op.into(),
-            attribute,
-            domain: String::new(),
-        });
+        self.nodes.push(NodeProto::new(op, name, input, attribute));
     }
 
     /// Adds an f32 initializer; returns its name.

@@ -1963,14 +1963,7 @@ fn inserted(model: &ModelProto, node: NodeProto) -> ModelProto {
 
 /// A node `name` of `op` reading `input`, writing `<name>.out`.
 fn onnx_node(op: &str, name: &str, input: &[&str]) -> NodeProto {
-    NodeProto {
-        input: input.iter().map(|s| s.to_string()).collect(),
-        output: vec![format!("{name}.out")],
-        name: name.into(),
-        op_type: op.into(),
-        attribute: vec![],
-        domain: String::new(),
-    }
+    NodeProto::new(op, name, input.iter().map(|s| s.to_string()).collect(), vec![])
 }
 
 /// The f32 values of the initializer `name` of `model`, for editing.

@@ -1158,14 +1158,7 @@ mod tests {
     };
 
     fn node(op: &str, name: &str, input: &[&str]) -> NodeProto {
-        NodeProto {
-            input: input.iter().map(|s| s.to_string()).collect(),
-            output: vec![format!("{name}.out")],
-            name: name.into(),
-            op_type: op.into(),
-            attribute: vec![],
-            domain: String::new(),
-        }
+        NodeProto::new(op, name, input.iter().map(|s| s.to_string()).collect(), vec![])
     }
 
     /// A model of `nodes` reading `x` `[batch, 1, 4, 4]`, whose output is the last node's.
