@@ -23,13 +23,33 @@ fn inference_layers(net: &Network) -> Vec<LayerSpec> {
         .collect()
 }
 
-/// Exports `net`, imports the file and checks that the spec (but dropout) and the logits on
-/// `IMAGES` inputs (max abs difference under 1e-5) come back.
+/// Every tensor of `net`'s layers that have any, by role, as the bits of its values.
+fn tensor_bits(net: &Network) -> Vec<Vec<(&'static str, Vec<u32>)>> {
+    let bits = |t: &maxprune::model::params::ParamTensor| {
+        let data = t.to_data();
+        data.as_slice::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+    };
+    net.params()
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.shapes()
+                .into_iter()
+                .map(|(role, _)| (role, bits(p.get(role).unwrap())))
+                .collect()
+        })
+        .collect()
+}
+
+/// Exports `net`, imports the file and checks that the spec (but dropout), every weight and
+/// buffer bit for bit, and the logits on `IMAGES` inputs (max abs difference under 1e-5) come
+/// back.
 fn round_trips(what: &str, net: &Network) {
     let onnx = maxprune::onnx::export(net, &Normalization::default()).unwrap();
     let options = OnnxOptions::default();
     let back = import_onnx(&onnx, Path::new("model.onnx"), &options, &device()).unwrap();
     assert_eq!(inference_layers(&back.network), inference_layers(net), "{what}");
+    assert!(tensor_bits(&back.network) == tensor_bits(net), "{what}: weights differ");
     assert_eq!(back.network.spec().input, net.spec().input, "{what}");
     assert_eq!((back.mean, back.std), (None, None), "{what}");
     let x = inputs(&net.spec().input);
@@ -46,6 +66,9 @@ fn import_of_an_export_gives_back_the_network() {
     let ragged = pruned(&conv, CriterionKind::WeightNorm, Policy::Global { fraction: 0.3 });
     assert!(ragged.spec().maxouts().iter().any(|(_, p)| !p.is_uniform()));
     round_trips("conv maxout, ragged", &ragged);
+    let fewer_units = pruned(&conv, CriterionKind::WeightNorm, Policy::Units { fraction: 0.3 });
+    assert!(fewer_units.num_params() < conv.num_params());
+    round_trips("conv maxout, whole units removed", &fewer_units);
     let input = InputShape {
         channels: 3,
         height: 16,
